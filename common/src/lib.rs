@@ -1,0 +1,232 @@
+//! Layouts shared by the kernel programs (`ebpf/`) and the observer.
+//!
+//! Every type here crosses the kernel boundary byte for byte, so each is `#[repr(C)]`, has no
+//! `bool` (a `u8` instead), spells out its padding, and has its size pinned at compile time: a
+//! change on one side that the other side does not see fails the build instead of misreading
+//! events at run time.
+#![no_std]
+
+/// Ring buffer of [`FlowEvent`]s, kernel -> observer.
+pub const MAP_EVENTS: &str = "FLOWSCOPE_EVENTS";
+/// LRU hash of [`CtKey`] -> [`CtEntry`]: one entry per connection and interface.
+pub const MAP_CONNTRACK: &str = "FLOWSCOPE_CT";
+/// LPM trie of [`DenyKey`] -> [`DenyValue`]: the static deny list.
+pub const MAP_DENY: &str = "FLOWSCOPE_DENY";
+/// Per-CPU array of `u64` counters indexed by the `STAT_*` constants.
+pub const MAP_STATS: &str = "FLOWSCOPE_STATS";
+/// Array with one [`Config`].
+pub const MAP_CONFIG: &str = "FLOWSCOPE_CONFIG";
+
+/// Names of the two tc programs in the object file.
+pub const PROG_INGRESS: &str = "flowscope_ingress";
+pub const PROG_EGRESS: &str = "flowscope_egress";
+
+/// Ring buffer size: 4 MiB holds about 35,000 events, several milliseconds of a saturated
+/// observer at its measured rate, so bursts are absorbed without loss. Must be a power of two
+/// and a multiple of the page size.
+pub const EVENTS_RING_BYTES: u32 = 4 << 20;
+/// Conntrack capacity. LRU: when full, the least recently used connection is forgotten (and
+/// re-reported as new if it shows up again) rather than new connections going untracked.
+pub const CONNTRACK_ENTRIES: u32 = 262_144;
+/// Capacity of the deny list trie.
+pub const DENY_ENTRIES: u32 = 16_384;
+
+// Indices into MAP_STATS.
+/// Packets seen by any flowscope program.
+pub const STAT_PACKETS: u32 = 0;
+/// Packets too short or malformed for their headers; passed untouched.
+pub const STAT_TRUNCATED: u32 = 1;
+/// Packets that are not IPv4/IPv6 (ARP, LLDP, ...); passed untouched.
+pub const STAT_NON_IP: u32 = 2;
+/// Events written to the ring buffer.
+pub const STAT_EVENTS: u32 = 3;
+/// Events lost because the ring buffer was full (reservation failed).
+pub const STAT_EVENTS_LOST: u32 = 4;
+/// Packets dropped by the datapath.
+pub const STAT_DROPPED: u32 = 5;
+/// Conntrack entries created.
+pub const STAT_CT_CREATED: u32 = 6;
+/// Conntrack inserts that failed.
+pub const STAT_CT_FULL: u32 = 7;
+/// IP fragments after the first (no L4 header): tracked by addresses only.
+pub const STAT_FRAGMENTS: u32 = 8;
+pub const STAT_COUNT: u32 = 9;
+
+/// Why the datapath emitted an event (`FlowEvent::kind`).
+pub mod kind {
+    /// First packet of a connection on this interface.
+    pub const NEW: u8 = 1;
+    /// The first packet in the reply direction, or a TCP control flag (SYN, FIN, RST) not seen
+    /// before in its direction.
+    pub const TCP_FLAGS: u8 = 2;
+    /// The packet was dropped; emitted for every dropped packet.
+    pub const DROP: u8 = 3;
+    /// Periodic packet and byte counts of a long-lived connection.
+    pub const SUMMARY: u8 = 4;
+}
+
+/// tc hook that saw the packet.
+pub mod hook {
+    pub const INGRESS: u8 = 0;
+    pub const EGRESS: u8 = 1;
+}
+
+/// Datapath verdicts; numbered as Hubble's `Verdict` enum.
+pub mod verdict {
+    pub const FORWARDED: u8 = 1;
+    pub const DROPPED: u8 = 2;
+}
+
+/// Drop reasons; numbered as Cilium's `DropReason` (bpf/lib/common.h).
+pub mod drop_reason {
+    pub const POLICY_DENIED: u8 = 133;
+}
+
+/// TCP flag bits in `FlowEvent::tcp_flags`: the 8 bits of the TCP header's flags byte
+/// (FIN=0x01 ... CWR=0x80), plus NS from the data-offset byte as bit 8.
+pub mod tcp {
+    pub const FIN: u16 = 0x01;
+    pub const SYN: u16 = 0x02;
+    pub const RST: u16 = 0x04;
+    pub const PSH: u16 = 0x08;
+    pub const ACK: u16 = 0x10;
+    pub const URG: u16 = 0x20;
+    pub const ECE: u16 = 0x40;
+    pub const CWR: u16 = 0x80;
+    pub const NS: u16 = 0x100;
+    /// Flags whose first appearance per direction is reported (as Cilium's monitor
+    /// aggregation does).
+    pub const REPORTED: u16 = FIN | SYN | RST;
+    /// Not a TCP flag: marks in `CtEntry::flags_seen` that a direction has carried a packet, so
+    /// the first packet of each direction (a UDP answer, say) is reported too.
+    pub const FIRST_SEEN: u16 = 0x8000;
+}
+
+pub const FAMILY_IPV4: u8 = 4;
+pub const FAMILY_IPV6: u8 = 6;
+
+/// One event from the datapath: a connection opened, changed TCP state, had a packet dropped, or
+/// reports its counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowEvent {
+    /// `bpf_ktime_get_boot_ns()` at the packet.
+    pub ts_ns: u64,
+    /// Packets and bytes of the connection so far: `[original direction, reply direction]`.
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    /// Addresses as on the wire (network order); IPv4 uses the first 4 bytes.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub ifindex: u32,
+    /// Ports in host order; for ICMP echo both are the echo identifier, otherwise 0.
+    pub sport: u16,
+    pub dport: u16,
+    /// One of [`kind`].
+    pub kind: u8,
+    /// Hook of this packet, one of [`hook`].
+    pub hook: u8,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
+    pub family: u8,
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, 132 SCTP, ...).
+    pub proto: u8,
+    /// One of [`verdict`].
+    pub verdict: u8,
+    /// 1 when this packet travels against the connection's original direction.
+    pub is_reply: u8,
+    /// One of [`drop_reason`] when `verdict` is DROPPED, else 0.
+    pub drop_reason: u8,
+    /// Hook on which the connection's first packet was seen: with the interface's role it gives
+    /// the connection's traffic direction.
+    pub origin_hook: u8,
+    /// This packet's TCP flags ([`tcp`]).
+    pub tcp_flags: u16,
+    /// 802.1Q VLAN id of the packet, 0 when untagged.
+    pub vlan: u16,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    pub _pad0: [u8; 2],
+    /// Length of this packet in bytes.
+    pub pkt_len: u32,
+    /// Index of the deny rule that dropped the packet (when `verdict` is DROPPED).
+    pub rule: u32,
+    pub _pad1: u32,
+}
+const _: () = assert!(core::mem::size_of::<FlowEvent>() == 120);
+const _: () = assert!(core::mem::align_of::<FlowEvent>() == 8);
+
+/// Conntrack key: one connection as seen on one interface, in its original direction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    pub ifindex: u32,
+    pub family: u8,
+    pub proto: u8,
+    pub _pad: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<CtKey>() == 44);
+
+/// Conntrack state of one connection.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtEntry {
+    pub created_ns: u64,
+    pub last_report_ns: u64,
+    /// `[original, reply]`, updated with atomic adds from every CPU.
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    /// TCP flags already reported per direction.
+    pub flags_seen: [u16; 2],
+    pub origin_hook: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 56);
+
+/// Deny list key for the LPM trie: `proto`, `family` and `port` are matched exactly (they lead
+/// the key and every stored prefix covers them); `addr` is matched by prefix. A rule for any
+/// port stores port 0; a rule for any protocol stores proto 0 and port 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DenyKey {
+    pub proto: u8,
+    pub family: u8,
+    /// Destination port, network order so the prefix bits run in key order.
+    pub port_be: u16,
+    pub addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<DenyKey>() == 20);
+/// Bits of [`DenyKey`] before `addr`: always part of a stored prefix.
+pub const DENY_KEY_FIXED_BITS: u32 = 32;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DenyValue {
+    /// Index of the rule in the observer's deny list, reported back in `FlowEvent::rule`.
+    pub rule: u32,
+}
+
+/// Datapath settings written by the observer at start.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// A connection reports its counters at most this often (0: never).
+    pub summary_interval_ns: u64,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: all of these are repr(C) plain data with explicit padding and no pointers, so any
+    // byte pattern of the right size is a valid value.
+    unsafe impl aya::Pod for super::FlowEvent {}
+    unsafe impl aya::Pod for super::CtKey {}
+    unsafe impl aya::Pod for super::CtEntry {}
+    unsafe impl aya::Pod for super::DenyKey {}
+    unsafe impl aya::Pod for super::DenyValue {}
+    unsafe impl aya::Pod for super::Config {}
+}

@@ -1,0 +1,516 @@
+//! The tc programs, their maps, and the per-packet path: parse -> conntrack -> verdict -> event.
+
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    helpers::bpf_ktime_get_boot_ns,
+    macros::{classifier, map},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
+    programs::TcContext,
+};
+use flowscope_common::{
+    CONNTRACK_ENTRIES, Config, CtEntry, CtKey, DENY_ENTRIES, DENY_KEY_FIXED_BITS, DenyKey,
+    DenyValue, EVENTS_RING_BYTES, FAMILY_IPV4, FAMILY_IPV6, FlowEvent, STAT_COUNT, STAT_CT_CREATED,
+    STAT_CT_FULL, STAT_DROPPED, STAT_EVENTS, STAT_EVENTS_LOST, STAT_FRAGMENTS, STAT_NON_IP,
+    STAT_PACKETS, STAT_TRUNCATED, drop_reason, hook, kind, tcp, verdict,
+};
+
+#[map(name = "FLOWSCOPE_EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
+
+#[map(name = "FLOWSCOPE_CT")]
+static CONNTRACK: LruHashMap<CtKey, CtEntry> = LruHashMap::with_max_entries(CONNTRACK_ENTRIES, 0);
+
+#[map(name = "FLOWSCOPE_DENY")]
+static DENY: LpmTrie<DenyKey, DenyValue> = LpmTrie::with_max_entries(DENY_ENTRIES, 0);
+
+#[map(name = "FLOWSCOPE_STATS")]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
+
+/// Per-CPU working memory for one program run. The BPF stack is 512 bytes and the verifier
+/// counts every inlined temporary; the packet, its reversed key and the new conntrack entry
+/// live here instead.
+#[repr(C)]
+struct Scratch {
+    pkt: Packet,
+    rev: CtKey,
+    entry: CtEntry,
+}
+
+#[map]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "FLOWSCOPE_CONFIG")]
+static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+const ETH_HLEN: usize = 14;
+
+const EEXIST: i32 = 17;
+
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_SCTP: u8 = 132;
+
+/// The observer only watches; when it has no opinion the next program (or the stack) decides.
+const PASS: i32 = TC_ACT_UNSPEC;
+
+#[classifier]
+pub fn flowscope_ingress(ctx: TcContext) -> i32 {
+    classify(&ctx, hook::INGRESS)
+}
+
+#[classifier]
+pub fn flowscope_egress(ctx: TcContext) -> i32 {
+    classify(&ctx, hook::EGRESS)
+}
+
+#[inline(always)]
+fn classify(ctx: &TcContext, hook: u8) -> i32 {
+    count(STAT_PACKETS);
+    match try_classify(ctx, hook) {
+        Ok(action) => action,
+        Err(Skip::Truncated) => {
+            count(STAT_TRUNCATED);
+            PASS
+        }
+        Err(Skip::NotIp) => {
+            count(STAT_NON_IP);
+            PASS
+        }
+    }
+}
+
+/// Why a packet is passed without being tracked.
+enum Skip {
+    Truncated,
+    NotIp,
+}
+
+/// Header fields of one packet, as the rest of the path needs them.
+#[repr(C)]
+struct Packet {
+    key: CtKey,
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    vlan: u16,
+    tcp_flags: u16,
+    icmp_type: u8,
+    icmp_code: u8,
+    len: u32,
+}
+
+#[inline(always)]
+fn load<T>(ctx: &TcContext, off: usize) -> Result<T, Skip> {
+    ctx.load::<T>(off).map_err(|_| Skip::Truncated)
+}
+
+#[inline(always)]
+fn try_classify(ctx: &TcContext, hook: u8) -> Result<i32, Skip> {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return Ok(PASS);
+    };
+    // SAFETY: this CPU's scratch slot; a tc program run is not preempted by another on the
+    // same CPU, so nothing else uses it until we return.
+    let scratch = unsafe { &mut *scratch };
+    parse(ctx, &mut scratch.pkt)?;
+    let pkt = &scratch.pkt;
+    // SAFETY: helper without side effects.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+
+    // Original direction first, then the reverse tuple for replies.
+    let mut dir = 0usize;
+    let mut entry = CONNTRACK.get_ptr_mut(&pkt.key);
+    if entry.is_none() {
+        reverse_into(&pkt.key, &mut scratch.rev);
+        entry = CONNTRACK.get_ptr_mut(&scratch.rev);
+        dir = 1;
+    }
+    let Some(entry) = entry else {
+        return Ok(new_connection(pkt, &mut scratch.entry, hook, now));
+    };
+    // SAFETY: the pointer comes from a successful map lookup and stays valid for this program run;
+    // counters are updated with atomic adds because every CPU may hit the same entry.
+    let e = unsafe { &mut *entry };
+    atomic_add(&mut e.packets[dir], 1);
+    atomic_add(&mut e.bytes[dir], pkt.len as u64);
+    let fresh = (pkt.tcp_flags & tcp::REPORTED | tcp::FIRST_SEEN) & !e.flags_seen[dir];
+    if fresh != 0 {
+        e.flags_seen[dir] |= fresh;
+        emit(
+            pkt,
+            &Counts::of(e),
+            &forwarded(kind::TCP_FLAGS, hook, dir, now),
+        );
+    } else if let Some(interval) = summary_interval() {
+        if now.wrapping_sub(e.last_report_ns) >= interval {
+            e.last_report_ns = now;
+            emit(
+                pkt,
+                &Counts::of(e),
+                &forwarded(kind::SUMMARY, hook, dir, now),
+            );
+        }
+    }
+    Ok(PASS)
+}
+
+/// First packet of a connection on this interface: decide, remember, report.
+#[inline(always)]
+fn new_connection(pkt: &Packet, e: &mut CtEntry, hook: u8, now: u64) -> i32 {
+    if let Some(rule) = denied(&pkt.key) {
+        count(STAT_DROPPED);
+        let report = Report {
+            kind: kind::DROP,
+            hook,
+            dir: 0,
+            verdict: verdict::DROPPED,
+            drop_reason: drop_reason::POLICY_DENIED,
+            rule,
+            now,
+        };
+        emit(pkt, &Counts::first(pkt, hook), &report);
+        // No conntrack entry: every later packet of a denied connection is judged again (and
+        // reported), and an attacker cannot fill the table with connections that never open.
+        return TC_ACT_SHOT;
+    }
+    e.created_ns = now;
+    e.last_report_ns = now;
+    e.packets = [1, 0];
+    e.bytes = [pkt.len as u64, 0];
+    e.flags_seen = [pkt.tcp_flags & tcp::REPORTED | tcp::FIRST_SEEN, 0];
+    e.origin_hook = hook;
+    e._pad = [0; 3];
+    match CONNTRACK.insert(&pkt.key, &*e, BPF_NOEXIST as u64) {
+        Ok(()) => count(STAT_CT_CREATED),
+        // Another CPU inserted the same connection first: it reports it.
+        Err(err) if err == -EEXIST => return PASS,
+        Err(_) => count(STAT_CT_FULL),
+    }
+    emit(
+        pkt,
+        &Counts::first(pkt, hook),
+        &forwarded(kind::NEW, hook, 0, now),
+    );
+    PASS
+}
+
+#[inline(always)]
+fn forwarded(kind: u8, hook: u8, dir: usize, now: u64) -> Report {
+    Report {
+        kind,
+        hook,
+        dir: dir as u8,
+        verdict: verdict::FORWARDED,
+        drop_reason: 0,
+        rule: 0,
+        now,
+    }
+}
+
+/// Looks the connection's destination up in the deny list: exact protocol and port, then any
+/// port of the protocol, then any protocol. Returns the matching rule.
+#[inline(always)]
+fn denied(key: &CtKey) -> Option<u32> {
+    let bits = DENY_KEY_FIXED_BITS + if key.family == FAMILY_IPV4 { 32 } else { 128 };
+    let mut k = Key::new(
+        bits,
+        DenyKey {
+            proto: key.proto,
+            family: key.family,
+            port_be: key.dport.to_be(),
+            addr: key.daddr,
+        },
+    );
+    if let Some(v) = DENY.get(&k) {
+        return Some(v.rule);
+    }
+    k.data.port_be = 0;
+    if let Some(v) = DENY.get(&k) {
+        return Some(v.rule);
+    }
+    k.data.proto = 0;
+    DENY.get(&k).map(|v| v.rule)
+}
+
+#[inline(always)]
+fn summary_interval() -> Option<u64> {
+    match CONFIG.get(0) {
+        Some(c) if c.summary_interval_ns > 0 => Some(c.summary_interval_ns),
+        _ => None,
+    }
+}
+
+#[inline(always)]
+fn reverse_into(k: &CtKey, rev: &mut CtKey) {
+    rev.ifindex = k.ifindex;
+    rev.family = k.family;
+    rev.proto = k.proto;
+    rev._pad = 0;
+    rev.sport = k.dport;
+    rev.dport = k.sport;
+    rev.saddr = k.daddr;
+    rev.daddr = k.saddr;
+}
+
+/// Counters and origin of a connection as reported in an event.
+struct Counts {
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    origin_hook: u8,
+}
+
+impl Counts {
+    #[inline(always)]
+    fn of(e: &CtEntry) -> Self {
+        Counts {
+            packets: e.packets,
+            bytes: e.bytes,
+            origin_hook: e.origin_hook,
+        }
+    }
+
+    #[inline(always)]
+    fn first(pkt: &Packet, hook: u8) -> Self {
+        Counts {
+            packets: [1, 0],
+            bytes: [pkt.len as u64, 0],
+            origin_hook: hook,
+        }
+    }
+}
+
+/// What is being reported about the packet.
+struct Report {
+    kind: u8,
+    hook: u8,
+    dir: u8,
+    verdict: u8,
+    drop_reason: u8,
+    rule: u32,
+    now: u64,
+}
+
+/// Writes the event straight into the ring buffer slot: building it on the stack first would
+/// cost 120 of the program's 512 bytes of stack.
+#[inline(always)]
+fn emit(pkt: &Packet, c: &Counts, r: &Report) {
+    let Some(mut slot) = EVENTS.reserve::<FlowEvent>(0) else {
+        count(STAT_EVENTS_LOST);
+        return;
+    };
+    let ev = slot.as_mut_ptr();
+    // SAFETY: `ev` points to a reserved, exclusively owned slot of size_of::<FlowEvent>() bytes;
+    // every field is written before submit, padding included.
+    unsafe {
+        (*ev).ts_ns = r.now;
+        (*ev).packets = c.packets;
+        (*ev).bytes = c.bytes;
+        (*ev).saddr = pkt.key.saddr;
+        (*ev).daddr = pkt.key.daddr;
+        (*ev).ifindex = pkt.key.ifindex;
+        (*ev).sport = pkt.key.sport;
+        (*ev).dport = pkt.key.dport;
+        (*ev).kind = r.kind;
+        (*ev).hook = r.hook;
+        (*ev).family = pkt.key.family;
+        (*ev).proto = pkt.key.proto;
+        (*ev).verdict = r.verdict;
+        (*ev).is_reply = r.dir;
+        (*ev).drop_reason = r.drop_reason;
+        (*ev).origin_hook = c.origin_hook;
+        (*ev).tcp_flags = pkt.tcp_flags;
+        (*ev).vlan = pkt.vlan;
+        (*ev).icmp_type = pkt.icmp_type;
+        (*ev).icmp_code = pkt.icmp_code;
+        (*ev).smac = pkt.smac;
+        (*ev).dmac = pkt.dmac;
+        (*ev)._pad0 = [0; 2];
+        (*ev).pkt_len = pkt.len;
+        (*ev).rule = r.rule;
+        (*ev)._pad1 = 0;
+    }
+    slot.submit(0);
+    count(STAT_EVENTS);
+}
+
+/// `lock *(u64 *)(dst) += v`: the BPF atomic add. core's `fetch_add` is not available for the
+/// bpf target, and a plain `+=` loses counts when two CPUs update one connection.
+#[inline(always)]
+fn atomic_add(dst: &mut u64, v: u64) {
+    // SAFETY: `dst` is a valid, aligned u64 in a map value; the instruction only adds to it.
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({0} + 0) += {1}",
+            in(reg) dst as *mut u64,
+            in(reg) v,
+            options(nostack),
+        )
+    };
+}
+
+#[inline(always)]
+fn count(stat: u32) {
+    if let Some(c) = STATS.get_ptr_mut(stat) {
+        // SAFETY: per-CPU slot from a successful lookup; no other CPU writes it.
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+fn parse(ctx: &TcContext, pkt: &mut Packet) -> Result<(), Skip> {
+    // SAFETY: reading fields of the context the kernel handed to this program.
+    let skb = unsafe { &*ctx.skb.skb };
+    pkt.key = CtKey {
+        ifindex: skb.ifindex,
+        ..CtKey::default()
+    };
+    pkt.dmac = load(ctx, 0)?;
+    pkt.smac = load(ctx, 6)?;
+    // A tag the driver already stripped (VLAN offload) is in the skb, not in the data.
+    pkt.vlan = if skb.vlan_present != 0 {
+        (skb.vlan_tci & 0x0fff) as u16
+    } else {
+        0
+    };
+    pkt.tcp_flags = 0;
+    pkt.icmp_type = 0;
+    pkt.icmp_code = 0;
+    pkt.len = skb.len;
+    let mut proto = u16::from_be(load::<u16>(ctx, 12)?);
+    let mut off = ETH_HLEN;
+    // 802.1ad outer tag and 802.1Q inner tag (QinQ) at most.
+    for _ in 0..2 {
+        if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
+            break;
+        }
+        let tci = u16::from_be(load::<u16>(ctx, off)?);
+        pkt.vlan = tci & 0x0fff;
+        proto = u16::from_be(load::<u16>(ctx, off + 2)?);
+        off += 4;
+    }
+
+    let (l4_proto, l4_off) = match proto {
+        ETH_P_IP => parse_ipv4(ctx, off, pkt)?,
+        ETH_P_IPV6 => parse_ipv6(ctx, off, pkt)?,
+        _ => return Err(Skip::NotIp),
+    };
+    pkt.key.proto = l4_proto;
+    let Some(l4) = l4_off else {
+        // A non-first fragment carries no L4 header: track it by addresses and protocol.
+        count(STAT_FRAGMENTS);
+        return Ok(());
+    };
+    match l4_proto {
+        IPPROTO_TCP => {
+            pkt.key.sport = u16::from_be(load::<u16>(ctx, l4)?);
+            pkt.key.dport = u16::from_be(load::<u16>(ctx, l4 + 2)?);
+            let doff_ns: u8 = load(ctx, l4 + 12)?;
+            let flags: u8 = load(ctx, l4 + 13)?;
+            if doff_ns >> 4 < 5 {
+                return Err(Skip::Truncated);
+            }
+            pkt.tcp_flags = flags as u16 | (((doff_ns & 1) as u16) << 8);
+        }
+        IPPROTO_UDP | IPPROTO_SCTP => {
+            pkt.key.sport = u16::from_be(load::<u16>(ctx, l4)?);
+            pkt.key.dport = u16::from_be(load::<u16>(ctx, l4 + 2)?);
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            pkt.icmp_type = load(ctx, l4)?;
+            pkt.icmp_code = load(ctx, l4 + 1)?;
+            // Echo request and reply share their identifier, so a ping and its answers are one
+            // connection; other ICMP messages are keyed by addresses alone.
+            let echo = matches!(
+                (l4_proto, pkt.icmp_type),
+                (IPPROTO_ICMP, 8 | 0) | (IPPROTO_ICMPV6, 128 | 129)
+            );
+            if echo {
+                let id = u16::from_be(load::<u16>(ctx, l4 + 4)?);
+                pkt.key.sport = id;
+                pkt.key.dport = id;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Returns the L4 protocol and the L4 header's offset (None for a non-first fragment).
+#[inline(always)]
+fn parse_ipv4(ctx: &TcContext, off: usize, pkt: &mut Packet) -> Result<(u8, Option<usize>), Skip> {
+    let vihl: u8 = load(ctx, off)?;
+    let ihl = ((vihl & 0x0f) as usize) * 4;
+    if vihl >> 4 != 4 || ihl < 20 {
+        return Err(Skip::Truncated);
+    }
+    let frag = u16::from_be(load::<u16>(ctx, off + 6)?);
+    let proto: u8 = load(ctx, off + 9)?;
+    let saddr: [u8; 4] = load(ctx, off + 12)?;
+    let daddr: [u8; 4] = load(ctx, off + 16)?;
+    pkt.key.family = FAMILY_IPV4;
+    pkt.key.saddr[..4].copy_from_slice(&saddr);
+    pkt.key.daddr[..4].copy_from_slice(&daddr);
+    if frag & 0x1fff != 0 {
+        return Ok((proto, None));
+    }
+    Ok((proto, Some(off + ihl)))
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &TcContext, off: usize, pkt: &mut Packet) -> Result<(u8, Option<usize>), Skip> {
+    let ver: u8 = load(ctx, off)?;
+    if ver >> 4 != 6 {
+        return Err(Skip::Truncated);
+    }
+    let mut next: u8 = load(ctx, off + 6)?;
+    pkt.key.saddr = load(ctx, off + 8)?;
+    pkt.key.daddr = load(ctx, off + 24)?;
+    pkt.key.family = FAMILY_IPV6;
+    let mut l4 = off + 40;
+    // Skip a bounded number of extension headers; a chain longer than that is tracked with the
+    // extension header as its protocol.
+    for _ in 0..4 {
+        match next {
+            // Hop-by-hop, routing, destination options: length in 8-byte units, excluding the
+            // first 8 bytes.
+            0 | 43 | 60 => {
+                let hdr: [u8; 2] = load(ctx, l4)?;
+                next = hdr[0];
+                l4 += (hdr[1] as usize + 1) * 8;
+            }
+            // Fragment header: fixed 8 bytes; later fragments have no L4 header.
+            44 => {
+                let hdr: [u8; 4] = load(ctx, l4)?;
+                next = hdr[0];
+                l4 += 8;
+                let frag_off = u16::from_be_bytes([hdr[2], hdr[3]]) & 0xfff8;
+                if frag_off != 0 {
+                    return Ok((next, None));
+                }
+            }
+            // Authentication header: length in 4-byte units, minus 2.
+            51 => {
+                let hdr: [u8; 2] = load(ctx, l4)?;
+                next = hdr[0];
+                l4 += (hdr[1] as usize + 2) * 4;
+            }
+            _ => break,
+        }
+    }
+    Ok((next, Some(l4)))
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

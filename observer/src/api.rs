@@ -1,0 +1,421 @@
+//! The observer's HTTP and WebSocket API (axum):
+//! - `GET /api/v1/flows` (WebSocket): the first client message is a `GetFlowsRequest`; the server
+//!   answers with `hubble observe -o json` lines: flows and lost events.
+//! - `GET /api/v1/status`, `/healthz`, `/readyz`.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Json, Router,
+    extract::{
+        State, WebSocketUpgrade,
+        ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
+    },
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use flowscope_model::{
+    filter::{FilterSet, GetFlowsRequest},
+    flow::{LostEvent, LostEventSource},
+};
+use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink};
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::debug;
+
+use crate::{
+    event::{Cached, Record, lost_line},
+    pipeline::FlowStore,
+    source::datapath::DatapathStats,
+    store::{READ_BATCH, Timestamped as _},
+};
+
+/// How long a client may take to send its request after connecting.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request larger than this is refused: filters are short, and the server buffers the message.
+const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// WebSocket close reasons are limited to 123 bytes by RFC 6455.
+const MAX_CLOSE_REASON: usize = 123;
+
+/// What the status endpoint reports beyond the store, refreshed once a second by the pipeline.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RuntimeStatus {
+    pub flows_rate: f64,
+    pub interfaces: Vec<AttachedInterface>,
+    pub datapath: DatapathCounters,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AttachedInterface {
+    pub name: String,
+    pub index: u32,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DatapathCounters {
+    pub packets: u64,
+    pub events: u64,
+    pub events_lost: u64,
+    pub truncated_packets: u64,
+    pub non_ip_packets: u64,
+    pub fragments: u64,
+    pub dropped_packets: u64,
+    pub connections_created: u64,
+    pub conntrack_full: u64,
+}
+
+impl From<&DatapathStats> for DatapathCounters {
+    fn from(s: &DatapathStats) -> Self {
+        use flowscope_common::*;
+        let c = |i: u32| s.counters[i as usize];
+        DatapathCounters {
+            packets: c(STAT_PACKETS),
+            events: c(STAT_EVENTS),
+            events_lost: c(STAT_EVENTS_LOST),
+            truncated_packets: c(STAT_TRUNCATED),
+            non_ip_packets: c(STAT_NON_IP),
+            fragments: c(STAT_FRAGMENTS),
+            dropped_packets: c(STAT_DROPPED),
+            connections_created: c(STAT_CT_CREATED),
+            conntrack_full: c(STAT_CT_FULL),
+        }
+    }
+}
+
+pub struct AppState {
+    pub store: Arc<FlowStore>,
+    pub node_name: Arc<str>,
+    pub started: Instant,
+    pub runtime: Mutex<RuntimeStatus>,
+    pub ready: AtomicBool,
+    /// Flows subscribers missed because the store overwrote them first.
+    pub ring_lost: AtomicU64,
+    pub subscribers: AtomicU64,
+    /// Becomes true on shutdown: streams close with "going away".
+    pub shutdown: watch::Receiver<bool>,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/v1/flows", get(flows))
+        .route("/api/v1/status", get(status))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    if st.ready.load(Ordering::Relaxed) {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response()
+    }
+}
+
+#[derive(Serialize)]
+struct StatusBody {
+    num_flows: u64,
+    max_flows: u64,
+    seen_flows: u64,
+    flows_rate: f64,
+    uptime_ns: u64,
+    version: &'static str,
+    node_name: String,
+    subscribers: u64,
+    ring_lost_events: u64,
+    oldest_flow_time: Option<String>,
+    newest_flow_time: Option<String>,
+    #[serde(flatten)]
+    runtime: RuntimeStatus,
+}
+
+async fn status(State(st): State<Arc<AppState>>) -> Json<StatusBody> {
+    let s = st.store.status();
+    let ts =
+        |ns: Option<i64>| ns.map(|n| flowscope_model::Timestamp::from_unix_nanos(n).to_string());
+    let runtime = st.runtime.lock().map(|r| r.clone()).unwrap_or_default();
+    Json(StatusBody {
+        num_flows: s.len as u64,
+        max_flows: s.capacity as u64,
+        seen_flows: s.total_written,
+        flows_rate: runtime.flows_rate,
+        uptime_ns: st.started.elapsed().as_nanos() as u64,
+        version: env!("CARGO_PKG_VERSION"),
+        node_name: st.node_name.to_string(),
+        subscribers: st.subscribers.load(Ordering::Relaxed),
+        ring_lost_events: st.ring_lost.load(Ordering::Relaxed),
+        oldest_flow_time: ts(s.oldest_time_ns),
+        newest_flow_time: ts(s.newest_time_ns),
+        runtime,
+    })
+}
+
+async fn flows(ws: WebSocketUpgrade, State(st): State<Arc<AppState>>) -> Response {
+    ws.max_message_size(MAX_REQUEST_BYTES)
+        .on_upgrade(move |socket| serve_flows(socket, st))
+}
+
+/// Why a stream ended early.
+enum End {
+    /// The client went away or the socket failed: nothing more to send.
+    Gone,
+    /// The observer is shutting down.
+    Shutdown,
+}
+
+async fn serve_flows(socket: WebSocket, st: Arc<AppState>) {
+    let (mut tx, mut rx) = socket.split();
+    let request = match tokio::time::timeout(REQUEST_TIMEOUT, rx.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => parse_request(t.as_str()),
+        Ok(Some(Ok(Message::Binary(b)))) => match std::str::from_utf8(&b) {
+            Ok(t) => parse_request(t),
+            Err(_) => Err("request is not UTF-8 JSON".to_string()),
+        },
+        Ok(Some(Ok(_))) => Err("the first message must be a JSON GetFlowsRequest".to_string()),
+        Ok(_) => return,
+        Err(_) => Err(format!(
+            "no request within {}s: send a JSON GetFlowsRequest first",
+            REQUEST_TIMEOUT.as_secs()
+        )),
+    };
+    let (request, filters) = match request {
+        Ok(r) => r,
+        Err(reason) => {
+            debug!(%reason, "Refusing flow request");
+            refuse(&mut tx, reason).await;
+            return;
+        }
+    };
+    st.subscribers.fetch_add(1, Ordering::Relaxed);
+    // The client sends nothing after its request; reading on keeps pings answered and tells us
+    // when it leaves.
+    let (gone_tx, gone) = tokio::sync::oneshot::channel::<()>();
+    let drain = tokio::spawn(async move {
+        while let Some(Ok(msg)) = rx.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+        let _ = gone_tx.send(());
+    });
+    let result = tokio::select! {
+        r = stream(&mut tx, &st, &request, &filters) => r,
+        _ = gone => Err(End::Gone),
+    };
+    drain.abort();
+    st.subscribers.fetch_sub(1, Ordering::Relaxed);
+    let close = match result {
+        Ok(()) => Some((1000, "end of flows")),
+        Err(End::Shutdown) => Some((1001, "observer shutting down")),
+        Err(End::Gone) => None,
+    };
+    if let Some((code, reason)) = close {
+        let _ = tx
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })))
+            .await;
+    }
+}
+
+fn parse_request(text: &str) -> Result<(GetFlowsRequest, FilterSet), String> {
+    let req: GetFlowsRequest =
+        serde_json::from_str(text).map_err(|e| format!("invalid request: {e}"))?;
+    req.validate()
+        .map_err(|e| format!("invalid request: {e}"))?;
+    let filters = FilterSet::compile(&req.whitelist, &req.blacklist)
+        .map_err(|e| format!("invalid request: {e}"))?;
+    Ok((req, filters))
+}
+
+/// Sends the full reason as a JSON error line (a close reason is capped at 123 bytes), then
+/// closes with 1007 (invalid payload data) and as much of the reason as fits.
+async fn refuse(tx: &mut SplitSink<WebSocket, Message>, reason: String) {
+    let line = serde_json::json!({ "error": { "code": "INVALID_ARGUMENT", "message": reason } });
+    let _ = tx.send(Message::Text(line.to_string().into())).await;
+    let mut short = reason;
+    if short.len() > MAX_CLOSE_REASON {
+        let mut cut = MAX_CLOSE_REASON - 3;
+        while !short.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        short.truncate(cut);
+        short.push_str("...");
+    }
+    let _ = tx
+        .send(Message::Close(Some(CloseFrame {
+            code: 1007,
+            reason: short.into(),
+        })))
+        .await;
+}
+
+/// Serves one request: history first (last N / first N / since), then, when following, new
+/// flows as they are stored.
+async fn stream(
+    tx: &mut SplitSink<WebSocket, Message>,
+    st: &AppState,
+    req: &GetFlowsRequest,
+    filters: &FilterSet,
+) -> Result<(), End> {
+    let store = &st.store;
+    let since_ns = req.since.map(|t| t.as_unix_nanos());
+    let until_ns = req.until.map(|t| t.as_unix_nanos());
+    let everything = filters.matches_everything();
+    // Positioning walks compact records; a filter needs the flow built to judge one.
+    let record_matches = |r: &Arc<Record>| match &**r {
+        Record::Flow(f) => everything || filters.matches(&f.to_flow()),
+        Record::Lost { .. } => false,
+    };
+    let matches = |c: &Arc<Cached>| c.flow().is_some_and(|f| filters.matches(f));
+    let number = usize::try_from(req.number).unwrap_or(usize::MAX);
+    let start = if req.first {
+        match since_ns {
+            Some(s) => store.since_pos(s),
+            None => store.first_pos(),
+        }
+    } else if req.follow && number == 0 && since_ns.is_none() {
+        store.follow_pos()
+    } else {
+        // last N (0 without follow: everything retained), counting only flows that pass.
+        let n = if number == 0 { usize::MAX } else { number };
+        store.last_pos(n, since_ns, record_matches)
+    };
+    let mut out = Vec::with_capacity(READ_BATCH);
+    let mut sender = Sender {
+        tx,
+        st,
+        sent: 0,
+        limit: if req.first && number > 0 {
+            Some(number)
+        } else {
+            None
+        },
+        since_ns,
+        until_ns,
+    };
+    let mut pos = start.pos;
+    // History: up to the newest flow stored when the request arrived.
+    while pos < start.end {
+        out.clear();
+        let r = store.read(pos, start.end, READ_BATCH, &mut out);
+        pos = r.pos;
+        if sender.batch(r.lost, &out, &matches).await? {
+            return Ok(());
+        }
+        if r.copied == 0 {
+            break;
+        }
+    }
+    if !req.follow {
+        return Ok(());
+    }
+    let mut shutdown = st.shutdown.clone();
+    loop {
+        if *shutdown.borrow() {
+            return Err(End::Shutdown);
+        }
+        // Following stops at `until` even when no flow arrives after it.
+        let until_wait = async {
+            match until_ns {
+                Some(u) => {
+                    let now = now_unix_nanos();
+                    if u > now {
+                        tokio::time::sleep(Duration::from_nanos((u - now) as u64)).await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = store.wait_for(pos) => {}
+            _ = shutdown.changed() => return Err(End::Shutdown),
+            _ = until_wait => return Ok(()),
+        }
+        out.clear();
+        let r = store.read(pos, u64::MAX, READ_BATCH, &mut out);
+        pos = r.pos;
+        if sender.batch(r.lost, &out, &matches).await? {
+            return Ok(());
+        }
+    }
+}
+
+struct Sender<'a> {
+    tx: &'a mut SplitSink<WebSocket, Message>,
+    st: &'a AppState,
+    sent: usize,
+    limit: Option<usize>,
+    since_ns: Option<i64>,
+    until_ns: Option<i64>,
+}
+
+impl Sender<'_> {
+    /// Sends what passes from one batch and flushes once. Returns true when the request is
+    /// complete (first N sent, or past `until`).
+    async fn batch(
+        &mut self,
+        lost: u64,
+        items: &[Arc<Cached>],
+        matches: &impl Fn(&Arc<Cached>) -> bool,
+    ) -> Result<bool, End> {
+        if lost > 0 {
+            self.st.ring_lost.fetch_add(lost, Ordering::Relaxed);
+            let ev = LostEvent {
+                source: LostEventSource::HubbleRingBuffer,
+                num_events_lost: lost,
+                cpu: Some(0),
+                ..LostEvent::default()
+            };
+            let line = lost_line(&ev, &self.st.node_name, now_unix_nanos()).unwrap_or_default();
+            self.feed(line.into()).await?;
+        }
+        let mut done = false;
+        for e in items {
+            let time_ns = e.time_ns();
+            if self.until_ns.is_some_and(|u| time_ns > u) {
+                done = true;
+                break;
+            }
+            match &*e.record {
+                // Lost events bypass the filters and do not count towards N, as in Hubble.
+                Record::Lost { .. } => self.feed(e.json()).await?,
+                Record::Flow(_) => {
+                    if self.since_ns.is_some_and(|s| time_ns < s) || !matches(e) {
+                        continue;
+                    }
+                    self.feed(e.json()).await?;
+                    self.sent += 1;
+                    if self.limit.is_some_and(|l| self.sent >= l) {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+        }
+        self.tx.flush().await.map_err(|_| End::Gone)?;
+        Ok(done)
+    }
+
+    async fn feed(&mut self, line: Utf8Bytes) -> Result<(), End> {
+        self.tx
+            .feed(Message::Text(line))
+            .await
+            .map_err(|_| End::Gone)
+    }
+}
+
+fn now_unix_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,239 @@
+//! The per-node observer. Data flows through the modules in this order:
+//! `source` (kernel programs, ring buffer, interfaces) -> `pipeline` (decode with `parse`,
+//! batch) -> `store` (recent history) -> `api` (WebSocket and HTTP).
+pub mod api;
+pub mod clock;
+pub mod event;
+pub mod parse;
+pub mod pipeline;
+pub mod source;
+pub mod store;
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, Mutex, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::{
+    api::{AppState, AttachedInterface, RuntimeStatus},
+    parse::{Decoder, InterfaceInfo},
+    pipeline::{FlowStore, Pipeline, PipelineCounters},
+    source::{
+        datapath::Datapath,
+        deny::DenyRule,
+        events::EventReader,
+        interfaces::{self, InterfaceSelector, LinkWatcher},
+    },
+};
+
+/// Events taken from the ring buffer per pipeline step: large enough that locking the store
+/// and waking readers is amortised, small enough that followers see flows within microseconds.
+const EVENT_BATCH: usize = 1024;
+/// Interfaces are re-listed this often even without a netlink notification, as a safety net.
+const RESCAN_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct ObserverConfig {
+    pub interfaces: Vec<String>,
+    pub endpoint_interfaces: Vec<String>,
+    pub listen: SocketAddr,
+    pub node_name: String,
+    pub max_flows: usize,
+    pub deny: Vec<DenyRule>,
+    pub summary_interval: Duration,
+}
+
+/// Runs the observer until `shutdown` completes; detaches everything on the way out.
+pub async fn run(
+    cfg: ObserverConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    store::check_capacity(cfg.max_flows).context("--max-flows")?;
+    let selector = InterfaceSelector::new(&cfg.interfaces)?;
+    let endpoint_selector = InterfaceSelector::new(&cfg.endpoint_interfaces)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+
+    let mut datapath = Datapath::load(cfg.summary_interval.as_nanos() as u64, &cfg.deny)?;
+    let events = EventReader::new(datapath.take_events()?)?;
+    let store = Arc::new(FlowStore::new(cfg.max_flows)?);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        node_name: cfg.node_name.as_str().into(),
+        started: Instant::now(),
+        runtime: Mutex::new(RuntimeStatus::default()),
+        ready: false.into(),
+        ring_lost: 0.into(),
+        subscribers: 0.into(),
+        shutdown: shutdown_rx,
+    });
+
+    let datapath = Arc::new(Mutex::new(datapath));
+    let (ifaces_tx, ifaces_rx) = watch::channel(HashMap::new());
+    sync_interfaces(&datapath, &selector, &endpoint_selector, &ifaces_tx);
+    let watcher = tokio::spawn(watch_interfaces(
+        datapath.clone(),
+        selector,
+        endpoint_selector,
+        ifaces_tx,
+    ));
+
+    let decoder = Decoder::new(&cfg.node_name);
+    let counters = Arc::new(PipelineCounters::default());
+    let pipeline = Pipeline::new(decoder, store, counters);
+    let pipe = tokio::spawn(run_pipeline(
+        pipeline,
+        events,
+        datapath.clone(),
+        ifaces_rx,
+        state.clone(),
+    ));
+
+    state.ready.store(true, Ordering::Relaxed);
+    info!(listen = %cfg.listen, "Serving flows on ws://{}/api/v1/flows", cfg.listen);
+    let app = api::router(state.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            info!("Shutting down");
+            let _ = shutdown_tx.send(true);
+        })
+        .await
+        .context("serving the API")?;
+    watcher.abort();
+    pipe.abort();
+    let _ = watcher.await;
+    let _ = pipe.await;
+    // Dropping the last handle detaches the programs from every interface.
+    drop(datapath);
+    Ok(())
+}
+
+fn sync_interfaces(
+    datapath: &Mutex<Datapath>,
+    selector: &InterfaceSelector,
+    endpoint_selector: &InterfaceSelector,
+    out: &watch::Sender<HashMap<u32, InterfaceInfo>>,
+) {
+    let present = match interfaces::list() {
+        Ok(p) => p,
+        Err(err) => {
+            warn!("Listing interfaces: {err}");
+            return;
+        }
+    };
+    let Ok(mut dp) = datapath.lock() else { return };
+    dp.sync(&present, selector);
+    let attached: HashMap<u32, InterfaceInfo> = dp
+        .attached()
+        .into_iter()
+        .map(|(name, index)| {
+            let endpoint = endpoint_selector.matches(&name);
+            (index, InterfaceInfo { name, endpoint })
+        })
+        .collect();
+    out.send_if_modified(|cur| {
+        if *cur != attached {
+            *cur = attached;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+async fn watch_interfaces(
+    datapath: Arc<Mutex<Datapath>>,
+    selector: InterfaceSelector,
+    endpoint_selector: InterfaceSelector,
+    out: watch::Sender<HashMap<u32, InterfaceInfo>>,
+) {
+    let watcher = match LinkWatcher::new() {
+        Ok(w) => Some(w),
+        Err(err) => {
+            warn!("Link notifications unavailable ({err}); rescanning every {RESCAN_INTERVAL:?}");
+            None
+        }
+    };
+    let mut rescan = tokio::time::interval(RESCAN_INTERVAL);
+    loop {
+        match &watcher {
+            Some(w) => {
+                tokio::select! {
+                    r = w.changed() => if let Err(err) = r {
+                        warn!("Link notifications: {err}");
+                    },
+                    _ = rescan.tick() => {}
+                }
+            }
+            None => {
+                rescan.tick().await;
+            }
+        }
+        sync_interfaces(&datapath, &selector, &endpoint_selector, &out);
+    }
+}
+
+async fn run_pipeline(
+    mut pipeline: Pipeline,
+    mut events: EventReader,
+    datapath: Arc<Mutex<Datapath>>,
+    mut ifaces: watch::Receiver<HashMap<u32, InterfaceInfo>>,
+    state: Arc<AppState>,
+) {
+    let mut batch = Vec::with_capacity(EVENT_BATCH);
+    let mut second = tokio::time::interval(Duration::from_secs(1));
+    pipeline
+        .decoder
+        .set_interfaces(ifaces.borrow_and_update().clone());
+    pipeline
+        .decoder
+        .set_host_addrs(interfaces::host_addrs().unwrap_or_default());
+    loop {
+        tokio::select! {
+            r = events.read_batch(&mut batch, EVENT_BATCH) => match r {
+                Ok(_) => {
+                    if ifaces.has_changed().unwrap_or(false) {
+                        pipeline.decoder.set_interfaces(ifaces.borrow_and_update().clone());
+                        pipeline.decoder.set_host_addrs(interfaces::host_addrs().unwrap_or_default());
+                    }
+                    pipeline.process(&batch);
+                    batch.clear();
+                }
+                Err(err) => {
+                    warn!("Reading the ring buffer: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = second.tick() => {
+                pipeline.tick();
+                pipeline.decoder.resync_clock();
+                let (stats, attached) = match datapath.lock() {
+                    Ok(dp) => (dp.stats().ok(), dp.attached()),
+                    Err(_) => (None, Vec::new()),
+                };
+                if let Some(stats) = &stats {
+                    pipeline.check_losses(stats);
+                }
+                if let Ok(mut rt) = state.runtime.lock() {
+                    rt.flows_rate = pipeline.rate();
+                    rt.interfaces = attached
+                        .into_iter()
+                        .map(|(name, index)| AttachedInterface { name, index })
+                        .collect();
+                    if let Some(stats) = &stats {
+                        rt.datapath = stats.into();
+                    }
+                }
+            }
+        }
+    }
+}

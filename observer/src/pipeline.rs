@@ -1,0 +1,252 @@
+//! The observer's one writer: datapath events in, flows into the store, in batches.
+//! Also turns datapath losses (ring buffer reservations that failed) into lost events.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use flowscope_common::FlowEvent;
+use flowscope_model::flow::{LostEvent, LostEventSource};
+
+use crate::{
+    event::{Cached, Record},
+    parse::Decoder,
+    source::datapath::{DatapathStats, MAX_CPUS},
+    store::{self, CapacityError, Read, Ring, Start},
+};
+
+/// How many of the newest events keep their decoded flow and JSON line: enough for followers
+/// that run a few thousand flows behind the writer to share one rendering; older history is
+/// kept compact and decoded by the request that reads it.
+const HOT_CAPACITY: usize = 2047;
+
+/// Recent history: every event as a compact record (`cold`, the configured capacity) and the
+/// newest ones also as shared decoded entries (`hot`). Both rings receive the same batches, so
+/// a sequence number means the same event in each.
+pub struct FlowStore {
+    cold: Ring<Arc<Record>>,
+    hot: Ring<Arc<Cached>>,
+}
+
+impl FlowStore {
+    pub fn new(capacity: usize) -> Result<Self, CapacityError> {
+        Ok(FlowStore {
+            cold: Ring::new(capacity)?,
+            hot: Ring::new(capacity.min(HOT_CAPACITY))?,
+        })
+    }
+
+    pub fn push_batch(&self, records: &mut Vec<Arc<Record>>) {
+        self.cold.push_batch(records.iter().cloned());
+        // Last, so a follower woken by the hot ring finds the events in both.
+        self.hot
+            .push_batch(records.drain(..).map(|r| Arc::new(Cached::new(r))));
+    }
+
+    /// Reads up to `max` events from `pos` (stopping before `end`): shared entries while `pos`
+    /// is recent enough, otherwise fresh entries built from the compact records.
+    pub fn read(&self, pos: u64, end: u64, max: usize, out: &mut Vec<Arc<Cached>>) -> Read {
+        if pos >= self.hot.oldest_seq() {
+            let before = out.len();
+            let r = self.hot.read_before(pos, end, max, out);
+            if r.lost == 0 {
+                return r;
+            }
+            // Overtaken in the hot ring only: the records are still in the cold one.
+            out.truncate(before);
+        }
+        let mut records = Vec::with_capacity(max.min(store::READ_BATCH));
+        let r = self.cold.read_before(pos, end, max, &mut records);
+        out.extend(records.into_iter().map(|r| Arc::new(Cached::new(r))));
+        r
+    }
+
+    pub async fn wait_for(&self, pos: u64) {
+        self.hot.wait_for(pos).await
+    }
+
+    pub fn first_pos(&self) -> Start {
+        self.cold.first_pos()
+    }
+
+    pub fn follow_pos(&self) -> Start {
+        self.cold.follow_pos()
+    }
+
+    pub fn since_pos(&self, since_ns: i64) -> Start {
+        self.cold.since_pos(since_ns)
+    }
+
+    pub fn last_pos(
+        &self,
+        n: usize,
+        since_ns: Option<i64>,
+        matches: impl FnMut(&Arc<Record>) -> bool,
+    ) -> Start {
+        self.cold.last_pos(n, since_ns, matches)
+    }
+
+    pub fn status(&self) -> store::Status {
+        self.cold.status()
+    }
+}
+
+/// Counters the API and metrics read; written only by the pipeline.
+#[derive(Default)]
+pub struct PipelineCounters {
+    pub events_decoded: AtomicU64,
+    pub datapath_lost: AtomicU64,
+    pub malformed: AtomicU64,
+}
+
+pub struct Pipeline {
+    pub decoder: Decoder,
+    store: Arc<FlowStore>,
+    counters: Arc<PipelineCounters>,
+    batch: Vec<Arc<Record>>,
+    lost_seen: [u64; MAX_CPUS],
+    rate: RateWindow,
+}
+
+impl Pipeline {
+    pub fn new(decoder: Decoder, store: Arc<FlowStore>, counters: Arc<PipelineCounters>) -> Self {
+        Pipeline {
+            decoder,
+            store,
+            counters,
+            batch: Vec::with_capacity(1024),
+            lost_seen: [0; MAX_CPUS],
+            rate: RateWindow::new(),
+        }
+    }
+
+    /// Decodes a batch of datapath events and appends them to the store in one write.
+    pub fn process(&mut self, events: &[FlowEvent]) {
+        self.batch.extend(
+            events
+                .iter()
+                .map(|ev| Arc::new(Record::Flow(self.decoder.record(ev)))),
+        );
+        self.counters
+            .events_decoded
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.rate.add(events.len() as u64);
+        self.store.push_batch(&mut self.batch);
+    }
+
+    /// Compares the datapath's per-CPU loss counters with the last look and stores one
+    /// aggregated lost event per CPU that lost events since.
+    pub fn check_losses(&mut self, stats: &DatapathStats) {
+        let now_ns = self
+            .decoder
+            .wall_time(crate::clock::BootClock::boot_now_ns())
+            .as_unix_nanos();
+        let node = self.decoder.node_name().clone();
+        for (cpu, (&now, seen)) in stats
+            .lost_per_cpu
+            .iter()
+            .zip(self.lost_seen.iter_mut())
+            .enumerate()
+        {
+            if now > *seen {
+                let lost = now - *seen;
+                *seen = now;
+                self.counters
+                    .datapath_lost
+                    .fetch_add(lost, Ordering::Relaxed);
+                let ev = LostEvent {
+                    source: LostEventSource::PerfEventRingBuffer,
+                    num_events_lost: lost,
+                    cpu: Some(cpu as i32),
+                    ..LostEvent::default()
+                };
+                self.batch.push(Arc::new(Record::Lost {
+                    time_ns: now_ns,
+                    lost: ev,
+                    node_name: node.clone(),
+                }));
+            }
+        }
+        if !self.batch.is_empty() {
+            self.store.push_batch(&mut self.batch);
+        }
+    }
+
+    /// Flows per second averaged over the last minute (Hubble's `flows_rate`).
+    pub fn rate(&self) -> f64 {
+        self.rate.per_second()
+    }
+
+    pub fn tick(&mut self) {
+        self.rate.tick();
+    }
+}
+
+/// Per-second counts for the last 60 seconds.
+struct RateWindow {
+    slots: [u64; 60],
+    current: u64,
+    filled: usize,
+    idx: usize,
+    started: Instant,
+}
+
+impl RateWindow {
+    fn new() -> Self {
+        RateWindow {
+            slots: [0; 60],
+            current: 0,
+            filled: 0,
+            idx: 0,
+            started: Instant::now(),
+        }
+    }
+
+    fn add(&mut self, n: u64) {
+        self.current += n;
+    }
+
+    /// Closes the current second; call once a second.
+    fn tick(&mut self) {
+        self.slots[self.idx] = self.current;
+        self.current = 0;
+        self.idx = (self.idx + 1) % 60;
+        self.filled = (self.filled + 1).min(60);
+    }
+
+    fn per_second(&self) -> f64 {
+        if self.filled == 0 {
+            let secs = self.started.elapsed().as_secs_f64();
+            return if secs > 0.0 {
+                self.current as f64 / secs
+            } else {
+                0.0
+            };
+        }
+        self.slots.iter().sum::<u64>() as f64 / self.filled as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_averages_closed_seconds() {
+        let mut r = RateWindow::new();
+        r.add(100);
+        r.tick();
+        r.add(300);
+        r.tick();
+        assert_eq!(r.per_second(), 200.0);
+        for _ in 0..60 {
+            r.add(10);
+            r.tick();
+        }
+        assert_eq!(r.per_second(), 10.0);
+    }
+}

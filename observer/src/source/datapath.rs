@@ -1,0 +1,534 @@
+//! Loads the kernel programs, fills their maps and keeps them attached to the interfaces the
+//! observer was asked to watch, as interfaces come and go.
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    Ebpf,
+    maps::{Array, MapData, PerCpuArray, RingBuf, lpm_trie::LpmTrie},
+    programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
+};
+use flowscope_common::{
+    Config, DenyKey, DenyValue, MAP_CONFIG, MAP_DENY, MAP_EVENTS, MAP_STATS, PROG_EGRESS,
+    PROG_INGRESS, STAT_COUNT,
+};
+use tracing::{debug, info, warn};
+
+use super::deny::DenyRule;
+use super::interfaces::{Interface, InterfaceSelector};
+
+/// The compiled kernel object, built by build.rs from `ebpf/`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowscope"));
+
+/// Per-CPU datapath counters summed over CPUs, indexed by `flowscope_common::STAT_*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DatapathStats {
+    pub counters: [u64; STAT_COUNT as usize],
+    /// Ring buffer reservation failures per CPU (`STAT_EVENTS_LOST`).
+    pub lost_per_cpu: [u64; MAX_CPUS],
+}
+
+/// Enough for the machines flowscope runs on; CPUs beyond this are summed into the last slot.
+pub const MAX_CPUS: usize = 256;
+
+struct Attached {
+    ifindex: u32,
+    ingress: SchedClassifierLinkId,
+    egress: SchedClassifierLinkId,
+}
+
+/// The loaded datapath: programs, maps and the interfaces it is attached to.
+pub struct Datapath {
+    ebpf: Ebpf,
+    stats: PerCpuArray<MapData, u64>,
+    attached: HashMap<String, Attached>,
+}
+
+impl Datapath {
+    /// Loads and verifies the programs, writes the settings and the deny list.
+    pub fn load(summary_interval_ns: u64, deny: &[DenyRule]) -> anyhow::Result<Self> {
+        raise_memlock_limit();
+        let mut ebpf = Ebpf::load(OBJECT).context("loading the eBPF object into the kernel")?;
+        for name in [PROG_INGRESS, PROG_EGRESS] {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing from the object"))?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("verifying program {name}"))?;
+        }
+        let mut config: Array<&mut MapData, Config> = Array::try_from(
+            ebpf.map_mut(MAP_CONFIG)
+                .ok_or_else(|| anyhow!("map {MAP_CONFIG} missing"))?,
+        )?;
+        config.set(
+            0,
+            Config {
+                summary_interval_ns,
+            },
+            0,
+        )?;
+        let mut trie: LpmTrie<&mut MapData, DenyKey, DenyValue> = LpmTrie::try_from(
+            ebpf.map_mut(MAP_DENY)
+                .ok_or_else(|| anyhow!("map {MAP_DENY} missing"))?,
+        )?;
+        for (index, rule) in deny.iter().enumerate() {
+            for (key, value) in rule.trie_entries(index as u32) {
+                trie.insert(&key, value, 0)
+                    .with_context(|| format!("writing deny rule {rule}"))?;
+            }
+        }
+        let stats = PerCpuArray::try_from(
+            ebpf.take_map(MAP_STATS)
+                .ok_or_else(|| anyhow!("map {MAP_STATS} missing"))?,
+        )?;
+        Ok(Datapath {
+            ebpf,
+            stats,
+            attached: HashMap::new(),
+        })
+    }
+
+    /// Hands over the ring buffer of flow events (once).
+    pub fn take_events(&mut self) -> anyhow::Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(MAP_EVENTS)
+            .ok_or_else(|| anyhow!("map {MAP_EVENTS} already taken"))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Attaches to every present interface the selector matches and forgets interfaces that
+    /// are gone (the kernel removes their links with them). Returns the names newly attached.
+    pub fn sync(
+        &mut self,
+        present: &[Interface],
+        selector: &InterfaceSelector,
+    ) -> Vec<(String, anyhow::Result<()>)> {
+        let mut changes = Vec::new();
+        let gone: Vec<String> = self
+            .attached
+            .iter()
+            .filter(|(name, a)| {
+                !present
+                    .iter()
+                    .any(|i| &i.name == *name && i.index == a.ifindex)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            if let Some(a) = self.attached.remove(&name) {
+                self.detach(&name, a);
+                info!(interface = %name, "Interface gone, detached");
+            }
+        }
+        for iface in present {
+            if !selector.matches(&iface.name) || self.attached.contains_key(&iface.name) {
+                continue;
+            }
+            let result = self.attach(iface);
+            match &result {
+                Ok(()) => info!(interface = %iface.name, ifindex = iface.index, "Attached"),
+                Err(err) => warn!(interface = %iface.name, "Attach failed: {err:#}"),
+            }
+            changes.push((iface.name.clone(), result));
+        }
+        changes
+    }
+
+    /// Names of the interfaces currently attached, with their index.
+    pub fn attached(&self) -> Vec<(String, u32)> {
+        let mut v: Vec<_> = self
+            .attached
+            .iter()
+            .map(|(n, a)| (n.clone(), a.ifindex))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn attach(&mut self, iface: &Interface) -> anyhow::Result<()> {
+        let ingress = self
+            .classifier(PROG_INGRESS)?
+            .attach(&iface.name, TcAttachType::Ingress)
+            .with_context(|| format!("attaching to {} ingress", iface.name))?;
+        let egress = match self
+            .classifier(PROG_EGRESS)?
+            .attach(&iface.name, TcAttachType::Egress)
+        {
+            Ok(l) => l,
+            Err(err) => {
+                // Never leave one direction watched and the other not.
+                let _ = self.classifier(PROG_INGRESS)?.detach(ingress);
+                return Err(err).with_context(|| format!("attaching to {} egress", iface.name));
+            }
+        };
+        self.attached.insert(
+            iface.name.clone(),
+            Attached {
+                ifindex: iface.index,
+                ingress,
+                egress,
+            },
+        );
+        Ok(())
+    }
+
+    fn detach(&mut self, name: &str, a: Attached) {
+        // The links of a deleted interface are already gone; detaching them only releases our
+        // file descriptors, so errors here are expected and harmless.
+        for (prog, link) in [(PROG_INGRESS, a.ingress), (PROG_EGRESS, a.egress)] {
+            if let Ok(p) = self.classifier(prog)
+                && let Err(err) = p.detach(link)
+            {
+                debug!(interface = name, "Detach: {err}");
+            }
+        }
+    }
+
+    fn classifier(&mut self, name: &str) -> anyhow::Result<&mut SchedClassifier> {
+        Ok(self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing"))?
+            .try_into()?)
+    }
+
+    /// Reads the per-CPU counters.
+    pub fn stats(&self) -> anyhow::Result<DatapathStats> {
+        let mut out = DatapathStats {
+            counters: [0; STAT_COUNT as usize],
+            lost_per_cpu: [0; MAX_CPUS],
+        };
+        for stat in 0..STAT_COUNT {
+            let values = self.stats.get(&stat, 0)?;
+            for (cpu, v) in values.iter().enumerate() {
+                out.counters[stat as usize] += *v;
+                if stat == flowscope_common::STAT_EVENTS_LOST {
+                    out.lost_per_cpu[cpu.min(MAX_CPUS - 1)] += *v;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        let attached: Vec<_> = self.attached.drain().collect();
+        for (name, a) in attached {
+            self.detach(&name, a);
+        }
+    }
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it so loading works there too.
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid pointer to an initialised struct.
+    let ret = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+    if ret != 0 {
+        debug!("setrlimit(RLIMIT_MEMLOCK) failed; fine on kernels >= 5.11");
+    }
+}
+
+/// The datapath's parser and conntrack, run in the kernel on crafted packets through
+/// BPF_PROG_TEST_RUN (needs root, like every test that loads BPF).
+#[cfg(test)]
+mod tests {
+    use aya::programs::{TestRun as _, TestRunOptions};
+    use flowscope_common::{FlowEvent, hook, kind, tcp, verdict};
+
+    use super::*;
+
+    const PASS: u32 = u32::MAX; // TC_ACT_UNSPEC (-1): no opinion, next program decides
+    const SHOT: u32 = 2;
+
+    struct Harness {
+        dp: Datapath,
+        ring: RingBuf<MapData>,
+    }
+
+    impl Harness {
+        fn new(deny: &[&str]) -> Self {
+            let rules: Vec<DenyRule> = deny.iter().map(|r| r.parse().unwrap()).collect();
+            let mut dp = Datapath::load(0, &rules).expect("load datapath (root needed)");
+            let ring = dp.take_events().unwrap();
+            Harness { dp, ring }
+        }
+
+        fn run(&mut self, prog: &str, pkt: &[u8]) -> (u32, Vec<FlowEvent>) {
+            let opts = TestRunOptions {
+                data_in: Some(pkt),
+                ..TestRunOptions::default()
+            };
+            let ret = self.dp.classifier(prog).unwrap().test_run(opts).unwrap();
+            let mut events = Vec::new();
+            while let Some(item) = self.ring.next() {
+                assert_eq!(item.len(), std::mem::size_of::<FlowEvent>());
+                // SAFETY: the record is a FlowEvent written by the datapath.
+                events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) });
+            }
+            (ret.return_value, events)
+        }
+
+        fn stat(&self, i: u32) -> u64 {
+            self.dp.stats().unwrap().counters[i as usize]
+        }
+    }
+
+    const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa];
+    const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
+    const A4: [u8; 4] = [198, 18, 7, 1];
+    const B4: [u8; 4] = [198, 18, 7, 2];
+
+    fn eth(ethertype: u16) -> Vec<u8> {
+        let mut p = Vec::new();
+        p.extend_from_slice(&MAC_B);
+        p.extend_from_slice(&MAC_A);
+        p.extend_from_slice(&ethertype.to_be_bytes());
+        p
+    }
+
+    fn ipv4(p: &mut Vec<u8>, proto: u8, src: [u8; 4], dst: [u8; 4], payload: usize, frag: u16) {
+        p.extend_from_slice(&[0x45, 0]);
+        p.extend_from_slice(&((20 + payload) as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 1]);
+        p.extend_from_slice(&frag.to_be_bytes());
+        p.extend_from_slice(&[64, proto, 0, 0]);
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+    }
+
+    fn tcp(p: &mut Vec<u8>, sport: u16, dport: u16, flags: u8) {
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&[0; 8]);
+        p.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    }
+
+    fn udp(p: &mut Vec<u8>, sport: u16, dport: u16) {
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&[0, 8, 0, 0]);
+    }
+
+    fn tcp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+        let mut p = eth(0x0800);
+        ipv4(&mut p, 6, src, dst, 20, 0);
+        tcp(&mut p, sport, dport, flags);
+        p
+    }
+
+    #[test]
+    fn tcp_connection_reports_per_flow_not_per_packet() {
+        let mut h = Harness::new(&[]);
+        let syn = tcp4(A4, B4, 40000, 80, tcp::SYN as u8);
+        let (ret, ev) = h.run(PROG_INGRESS, &syn);
+        assert_eq!(ret, PASS);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        let e = ev[0];
+        assert_eq!(
+            (e.kind, e.hook, e.family, e.proto),
+            (kind::NEW, hook::INGRESS, 4, 6)
+        );
+        assert_eq!((e.sport, e.dport), (40000, 80));
+        assert_eq!(&e.saddr[..4], &A4);
+        assert_eq!(&e.daddr[..4], &B4);
+        assert_eq!(e.tcp_flags, tcp::SYN);
+        assert_eq!((e.verdict, e.is_reply), (verdict::FORWARDED, 0));
+        assert_eq!(e.smac, MAC_A);
+        assert_eq!(e.dmac, MAC_B);
+        assert_eq!(e.pkt_len as usize, syn.len());
+
+        // A retransmitted SYN is the same flow: no event.
+        assert!(h.run(PROG_INGRESS, &syn).1.is_empty());
+        // The SYN-ACK is the reply direction's first packet and a new flag there.
+        let synack = tcp4(B4, A4, 80, 40000, (tcp::SYN | tcp::ACK) as u8);
+        let (_, ev) = h.run(PROG_EGRESS, &synack);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            (ev[0].kind, ev[0].is_reply, ev[0].hook),
+            (kind::TCP_FLAGS, 1, hook::EGRESS)
+        );
+        assert_eq!(ev[0].origin_hook, hook::INGRESS);
+        assert_eq!(ev[0].packets, [2, 1]);
+        // Plain ACKs and data: nothing.
+        for _ in 0..10 {
+            assert!(
+                h.run(PROG_INGRESS, &tcp4(A4, B4, 40000, 80, tcp::ACK as u8))
+                    .1
+                    .is_empty()
+            );
+            assert!(
+                h.run(PROG_EGRESS, &tcp4(B4, A4, 80, 40000, tcp::ACK as u8))
+                    .1
+                    .is_empty()
+            );
+        }
+        // FIN each way is reported once per direction.
+        let fin = tcp4(A4, B4, 40000, 80, (tcp::FIN | tcp::ACK) as u8);
+        assert_eq!(h.run(PROG_INGRESS, &fin).1.len(), 1);
+        assert!(h.run(PROG_INGRESS, &fin).1.is_empty());
+        let (_, ev) = h.run(
+            PROG_EGRESS,
+            &tcp4(B4, A4, 80, 40000, (tcp::FIN | tcp::ACK) as u8),
+        );
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].packets, [14, 12]);
+        assert_eq!(h.stat(flowscope_common::STAT_CT_CREATED), 1);
+    }
+
+    #[test]
+    fn udp_over_ipv6_with_extension_header() {
+        let mut h = Harness::new(&[]);
+        let mut p = eth(0x86dd);
+        let src = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let dst = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        p.extend_from_slice(&[0x60, 0, 0, 0, 0, 16, 0 /* hop-by-hop */, 64]);
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        // Hop-by-hop options: next header UDP, length 0 (8 bytes), PadN.
+        p.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]);
+        udp(&mut p, 5353, 53);
+        let (ret, ev) = h.run(PROG_INGRESS, &p);
+        assert_eq!(ret, PASS);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            (ev[0].family, ev[0].proto, ev[0].sport, ev[0].dport),
+            (6, 17, 5353, 53)
+        );
+        assert_eq!(ev[0].saddr, src);
+        assert_eq!(ev[0].daddr, dst);
+    }
+
+    #[test]
+    fn vlan_tags_are_skipped_and_reported() {
+        let mut h = Harness::new(&[]);
+        let mut p = eth(0x88a8);
+        p.extend_from_slice(&[0x00, 0x64, 0x81, 0x00]); // S-tag 100, then C-tag
+        p.extend_from_slice(&[0x00, 0x2a, 0x08, 0x00]); // C-tag 42, then IPv4
+        ipv4(&mut p, 17, A4, B4, 8, 0);
+        udp(&mut p, 1000, 2000);
+        let (_, ev) = h.run(PROG_INGRESS, &p);
+        assert_eq!(ev.len(), 1);
+        assert_eq!((ev[0].vlan, ev[0].sport, ev[0].dport), (42, 1000, 2000));
+    }
+
+    #[test]
+    fn icmp_echo_and_reply_are_one_connection() {
+        let mut h = Harness::new(&[]);
+        let echo = |src, dst, ty: u8| {
+            let mut p = eth(0x0800);
+            ipv4(&mut p, 1, src, dst, 8, 0);
+            p.extend_from_slice(&[ty, 0, 0, 0, 0x12, 0x34, 0, 1]);
+            p
+        };
+        let (_, ev) = h.run(PROG_INGRESS, &echo(A4, B4, 8));
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            (ev[0].icmp_type, ev[0].sport, ev[0].dport),
+            (8, 0x1234, 0x1234)
+        );
+        let (_, ev) = h.run(PROG_EGRESS, &echo(B4, A4, 0));
+        assert_eq!(ev.len(), 1);
+        assert_eq!((ev[0].icmp_type, ev[0].is_reply), (0, 1));
+    }
+
+    #[test]
+    fn malformed_and_foreign_packets_pass_untouched_and_are_counted() {
+        let mut h = Harness::new(&["cidr=0.0.0.0/0"]);
+        // Cut inside the TCP header. (BPF_PROG_TEST_RUN itself refuses IPv4 frames shorter
+        // than an IPv4 header, so shorter cuts are made behind a VLAN tag below.)
+        let mut full = tcp4(A4, B4, 1, 2, tcp::SYN as u8);
+        for len in [47, 40, 34] {
+            full.truncate(len);
+            let (ret, ev) = h.run(PROG_INGRESS, &full);
+            assert_eq!(ret, PASS, "len {len}");
+            assert!(ev.is_empty(), "len {len}");
+        }
+        // An IPv4 header claiming 60 bytes of options that are not there.
+        let mut long_ihl = tcp4(A4, B4, 1, 2, 0);
+        long_ihl[14] = 0x4f;
+        assert_eq!(h.run(PROG_INGRESS, &long_ihl), (PASS, vec![]));
+        // A VLAN tag followed by 10 bytes of an IPv4 header.
+        let mut short = eth(0x8100);
+        short.extend_from_slice(&[0, 5, 0x08, 0x00, 0x45, 0, 0, 20, 0, 1, 0, 0, 64, 6]);
+        assert_eq!(h.run(PROG_INGRESS, &short), (PASS, vec![]));
+        // IHL below 5 and a TCP data offset below 5 are malformed.
+        let mut bad_ihl = tcp4(A4, B4, 1, 2, 0);
+        bad_ihl[14] = 0x44;
+        assert_eq!(h.run(PROG_INGRESS, &bad_ihl).0, PASS);
+        let mut bad_doff = tcp4(A4, B4, 1, 2, 0);
+        bad_doff[14 + 20 + 12] = 0x40;
+        assert_eq!(h.run(PROG_INGRESS, &bad_doff).0, PASS);
+        // An IPv6 ethertype carrying a version-4 header.
+        let mut wrong_ver = eth(0x86dd);
+        wrong_ver.extend_from_slice(&[0x45; 60]);
+        assert_eq!(h.run(PROG_INGRESS, &wrong_ver).0, PASS);
+        assert_eq!(h.stat(flowscope_common::STAT_TRUNCATED), 8);
+        // ARP is not IP.
+        let mut arp = eth(0x0806);
+        arp.extend_from_slice(&[0; 28]);
+        assert_eq!(h.run(PROG_INGRESS, &arp).0, PASS);
+        assert_eq!(h.stat(flowscope_common::STAT_NON_IP), 1);
+        assert_eq!(h.stat(flowscope_common::STAT_PACKETS), 9);
+        assert_eq!(h.stat(flowscope_common::STAT_DROPPED), 0);
+    }
+
+    #[test]
+    fn later_fragments_are_tracked_by_address() {
+        let mut h = Harness::new(&[]);
+        let mut p = eth(0x0800);
+        ipv4(&mut p, 17, A4, B4, 8, 185); // offset 185*8, no L4 header here
+        p.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0]);
+        let (ret, ev) = h.run(PROG_INGRESS, &p);
+        assert_eq!(ret, PASS);
+        assert_eq!(ev.len(), 1);
+        assert_eq!((ev[0].proto, ev[0].sport, ev[0].dport), (17, 0, 0));
+        assert_eq!(h.stat(flowscope_common::STAT_FRAGMENTS), 1);
+    }
+
+    #[test]
+    fn deny_rules_drop_every_packet_of_the_connection() {
+        let mut h = Harness::new(&[
+            "cidr=198.18.7.0/24,port=443,protocol=tcp",
+            "cidr=198.18.9.9",
+        ]);
+        let denied = tcp4(A4, B4, 1234, 443, tcp::SYN as u8);
+        for _ in 0..3 {
+            let (ret, ev) = h.run(PROG_INGRESS, &denied);
+            assert_eq!(ret, SHOT);
+            assert_eq!(ev.len(), 1, "every dropped packet is reported");
+            assert_eq!((ev[0].kind, ev[0].verdict), (kind::DROP, verdict::DROPPED));
+            assert_eq!(
+                ev[0].drop_reason,
+                flowscope_common::drop_reason::POLICY_DENIED
+            );
+            assert_eq!(ev[0].rule, 0);
+        }
+        // Other port, other protocol: allowed.
+        assert_eq!(
+            h.run(PROG_INGRESS, &tcp4(A4, B4, 1234, 80, tcp::SYN as u8))
+                .0,
+            PASS
+        );
+        let mut u = eth(0x0800);
+        ipv4(&mut u, 17, A4, B4, 8, 0);
+        udp(&mut u, 1234, 443);
+        assert_eq!(h.run(PROG_INGRESS, &u).0, PASS);
+        // Any protocol and port to a host rule.
+        let (ret, ev) = h.run(
+            PROG_INGRESS,
+            &tcp4(A4, [198, 18, 9, 9], 1, 22, tcp::SYN as u8),
+        );
+        assert_eq!((ret, ev[0].rule), (SHOT, 1));
+        assert_eq!(h.stat(flowscope_common::STAT_DROPPED), 4);
+        // Replies of an allowed connection are never judged.
+        assert_eq!(h.run(PROG_EGRESS, &tcp4(B4, A4, 80, 1234, 0x12)).0, PASS);
+    }
+}

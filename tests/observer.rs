@@ -1,0 +1,469 @@
+//! End to end, as root: real namespaces and veths, the real observer binary with its kernel
+//! programs attached, real TCP/UDP/ICMP traffic, and flows read over the WebSocket API.
+
+mod util;
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+use util::{Observer, Received, TestHost, collect_until, next, subscribe};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn l4_port(f: &Value, proto: &str, which: &str) -> Option<u64> {
+    f["flow"]["l4"][proto][which].as_u64()
+}
+
+/// ICMPv4 type; protojson omits zero values, so an echo reply (type 0) has no "type" key.
+fn icmp4_type(f: &Value) -> Option<u64> {
+    let icmp = f["flow"]["l4"]["ICMPv4"].as_object()?;
+    Some(icmp.get("type").and_then(Value::as_u64).unwrap_or(0))
+}
+
+fn is(f: &Value, src: &str, dst: &str) -> bool {
+    f["flow"]["IP"]["source"] == src && f["flow"]["IP"]["destination"] == dst
+}
+
+/// TCP echo-once server on the host side; returns its port.
+fn tcp_server(ip: std::net::Ipv4Addr, accepted: Arc<AtomicU32>) -> u16 {
+    let l = TcpListener::bind((ip, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            accepted.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let _ = s.write_all(&buf[..n]);
+        }
+    });
+    port
+}
+
+fn udp_echo(addr: SocketAddr) -> u16 {
+    let s = UdpSocket::bind(addr).unwrap();
+    let port = s.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            let _ = s.send_to(&buf[..n], from);
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_traffic_becomes_flows_and_denied_traffic_is_dropped() {
+    let h = TestHost::new();
+    let accepted_ok = Arc::new(AtomicU32::new(0));
+    let accepted_denied = Arc::new(AtomicU32::new(0));
+    let tcp_ok = tcp_server(h.host_ip, accepted_ok.clone());
+    let tcp_denied = tcp_server(h.host_ip, accepted_denied.clone());
+    let udp_port = udp_echo(SocketAddr::new(h.host_ip.into(), 0));
+    let v6: std::net::Ipv6Addr = h.host_ip6.parse().unwrap();
+    let tcp6_ok = {
+        let l = TcpListener::bind((v6, 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let _ = s.write_all(b"v6");
+            }
+        });
+        port
+    };
+
+    let deny = format!("cidr={},port={tcp_denied},protocol=tcp", h.host_ip);
+    let obs = Observer::start(&["--interface", &h.host_if, "--deny", &deny]);
+    let mut ws = subscribe(&obs.ws_url(), json!({"follow": true})).await;
+    // The subscription is registered once the server has read the request; a status call
+    // after a short pause makes that ordering certain.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let host_ip = h.host_ip;
+    let (tcp_reply, udp_reply, denied_result) = h.run_in(move || {
+        let mut s = TcpStream::connect_timeout(&SocketAddr::new(host_ip.into(), tcp_ok), WAIT)
+            .expect("allowed TCP connects");
+        s.write_all(b"hello").unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).unwrap();
+        drop(s);
+        let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+        u.set_read_timeout(Some(WAIT)).unwrap();
+        u.send_to(b"ping", (host_ip, udp_port)).unwrap();
+        let mut ubuf = [0u8; 16];
+        let n = u.recv(&mut ubuf).unwrap();
+        let denied = TcpStream::connect_timeout(
+            &SocketAddr::new(host_ip.into(), tcp_denied),
+            Duration::from_millis(1500),
+        );
+        (buf.to_vec(), ubuf[..n].to_vec(), denied.is_ok())
+    });
+    assert_eq!(tcp_reply, b"hello");
+    assert_eq!(udp_reply, b"ping");
+    assert!(
+        !denied_result,
+        "a denied connection must not be established"
+    );
+    assert!(
+        h.ping(&h.host_ip.to_string(), 2),
+        "ping through the observer"
+    );
+    let v6_ip = h.host_ip6.clone();
+    let v6_reply = h.run_in(move || {
+        let mut s = TcpStream::connect_timeout(
+            &SocketAddr::new(v6_ip.parse::<std::net::Ipv6Addr>().unwrap().into(), tcp6_ok),
+            WAIT,
+        )
+        .expect("v6 connects");
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        out
+    });
+    assert_eq!(v6_reply, b"v6");
+
+    let ns_ip = h.ns_ip.to_string();
+    let host = h.host_ip.to_string();
+    let flows = collect_until(&mut ws, WAIT, |got| {
+        let has = |p: &dyn Fn(&Value) -> bool| got.iter().any(p);
+        has(&|f| {
+            is(f, &ns_ip, &host) && l4_port(f, "TCP", "destination_port") == Some(tcp_ok.into())
+        }) && has(&|f| f["flow"]["verdict"] == "DROPPED")
+            && has(&|f| icmp4_type(f) == Some(0))
+            && has(&|f| {
+                is(f, &host, &ns_ip) && l4_port(f, "UDP", "source_port") == Some(udp_port.into())
+            })
+            && has(&|f| {
+                f["flow"]["IP"]["ipVersion"] == "IPv6"
+                    && f["flow"]["l4"]["TCP"]["flags"]["SYN"] == true
+                    && f["flow"]["is_reply"] == true
+            })
+    })
+    .await;
+    let find = |what: &str, p: &dyn Fn(&Value) -> bool| -> Value {
+        flows
+            .iter()
+            .find(|f| p(f))
+            .unwrap_or_else(|| panic!("no {what} among {} flows: {flows:#?}", flows.len()))
+            .clone()
+    };
+
+    // The allowed connection's SYN: request direction, seen entering the node.
+    let syn = find("TCP SYN", &|f| {
+        is(f, &ns_ip, &host)
+            && l4_port(f, "TCP", "destination_port") == Some(tcp_ok.into())
+            && f["flow"]["l4"]["TCP"]["flags"]["SYN"] == true
+    });
+    assert_eq!(syn["flow"]["verdict"], "FORWARDED");
+    assert_eq!(syn["flow"]["is_reply"], false);
+    assert_eq!(syn["flow"]["traffic_direction"], "INGRESS");
+    assert_eq!(syn["flow"]["Type"], "L3_L4");
+    assert_eq!(syn["flow"]["node_name"], "test-node");
+    assert_eq!(syn["node_name"], "test-node");
+    assert_eq!(syn["flow"]["interface"]["name"], h.host_if.as_str());
+    assert_eq!(syn["flow"]["event_type"]["type"], 4);
+    assert_eq!(syn["flow"]["trace_observation_point"], "FROM_NETWORK");
+    assert!(
+        syn["flow"]["Summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("TCP Flags: SYN")
+    );
+    assert!(syn["flow"]["uuid"].as_str().unwrap().len() == 36);
+    assert_eq!(syn["flow"]["destination"]["labels"][0], "reserved:host");
+    assert_eq!(syn["flow"]["source"]["labels"][0], "reserved:world");
+    assert_eq!(
+        syn["flow"]["ethernet"]["source"].as_str().unwrap().len(),
+        17
+    );
+
+    // Its SYN-ACK: a reply, leaving the node, same connection's direction.
+    let synack = find("TCP SYN-ACK", &|f| {
+        is(f, &host, &ns_ip)
+            && l4_port(f, "TCP", "source_port") == Some(tcp_ok.into())
+            && f["flow"]["l4"]["TCP"]["flags"]["SYN"] == true
+    });
+    assert_eq!(synack["flow"]["l4"]["TCP"]["flags"]["ACK"], true);
+    assert_eq!(synack["flow"]["is_reply"], true);
+    assert_eq!(synack["flow"]["traffic_direction"], "INGRESS");
+    assert_eq!(synack["flow"]["trace_observation_point"], "TO_NETWORK");
+    // Both ends closed: a FIN each way.
+    find("client FIN", &|f| {
+        is(f, &ns_ip, &host)
+            && l4_port(f, "TCP", "destination_port") == Some(tcp_ok.into())
+            && f["flow"]["l4"]["TCP"]["flags"]["FIN"] == true
+    });
+    find("server FIN", &|f| {
+        is(f, &host, &ns_ip)
+            && l4_port(f, "TCP", "source_port") == Some(tcp_ok.into())
+            && f["flow"]["l4"]["TCP"]["flags"]["FIN"] == true
+    });
+
+    let udp_req = find("UDP request", &|f| {
+        is(f, &ns_ip, &host) && l4_port(f, "UDP", "destination_port") == Some(udp_port.into())
+    });
+    assert_eq!(udp_req["flow"]["is_reply"], false);
+    assert_eq!(udp_req["flow"]["Summary"], "UDP");
+    let udp_rep = find("UDP reply", &|f| {
+        is(f, &host, &ns_ip) && l4_port(f, "UDP", "source_port") == Some(udp_port.into())
+    });
+    assert_eq!(udp_rep["flow"]["is_reply"], true);
+
+    let echo = find("ICMP echo request", &|f| {
+        is(f, &ns_ip, &host) && icmp4_type(f) == Some(8)
+    });
+    assert_eq!(echo["flow"]["is_reply"], false);
+    assert_eq!(echo["flow"]["Summary"], "ICMPv4 EchoRequest");
+    let echo_reply = find("ICMP echo reply", &|f| {
+        is(f, &host, &ns_ip) && icmp4_type(f) == Some(0)
+    });
+    assert_eq!(echo_reply["flow"]["is_reply"], true);
+
+    let drop = find("dropped SYN", &|f| f["flow"]["verdict"] == "DROPPED");
+    assert!(is(&drop, &ns_ip, &host));
+    assert_eq!(
+        l4_port(&drop, "TCP", "destination_port"),
+        Some(tcp_denied.into())
+    );
+    assert_eq!(drop["flow"]["drop_reason_desc"], "POLICY_DENIED");
+    assert_eq!(drop["flow"]["drop_reason"], 133);
+    assert_eq!(drop["flow"]["event_type"]["type"], 1);
+    assert_eq!(drop["flow"]["event_type"]["sub_type"], 133);
+    assert_eq!(
+        accepted_denied.load(Ordering::SeqCst),
+        0,
+        "the denied server must never see the connection"
+    );
+    assert!(accepted_ok.load(Ordering::SeqCst) >= 1);
+
+    let v6syn = find("IPv6 SYN", &|f| {
+        f["flow"]["IP"]["ipVersion"] == "IPv6"
+            && f["flow"]["IP"]["destination"] == h.host_ip6.as_str()
+            && l4_port(f, "TCP", "destination_port") == Some(tcp6_ok.into())
+    });
+    assert_eq!(v6syn["flow"]["IP"]["source"], h.ns_ip6.as_str());
+
+    // Per flow, not per packet: the allowed TCP connection produced a handful of events.
+    let tcp_events = flows
+        .iter()
+        .filter(|f| {
+            l4_port(f, "TCP", "destination_port") == Some(tcp_ok.into())
+                || l4_port(f, "TCP", "source_port") == Some(tcp_ok.into())
+        })
+        .count();
+    assert!(
+        (3..=5).contains(&tcp_events),
+        "{tcp_events} events for one short TCP connection"
+    );
+
+    let status = obs.status();
+    assert!(status["seen_flows"].as_u64().unwrap() >= flows.len() as u64);
+    assert_eq!(status["max_flows"], 4095);
+    assert!(status["datapath"]["dropped_packets"].as_u64().unwrap() >= 1);
+    assert_eq!(status["interfaces"][0]["name"], h.host_if.as_str());
+}
+
+/// Sends one UDP datagram from each of `n` source ports (distinct per destination port, so no
+/// two datagrams share a 5-tuple): `n` new flows.
+fn udp_burst(h: &TestHost, port: u16, n: usize) {
+    let ip = h.host_ip;
+    h.run_in(move || {
+        for i in 0..n {
+            let u = UdpSocket::bind(("0.0.0.0", 20000 + i as u16)).unwrap();
+            u.send_to(b"x", (ip, port)).unwrap();
+        }
+    });
+}
+
+async fn history(obs: &Observer, request: Value) -> (Vec<Value>, Option<(u16, String)>) {
+    let mut ws = subscribe(&obs.ws_url(), request).await;
+    let mut got = Vec::new();
+    loop {
+        match next(&mut ws, WAIT).await {
+            Some(Received::Json(v)) => got.push(v),
+            Some(Received::Closed(code, reason)) => return (got, Some((code, reason))),
+            None => return (got, None),
+        }
+    }
+}
+
+fn dports(flows: &[Value]) -> Vec<u64> {
+    flows
+        .iter()
+        .filter_map(|f| l4_port(f, "UDP", "destination_port"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_selectors_and_filters() {
+    let h = TestHost::new();
+    // Nothing listens: only the requests are seen (the host answers ICMP port unreachable,
+    // which is its own flow).
+    let obs = Observer::start(&["--interface", &h.host_if]);
+    udp_burst(&h, 7001, 5);
+    let mid = chrono_now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    udp_burst(&h, 7002, 5);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let only_udp = json!([{"protocol": ["udp"], "destination_ip": [h.host_ip.to_string()]}]);
+
+    // last N counts only flows that pass the filter, and returns the newest.
+    let (flows, close) = history(&obs, json!({"number": 3, "whitelist": only_udp})).await;
+    assert_eq!(dports(&flows), vec![7002, 7002, 7002]);
+    assert_eq!(close.unwrap().0, 1000);
+
+    // first N: the oldest.
+    let (flows, _) = history(
+        &obs,
+        json!({"number": 2, "first": true, "whitelist": only_udp}),
+    )
+    .await;
+    assert_eq!(dports(&flows), vec![7001, 7001]);
+
+    // number 0 without follow: everything retained that passes.
+    let (flows, _) = history(&obs, json!({"whitelist": only_udp})).await;
+    assert_eq!(dports(&flows).len(), 10);
+
+    // Values inside one field are alternatives; fields inside one filter all apply.
+    let f = json!([{"destination_port": ["7001", "7002"], "source_ip": [h.ns_ip.to_string()]}]);
+    let (flows, _) = history(&obs, json!({"whitelist": f})).await;
+    assert_eq!(flows.len(), 10);
+    let f = json!([{"destination_port": ["7001"], "source_ip": [h.host_ip.to_string()]}]);
+    let (flows, _) = history(&obs, json!({"whitelist": f})).await;
+    assert!(flows.is_empty(), "{flows:?}");
+
+    // Any whitelist filter may match; no blacklist filter may.
+    let wl = json!([{"destination_port": ["7001"]}, {"destination_port": ["7002"]}]);
+    let bl = json!([{"destination_port": ["7002"]}]);
+    let (flows, _) = history(&obs, json!({"whitelist": wl, "blacklist": bl})).await;
+    assert_eq!(dports(&flows), vec![7001; 5]);
+
+    // since / until split the two bursts.
+    let (flows, _) = history(&obs, json!({"since": mid, "whitelist": only_udp})).await;
+    assert_eq!(dports(&flows), vec![7002; 5]);
+    let (flows, _) = history(&obs, json!({"until": mid, "whitelist": only_udp})).await;
+    assert_eq!(dports(&flows), vec![7001; 5]);
+
+    // last N then follow: the backlog, then new flows as they happen.
+    let mut ws = subscribe(
+        &obs.ws_url(),
+        json!({"number": 2, "follow": true, "whitelist": only_udp}),
+    )
+    .await;
+    let first = collect_until(&mut ws, WAIT, |g| g.len() >= 2).await;
+    assert_eq!(dports(&first), vec![7002, 7002]);
+    udp_burst(&h, 7003, 3);
+    let more = collect_until(&mut ws, WAIT, |g| g.len() >= 3).await;
+    assert_eq!(dports(&more), vec![7003; 3]);
+}
+
+fn chrono_now() -> String {
+    // RFC 3339 in UTC with nanoseconds, from the system clock.
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    flowscope_model::Timestamp::from_unix_nanos(ns).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_refused_naming_the_field() {
+    let h = TestHost::new();
+    let obs = Observer::start(&["--interface", &h.host_if]);
+    let cases = [
+        (json!({"numbr": 5}), "numbr"),
+        (
+            json!({"whitelist": [{"source_ip": ["198.18.0.0/33"]}]}),
+            "source_ip",
+        ),
+        (json!({"first": true, "follow": true}), "follow"),
+        (json!({"number": "many"}), "number"),
+        (json!({"whitelist": [{"verdict": ["MAYBE"]}]}), "MAYBE"),
+    ];
+    for (req, needle) in cases {
+        let (lines, close) = history(&obs, req.clone()).await;
+        let (code, reason) = close.unwrap_or_else(|| panic!("{req}: no close frame"));
+        assert_eq!(code, 1007, "{req}: {reason}");
+        let message = lines[0]["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{req}: {message}");
+        assert!(reason.len() <= 123);
+    }
+    // Not JSON at all.
+    let mut ws = util::subscribe(&obs.ws_url(), json!(null)).await;
+    let mut saw_close = false;
+    while let Some(r) = next(&mut ws, WAIT).await {
+        if let Received::Closed(code, _) = r {
+            assert_eq!(code, 1007);
+            saw_close = true;
+            break;
+        }
+    }
+    assert!(saw_close);
+    // The server keeps serving everyone else.
+    let (code, _) = util::http_get(obs.api, "/healthz").unwrap();
+    assert_eq!(code, 200);
+    let (_, close) = history(&obs, json!({"number": 1})).await;
+    assert_eq!(close.unwrap().0, 1000);
+    // A plain GET without the WebSocket upgrade is an HTTP error, not a hang.
+    let (code, _) = util::http_get(obs.api, "/api/v1/flows").unwrap();
+    assert!((400..500).contains(&code), "{code}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_reader_gets_one_aggregated_lost_event() {
+    let h = TestHost::new();
+    let obs = Observer::start(&["--interface", &h.host_if, "--max-flows", "63"]);
+    let filter = json!([{"destination_port": ["7100"]}]);
+    let mut ws = subscribe(&obs.ws_url(), json!({"follow": true, "whitelist": filter})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Far more flows than the ring holds, while the reader does not read: the server's
+    // socket buffers fill, its cursor stalls, and the writer laps it.
+    const N: usize = 6000;
+    udp_burst(&h, 7100, N);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut flows = 0usize;
+    let mut lost_msgs = Vec::new();
+    while let Some(Received::Json(v)) = next(&mut ws, Duration::from_secs(2)).await {
+        if v.get("lost_events").is_some() {
+            lost_msgs.push(v);
+        } else if l4_port(&v, "UDP", "destination_port") == Some(7100) {
+            flows += 1;
+        }
+    }
+    assert!(
+        !lost_msgs.is_empty(),
+        "a lapped reader must be told ({flows} flows)"
+    );
+    let lost: u64 = lost_msgs
+        .iter()
+        .map(|m| {
+            assert_eq!(m["lost_events"]["source"], "HUBBLE_RING_BUFFER");
+            m["lost_events"]["num_events_lost"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| m["lost_events"]["num_events_lost"].as_u64())
+                .unwrap()
+        })
+        .sum();
+    assert!(flows < N, "{flows}");
+    // Every flow is either delivered or counted as lost (the ring also held the host's ICMP
+    // answers, so the lost count may exceed the UDP flows missing).
+    assert!(
+        flows as u64 + lost >= N as u64,
+        "{flows} delivered + {lost} lost < {N}"
+    );
+    // Aggregated: one lost event per gap, not one per overwritten flow.
+    assert!(
+        lost_msgs.len() * 20 < lost as usize,
+        "{} lost events for {lost}",
+        lost_msgs.len()
+    );
+}

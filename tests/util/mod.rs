@@ -1,0 +1,312 @@
+//! Helpers for the privileged end-to-end tests: test hosts in network namespaces, a running
+//! observer, and a WebSocket client for its API. Everything made here is removed on drop, also
+//! when the test fails.
+#![allow(dead_code)]
+
+use std::{
+    net::{Ipv4Addr, SocketAddr, TcpListener},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Runs a command and fails the test with its stderr if it fails.
+pub fn run(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd).args(args).output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A per-test suffix: the process id and a counter keep parallel tests (and parallel test
+/// binaries) from colliding on names.
+pub fn unique() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{:x}{}",
+        std::process::id() & 0xffff,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A test host: a network namespace joined to the host by a veth pair.
+/// Host side `<host_if>` has `host_ip`, the namespace side `eth0` has `ns_ip` (both /24 in
+/// 198.18.0.0/15), and IPv6 `2001:db8:<n>::1` / `::2` (/64).
+pub struct TestHost {
+    pub netns: String,
+    pub host_if: String,
+    pub host_ip: Ipv4Addr,
+    pub ns_ip: Ipv4Addr,
+    pub host_ip6: String,
+    pub ns_ip6: String,
+}
+
+impl TestHost {
+    pub fn new() -> TestHost {
+        static SUBNET: AtomicU32 = AtomicU32::new(0);
+        let id = unique();
+        // 198.18.<pid-derived>.0/24 per host; the counter makes hosts of one process distinct.
+        let n = (std::process::id() * 7 + SUBNET.fetch_add(1, Ordering::Relaxed) * 13) % 250 + 2;
+        let third = n as u8;
+        let h = TestHost {
+            netns: format!("fst-{id}"),
+            host_if: format!("fsh{id}"),
+            host_ip: Ipv4Addr::new(198, 18, third, 1),
+            ns_ip: Ipv4Addr::new(198, 18, third, 2),
+            host_ip6: format!("2001:db8:{n:x}::1"),
+            ns_ip6: format!("2001:db8:{n:x}::2"),
+        };
+        run("ip", &["netns", "add", &h.netns]);
+        run(
+            "ip",
+            &[
+                "link", "add", &h.host_if, "type", "veth", "peer", "name", "eth0", "netns",
+                &h.netns,
+            ],
+        );
+        run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", h.host_ip),
+                "dev",
+                &h.host_if,
+            ],
+        );
+        run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/64", h.host_ip6),
+                "dev",
+                &h.host_if,
+                "nodad",
+            ],
+        );
+        run("ip", &["link", "set", &h.host_if, "up"]);
+        let ns = |args: &[&str]| {
+            let mut a = vec!["netns", "exec", &h.netns];
+            a.extend_from_slice(args);
+            run("ip", &a);
+        };
+        ns(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", h.ns_ip),
+            "dev",
+            "eth0",
+        ]);
+        ns(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/64", h.ns_ip6),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+        ns(&["ip", "link", "set", "eth0", "up"]);
+        ns(&["ip", "link", "set", "lo", "up"]);
+        h
+    }
+
+    /// Runs `f` on a thread that has entered this host's network namespace: sockets it opens
+    /// live there.
+    pub fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.netns);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).expect("open netns");
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: setns on a valid namespace fd; affects only this thread.
+            let ret = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(ret, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("netns thread panicked")
+    }
+
+    /// `ping -c count` from the namespace to `dst`.
+    pub fn ping(&self, dst: &str, count: u32) -> bool {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.netns,
+                "ping",
+                "-c",
+                &count.to_string(),
+            ])
+            .args(["-i", "0.2", "-W", "1", dst])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its veth end, which deletes the host end too.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A free TCP port on loopback for an observer's API.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A running `flowscope observer`, killed on drop.
+pub struct Observer {
+    pub child: Child,
+    pub api: SocketAddr,
+}
+
+impl Observer {
+    pub fn start(args: &[&str]) -> Observer {
+        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let child = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+            .arg("observer")
+            .args(["--listen", &api.to_string(), "--node-name", "test-node"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn flowscope observer");
+        let mut o = Observer { child, api };
+        o.wait_ready();
+        o
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!("observer exited early: {status}");
+            }
+            if http_get(self.api, "/readyz").is_some_and(|(code, _)| code == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("observer not ready within 30 s");
+    }
+
+    pub fn status(&self) -> Value {
+        let (code, body) = http_get(self.api, "/api/v1/status").expect("status");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("status json")
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/api/v1/flows", self.api)
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Minimal blocking HTTP/1.1 GET, so tests do not need an HTTP client crate.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((code, body))
+}
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/api/v1/flows` and sends `request` as the first message.
+pub async fn subscribe(url: &str, request: Value) -> Ws {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    ws.send(Message::Text(request.to_string().into()))
+        .await
+        .expect("send request");
+    ws
+}
+
+/// What the server sent: parsed JSON lines, or the close frame's code and reason.
+#[derive(Debug)]
+pub enum Received {
+    Json(Value),
+    Closed(u16, String),
+}
+
+/// Next message within `timeout`, or None.
+pub async fn next(ws: &mut Ws, timeout: Duration) -> Option<Received> {
+    loop {
+        let msg = tokio::time::timeout(timeout, ws.next()).await.ok()??;
+        match msg.ok()? {
+            Message::Text(t) => {
+                return Some(Received::Json(serde_json::from_str(&t).expect("json line")));
+            }
+            Message::Close(frame) => {
+                return Some(match frame {
+                    Some(f) => Received::Closed(f.code.into(), f.reason.to_string()),
+                    None => Received::Closed(1005, String::new()),
+                });
+            }
+            _ => continue,
+        }
+    }
+}
+
+/// Collects JSON messages until `pred` has matched `want` of them or `timeout` passes.
+pub async fn collect_until(
+    ws: &mut Ws,
+    timeout: Duration,
+    mut done: impl FnMut(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut got = Vec::new();
+    while !done(&got) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match next(ws, left).await {
+            Some(Received::Json(v)) => got.push(v),
+            Some(Received::Closed(..)) | None => break,
+        }
+    }
+    got
+}
