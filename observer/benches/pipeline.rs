@@ -3,7 +3,9 @@
 //! (one thread: pipeline + API server) is the bottleneck. Reports flows/s decoded and stored,
 //! flows/s delivered, and checks that every flow was either delivered or reported lost.
 //!
-//! Run: `cargo bench -p flowscope-observer --bench pipeline` (optional args: seconds, ring size).
+//! Run: `cargo bench -p flowscope-observer --bench pipeline -- [SECONDS] [RING] [BURST]`.
+//! BURST (default 1) is how many batches the producer stores before letting the API task run:
+//! above 1 it outruns the subscriber on purpose, and the losses must all be reported.
 
 use std::{
     sync::{Arc, Mutex, atomic::Ordering},
@@ -20,6 +22,10 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
 const BATCH: usize = 1024;
+
+// The same allocator as the `flowscope` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn event(i: u64) -> FlowEvent {
     let mut e = FlowEvent {
@@ -47,6 +53,7 @@ fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     let seconds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
     let capacity: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(4095);
+    let burst: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1);
 
     let store = Arc::new(FlowStore::new(capacity).expect("capacity"));
     let (_shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -66,79 +73,88 @@ fn main() {
 
     // The observer side: one thread, one core.
     let st = state.clone();
-    let observer = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            tokio::spawn(async move {
-                let _ = axum::serve(listener, api::router(st)).await;
-            });
-            // Wait for the subscriber before producing.
-            while state.subscribers.load(Ordering::Relaxed) == 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            let counters = Arc::new(PipelineCounters::default());
-            let mut pipeline = Pipeline::new(Decoder::new("bench"), store.clone(), counters);
-            let mut batch = Vec::with_capacity(BATCH);
-            let start = Instant::now();
-            let mut produced = 0u64;
-            while start.elapsed() < Duration::from_secs(seconds) {
-                batch.clear();
-                batch.extend((0..BATCH as u64).map(|i| event(produced + i)));
-                pipeline.process(&batch);
-                produced += BATCH as u64;
-                // Let the API task run: producer and subscriber share this one thread.
-                tokio::task::yield_now().await;
-            }
-            let elapsed = start.elapsed();
-            (produced, elapsed)
+    let observer = std::thread::Builder::new()
+        .name("observer".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, api::router(st)).await;
+                });
+                // Wait for the subscriber before producing.
+                while state.subscribers.load(Ordering::Relaxed) == 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let counters = Arc::new(PipelineCounters::default());
+                let mut pipeline = Pipeline::new(Decoder::new("bench"), store.clone(), counters);
+                let mut batch = Vec::with_capacity(BATCH);
+                let start = Instant::now();
+                let mut produced = 0u64;
+                while start.elapsed() < Duration::from_secs(seconds) {
+                    for _ in 0..burst {
+                        batch.clear();
+                        batch.extend((0..BATCH as u64).map(|i| event(produced + i)));
+                        pipeline.process(&batch);
+                        produced += BATCH as u64;
+                    }
+                    // Let the API task run: producer and subscriber share this one thread.
+                    tokio::task::yield_now().await;
+                }
+                let elapsed = start.elapsed();
+                (produced, elapsed)
+            })
         })
-    });
+        .expect("spawn");
 
     // The subscriber: another thread, counting flows and lost events.
-    let client = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/flows"))
-                .await
-                .expect("connect");
-            ws.send(Message::Text(r#"{"follow":true}"#.into()))
-                .await
-                .expect("send");
-            let (mut flows, mut lost, mut lost_msgs) = (0u64, 0u64, 0u64);
-            let mut first: Option<Instant> = None;
-            let mut last = Instant::now();
-            while let Ok(Some(Ok(msg))) =
-                tokio::time::timeout(Duration::from_secs(2), ws.next()).await
-            {
-                let Message::Text(t) = msg else { continue };
-                first.get_or_insert_with(Instant::now);
-                last = Instant::now();
-                if t.starts_with("{\"flow\"") {
-                    flows += 1;
-                } else if let Some(i) = t.find("\"num_events_lost\":\"") {
-                    let rest = &t[i + 19..];
-                    lost += rest[..rest.find('"').unwrap_or(0)]
-                        .parse::<u64>()
-                        .unwrap_or(0);
-                    lost_msgs += 1;
+    let client = std::thread::Builder::new()
+        .name("client".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let (mut ws, _) =
+                    tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/flows"))
+                        .await
+                        .expect("connect");
+                ws.send(Message::Text(r#"{"follow":true}"#.into()))
+                    .await
+                    .expect("send");
+                let (mut flows, mut lost, mut lost_msgs) = (0u64, 0u64, 0u64);
+                let mut first: Option<Instant> = None;
+                let mut last = Instant::now();
+                while let Ok(Some(Ok(msg))) =
+                    tokio::time::timeout(Duration::from_secs(2), ws.next()).await
+                {
+                    let Message::Text(t) = msg else { continue };
+                    first.get_or_insert_with(Instant::now);
+                    last = Instant::now();
+                    if t.starts_with("{\"flow\"") {
+                        flows += 1;
+                    } else if let Some(i) = t.find("\"num_events_lost\":\"") {
+                        let rest = &t[i + 19..];
+                        lost += rest[..rest.find('"').unwrap_or(0)]
+                            .parse::<u64>()
+                            .unwrap_or(0);
+                        lost_msgs += 1;
+                    }
                 }
-            }
-            let span = first.map(|f| last - f).unwrap_or_default();
-            (flows, lost, lost_msgs, span)
+                let span = first.map(|f| last - f).unwrap_or_default();
+                (flows, lost, lost_msgs, span)
+            })
         })
-    });
+        .expect("spawn");
 
     let (produced, elapsed) = observer.join().expect("observer thread");
     let (flows, lost, lost_msgs, span) = client.join().expect("client thread");
     let rate = produced as f64 / elapsed.as_secs_f64();
-    println!("ring capacity            {capacity}");
+    println!("ring capacity            {capacity}, producer burst {burst} x {BATCH} events");
     println!(
         "flows decoded and stored {produced} in {elapsed:.2?} = {rate:.0} flows/s (one thread)"
     );

@@ -47,6 +47,8 @@ const MAX_CLOSE_REASON: usize = 123;
 /// What the status endpoint reports beyond the store, refreshed once a second by the pipeline.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RuntimeStatus {
+    /// Reported at the top level of the status body, as Hubble's `flows_rate`.
+    #[serde(skip)]
     pub flows_rate: f64,
     pub interfaces: Vec<AttachedInterface>,
     pub datapath: DatapathCounters,
