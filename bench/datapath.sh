@@ -16,22 +16,27 @@ run_iperf() {
     'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])'
 }
 
-sysctl -qw kernel.bpf_stats_enabled=1
+# Throughput, alternating without and with the programs (BPF statistics off: they add two
+# clock reads per program run).
 base=(); with=()
 for r in $(seq 1 "$ROUNDS"); do
   base+=("$(run_iperf)")
   start_observer 42990
   with+=("$(run_iperf)")
-  # Per-packet run time of the attached programs, from the kernel's counters.
-  bpftool prog show -j | python3 -c '
+  kill "$OBS_PID"; wait "$OBS_PID" 2>/dev/null || true
+done
+# Per-packet run time of the attached programs, from the kernel's counters, in a separate run.
+start_observer 42990
+sysctl -qw kernel.bpf_stats_enabled=1
+run_iperf >/dev/null
+bpftool prog show -j | python3 -c '
 import json,sys
 for p in json.load(sys.stdin):
     if p.get("name","").startswith("flowscope_") and p.get("run_cnt"):
         print("  %-18s run_cnt %10d  avg %6.1f ns/packet" % (p["name"], p["run_cnt"], p["run_time_ns"]/p["run_cnt"]))
-' || true
-  kill "$OBS_PID"; wait "$OBS_PID" 2>/dev/null || true
-done
+'
 sysctl -qw kernel.bpf_stats_enabled=0
+kill "$OBS_PID"; wait "$OBS_PID" 2>/dev/null || true
 python3 - "${base[@]}" -- "${with[@]}" <<'PY'
 import sys, statistics
 a = sys.argv[1:]; i = a.index("--")

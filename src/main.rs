@@ -86,8 +86,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     })
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = Cli::parse();
+    if let Err(err) = run(cli) {
+        // One clear chain of causes, never a backtrace: this is what users read.
+        eprintln!("flowscope: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -172,7 +172,8 @@ pub struct CtKey {
 }
 const _: () = assert!(core::mem::size_of::<CtKey>() == 44);
 
-/// Conntrack state of one connection.
+/// Conntrack state of one connection. Its times are `bpf_ktime_get_coarse_ns()` (cheap, a few
+/// milliseconds of resolution); events carry the precise boot clock instead.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtEntry {

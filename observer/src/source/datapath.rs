@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use anyhow::{Context as _, anyhow};
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, RingBuf, lpm_trie::LpmTrie},
     programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
 };
@@ -49,7 +49,13 @@ impl Datapath {
     /// Loads and verifies the programs, writes the settings and the deny list.
     pub fn load(summary_interval_ns: u64, deny: &[DenyRule]) -> anyhow::Result<Self> {
         raise_memlock_limit();
-        let mut ebpf = Ebpf::load(OBJECT).context("loading the eBPF object into the kernel")?;
+        // The programs read only stable UAPI fields (`__sk_buff`, packet data), so they need no
+        // CO-RE relocations against the kernel's BTF; skipping it saves parsing vmlinux BTF,
+        // which would otherwise set the observer's peak memory (tens of MiB).
+        let mut ebpf = EbpfLoader::new()
+            .btf(None)
+            .load(OBJECT)
+            .context("loading the eBPF object into the kernel")?;
         for name in [PROG_INGRESS, PROG_EGRESS] {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
