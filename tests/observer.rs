@@ -467,3 +467,54 @@ async fn slow_reader_gets_one_aggregated_lost_event() {
         lost_msgs.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interfaces_that_appear_later_are_attached_and_forgotten_when_gone() {
+    // A glob no interface matches yet; the observer starts anyway and waits.
+    let prefix = format!("fl{}", std::process::id() % 1000);
+    let obs = Observer::start(&["--interface", &format!("{prefix}*")]);
+    assert_eq!(obs.status()["interfaces"], json!([]));
+    let mut ws = subscribe(&obs.ws_url(), json!({"follow": true})).await;
+
+    let h = TestHost::with_prefix(&prefix);
+    // Attached within moments of appearing (netlink notification, not the periodic rescan).
+    let attached = wait_for(Duration::from_secs(3), || {
+        obs.status()["interfaces"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|i| i["name"] == h.host_if.as_str()))
+    });
+    assert!(attached, "{} not attached: {}", h.host_if, obs.status());
+    assert!(h.ping(&h.host_ip.to_string(), 1));
+    let host = h.host_ip.to_string();
+    let flows = collect_until(&mut ws, WAIT, |g| {
+        g.iter()
+            .any(|f| f["flow"]["IP"]["destination"] == host.as_str())
+    })
+    .await;
+    assert!(
+        flows
+            .iter()
+            .any(|f| f["flow"]["interface"]["name"] == h.host_if.as_str()),
+        "{flows:?}"
+    );
+
+    let name = h.host_if.clone();
+    drop(h);
+    let gone = wait_for(Duration::from_secs(3), || {
+        obs.status()["interfaces"]
+            .as_array()
+            .is_some_and(|a| !a.iter().any(|i| i["name"] == name.as_str()))
+    });
+    assert!(gone, "{name} still listed: {}", obs.status());
+}
+
+fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}

@@ -37,9 +37,11 @@ pub fn unique() -> String {
 }
 
 /// A test host: a network namespace joined to the host by a veth pair.
-/// Host side `<host_if>` has `host_ip`, the namespace side `eth0` has `ns_ip` (both /24 in
-/// 198.18.0.0/15), and IPv6 `2001:db8:<n>::1` / `::2` (/64).
+/// Host side `<host_if>` has `host_ip`, the namespace side `eth0` has `ns_ip` (both in a /24 of
+/// 198.19.0.0/16), and IPv6 `2001:db8:1:<n>::1` / `::2` (/64).
 pub struct TestHost {
+    /// The claim on this host's subnet, released on drop.
+    subnet_claim: std::path::PathBuf,
     pub netns: String,
     pub host_if: String,
     pub host_ip: Ipv4Addr,
@@ -50,19 +52,25 @@ pub struct TestHost {
 
 impl TestHost {
     pub fn new() -> TestHost {
-        static SUBNET: AtomicU32 = AtomicU32::new(0);
+        Self::with_prefix("fsh")
+    }
+
+    /// A host whose host-side interface name starts with `prefix` (at most 5 characters), so a
+    /// test can watch it by glob.
+    pub fn with_prefix(prefix: &str) -> TestHost {
         let id = unique();
-        // 198.18.<pid-derived>.0/24 per host; the counter makes hosts of one process distinct.
-        let n = (std::process::id() * 7 + SUBNET.fetch_add(1, Ordering::Relaxed) * 13) % 250 + 2;
+        let (n, subnet_claim) = claim_subnet();
         let third = n as u8;
         let h = TestHost {
+            subnet_claim,
             netns: format!("fst-{id}"),
-            host_if: format!("fsh{id}"),
-            host_ip: Ipv4Addr::new(198, 18, third, 1),
-            ns_ip: Ipv4Addr::new(198, 18, third, 2),
-            host_ip6: format!("2001:db8:{n:x}::1"),
-            ns_ip6: format!("2001:db8:{n:x}::2"),
+            host_if: format!("{prefix}{id}"),
+            host_ip: Ipv4Addr::new(198, 19, third, 1),
+            ns_ip: Ipv4Addr::new(198, 19, third, 2),
+            host_ip6: format!("2001:db8:1:{n:x}::1"),
+            ns_ip6: format!("2001:db8:1:{n:x}::2"),
         };
+        std::fs::write(&h.subnet_claim, &h.netns).expect("record claim");
         run("ip", &["netns", "add", &h.netns]);
         run(
             "ip",
@@ -156,8 +164,37 @@ impl TestHost {
     }
 }
 
+/// Claims a /24 in 198.19.0.0/16 (the demo and lab use 198.18.0.0/16) that no other test, in
+/// this process or another, is using: creating a file with O_EXCL is the lock.
+fn claim_subnet() -> (u32, std::path::PathBuf) {
+    let dir = std::path::Path::new("/run/flowscope-tests");
+    std::fs::create_dir_all(dir).expect("claim dir");
+    let start = std::process::id() % 200;
+    for i in 0..200 {
+        let n = (start + i) % 200 + 1;
+        let path = dir.join(format!("subnet-{n}"));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(_) => return (n, path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // A claim whose namespace is gone was left by a killed test run: take it over.
+                let ns = std::fs::read_to_string(&path).unwrap_or_default();
+                if !ns.is_empty() && !std::path::Path::new("/run/netns").join(ns.trim()).exists() {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+            Err(e) => panic!("claiming {}: {e}", path.display()),
+        }
+    }
+    panic!("no free test subnet in 198.19.0.0/16");
+}
+
 impl Drop for TestHost {
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.subnet_claim);
         // Deleting the namespace deletes its veth end, which deletes the host end too.
         let _ = Command::new("ip")
             .args(["netns", "del", &self.netns])
