@@ -234,6 +234,44 @@ impl RateWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flowscope_common::STAT_COUNT;
+
+    #[test]
+    fn datapath_losses_become_one_lost_event_per_cpu_and_interval() {
+        let store = Arc::new(FlowStore::new(63).unwrap());
+        let counters = Arc::new(PipelineCounters::default());
+        let mut p = Pipeline::new(Decoder::new("n"), store.clone(), counters.clone());
+        let mut stats = DatapathStats {
+            counters: [0; STAT_COUNT as usize],
+            lost_per_cpu: [0; MAX_CPUS],
+        };
+        p.check_losses(&stats);
+        assert_eq!(store.status().total_written, 0, "no loss, no event");
+        stats.lost_per_cpu[1] = 5;
+        stats.lost_per_cpu[3] = 2;
+        p.check_losses(&stats);
+        stats.lost_per_cpu[1] = 12;
+        p.check_losses(&stats);
+        let mut out = Vec::new();
+        let _ = store.read(0, u64::MAX, 10, &mut out);
+        let lost: Vec<(Option<i32>, u64)> = out
+            .iter()
+            .map(|c| match &*c.record {
+                Record::Lost { lost, .. } => {
+                    assert_eq!(lost.source, LostEventSource::PerfEventRingBuffer);
+                    (lost.cpu, lost.num_events_lost)
+                }
+                Record::Flow(_) => panic!("unexpected flow"),
+            })
+            .collect();
+        assert_eq!(lost, vec![(Some(1), 5), (Some(3), 2), (Some(1), 7)]);
+        assert_eq!(counters.datapath_lost.load(Ordering::Relaxed), 14);
+        assert!(
+            out[0].json().contains(r#""num_events_lost":"5""#),
+            "{}",
+            out[0].json()
+        );
+    }
 
     #[test]
     fn rate_averages_closed_seconds() {

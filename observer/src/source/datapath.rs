@@ -261,25 +261,40 @@ mod tests {
 
     impl Harness {
         fn new(deny: &[&str]) -> Self {
+            Self::with_summary(deny, 0)
+        }
+
+        fn with_summary(deny: &[&str], summary_interval_ns: u64) -> Self {
             let rules: Vec<DenyRule> = deny.iter().map(|r| r.parse().unwrap()).collect();
-            let mut dp = Datapath::load(0, &rules).expect("load datapath (root needed)");
+            let mut dp =
+                Datapath::load(summary_interval_ns, &rules).expect("load datapath (root needed)");
             let ring = dp.take_events().unwrap();
             Harness { dp, ring }
         }
 
-        fn run(&mut self, prog: &str, pkt: &[u8]) -> (u32, Vec<FlowEvent>) {
+        /// Runs the program on `pkt`; events stay in the ring buffer.
+        fn run_only(&mut self, prog: &str, pkt: &[u8]) -> u32 {
             let opts = TestRunOptions {
                 data_in: Some(pkt),
                 ..TestRunOptions::default()
             };
             let ret = self.dp.classifier(prog).unwrap().test_run(opts).unwrap();
+            ret.return_value
+        }
+
+        fn run(&mut self, prog: &str, pkt: &[u8]) -> (u32, Vec<FlowEvent>) {
+            let ret = self.run_only(prog, pkt);
+            (ret, self.drain())
+        }
+
+        fn drain(&mut self) -> Vec<FlowEvent> {
             let mut events = Vec::new();
             while let Some(item) = self.ring.next() {
                 assert_eq!(item.len(), std::mem::size_of::<FlowEvent>());
                 // SAFETY: the record is a FlowEvent written by the datapath.
                 events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) });
             }
-            (ret.return_value, events)
+            events
         }
 
         fn stat(&self, i: u32) -> u64 {
@@ -536,5 +551,61 @@ mod tests {
         assert_eq!(h.stat(flowscope_common::STAT_DROPPED), 4);
         // Replies of an allowed connection are never judged.
         assert_eq!(h.run(PROG_EGRESS, &tcp4(B4, A4, 80, 1234, 0x12)).0, PASS);
+    }
+
+    #[test]
+    fn long_connections_report_their_counters() {
+        let mut h = Harness::with_summary(&[], 1);
+        let pkt = |src, dst, sport, dport| {
+            let mut p = eth(0x0800);
+            ipv4(&mut p, 17, src, dst, 8, 0);
+            udp(&mut p, sport, dport);
+            p
+        };
+        assert_eq!(h.run(PROG_INGRESS, &pkt(A4, B4, 7, 8)).1[0].kind, kind::NEW);
+        assert_eq!(
+            h.run(PROG_EGRESS, &pkt(B4, A4, 8, 7)).1[0].kind,
+            kind::TCP_FLAGS
+        );
+        // The summary clock has jiffy resolution: let it tick.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let (_, ev) = h.run(PROG_INGRESS, &pkt(A4, B4, 7, 8));
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, kind::SUMMARY);
+        assert_eq!((ev[0].packets, ev[0].bytes), ([2, 1], [84, 42]));
+        // Not again until the interval has passed once more.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(h.run(PROG_INGRESS, &pkt(A4, B4, 7, 8)).1.len(), 1);
+    }
+
+    #[test]
+    fn a_full_ring_buffer_counts_every_lost_event() {
+        let mut h = Harness::new(&[]);
+        // More new connections than the 4 MiB ring holds, without reading it.
+        const N: u32 = 40_000;
+        let mut p = eth(0x0800);
+        ipv4(&mut p, 17, A4, B4, 8, 0);
+        udp(&mut p, 0, 53);
+        for i in 0..N {
+            let src = (i as u16).to_be_bytes();
+            p[26 + 2] = src[0]; // vary the source address's last two bytes
+            p[26 + 3] = src[1];
+            p[34..36].copy_from_slice(&((i / 65536) as u16 + 1).to_be_bytes());
+            assert_eq!(h.run_only(PROG_INGRESS, &p), PASS);
+        }
+        let delivered = h.drain().len() as u64;
+        let stats = h.dp.stats().unwrap();
+        let lost = stats.counters[flowscope_common::STAT_EVENTS_LOST as usize];
+        assert!(lost > 0, "the ring should have overflowed");
+        assert_eq!(
+            delivered + lost,
+            N as u64,
+            "{delivered} delivered, {lost} lost"
+        );
+        assert_eq!(
+            stats.counters[flowscope_common::STAT_EVENTS as usize],
+            delivered
+        );
+        assert_eq!(stats.lost_per_cpu.iter().sum::<u64>(), lost);
     }
 }
