@@ -71,6 +71,10 @@ struct ObserverArgs {
     /// How often a long-lived connection reports its packet and byte counts (0 = never).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     summary_interval: Duration,
+    /// Endpoints file (JSON, as the lab writes it): namespaces, pods, labels and IPs, so flows
+    /// name their workloads. Re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    endpoints: Option<std::path::PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -120,6 +124,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 max_flows: a.max_flows,
                 deny: a.deny,
                 summary_interval: a.summary_interval,
+                endpoints_file: a.endpoints,
             };
             runtime.block_on(flowscope_observer::run(config, shutdown_signal()))
         }
@@ -140,6 +145,7 @@ fn run_demo(runtime: &tokio::runtime::Runtime, a: DemoArgs) -> anyhow::Result<()
             max_flows: 4095,
             deny: vec![demo::deny_rule().parse()?],
             summary_interval: Duration::from_secs(5),
+            endpoints_file: None,
         };
         println!(
             "flowscope demo: 198.18.100.2 (fsd-client) -> 198.18.101.2 (fsd-server), \

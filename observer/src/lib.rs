@@ -3,6 +3,7 @@
 //! batch) -> `store` (recent history) -> `api` (WebSocket and HTTP).
 pub mod api;
 pub mod clock;
+pub mod endpoints;
 pub mod event;
 pub mod parse;
 pub mod pipeline;
@@ -23,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::{
     api::{AppState, AttachedInterface, RuntimeStatus},
+    endpoints::{EndpointsFile, Registry},
     parse::{Decoder, InterfaceInfo},
     pipeline::{FlowStore, Pipeline, PipelineCounters},
     source::{
@@ -47,6 +49,8 @@ pub struct ObserverConfig {
     pub max_flows: usize,
     pub deny: Vec<DenyRule>,
     pub summary_interval: Duration,
+    /// Endpoints file (written by the lab): who is behind which address. Re-read on change.
+    pub endpoints_file: Option<std::path::PathBuf>,
 }
 
 /// Runs the observer until `shutdown` completes; detaches everything on the way out.
@@ -86,6 +90,12 @@ pub async fn run(
         ifaces_tx,
     ));
 
+    let (registry_tx, registry_rx) = watch::channel(Arc::new(Registry::default()));
+    let registry_task = cfg
+        .endpoints_file
+        .clone()
+        .map(|path| tokio::spawn(watch_endpoints(path, registry_tx)));
+
     let decoder = Decoder::new(&cfg.node_name);
     let counters = Arc::new(PipelineCounters::default());
     let pipeline = Pipeline::new(decoder, store, counters);
@@ -94,6 +104,7 @@ pub async fn run(
         events,
         datapath.clone(),
         ifaces_rx,
+        registry_rx,
         state.clone(),
     ));
 
@@ -110,6 +121,9 @@ pub async fn run(
         .context("serving the API")?;
     watcher.abort();
     pipe.abort();
+    if let Some(t) = registry_task {
+        t.abort();
+    }
     let _ = watcher.await;
     let _ = pipe.await;
     // Dropping the last handle detaches the programs from every interface.
@@ -187,6 +201,7 @@ async fn run_pipeline(
     mut events: EventReader,
     datapath: Arc<Mutex<Datapath>>,
     mut ifaces: watch::Receiver<HashMap<u32, InterfaceInfo>>,
+    mut registry: watch::Receiver<Arc<Registry>>,
     state: Arc<AppState>,
 ) {
     let mut batch = Vec::with_capacity(EVENT_BATCH);
@@ -201,6 +216,9 @@ async fn run_pipeline(
         tokio::select! {
             r = events.read_batch(&mut batch, EVENT_BATCH) => match r {
                 Ok(_) => {
+                    if registry.has_changed().unwrap_or(false) {
+                        pipeline.decoder.set_registry(registry.borrow_and_update().clone());
+                    }
                     if ifaces.has_changed().unwrap_or(false) {
                         pipeline.decoder.set_interfaces(ifaces.borrow_and_update().clone());
                         pipeline.decoder.set_host_addrs(interfaces::host_addrs().unwrap_or_default());
@@ -234,6 +252,29 @@ async fn run_pipeline(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Re-reads the endpoints file when it changes (checked once a second: the file is small and
+/// changes rarely). A file that cannot be read or parsed keeps the last good registry.
+async fn watch_endpoints(path: std::path::PathBuf, out: watch::Sender<Arc<Registry>>) {
+    let mut last: Option<std::time::SystemTime> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        if modified.is_none() || modified == last {
+            continue;
+        }
+        last = modified;
+        match EndpointsFile::read(&path) {
+            Ok(file) => {
+                let registry = Registry::build(&file.endpoints);
+                info!(endpoints = registry.len(), path = %path.display(), "Endpoints loaded");
+                let _ = out.send(Arc::new(registry));
+            }
+            Err(err) => warn!("{err:#}; keeping the previous endpoints"),
         }
     }
 }

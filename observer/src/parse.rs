@@ -18,7 +18,7 @@ use flowscope_model::{
     },
 };
 
-use crate::clock::BootClock;
+use crate::{clock::BootClock, endpoints::Registry};
 
 /// Cilium's reserved identities, used until an endpoint registry knows better.
 pub const IDENTITY_HOST: u32 = 1;
@@ -69,6 +69,7 @@ pub struct Decoder {
     clock: BootClock,
     interfaces: HashMap<u32, Arc<InterfaceInfo>>,
     host_addrs: Vec<IpAddr>,
+    registry: Arc<Registry>,
     host: Arc<Endpoint>,
     world: Arc<Endpoint>,
     seq: u64,
@@ -91,6 +92,7 @@ impl Decoder {
             clock: BootClock::new(),
             interfaces: HashMap::new(),
             host_addrs: Vec::new(),
+            registry: Arc::default(),
             host: reserved(IDENTITY_HOST, "reserved:host"),
             world: reserved(IDENTITY_WORLD, "reserved:world"),
             seq: 0,
@@ -110,6 +112,10 @@ impl Decoder {
 
     pub fn set_host_addrs(&mut self, addrs: Vec<IpAddr>) {
         self.host_addrs = addrs;
+    }
+
+    pub fn set_registry(&mut self, registry: Arc<Registry>) {
+        self.registry = registry;
     }
 
     /// Re-reads the wall clock offset: call about once a second so NTP steps are followed.
@@ -137,7 +143,9 @@ impl Decoder {
     }
 
     fn endpoint(&self, addr: IpAddr) -> Arc<Endpoint> {
-        if self.host_addrs.contains(&addr) {
+        if let Some(ep) = self.registry.get(&addr) {
+            ep.clone()
+        } else if self.host_addrs.contains(&addr) {
             self.host.clone()
         } else {
             self.world.clone()

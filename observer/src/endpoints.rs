@@ -1,0 +1,236 @@
+//! Who is behind an address: the endpoint registry. Sources (the lab's endpoints file today,
+//! the Kubernetes API later) describe pods by namespace, name, labels and IPs; the registry
+//! turns them into Hubble endpoints — labels in `k8s:key=value` form and a numeric security
+//! identity per distinct label set — that the decoder attaches to flows.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    hash::{Hash as _, Hasher as _},
+    net::IpAddr,
+    path::Path,
+    sync::Arc,
+};
+
+use flowscope_model::flow::Endpoint;
+use serde::{Deserialize, Serialize};
+
+/// Identities below this are Cilium's reserved ones (host 1, world 2, ...); pods get
+/// identities from here up, as cluster-local identities do in Cilium.
+pub const FIRST_POD_IDENTITY: u32 = 256;
+/// Identities are derived from the label set, so they stay the same across restarts and on
+/// every node; collisions are resolved by probing upwards within this range.
+const IDENTITY_SPACE: u32 = 65_536 - FIRST_POD_IDENTITY;
+
+/// One workload as a source describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    pub namespace: String,
+    pub pod_name: String,
+    pub ips: Vec<IpAddr>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub namespace_labels: BTreeMap<String, String>,
+    /// Host-side interface of the pod, when the source knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+}
+
+/// The file the lab writes and `--endpoints` reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointsFile {
+    pub endpoints: Vec<EndpointSpec>,
+}
+
+impl EndpointsFile {
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading endpoints file {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("parsing endpoints file {}", path.display()))
+    }
+}
+
+/// Hubble labels of a pod, sorted: its own labels, its namespace, its namespace's labels, and
+/// the cluster, as Cilium derives them.
+pub fn hubble_labels(spec: &EndpointSpec) -> Vec<String> {
+    let mut labels: Vec<String> = spec
+        .labels
+        .iter()
+        .map(|(k, v)| format!("k8s:{k}={v}"))
+        .collect();
+    labels.push(format!(
+        "k8s:io.kubernetes.pod.namespace={}",
+        spec.namespace
+    ));
+    labels.extend(
+        spec.namespace_labels
+            .iter()
+            .map(|(k, v)| format!("k8s:io.cilium.k8s.namespace.labels.{k}={v}")),
+    );
+    labels.push("k8s:io.cilium.k8s.policy.cluster=default".to_string());
+    labels.sort();
+    labels.dedup();
+    labels
+}
+
+/// IP -> endpoint, with identities allocated per distinct label set.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    by_ip: HashMap<IpAddr, Arc<Endpoint>>,
+    /// Endpoint id per pod, stable for the registry's lifetime.
+    pub endpoints: Vec<Arc<Endpoint>>,
+}
+
+impl Registry {
+    pub fn build(specs: &[EndpointSpec]) -> Self {
+        let mut identities: HashMap<Vec<String>, u32> = HashMap::new();
+        let mut used: HashMap<u32, Vec<String>> = HashMap::new();
+        let mut reg = Registry::default();
+        let mut sorted: Vec<&EndpointSpec> = specs.iter().collect();
+        sorted.sort_by(|a, b| (&a.namespace, &a.pod_name).cmp(&(&b.namespace, &b.pod_name)));
+        // Label sets in sorted order, so collisions resolve the same way on every node.
+        let mut sets: Vec<Vec<String>> = sorted.iter().map(|s| hubble_labels(s)).collect();
+        sets.sort();
+        sets.dedup();
+        for set in sets {
+            let mut id = FIRST_POD_IDENTITY + (stable_hash(&set) % IDENTITY_SPACE as u64) as u32;
+            while used.get(&id).is_some_and(|other| *other != set) {
+                id = FIRST_POD_IDENTITY + (id - FIRST_POD_IDENTITY + 1) % IDENTITY_SPACE;
+            }
+            used.insert(id, set.clone());
+            identities.insert(set, id);
+        }
+        for (i, spec) in sorted.iter().enumerate() {
+            let labels = hubble_labels(spec);
+            let ep = Arc::new(Endpoint {
+                id: i as u32 + 1,
+                identity: identities[&labels],
+                namespace: spec.namespace.clone(),
+                pod_name: spec.pod_name.clone(),
+                labels,
+                ..Endpoint::default()
+            });
+            for ip in &spec.ips {
+                reg.by_ip.insert(*ip, ep.clone());
+            }
+            reg.endpoints.push(ep);
+        }
+        reg
+    }
+
+    pub fn get(&self, ip: &IpAddr) -> Option<&Arc<Endpoint>> {
+        self.by_ip.get(ip)
+    }
+
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+}
+
+/// FNV-1a over the labels: fixed across runs and builds, unlike std's randomly seeded hasher.
+fn stable_hash(labels: &[String]) -> u64 {
+    struct Fnv(u64);
+    impl std::hash::Hasher for Fnv {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 ^= u64::from(*b);
+                self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+            }
+        }
+    }
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    labels.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(ns: &str, name: &str, ip: &str, labels: &[(&str, &str)]) -> EndpointSpec {
+        EndpointSpec {
+            namespace: ns.into(),
+            pod_name: name.into(),
+            ips: vec![ip.parse().unwrap()],
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            namespace_labels: [("kubernetes.io/metadata.name".to_string(), ns.to_string())].into(),
+            interface: None,
+        }
+    }
+
+    #[test]
+    fn labels_in_hubble_form() {
+        let l = hubble_labels(&pod("default", "api-1", "198.18.1.1", &[("app", "my-api")]));
+        assert_eq!(
+            l,
+            vec![
+                "k8s:app=my-api",
+                "k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=default",
+                "k8s:io.cilium.k8s.policy.cluster=default",
+                "k8s:io.kubernetes.pod.namespace=default",
+            ]
+        );
+    }
+
+    #[test]
+    fn one_identity_per_label_set_stable_across_builds() {
+        let specs = vec![
+            pod("default", "api-1", "198.18.1.1", &[("app", "my-api")]),
+            pod("default", "api-2", "198.18.1.2", &[("app", "my-api")]),
+            pod("default", "web", "198.18.1.3", &[("app", "web")]),
+            pod("other", "api-1", "198.18.1.4", &[("app", "my-api")]),
+        ];
+        let r = Registry::build(&specs);
+        let id = |ip: &str| r.get(&ip.parse().unwrap()).unwrap().identity;
+        assert_eq!(
+            id("198.18.1.1"),
+            id("198.18.1.2"),
+            "same labels, same identity"
+        );
+        assert_ne!(id("198.18.1.1"), id("198.18.1.3"));
+        assert_ne!(
+            id("198.18.1.1"),
+            id("198.18.1.4"),
+            "the namespace is part of the labels"
+        );
+        assert!(id("198.18.1.1") >= FIRST_POD_IDENTITY);
+        // Another node (or a restart) with the pods in another order agrees.
+        let mut rev = specs.clone();
+        rev.reverse();
+        let r2 = Registry::build(&rev[..2]);
+        assert_eq!(
+            r2.get(&"198.18.1.4".parse().unwrap()).unwrap().identity,
+            id("198.18.1.4")
+        );
+        let ep = r.get(&"198.18.1.3".parse().unwrap()).unwrap();
+        assert_eq!(
+            (ep.namespace.as_str(), ep.pod_name.as_str()),
+            ("default", "web")
+        );
+        assert!(r.get(&"198.18.9.9".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn endpoints_file_refuses_unknown_fields() {
+        let e = serde_json::from_str::<EndpointsFile>(
+            r#"{"endpoints":[{"namespace":"a","pod_name":"b","ips":[],"colour":1}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+}
