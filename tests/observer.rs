@@ -518,3 +518,69 @@ fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_name_the_workloads_of_the_endpoints_file() {
+    let h = TestHost::new();
+    let dir = std::env::temp_dir().join(format!("fs-endpoints-{}", util::unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("endpoints.json");
+    let endpoints = json!({"endpoints": [{
+        "namespace": "x", "pod_name": "a", "ips": [h.ns_ip.to_string()],
+        "labels": {"pod": "a", "app": "demo"},
+        "namespace_labels": {"kubernetes.io/metadata.name": "x", "ns": "x"}
+    }]});
+    std::fs::write(&file, endpoints.to_string()).unwrap();
+    let obs = Observer::start(&[
+        "--interface",
+        &h.host_if,
+        "--endpoint-interface",
+        &h.host_if,
+        "--endpoints",
+        file.to_str().unwrap(),
+    ]);
+    // The file is read within a second of start.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut ws = subscribe(&obs.ws_url(), json!({"follow": true})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(h.ping(&h.host_ip.to_string(), 1));
+    let ns_ip = h.ns_ip.to_string();
+    let flows = collect_until(&mut ws, WAIT, |g| {
+        g.iter()
+            .any(|f| f["flow"]["IP"]["source"] == ns_ip.as_str())
+    })
+    .await;
+    let f = flows
+        .iter()
+        .find(|f| f["flow"]["IP"]["source"] == ns_ip.as_str())
+        .unwrap_or_else(|| panic!("no flow from the pod: {flows:?}"));
+    let src = &f["flow"]["source"];
+    assert_eq!(src["namespace"], "x");
+    assert_eq!(src["pod_name"], "a");
+    assert!(src["identity"].as_u64().unwrap() >= 256, "{src}");
+    let labels: Vec<&str> = src["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(labels.contains(&"k8s:app=demo"), "{labels:?}");
+    assert!(
+        labels.contains(&"k8s:io.kubernetes.pod.namespace=x"),
+        "{labels:?}"
+    );
+    // Seen on the pod's own veth: leaving the pod is its egress.
+    assert_eq!(f["flow"]["traffic_direction"], "EGRESS");
+    assert_eq!(f["flow"]["trace_observation_point"], "FROM_ENDPOINT");
+    // Filters by pod work against those names.
+    let (only_a, _) = history(&obs, json!({"whitelist": [{"source_pod": ["x/a"]}]})).await;
+    assert!(!only_a.is_empty());
+    assert!(
+        only_a
+            .iter()
+            .all(|f| f["flow"]["source"]["pod_name"] == "a")
+    );
+    let (none, _) = history(&obs, json!({"whitelist": [{"source_pod": ["y/"]}]})).await;
+    assert!(none.is_empty(), "{none:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
