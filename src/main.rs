@@ -1,6 +1,7 @@
 //! `flowscope`: one binary for every role (observer, and later relay, lab, observe, ...).
 //! This file only parses the command line and hands over to the library crates.
-mod demo;
+mod connectivity;
+mod lab;
 
 /// The observer allocates and frees a few small strings per flow on many threads; mimalloc's
 /// per-thread free lists make that several times cheaper than glibc's malloc (see the pipeline
@@ -8,11 +9,7 @@ mod demo;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, atomic::AtomicBool},
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -33,9 +30,16 @@ struct Cli {
 enum Command {
     /// Run the per-node observer: attach the datapath to interfaces, serve flows.
     Observer(ObserverArgs),
-    /// Two demo hosts in network namespaces with steady traffic (some denied), the observer
-    /// attached, and its API on localhost. Ctrl-C removes everything.
+    /// The main job on one machine: the built-in lab (the seed's cluster as network
+    /// namespaces) with its traffic, and the observer with its API on localhost. Ctrl-C
+    /// removes everything.
     Demo(DemoArgs),
+    /// Pods as network namespaces on this machine: `up [FILE]`, `down`, `status`.
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// Probe every pair of lab pods on every declared port, like `cilium connectivity test`.
+    #[command(subcommand)]
+    Connectivity(ConnectivityCommand),
 }
 
 #[derive(Args)]
@@ -43,6 +47,41 @@ struct DemoArgs {
     /// Address of the flow API.
     #[arg(long, default_value = "127.0.0.1:4244", env = "FLOWSCOPE_LISTEN")]
     listen: SocketAddr,
+    /// A lab file to run instead of the built-in demo.
+    #[arg(long, value_name = "FILE")]
+    lab: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum LabCommand {
+    /// Create the lab described by FILE (default: the built-in demo) and start its servers
+    /// and traffic in the background. Running it again with the same file changes nothing.
+    Up { file: Option<PathBuf> },
+    /// Remove the lab: namespaces, veths, routes, processes (also after a crash). Idempotent.
+    Down,
+    /// List the lab's pods with their IPs, interfaces and ports.
+    Status,
+    /// Serve the pods' ports and run the traffic in the foreground (started by `lab up`).
+    #[command(hide = true)]
+    Run,
+}
+
+#[derive(Subcommand)]
+enum ConnectivityCommand {
+    /// Bring the lab up (or reuse it), probe every ordered pair of distinct pods on every port
+    /// the destination declares, and report each probe.
+    Test {
+        /// The lab file.
+        #[arg(long, value_name = "FILE")]
+        lab: PathBuf,
+        /// `json`: one line per probe, then a summary; `table`: a matrix per port/protocol.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: lab::Output,
+        /// Expected reachability (JSON lines as `-o json` prints them): exit 1 listing every
+        /// mismatch.
+        #[arg(long, value_name = "FILE")]
+        expect: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -92,6 +131,18 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() {
     let cli = Cli::parse();
+    // Long-running roles log what they attach and serve; one-shot commands only warnings.
+    let default_level = match cli.command {
+        Command::Observer(_) | Command::Demo(_) | Command::Lab(LabCommand::Run) => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_level.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     if let Err(err) = run(cli) {
         // One clear chain of causes, never a backtrace: this is what users read.
         eprintln!("flowscope: {err:#}");
@@ -100,12 +151,6 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -128,38 +173,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             runtime.block_on(flowscope_observer::run(config, shutdown_signal()))
         }
-        Command::Demo(a) => run_demo(&runtime, a),
+        Command::Demo(a) => lab::demo(&runtime, a.lab.as_deref(), a.listen, hostname()),
+        Command::Lab(LabCommand::Up { file }) => lab::up(file.as_deref()),
+        Command::Lab(LabCommand::Down) => lab::down(),
+        Command::Lab(LabCommand::Status) => lab::status(),
+        Command::Lab(LabCommand::Run) => lab::run_foreground(&runtime),
+        Command::Connectivity(ConnectivityCommand::Test {
+            lab: file,
+            output,
+            expect,
+        }) => {
+            if !lab::connectivity_test(&runtime, &file, output, expect.as_ref())? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
-}
-
-fn run_demo(runtime: &tokio::runtime::Runtime, a: DemoArgs) -> anyhow::Result<()> {
-    demo::setup().context("creating the demo hosts (run as root)")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let result = (|| {
-        demo::start_traffic(stop.clone())?;
-        let config = ObserverConfig {
-            interfaces: demo::interfaces(),
-            endpoint_interfaces: demo::interfaces(),
-            listen: a.listen,
-            node_name: hostname(),
-            max_flows: 4095,
-            deny: vec![demo::deny_rule().parse()?],
-            summary_interval: Duration::from_secs(5),
-            endpoints_file: None,
-        };
-        println!(
-            "flowscope demo: 198.18.100.2 (fsd-client) -> 198.18.101.2 (fsd-server), \
-             TCP 8080 and UDP 5353 allowed, TCP 9090 denied.\n\
-             Flows:  ws://{0}/api/v1/flows  (send {{\"follow\":true}})\n\
-             Status: http://{0}/api/v1/status\n\
-             Ctrl-C to stop and remove the demo hosts.",
-            a.listen
-        );
-        runtime.block_on(flowscope_observer::run(config, shutdown_signal()))
-    })();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    demo::teardown();
-    result
 }
 
 fn hostname() -> String {
@@ -168,7 +197,7 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {

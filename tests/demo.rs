@@ -1,5 +1,6 @@
-//! `flowscope demo`, the README's main command: it comes up, shows allowed and denied traffic,
-//! and leaves nothing behind when stopped (or when a kill -9 is followed by another start).
+//! `flowscope demo`, the README's main command: the built-in lab (the seed's cluster) comes
+//! up with its traffic, flows name their pods, and nothing is left behind when it stops (or
+//! when a kill -9 is followed by another start).
 
 mod util;
 
@@ -11,7 +12,7 @@ use std::{
 use serde_json::{Value, json};
 use util::{collect_until, free_port, http_get, subscribe};
 
-/// The running demo; killed, and its hosts removed, if the test fails before stopping it.
+/// The running demo; killed, and its lab removed, if the test fails before stopping it.
 struct Demo(Child);
 
 impl Drop for Demo {
@@ -20,12 +21,10 @@ impl Drop for Demo {
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
-        for ns in ["fsd-client", "fsd-server"] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
+        let _ = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+            .args(["lab", "down"])
+            .stdout(Stdio::null())
+            .status();
     }
 }
 
@@ -48,13 +47,14 @@ fn start_demo(port: u16) -> Demo {
     panic!("demo not ready");
 }
 
+/// Lab namespaces and interfaces on the machine.
 fn leftovers() -> String {
     let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
     let mut out = String::from_utf8_lossy(&ns.stdout).to_string();
     out.push_str(&String::from_utf8_lossy(&links.stdout));
     out.lines()
-        .filter(|l| l.contains("fsd-"))
+        .filter(|l| l.contains("fsl"))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -84,54 +84,79 @@ fn flowscope_links() -> usize {
         .unwrap_or(0)
 }
 
+fn pod(f: &Value, side: &str) -> String {
+    format!(
+        "{}/{}",
+        f["flow"][side]["namespace"].as_str().unwrap_or(""),
+        f["flow"][side]["pod_name"].as_str().unwrap_or("")
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_shows_allowed_and_denied_traffic_and_cleans_up() {
+async fn demo_runs_the_seed_cluster_and_cleans_up() {
     let port = free_port();
-    // A demo killed with SIGKILL cannot clean up its hosts; the next start must.
+    // A demo killed with SIGKILL cannot clean up; the next start must.
     let mut first = start_demo(port);
     first.0.kill().unwrap();
     first.0.wait().unwrap();
     assert!(
         !leftovers().is_empty(),
-        "expected the killed demo's hosts to remain"
+        "expected the killed demo's pods to remain"
     );
-
-    // Its hosts are left for the next start to clean up, not for the guard.
+    // Its pods are left for the next start to clean up, not for the guard.
     std::mem::forget(first);
+
     let mut demo = start_demo(port);
     let mut ws = subscribe(
         &format!("ws://127.0.0.1:{port}/api/v1/flows"),
         json!({"follow": true}),
     )
     .await;
-    let flows = collect_until(&mut ws, Duration::from_secs(15), |g| {
-        let seen = |verdict: &str, port: u64| {
+    let want = [
+        ("default/frontend", "default/my-api", 8080),
+        ("default/frontend", "kube-system/coredns", 53),
+        ("monitoring/prometheus", "default/frontend", 80),
+        ("default/frontend", "default/postgres", 5432),
+    ];
+    let flows = collect_until(&mut ws, Duration::from_secs(20), |g| {
+        want.iter().all(|(src, dst, port)| {
             g.iter().any(|f| {
-                f["flow"]["verdict"] == verdict
-                    && (f["flow"]["l4"]["TCP"]["destination_port"] == port
-                        || f["flow"]["l4"]["UDP"]["destination_port"] == port)
+                pod(f, "source") == *src
+                    && pod(f, "destination") == *dst
+                    && (f["flow"]["l4"]["TCP"]["destination_port"] == *port
+                        || f["flow"]["l4"]["UDP"]["destination_port"] == *port)
             })
-        };
-        seen("FORWARDED", 8080) && seen("FORWARDED", 5353) && seen("DROPPED", 9090)
+        })
     })
     .await;
-    let dropped = flows
-        .iter()
-        .find(|f| f["flow"]["verdict"] == "DROPPED")
-        .unwrap_or_else(|| panic!("no dropped flow in {flows:#?}"));
-    assert_eq!(dropped["flow"]["IP"]["source"], "198.18.100.2");
-    assert_eq!(dropped["flow"]["drop_reason_desc"], "POLICY_DENIED");
-    // Seen leaving the client's veth: the client's egress.
-    assert_eq!(dropped["flow"]["traffic_direction"], "EGRESS");
-    assert!(flows.iter().any(|f| f["flow"]["verdict"] == "FORWARDED"
-        && f["flow"]["l4"]["UDP"]["destination_port"] == 5353));
-    assert!(flowscope_links() >= 4, "two programs on each of two veths");
+    for (src, dst, port) in want {
+        let f = flows
+            .iter()
+            .find(|f| pod(f, "source") == src && pod(f, "destination") == dst)
+            .unwrap_or_else(|| panic!("no flow {src} -> {dst}:{port} among {} flows", flows.len()));
+        assert!(f["flow"]["source"]["identity"].as_u64().unwrap() >= 256);
+        assert!(
+            f["flow"]["source"]["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l
+                    .as_str()
+                    .unwrap()
+                    .starts_with("k8s:io.kubernetes.pod.namespace=")),
+            "{f}"
+        );
+    }
+    assert!(
+        flowscope_links() >= 12,
+        "two programs on each of six pod veths"
+    );
 
     // SIGTERM (like Ctrl-C): everything goes.
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(demo.0.id() as i32, libc::SIGTERM) };
     let status = demo.0.wait().unwrap();
     assert!(status.success(), "{status}");
-    assert_eq!(leftovers(), "", "demo left hosts behind");
+    assert_eq!(leftovers(), "", "demo left pods behind");
     assert_eq!(flowscope_links(), 0, "tc links left attached");
 }

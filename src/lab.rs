@@ -1,0 +1,233 @@
+//! The lab commands (`lab up|down|status|run`), the demo and `connectivity test`: the lab crate
+//! makes pods, the observer watches them, in this process or another.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use flowscope_lab::{
+    control::{self, Lab},
+    runner::Runner,
+    topology::{self, LabState},
+};
+use flowscope_observer::ObserverConfig;
+
+use crate::connectivity;
+
+/// The observer settings that watch a lab: every lab veth (also pods added later) as workload
+/// interfaces, and the lab's endpoints file.
+pub fn observer_config(listen: SocketAddr, node_name: String) -> ObserverConfig {
+    let glob = format!("{}*", topology::IF_PREFIX);
+    ObserverConfig {
+        interfaces: vec![glob.clone()],
+        endpoint_interfaces: vec![glob],
+        listen,
+        node_name,
+        max_flows: 4095,
+        deny: Vec::new(),
+        summary_interval: Duration::from_secs(5),
+        endpoints_file: Some(topology::endpoints_path()),
+    }
+}
+
+/// `lab up [FILE]`: creates the lab and starts its runner in the background.
+pub fn up(file: Option<&Path>) -> anyhow::Result<()> {
+    let lab = Lab::load(file)?;
+    if !lab.up()? {
+        println!("The lab from {} is already up.", lab.source);
+        return status();
+    }
+    // The servers and traffic run in a process of their own, so the lab outlives this command.
+    let exe = std::env::current_exe().context("finding the flowscope binary")?;
+    let log = std::fs::File::create(Path::new(topology::STATE_DIR).join("runner.log"))?;
+    let spawned = {
+        use std::os::unix::process::CommandExt as _;
+        Command::new(exe)
+            .args(["lab", "run"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+    };
+    let child = match spawned {
+        Ok(c) => c,
+        Err(err) => {
+            let _ = control::down();
+            return Err(err).context("starting the lab runner");
+        }
+    };
+    control::set_runner(child.id())?;
+    println!("Lab from {} is up.", lab.source);
+    status()?;
+    println!(
+        "\nWatch it: flowscope observer --interface '{0}*' --endpoint-interface '{0}*' --endpoints {1}",
+        topology::IF_PREFIX,
+        topology::endpoints_path().display()
+    );
+    Ok(())
+}
+
+pub fn down() -> anyhow::Result<()> {
+    control::down()?;
+    println!("Lab removed.");
+    Ok(())
+}
+
+pub fn status() -> anyhow::Result<()> {
+    let Some(state) = LabState::load() else {
+        println!("No lab is up.");
+        return Ok(());
+    };
+    println!("Lab from {}:", state.source);
+    for line in control::status_lines(&state) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// `lab run` (started by `lab up`): serves the pods' ports and runs the traffic until stopped.
+pub fn run_foreground(runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let state = LabState::load().context("no lab is up")?;
+    let lab = Lab::from_text(state.source.clone(), state.text.clone())?;
+    let runner = Runner::start(&lab.plan, &lab.pods, lab.dns_table())?;
+    runtime.block_on(crate::shutdown_signal());
+    runner.stop();
+    Ok(())
+}
+
+/// `flowscope demo`: the lab, its servers and traffic, and the observer with its API, all in
+/// this process; Ctrl-C removes everything.
+pub fn demo(
+    runtime: &tokio::runtime::Runtime,
+    file: Option<&Path>,
+    listen: SocketAddr,
+    node_name: String,
+) -> anyhow::Result<()> {
+    let lab = Lab::load(file)?;
+    if let Some(state) = LabState::load()
+        && control::is_live(&state)
+    {
+        bail!(
+            "a lab from {} is already up; `flowscope lab down` first",
+            state.source
+        );
+    }
+    lab.up()?;
+    let result = (|| {
+        // The demo runs the lab itself: once this process is gone, what it made is leftover.
+        control::set_runner(std::process::id())?;
+        let runner = Runner::start(&lab.plan, &lab.pods, lab.dns_table())?;
+        println!(
+            "flowscope demo: {} pods from {} on this machine, their traffic and the observer.\n\
+             Flows:  ws://{listen}/api/v1/flows   (send {{\"follow\":true}})\n\
+             Status: http://{listen}/api/v1/status\n\
+             Ctrl-C stops the demo and removes its pods.",
+            lab.pods.len(),
+            lab.source
+        );
+        for line in control::status_lines(&LabState::load().unwrap_or_default()) {
+            println!("  {line}");
+        }
+        let observed = runtime.block_on(flowscope_observer::run(
+            observer_config(listen, node_name),
+            crate::shutdown_signal(),
+        ));
+        runner.stop();
+        observed
+    })();
+    control::down()?;
+    result
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Json,
+    Table,
+}
+
+/// `connectivity test`: returns whether all expectations held (true without `--expect`).
+pub fn connectivity_test(
+    runtime: &tokio::runtime::Runtime,
+    file: &Path,
+    output: Output,
+    expect: Option<&PathBuf>,
+) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    let lab = Lab::load(Some(file))?;
+    let created = lab.up()?;
+    let state = LabState::load().context("lab state missing after up")?;
+    let runner_alive = state.runner_pid.is_some() && control::is_live(&state);
+    // Servers are needed to probe; a lab brought up by `lab up` already has them.
+    let runner = if runner_alive {
+        None
+    } else {
+        Some(Runner::start(&lab.plan, &lab.pods, lab.dns_table())?)
+    };
+    let listen: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?
+    };
+    let result = runtime.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let observer = tokio::spawn(flowscope_observer::run(
+            observer_config(listen, "connectivity-test".into()),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        wait_ready(listen).await?;
+        // The endpoints file is read once a second; let the observer know the pods first.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let lines =
+            connectivity::run(&lab.plan, &lab.pods, &format!("ws://{listen}/api/v1/flows")).await;
+        let _ = stop_tx.send(());
+        let _ = observer.await;
+        lines
+    });
+    if let Some(r) = runner {
+        r.stop();
+    }
+    let lines = result?;
+    match output {
+        Output::Json => {
+            for l in &lines {
+                println!("{}", serde_json::to_string(l)?);
+            }
+            println!("{}", connectivity::summary(&lines, started));
+        }
+        Output::Table => {
+            connectivity::print_table(&lines);
+            println!("{}", connectivity::summary(&lines, started)["summary"]);
+        }
+    }
+    if created {
+        eprintln!("The lab stays up for more tests; `flowscope lab down` removes it.");
+    }
+    let Some(expect) = expect else {
+        return Ok(true);
+    };
+    let mismatches = connectivity::compare(&lines, expect)?;
+    for m in &mismatches {
+        eprintln!("MISMATCH {m}");
+    }
+    if mismatches.is_empty() {
+        eprintln!("All {} probes as expected.", lines.len());
+    }
+    Ok(mismatches.is_empty())
+}
+
+async fn wait_ready(listen: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(listen).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("the observer did not start listening on {listen}")
+}

@@ -1,0 +1,241 @@
+//! The lab and `connectivity test`, end to end as root: real namespaces, veths and servers,
+//! probed with real traffic and judged by the observer.
+
+mod util;
+
+use std::{
+    path::Path,
+    process::{Command, Output, Stdio},
+};
+
+use serde_json::Value;
+
+const XYZ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/labs/xyz.yaml");
+
+fn flowscope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flowscope"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run flowscope")
+}
+
+/// Removes the lab when a test ends, pass or fail.
+struct LabGuard;
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = flowscope(&["lab", "down"]);
+    }
+}
+
+fn lab_namespaces() -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("fsl-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn lab_links() -> usize {
+    std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("fsl"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn lab_up_status_down_leave_nothing_behind_even_after_kill_9() {
+    let _guard = LabGuard;
+    let _ = flowscope(&["lab", "down"]);
+    let up = flowscope(&["lab", "up", XYZ]);
+    assert!(up.status.success(), "{}", text(&up));
+    assert_eq!(lab_namespaces().len(), 9);
+    let status = text(&flowscope(&["lab", "status"]));
+    for pod in ["x/a", "y/b", "z/c"] {
+        assert!(status.contains(pod), "{status}");
+    }
+    assert!(status.contains("80/TCP"), "{status}");
+    // Pods reach each other through the host.
+    let ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            "fsl-x-a",
+            "ping",
+            "-c1",
+            "-W2",
+            "198.18.1.9",
+        ])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "{}", text(&ping));
+
+    // Again with the same file: reused, not duplicated.
+    let again = flowscope(&["lab", "up", XYZ]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("already up"), "{}", text(&again));
+    assert_eq!(lab_namespaces().len(), 9);
+    // Another lab while this one is up: refused, nothing changed.
+    let other = std::env::temp_dir().join(format!("lab-{}.yaml", util::unique()));
+    std::fs::write(
+        &other,
+        "namespaces: [{name: q}]\npods: [{name: p, namespace: q, ports: [{port: 1, protocol: TCP}]}]\n",
+    )
+    .unwrap();
+    let refused = flowscope(&["lab", "up", other.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("already up"), "{}", text(&refused));
+    assert_eq!(lab_namespaces().len(), 9);
+
+    // kill -9 the runner: `down` still removes everything.
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string("/run/flowscope/lab/state.json").unwrap())
+            .unwrap();
+    let pid = state["runner_pid"].as_u64().expect("runner pid") as i32;
+    // SAFETY: signalling the lab runner this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let down = flowscope(&["lab", "down"]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(lab_namespaces().is_empty(), "{:?}", lab_namespaces());
+    assert_eq!(lab_links(), 0);
+    assert!(!Path::new("/run/flowscope/lab/state.json").exists());
+    // Down is idempotent.
+    assert!(flowscope(&["lab", "down"]).status.success());
+    let _ = std::fs::remove_file(other);
+}
+
+#[test]
+fn bad_lab_files_are_refused_before_anything_is_created() {
+    let _guard = LabGuard;
+    let _ = flowscope(&["lab", "down"]);
+    let cases = [
+        (
+            "namespaces: [{name: x}]\npods:\n  - {name: a, namespace: x, ports: [{port: 80, protocol: SCTP}]}\n",
+            "protocol",
+        ),
+        (
+            "namespaces: [{name: x}]\npods:\n  - {name: a, namespace: x}\n  - {name: a, namespace: x}\n",
+            "lab.yaml:4:12: pods[1].name: pod x/a is declared twice",
+        ),
+        (
+            "namespaces: [{name: x}]\npods:\n  - {name: a, namespace: y}\n",
+            "namespace",
+        ),
+        (
+            "namespaces: [{name: x}]\npods:\n  - {name: a, namespace: x, ip: 10.0.0.1}\n",
+            "ip",
+        ),
+        ("namespaces: [{name: x}\n", "lab.yaml"),
+    ];
+    for (yaml, needle) in cases {
+        let dir = std::env::temp_dir().join(format!("bad-{}", util::unique()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lab.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let out = flowscope(&["lab", "up", file.to_str().unwrap()]);
+        let msg = text(&out);
+        assert!(!out.status.success(), "{yaml}: accepted");
+        assert!(msg.contains(needle), "{yaml}: {msg}");
+        assert!(msg.contains("lab.yaml:"), "no file:line in {msg}");
+        assert!(
+            lab_namespaces().is_empty(),
+            "{yaml}: created {:?}",
+            lab_namespaces()
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
+fn connectivity_test_probes_every_pair_and_checks_expectations() {
+    let _guard = LabGuard;
+    let _ = flowscope(&["lab", "down"]);
+    let out = flowscope(&["connectivity", "test", "--lab", XYZ, "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let (summary, probes) = lines.split_last().unwrap();
+    // 9 pods, 8 destinations each, 2 ports x 2 protocols.
+    assert_eq!(probes.len(), 288);
+    assert_eq!(summary["summary"]["probes"], 288);
+    // The exact line shape, keys in this order.
+    let first = stdout.lines().next().unwrap();
+    assert_eq!(
+        first,
+        r#"{"from":"x/a","to":"x/b","port":80,"protocol":"TCP","connected":true,"verdict":"FORWARDED","policies":[]}"#
+    );
+    // No policies: everything is reachable, and the observer saw each probe forwarded.
+    for p in probes {
+        assert_eq!(p["connected"], true, "{p}");
+        assert_eq!(p["verdict"], "FORWARDED", "{p}");
+        assert_eq!(p["policies"], serde_json::json!([]));
+        assert_ne!(p["from"], p["to"]);
+    }
+    assert!(probes.iter().any(|p| p["from"] == "x/a"
+        && p["to"] == "z/c"
+        && p["port"] == 81
+        && p["protocol"] == "UDP"));
+
+    // The output works as an expectation file; one wrong line is a mismatch, exit 1.
+    let dir = std::env::temp_dir().join(format!("expect-{}", util::unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.json");
+    std::fs::write(&good, &stdout).unwrap();
+    let ok = flowscope(&[
+        "connectivity",
+        "test",
+        "--lab",
+        XYZ,
+        "--expect",
+        good.to_str().unwrap(),
+    ]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        stdout.replacen(
+            r#"{"from":"x/a","to":"x/b","port":80,"protocol":"TCP","connected":true"#,
+            r#"{"from":"x/a","to":"x/b","port":80,"protocol":"TCP","connected":false"#,
+            1,
+        ),
+    )
+    .unwrap();
+    let mismatch = flowscope(&[
+        "connectivity",
+        "test",
+        "--lab",
+        XYZ,
+        "-o",
+        "table",
+        "--expect",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(mismatch.status.code(), Some(1), "{}", text(&mismatch));
+    let msg = text(&mismatch);
+    assert!(
+        msg.contains("MISMATCH x/a -> x/b TCP/80: expected blocked, got connected"),
+        "{msg}"
+    );
+    assert_eq!(msg.matches("MISMATCH").count(), 1, "{msg}");
+    // The table: a row per source, `.` for reachable.
+    assert!(msg.contains("TCP/80"), "{msg}");
+    let _ = std::fs::remove_dir_all(dir);
+}
