@@ -239,3 +239,21 @@ fn connectivity_test_probes_every_pair_and_checks_expectations() {
     assert!(msg.contains("TCP/80"), "{msg}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_failure_halfway_rolls_back_what_was_made() {
+    let _guard = LabGuard;
+    let _ = flowscope(&["lab", "down"]);
+    // A host route already holding the third pod's address (x/c, 198.18.1.3): creating that
+    // pod fails after the first two were made.
+    util::run("ip", &["route", "add", "198.18.1.3/32", "dev", "lo"]);
+    let out = flowscope(&["lab", "up", XYZ]);
+    let _ = Command::new("ip")
+        .args(["route", "del", "198.18.1.3/32", "dev", "lo"])
+        .status();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("creating pod x/c"), "{}", text(&out));
+    assert!(lab_namespaces().is_empty(), "left {:?}", lab_namespaces());
+    assert_eq!(lab_links(), 0);
+    assert!(!Path::new("/run/flowscope/lab/state.json").exists());
+}
