@@ -43,6 +43,8 @@ pub struct Datapath {
     ebpf: Ebpf,
     stats: PerCpuArray<MapData, u64>,
     attached: HashMap<String, Attached>,
+    /// Interfaces (name, index) whose attach failed: retried on every sync, but reported once.
+    failed: HashMap<String, u32>,
 }
 
 impl Datapath {
@@ -93,6 +95,7 @@ impl Datapath {
             ebpf,
             stats,
             attached: HashMap::new(),
+            failed: HashMap::new(),
         })
     }
 
@@ -135,8 +138,15 @@ impl Datapath {
             }
             let result = self.attach(iface);
             match &result {
-                Ok(()) => info!(interface = %iface.name, ifindex = iface.index, "Attached"),
-                Err(err) => warn!(interface = %iface.name, "Attach failed: {err:#}"),
+                Ok(()) => {
+                    self.failed.remove(&iface.name);
+                    info!(interface = %iface.name, ifindex = iface.index, "Attached");
+                }
+                Err(err) => {
+                    if self.failed.insert(iface.name.clone(), iface.index) != Some(iface.index) {
+                        warn!(interface = %iface.name, "Attach failed (will retry): {err:#}");
+                    }
+                }
             }
             changes.push((iface.name.clone(), result));
         }
