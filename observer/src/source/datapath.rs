@@ -132,6 +132,9 @@ impl Datapath {
                 info!(interface = %name, "Interface gone, detached");
             }
         }
+        // Bounded by the interfaces that exist: forget failures of interfaces that are gone.
+        self.failed
+            .retain(|name, index| present.iter().any(|i| &i.name == name && i.index == *index));
         for iface in present {
             if !selector.matches(&iface.name) || self.attached.contains_key(&iface.name) {
                 continue;
