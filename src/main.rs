@@ -40,6 +40,16 @@ enum Command {
     /// Probe every pair of lab pods on every declared port, like `cilium connectivity test`.
     #[command(subcommand)]
     Connectivity(ConnectivityCommand),
+    /// Network policies: `validate DIR`.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Check a directory of Kubernetes manifests (NetworkPolicy, CiliumNetworkPolicy) offline,
+    /// as the API server would: every problem with file, line and field; exit 1 if any.
+    Validate { dir: PathBuf },
 }
 
 #[derive(Args)]
@@ -178,6 +188,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lab(LabCommand::Down) => lab::down(),
         Command::Lab(LabCommand::Status) => lab::status(),
         Command::Lab(LabCommand::Run) => lab::run_foreground(&runtime),
+        Command::Policy(PolicyCommand::Validate { dir }) => {
+            if !validate_policies(&dir)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Connectivity(ConnectivityCommand::Test {
             lab: file,
             output,
@@ -189,6 +205,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `policy validate DIR`: prints each valid policy and each problem; false if any problem.
+fn validate_policies(dir: &std::path::Path) -> anyhow::Result<bool> {
+    if !dir.is_dir() {
+        anyhow::bail!("{} is not a directory of manifests", dir.display());
+    }
+    let set = flowscope_policy::load_dir(dir);
+    for p in &set.policies {
+        println!("ok     {} ({}:{})", p.id(), p.file, p.line);
+    }
+    for e in &set.errors {
+        eprintln!("error  {e}");
+    }
+    println!(
+        "{} valid, {} invalid, {} other documents skipped",
+        set.policies.len(),
+        set.errors.len(),
+        set.skipped
+    );
+    Ok(set.errors.is_empty())
 }
 
 fn hostname() -> String {

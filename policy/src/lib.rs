@@ -1,0 +1,32 @@
+//! Kubernetes NetworkPolicy and CiliumNetworkPolicy: parsing, validation, and their meaning.
+//!
+//! This crate is where flowscope learns which policies exist. It reads manifests the way the
+//! API server would accept them ([`load_dir`], [`parse_file`]) into typed models
+//! ([`networkpolicy::NetworkPolicy`], [`cilium::CiliumNetworkPolicy`]) gathered in a
+//! [`PolicySet`]; a document the cluster would refuse becomes a [`PolicyError`] naming its file,
+//! line, column and field, and never costs the other documents their place.
+//!
+//! Reading goes `load` (files and documents) -> `yaml` (a tree that remembers lines) ->
+//! `networkpolicy` / `cilium` (typed models, checked with `names` and `selector`). What a set
+//! of policies means for a connection is [`verdict()`], a pure function over the set, the pods
+//! and namespaces of a [`World`], and the [`Connection`].
+
+pub mod cilium;
+mod error;
+mod load;
+mod meta;
+mod names;
+pub mod networkpolicy;
+mod ports;
+pub mod selector;
+pub mod verdict;
+mod yaml;
+
+pub use error::PolicyError;
+pub use load::{
+    MANIFEST_EXTENSIONS, ParsedFile, Policy, PolicyBody, PolicyId, PolicyKind, PolicySet, load_dir,
+    parse_file, parse_file_in,
+};
+pub use meta::DEFAULT_NAMESPACE;
+pub use ports::{PortRef, Protocol};
+pub use verdict::{Connection, Peer, Verdict, World, verdict};
