@@ -220,7 +220,7 @@ fn validate_policies(dir: &std::path::Path) -> anyhow::Result<bool> {
         eprintln!("error  {e}");
     }
     println!(
-        "{} valid, {} invalid, {} other documents skipped",
+        "valid policies: {}, problems: {}, other documents skipped: {}",
         set.policies.len(),
         set.errors.len(),
         set.skipped

@@ -30,7 +30,10 @@ fn the_seed_policies_are_valid() {
     ] {
         assert!(stdout.contains(name), "{name} missing: {stdout}");
     }
-    assert!(stdout.contains("4 valid, 0 invalid"), "{stdout}");
+    assert!(
+        stdout.contains("valid policies: 4, problems: 0"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -57,7 +60,7 @@ fn a_bad_document_is_reported_and_the_rest_still_loads() {
     );
     assert!(stdout.contains("NetworkPolicy/x/deny"), "{stdout}");
     assert!(
-        stdout.contains("1 valid, 1 invalid, 1 other documents skipped"),
+        stdout.contains("valid policies: 1, problems: 1, other documents skipped: 1"),
         "{stdout}"
     );
     // Not a directory: a clear error.
