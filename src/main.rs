@@ -142,10 +142,18 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn main() {
     let cli = Cli::parse();
     // Long-running roles log what they attach and serve; one-shot commands only warnings.
-    let default_level = match cli.command {
-        Command::Observer(_) | Command::Demo(_) | Command::Lab(LabCommand::Run) => "info",
-        _ => "warn",
-    };
+    let serving = matches!(
+        cli.command,
+        Command::Observer(_) | Command::Demo(_) | Command::Lab(LabCommand::Run)
+    );
+    if !serving {
+        // One-shot commands end quietly when their output pipe closes (`| head`), as other
+        // Unix tools do. Servers keep Rust's default (ignored), so a client that goes away
+        // is an error on that socket, not the end of the process.
+        // SAFETY: setting a signal disposition before any thread is started.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    let default_level = if serving { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
