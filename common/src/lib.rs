@@ -17,6 +17,14 @@ pub const MAP_STATS: &str = "FLOWSCOPE_STATS";
 /// Array with one [`Config`].
 pub const MAP_CONFIG: &str = "FLOWSCOPE_CONFIG";
 
+/// LPM trie of [`IpKey`] -> [`IdentityValue`]: the security identity behind an address
+/// (pods as /32 and /128, CIDR identities for policy prefixes); a miss means `world`.
+pub const MAP_IPCACHE: &str = "FLOWSCOPE_IPCACHE";
+/// Hash of interface index -> [`EndpointInfo`]: the local endpoint behind a pod's veth.
+pub const MAP_ENDPOINTS: &str = "FLOWSCOPE_ENDPOINTS";
+/// Hash of [`PolicyKey`] -> [`PolicyValue`]: the compiled policy of every local endpoint.
+pub const MAP_POLICY: &str = "FLOWSCOPE_POLICY";
+
 /// Names of the two tc programs in the object file.
 pub const PROG_INGRESS: &str = "flowscope_ingress";
 pub const PROG_EGRESS: &str = "flowscope_egress";
@@ -30,6 +38,18 @@ pub const EVENTS_RING_BYTES: u32 = 4 << 20;
 pub const CONNTRACK_ENTRIES: u32 = 262_144;
 /// Capacity of the deny list trie.
 pub const DENY_ENTRIES: u32 = 16_384;
+/// Addresses with a known identity: pods of the node and cluster plus policy CIDRs.
+pub const IPCACHE_ENTRIES: u32 = 65_536;
+/// Local endpoints (pods) on one node.
+pub const ENDPOINT_ENTRIES: u32 = 4_096;
+/// Compiled policy entries for all local endpoints; the compiler refuses a set that needs more.
+pub const POLICY_ENTRIES: u32 = 262_144;
+
+/// Reserved identities, as Cilium numbers them.
+pub mod identity {
+    pub const HOST: u32 = 1;
+    pub const WORLD: u32 = 2;
+}
 
 // Indices into MAP_STATS.
 /// Packets seen by any flowscope program.
@@ -75,11 +95,16 @@ pub mod hook {
 pub mod verdict {
     pub const FORWARDED: u8 = 1;
     pub const DROPPED: u8 = 2;
+    /// Would have been dropped; passed because the policy runs in audit mode.
+    pub const AUDIT: u8 = 4;
 }
 
 /// Drop reasons; numbered as Cilium's `DropReason` (bpf/lib/common.h).
 pub mod drop_reason {
+    /// No rule allows the connection where a policy isolates the endpoint.
     pub const POLICY_DENIED: u8 = 133;
+    /// An explicit deny rule matched.
+    pub const POLICY_DENY: u8 = 181;
 }
 
 /// TCP flag bits in `FlowEvent::tcp_flags`: the 8 bits of the TCP header's flags byte
@@ -150,9 +175,11 @@ pub struct FlowEvent {
     pub _pad0: [u8; 2],
     /// Length of this packet in bytes.
     pub pkt_len: u32,
-    /// Index of the deny rule that dropped the packet (when `verdict` is DROPPED).
+    /// Index of the deny-list rule that dropped the packet (with `policy_ref` 0).
     pub rule: u32,
-    pub _pad1: u32,
+    /// `PolicyValue::policy_ref + 1` of the policy entry that decided the connection; 0 when no
+    /// policy entry was involved (no policy map, or an isolated endpoint with no match).
+    pub policy_ref: u32,
 }
 const _: () = assert!(core::mem::size_of::<FlowEvent>() == 120);
 const _: () = assert!(core::mem::align_of::<FlowEvent>() == 8);
@@ -218,7 +245,76 @@ pub struct DenyValue {
 pub struct Config {
     /// A connection reports its counters at most this often (0: never).
     pub summary_interval_ns: u64,
+    /// [`CONFIG_AUDIT`] and friends.
+    pub flags: u64,
 }
+/// Policy audit mode: evaluate and report, drop nothing (verdict AUDIT instead of DROPPED).
+pub const CONFIG_AUDIT: u64 = 1;
+
+/// Key of [`MAP_IPCACHE`]: `family` leads and is always covered by the prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IpKey {
+    pub family: u8,
+    pub _pad: [u8; 3],
+    pub addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<IpKey>() == 20);
+/// Bits of [`IpKey`] before `addr`.
+pub const IP_KEY_FIXED_BITS: u32 = 32;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdentityValue {
+    pub identity: u32,
+}
+
+/// A local endpoint, by the interface its traffic crosses.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointInfo {
+    pub endpoint_id: u32,
+    pub identity: u32,
+    /// [`ENFORCE_INGRESS`] | [`ENFORCE_EGRESS`]: a policy isolates that direction, so a
+    /// connection no entry allows is dropped.
+    pub flags: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<EndpointInfo>() == 16);
+pub const ENFORCE_INGRESS: u32 = 1;
+pub const ENFORCE_EGRESS: u32 = 2;
+
+/// Policy directions, from the local endpoint's point of view.
+pub mod direction {
+    pub const INGRESS: u8 = 1;
+    pub const EGRESS: u8 = 2;
+}
+
+/// Key of [`MAP_POLICY`]. `remote_identity`, `port` and `proto` use 0 as "any"; the datapath
+/// tries the most specific key first (see `ebpf/src/datapath.rs`, `policy_lookup`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PolicyKey {
+    pub endpoint_id: u32,
+    pub remote_identity: u32,
+    pub port: u16,
+    pub proto: u8,
+    pub direction: u8,
+}
+const _: () = assert!(core::mem::size_of::<PolicyKey>() == 12);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyValue {
+    /// [`POLICY_ALLOW`] or [`POLICY_DENY`].
+    pub action: u8,
+    pub _pad: [u8; 3],
+    /// Index of the entry's policies in the observer's attribution table, reported in
+    /// `FlowEvent::rule`.
+    pub policy_ref: u32,
+}
+pub const POLICY_ALLOW: u8 = 1;
+pub const POLICY_DENY: u8 = 2;
 
 #[cfg(feature = "user")]
 mod user {
@@ -230,4 +326,9 @@ mod user {
     unsafe impl aya::Pod for super::DenyKey {}
     unsafe impl aya::Pod for super::DenyValue {}
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::IpKey {}
+    unsafe impl aya::Pod for super::IdentityValue {}
+    unsafe impl aya::Pod for super::EndpointInfo {}
+    unsafe impl aya::Pod for super::PolicyKey {}
+    unsafe impl aya::Pod for super::PolicyValue {}
 }

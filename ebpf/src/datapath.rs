@@ -4,14 +4,17 @@ use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_SHOT, TC_ACT_UNSPEC},
     helpers::{bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns},
     macros::{classifier, map},
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::TcContext,
 };
 use flowscope_common::{
-    CONNTRACK_ENTRIES, Config, CtEntry, CtKey, DENY_ENTRIES, DENY_KEY_FIXED_BITS, DenyKey,
-    DenyValue, EVENTS_RING_BYTES, FAMILY_IPV4, FAMILY_IPV6, FlowEvent, STAT_COUNT, STAT_CT_CREATED,
-    STAT_CT_FULL, STAT_DROPPED, STAT_EVENTS, STAT_EVENTS_LOST, STAT_FRAGMENTS, STAT_NON_IP,
-    STAT_PACKETS, STAT_TRUNCATED, drop_reason, hook, kind, tcp, verdict,
+    CONFIG_AUDIT, CONNTRACK_ENTRIES, Config, CtEntry, CtKey, DENY_ENTRIES, DENY_KEY_FIXED_BITS,
+    DenyKey, DenyValue, ENDPOINT_ENTRIES, ENFORCE_EGRESS, ENFORCE_INGRESS, EVENTS_RING_BYTES,
+    EndpointInfo, FAMILY_IPV4, FAMILY_IPV6, FlowEvent, IP_KEY_FIXED_BITS, IPCACHE_ENTRIES,
+    IdentityValue, IpKey, POLICY_DENY, POLICY_ENTRIES, PolicyKey, PolicyValue, STAT_COUNT,
+    STAT_CT_CREATED, STAT_CT_FULL, STAT_DROPPED, STAT_EVENTS, STAT_EVENTS_LOST, STAT_FRAGMENTS,
+    STAT_NON_IP, STAT_PACKETS, STAT_TRUNCATED, direction, drop_reason, hook, identity, kind, tcp,
+    verdict,
 };
 
 #[map(name = "FLOWSCOPE_EVENTS")]
@@ -22,6 +25,15 @@ static CONNTRACK: LruHashMap<CtKey, CtEntry> = LruHashMap::with_max_entries(CONN
 
 #[map(name = "FLOWSCOPE_DENY")]
 static DENY: LpmTrie<DenyKey, DenyValue> = LpmTrie::with_max_entries(DENY_ENTRIES, 0);
+
+#[map(name = "FLOWSCOPE_IPCACHE")]
+static IPCACHE: LpmTrie<IpKey, IdentityValue> = LpmTrie::with_max_entries(IPCACHE_ENTRIES, 0);
+
+#[map(name = "FLOWSCOPE_ENDPOINTS")]
+static ENDPOINTS: HashMap<u32, EndpointInfo> = HashMap::with_max_entries(ENDPOINT_ENTRIES, 0);
+
+#[map(name = "FLOWSCOPE_POLICY")]
+static POLICY: HashMap<PolicyKey, PolicyValue> = HashMap::with_max_entries(POLICY_ENTRIES, 0);
 
 #[map(name = "FLOWSCOPE_STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
@@ -34,6 +46,7 @@ struct Scratch {
     pkt: Packet,
     rev: CtKey,
     entry: CtEntry,
+    ip: Key<IpKey>,
 }
 
 #[map]
@@ -142,7 +155,13 @@ fn try_classify(ctx: &TcContext, hook: u8) -> Result<i32, Skip> {
         dir = 1;
     }
     let Some(entry) = entry else {
-        return Ok(new_connection(pkt, &mut scratch.entry, hook, now));
+        return Ok(new_connection(
+            pkt,
+            &mut scratch.entry,
+            &mut scratch.ip,
+            hook,
+            now,
+        ));
     };
     // SAFETY: the pointer comes from a successful map lookup and stays valid for this program run;
     // counters are updated with atomic adds because every CPU may hit the same entry.
@@ -164,16 +183,26 @@ fn try_classify(ctx: &TcContext, hook: u8) -> Result<i32, Skip> {
 
 /// First packet of a connection on this interface: decide, remember, report.
 #[inline(always)]
-fn new_connection(pkt: &Packet, e: &mut CtEntry, hook: u8, now: u64) -> i32 {
-    if let Some(rule) = denied(&pkt.key) {
+fn new_connection(pkt: &Packet, e: &mut CtEntry, ip: &mut Key<IpKey>, hook: u8, now: u64) -> i32 {
+    let denied_by_list = denied(&pkt.key);
+    let decision = match denied_by_list {
+        Some(_) => Decision::deny(drop_reason::POLICY_DENIED, 0),
+        None => policy(pkt, ip, hook),
+    };
+    let mut verdict = decision.verdict;
+    if verdict == verdict::DROPPED && denied_by_list.is_none() && audit_mode() {
+        verdict = verdict::AUDIT;
+    }
+    if verdict == verdict::DROPPED {
         count(STAT_DROPPED);
         let report = Report {
             kind: kind::DROP,
             hook,
             dir: 0,
-            verdict: verdict::DROPPED,
-            drop_reason: drop_reason::POLICY_DENIED,
-            rule,
+            verdict,
+            drop_reason: decision.drop_reason,
+            rule: denied_by_list.unwrap_or(0),
+            policy_ref: decision.policy_ref,
         };
         emit(pkt, &Counts::first(pkt, hook), &report);
         // No conntrack entry: every later packet of a denied connection is judged again (and
@@ -193,12 +222,124 @@ fn new_connection(pkt: &Packet, e: &mut CtEntry, hook: u8, now: u64) -> i32 {
         Err(err) if err == -EEXIST => return PASS,
         Err(_) => count(STAT_CT_FULL),
     }
-    emit(
-        pkt,
-        &Counts::first(pkt, hook),
-        &forwarded(kind::NEW, hook, 0),
-    );
+    let mut report = forwarded(kind::NEW, hook, 0);
+    report.verdict = verdict;
+    report.drop_reason = if verdict == verdict::AUDIT {
+        decision.drop_reason
+    } else {
+        0
+    };
+    report.policy_ref = decision.policy_ref;
+    emit(pkt, &Counts::first(pkt, hook), &report);
     PASS
+}
+
+/// The policy's word on a new connection.
+struct Decision {
+    verdict: u8,
+    drop_reason: u8,
+    /// `PolicyValue::policy_ref + 1`, or 0.
+    policy_ref: u32,
+}
+
+impl Decision {
+    #[inline(always)]
+    fn allow(policy_ref: u32) -> Self {
+        Decision {
+            verdict: verdict::FORWARDED,
+            drop_reason: 0,
+            policy_ref,
+        }
+    }
+
+    #[inline(always)]
+    fn deny(drop_reason: u8, policy_ref: u32) -> Self {
+        Decision {
+            verdict: verdict::DROPPED,
+            drop_reason,
+            policy_ref,
+        }
+    }
+}
+
+/// Judges a connection of a local endpoint: egress when the packet leaves the pod (tc ingress
+/// of its veth), ingress when it enters (tc egress). The remote side's identity comes from the
+/// ipcache (a miss is `world`); the policy map is tried from the most specific key to the
+/// least: (identity, proto, port), (identity, proto, any port), (any, proto, port),
+/// (any, proto, any port), (identity, any, any), (any, any, any). No match: dropped when a
+/// policy isolates the endpoint in that direction, allowed otherwise.
+#[inline(always)]
+fn policy(pkt: &Packet, ip: &mut Key<IpKey>, hook: u8) -> Decision {
+    // SAFETY: read-only lookup; the value stays valid for this program run.
+    let Some(ep) = (unsafe { ENDPOINTS.get(&pkt.key.ifindex) }) else {
+        return Decision::allow(0);
+    };
+    let (dir, enforce, remote) = if hook == hook::INGRESS {
+        (
+            direction::EGRESS,
+            ep.flags & ENFORCE_EGRESS != 0,
+            &pkt.key.daddr,
+        )
+    } else {
+        (
+            direction::INGRESS,
+            ep.flags & ENFORCE_INGRESS != 0,
+            &pkt.key.saddr,
+        )
+    };
+    let bits = IP_KEY_FIXED_BITS
+        + if pkt.key.family == FAMILY_IPV4 {
+            32
+        } else {
+            128
+        };
+    *ip = Key::new(
+        bits,
+        IpKey {
+            family: pkt.key.family,
+            _pad: [0; 3],
+            addr: *remote,
+        },
+    );
+    let remote_identity = IPCACHE.get(&*ip).map_or(identity::WORLD, |v| v.identity);
+    let mut key = PolicyKey {
+        endpoint_id: ep.endpoint_id,
+        remote_identity,
+        port: pkt.key.dport,
+        proto: pkt.key.proto,
+        direction: dir,
+    };
+    let candidates: [(bool, bool, bool); 6] = [
+        (true, true, true),
+        (true, true, false),
+        (false, true, true),
+        (false, true, false),
+        (true, false, false),
+        (false, false, false),
+    ];
+    for (by_identity, by_proto, by_port) in candidates {
+        key.remote_identity = if by_identity { remote_identity } else { 0 };
+        key.proto = if by_proto { pkt.key.proto } else { 0 };
+        key.port = if by_port { pkt.key.dport } else { 0 };
+        // SAFETY: read-only lookup.
+        if let Some(v) = unsafe { POLICY.get(&key) } {
+            return if v.action == POLICY_DENY {
+                Decision::deny(drop_reason::POLICY_DENY, v.policy_ref + 1)
+            } else {
+                Decision::allow(v.policy_ref + 1)
+            };
+        }
+    }
+    if enforce {
+        Decision::deny(drop_reason::POLICY_DENIED, 0)
+    } else {
+        Decision::allow(0)
+    }
+}
+
+#[inline(always)]
+fn audit_mode() -> bool {
+    CONFIG.get(0).is_some_and(|c| c.flags & CONFIG_AUDIT != 0)
 }
 
 #[inline(always)]
@@ -210,6 +351,7 @@ fn forwarded(kind: u8, hook: u8, dir: usize) -> Report {
         verdict: verdict::FORWARDED,
         drop_reason: 0,
         rule: 0,
+        policy_ref: 0,
     }
 }
 
@@ -293,6 +435,7 @@ struct Report {
     verdict: u8,
     drop_reason: u8,
     rule: u32,
+    policy_ref: u32,
 }
 
 /// Writes the event straight into the ring buffer slot: building it on the stack first would
@@ -332,7 +475,7 @@ fn emit(pkt: &Packet, c: &Counts, r: &Report) {
         (*ev)._pad0 = [0; 2];
         (*ev).pkt_len = pkt.len;
         (*ev).rule = r.rule;
-        (*ev)._pad1 = 0;
+        (*ev).policy_ref = r.policy_ref;
     }
     slot.submit(0);
     count(STAT_EVENTS);

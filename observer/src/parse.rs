@@ -175,13 +175,18 @@ impl FlowRecord {
         Flow {
             time: Some(Timestamp::from_unix_nanos(self.time_ns)),
             uuid: uuid(self.node.uuid_prefix, self.seq),
-            verdict: if dropped {
-                Verdict::Dropped
-            } else {
-                Verdict::Forwarded
+            verdict: match ev.verdict {
+                verdict::DROPPED => Verdict::Dropped,
+                verdict::AUDIT => Verdict::Audit,
+                _ => Verdict::Forwarded,
             },
-            drop_reason: if dropped { ev.drop_reason as u32 } else { 0 },
-            drop_reason_desc: if dropped {
+            // An AUDIT flow keeps the reason it would have been dropped for.
+            drop_reason: if ev.drop_reason != 0 {
+                ev.drop_reason as u32
+            } else {
+                0
+            },
+            drop_reason_desc: if ev.drop_reason != 0 {
                 DropReason::from_number(ev.drop_reason as i32).unwrap_or_default()
             } else {
                 DropReason::default()

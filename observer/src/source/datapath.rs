@@ -6,13 +6,19 @@ use std::collections::HashMap;
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf, lpm_trie::LpmTrie},
+    maps::{
+        Array, HashMap as AyaHashMap, MapData, PerCpuArray, RingBuf,
+        lpm_trie::{Key, LpmTrie},
+    },
     programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
 };
 use flowscope_common::{
-    Config, DenyKey, DenyValue, MAP_CONFIG, MAP_DENY, MAP_EVENTS, MAP_STATS, PROG_EGRESS,
-    PROG_INGRESS, STAT_COUNT,
+    CONFIG_AUDIT, Config, DenyKey, DenyValue, EndpointInfo, FAMILY_IPV4, FAMILY_IPV6,
+    IP_KEY_FIXED_BITS, IdentityValue, IpKey, MAP_CONFIG, MAP_DENY, MAP_ENDPOINTS, MAP_EVENTS,
+    MAP_IPCACHE, MAP_POLICY, MAP_STATS, PROG_EGRESS, PROG_INGRESS, PolicyKey, PolicyValue,
+    STAT_COUNT,
 };
+use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
 use super::deny::DenyRule;
@@ -74,6 +80,7 @@ impl Datapath {
             0,
             Config {
                 summary_interval_ns,
+                flags: 0,
             },
             0,
         )?;
@@ -97,6 +104,72 @@ impl Datapath {
             attached: HashMap::new(),
             failed: HashMap::new(),
         })
+    }
+
+    /// Policy audit mode: connections the policy would drop pass, reported as AUDIT.
+    pub fn set_audit(&mut self, on: bool) -> anyhow::Result<()> {
+        let mut config: Array<&mut MapData, Config> = Array::try_from(
+            self.ebpf
+                .map_mut(MAP_CONFIG)
+                .ok_or_else(|| anyhow!("map {MAP_CONFIG} missing"))?,
+        )?;
+        let mut c = config.get(&0, 0)?;
+        c.flags = if on {
+            c.flags | CONFIG_AUDIT
+        } else {
+            c.flags & !CONFIG_AUDIT
+        };
+        config.set(0, c, 0)?;
+        Ok(())
+    }
+
+    /// Records the security identity behind a prefix (a pod's /32 or /128, a policy CIDR).
+    pub fn ipcache_insert(&mut self, net: IpNet, identity: u32) -> anyhow::Result<()> {
+        let (family, addr, bits) = match net {
+            IpNet::V4(n) => {
+                let mut a = [0u8; 16];
+                a[..4].copy_from_slice(&n.network().octets());
+                (FAMILY_IPV4, a, u32::from(n.prefix_len()))
+            }
+            IpNet::V6(n) => (FAMILY_IPV6, n.network().octets(), u32::from(n.prefix_len())),
+        };
+        let mut trie: LpmTrie<&mut MapData, IpKey, IdentityValue> = LpmTrie::try_from(
+            self.ebpf
+                .map_mut(MAP_IPCACHE)
+                .ok_or_else(|| anyhow!("map {MAP_IPCACHE} missing"))?,
+        )?;
+        let key = Key::new(
+            IP_KEY_FIXED_BITS + bits,
+            IpKey {
+                family,
+                _pad: [0; 3],
+                addr,
+            },
+        );
+        trie.insert(&key, IdentityValue { identity }, 0)?;
+        Ok(())
+    }
+
+    /// Declares the local endpoint behind an interface.
+    pub fn endpoint_insert(&mut self, ifindex: u32, info: EndpointInfo) -> anyhow::Result<()> {
+        let mut map: AyaHashMap<&mut MapData, u32, EndpointInfo> = AyaHashMap::try_from(
+            self.ebpf
+                .map_mut(MAP_ENDPOINTS)
+                .ok_or_else(|| anyhow!("map {MAP_ENDPOINTS} missing"))?,
+        )?;
+        map.insert(ifindex, info, 0)?;
+        Ok(())
+    }
+
+    /// Adds one compiled policy entry.
+    pub fn policy_insert(&mut self, key: PolicyKey, value: PolicyValue) -> anyhow::Result<()> {
+        let mut map: AyaHashMap<&mut MapData, PolicyKey, PolicyValue> = AyaHashMap::try_from(
+            self.ebpf
+                .map_mut(MAP_POLICY)
+                .ok_or_else(|| anyhow!("map {MAP_POLICY} missing"))?,
+        )?;
+        map.insert(key, value, 0)?;
+        Ok(())
     }
 
     /// Hands over the ring buffer of flow events (once).
@@ -620,5 +693,124 @@ mod tests {
             delivered
         );
         assert_eq!(stats.lost_per_cpu.iter().sum::<u64>(), lost);
+    }
+
+    /// The interface index BPF_PROG_TEST_RUN gives packets, learnt from a first event.
+    fn test_ifindex(h: &mut Harness) -> u32 {
+        let (_, ev) = h.run(
+            PROG_INGRESS,
+            &tcp4([198, 18, 250, 1], [198, 18, 250, 2], 9, 9, 0x02),
+        );
+        ev[0].ifindex
+    }
+
+    fn policy_harness(flags: u32) -> (Harness, u32) {
+        use flowscope_common::EndpointInfo;
+        let mut h = Harness::new(&[]);
+        let ifindex = test_ifindex(&mut h);
+        h.dp.endpoint_insert(
+            ifindex,
+            EndpointInfo {
+                endpoint_id: 7,
+                identity: 300,
+                flags,
+                _pad: 0,
+            },
+        )
+        .unwrap();
+        // B4 is a pod with identity 400; everything else is world.
+        h.dp.ipcache_insert("198.18.7.2/32".parse().unwrap(), 400)
+            .unwrap();
+        (h, ifindex)
+    }
+
+    fn allow(h: &mut Harness, dir: u8, identity: u32, proto: u8, port: u16, action: u8, r: u32) {
+        use flowscope_common::{PolicyKey, PolicyValue};
+        h.dp.policy_insert(
+            PolicyKey {
+                endpoint_id: 7,
+                remote_identity: identity,
+                port,
+                proto,
+                direction: dir,
+            },
+            PolicyValue {
+                action,
+                _pad: [0; 3],
+                policy_ref: r,
+            },
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn egress_policy_judges_connections_leaving_the_endpoint() {
+        use flowscope_common::{POLICY_ALLOW, direction, drop_reason};
+        let (mut h, _) = policy_harness(flowscope_common::ENFORCE_EGRESS);
+        // Egress to identity 400 on TCP 80 only (entry 5).
+        allow(&mut h, direction::EGRESS, 400, 6, 80, POLICY_ALLOW, 5);
+        let (ret, ev) = h.run(PROG_INGRESS, &tcp4(A4, B4, 1000, 80, tcp::SYN as u8));
+        assert_eq!(ret, PASS);
+        assert_eq!((ev[0].verdict, ev[0].policy_ref), (verdict::FORWARDED, 6));
+        // Another port, another protocol, another peer: no entry, isolated: dropped.
+        let (ret, ev) = h.run(PROG_INGRESS, &tcp4(A4, B4, 1001, 81, tcp::SYN as u8));
+        assert_eq!((ret, ev[0].verdict), (SHOT, verdict::DROPPED));
+        assert_eq!(
+            (ev[0].drop_reason, ev[0].policy_ref),
+            (drop_reason::POLICY_DENIED, 0)
+        );
+        let (ret, _) = h.run(
+            PROG_INGRESS,
+            &tcp4(A4, [198, 18, 9, 9], 1002, 80, tcp::SYN as u8),
+        );
+        assert_eq!(ret, SHOT, "world is not identity 400");
+        // The reply of the allowed connection passes: conntrack, not policy.
+        assert_eq!(h.run(PROG_EGRESS, &tcp4(B4, A4, 80, 1000, 0x12)).0, PASS);
+        // Ingress is not isolated: a connection into the endpoint from anywhere passes.
+        let (ret, ev) = h.run(
+            PROG_EGRESS,
+            &tcp4([198, 18, 9, 9], A4, 5555, 22, tcp::SYN as u8),
+        );
+        assert_eq!(
+            (ret, ev[0].verdict, ev[0].policy_ref),
+            (PASS, verdict::FORWARDED, 0)
+        );
+    }
+
+    #[test]
+    fn wildcards_are_tried_from_specific_to_general_and_deny_rules_report_policy_deny() {
+        use flowscope_common::{POLICY_ALLOW, POLICY_DENY, direction, drop_reason};
+        let (mut h, _) = policy_harness(flowscope_common::ENFORCE_INGRESS);
+        let ing = direction::INGRESS;
+        allow(&mut h, ing, 0, 0, 0, POLICY_ALLOW, 1); // anyone, anything
+        allow(&mut h, ing, 400, 6, 0, POLICY_DENY, 2); // identity 400: no TCP...
+        allow(&mut h, ing, 400, 6, 443, POLICY_ALLOW, 3); // ...except 443
+        let syn = |src, sport, dport| tcp4(src, A4, sport, dport, tcp::SYN as u8);
+        let (ret, ev) = h.run(PROG_EGRESS, &syn(B4, 2000, 443));
+        assert_eq!((ret, ev[0].policy_ref), (PASS, 4));
+        let (ret, ev) = h.run(PROG_EGRESS, &syn(B4, 2001, 22));
+        assert_eq!(
+            (ret, ev[0].drop_reason, ev[0].policy_ref),
+            (SHOT, drop_reason::POLICY_DENY, 3)
+        );
+        let (ret, ev) = h.run(PROG_EGRESS, &syn([198, 18, 9, 9], 2002, 22));
+        assert_eq!((ret, ev[0].policy_ref), (PASS, 2));
+    }
+
+    #[test]
+    fn audit_mode_reports_what_would_be_dropped_and_drops_nothing() {
+        use flowscope_common::drop_reason;
+        let (mut h, _) = policy_harness(flowscope_common::ENFORCE_INGRESS);
+        h.dp.set_audit(true).unwrap();
+        let (ret, ev) = h.run(PROG_EGRESS, &tcp4(B4, A4, 3000, 80, tcp::SYN as u8));
+        assert_eq!(ret, PASS);
+        assert_eq!((ev[0].kind, ev[0].verdict), (kind::NEW, verdict::AUDIT));
+        assert_eq!(ev[0].drop_reason, drop_reason::POLICY_DENIED);
+        h.dp.set_audit(false).unwrap();
+        assert_eq!(
+            h.run(PROG_EGRESS, &tcp4(B4, A4, 3001, 80, tcp::SYN as u8))
+                .0,
+            SHOT
+        );
     }
 }
