@@ -9,9 +9,11 @@
 //! Reading goes `load` (files and documents) -> `yaml` (a tree that remembers lines) ->
 //! `networkpolicy` / `cilium` (typed models, checked with `names` and `selector`). What a set
 //! of policies means for a connection is [`verdict()`], a pure function over the set, the pods
-//! and namespaces of a [`World`], and the [`Connection`].
+//! and namespaces of a [`World`], and the [`Connection`]; [`compile()`] turns the same meaning
+//! into per-endpoint lookup tables for the eBPF datapath.
 
 pub mod cilium;
+pub mod compile;
 mod error;
 mod load;
 mod meta;
@@ -22,6 +24,10 @@ pub mod selector;
 pub mod verdict;
 mod yaml;
 
+pub use compile::{
+    CompileError, Compiled, Decision, DirectionTable, EndpointIdentity, EndpointTables, Entry,
+    compile, lookup,
+};
 pub use error::PolicyError;
 pub use load::{
     MANIFEST_EXTENSIONS, ParsedFile, Policy, PolicyBody, PolicyId, PolicyKind, PolicySet, load_dir,

@@ -1,0 +1,971 @@
+//! A policy set compiled into the per-endpoint lookup tables the eBPF datapath consults.
+//!
+//! The datapath decides once per new connection, at the local endpoint: egress policy when a
+//! pod sends, ingress policy when it receives. It has the remote end's security identity (from
+//! the IP -> identity map), the protocol and the destination port, and may only do a few hash
+//! lookups: the cost of a decision must not grow with the number of rules. So everything rules
+//! say is resolved here, ahead of time, into [`Entry`]s keyed by
+//! `(remote identity, protocol, port)`, where `0` in any field is a wildcard. What the tables
+//! say is meant to be exactly what [`verdict()`](crate::verdict()) says, and the tests in
+//! `compile_tests.rs` hold them to it connection by connection.
+//!
+//! # Lookup order
+//!
+//! [`lookup`] is the reference the datapath follows. It probes, and stops at the first hit:
+//!
+//! 1. `(identity, protocol, port)`
+//! 2. `(identity, protocol, 0)`
+//! 3. `(0, protocol, port)`
+//! 4. `(0, protocol, 0)`
+//! 5. `(identity, 0, 0)`
+//! 6. `(0, 0, 0)`
+//!
+//! Not found: dropped when the table is [`DirectionTable::enforced`], allowed otherwise.
+//! There is no `(x, 0, port)` form: a rule naming a port without a protocol (Cilium's `ANY`)
+//! becomes one entry per protocol.
+//!
+//! # Why that order gives the right answer
+//!
+//! Each rule clause (peers x ports of one rule) becomes a set of keys. The compiler closes the
+//! keys under *meet* (the most specific key two keys both generalise, e.g. `(id, 0, 0)` and
+//! `(0, 6, 80)` meet at `(id, 6, 80)`), and gives each key the combined effect of every clause
+//! with a key generalising it: deny rules win and name the denying policies, else the allowing
+//! policies are named. With the set closed, the keys matching a connection always have a most
+//! specific one, and the order above checks it first (it is a linear extension of "more
+//! specific"), so the entry found carries the effect of exactly the clauses matching the
+//! connection. The price of the closure is entries per (identity, port) pair where a peer-only
+//! rule meets a port-only rule, never entries per port for a rule that allows all ports.
+//!
+//! # Identities
+//!
+//! Pods keep the identities the observer gave them (one per distinct label set, see
+//! `observer/src/endpoints.rs`), passed in as [`EndpointIdentity`]. Every prefix a CIDR rule
+//! names (its `cidr` and each `except`) gets a CIDR identity from [`CIDR_IDENTITY_BASE`] up, as
+//! Cilium's local CIDR identities; an address that is not a pod takes the identity of its
+//! longest matching prefix ([`Compiled::address_identity`]), or [`WORLD_IPV4_IDENTITY`] /
+//! [`WORLD_IPV6_IDENTITY`] when none matches. Because every `cidr` and `except` is itself a
+//! prefix of the set, a rule matches either all or none of the addresses of a CIDR identity.
+//!
+//! # Where the tables are approximate
+//!
+//! Identities stand for label sets, not pods. Two pods sharing an identity are treated the
+//! same; that is exact except for egress named ports (resolved on the destination pod: the
+//! union over the identity's pods is taken) and, with [`World::cidr_selects_pods`], for pods of
+//! one identity on either side of a CIDR (the identity matches if any of its pods does).
+//! Loopback (a pod to itself) never reaches the datapath and is not in the tables. HTTP rules
+//! are reduced to [`Entry::http`]: the proxy, not these tables, filters requests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::cilium::{self, CiliumNetworkPolicy, Entity, PeerRule, Peers, PortProtocol, Subject};
+use crate::load::{PolicyBody, PolicyId, PolicySet};
+use crate::networkpolicy::{NetworkPolicy, NetworkPolicyPeer};
+use crate::ports::{PortRef, Protocol};
+use crate::selector::{LabelSelector, Labels, Operator};
+use crate::verdict::{NAMESPACE_NAME_LABEL, Pod, World};
+
+/// First CIDR identity: Cilium's local (CIDR) identity scope, `1 << 24`, far above the pod
+/// identities (256..65535) the observer allocates.
+pub const CIDR_IDENTITY_BASE: u32 = 1 << 24;
+/// Cilium's `reserved:world-ipv4`: an IPv4 address outside the cluster that no CIDR rule names.
+pub const WORLD_IPV4_IDENTITY: u32 = 9;
+/// Cilium's `reserved:world-ipv6`.
+pub const WORLD_IPV6_IDENTITY: u32 = 10;
+/// The widest `endPort` range compiled into one entry per port. Wider ranges need a
+/// prefix-match form of the table that does not exist yet, so they are refused rather than
+/// turned into tens of thousands of entries.
+pub const MAX_RANGE_PORTS: u32 = 4096;
+/// The wildcard, in every field of a key.
+pub const ANY: u32 = 0;
+
+/// Protocol numbers as the datapath sees them.
+pub const PROTO_TCP: u8 = 6;
+/// UDP.
+pub const PROTO_UDP: u8 = 17;
+/// SCTP.
+pub const PROTO_SCTP: u8 = 132;
+
+/// A pod's endpoint id and security identity, as the observer's registry assigns them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointIdentity {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod: String,
+    /// Its endpoint id, which names its tables.
+    pub endpoint_id: u32,
+    /// Its security identity, 1 to [`CIDR_IDENTITY_BASE`] - 1.
+    pub identity: u32,
+}
+
+/// A policy set compiled for the datapath.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Compiled {
+    /// One per pod of the world, in the world's order.
+    pub endpoints: Vec<EndpointTables>,
+    /// CIDR identities, to add to the IP -> identity map (longest prefix wins; a pod's own
+    /// address is more specific than any of them).
+    pub cidrs: Vec<(IpNet, u32)>,
+    /// Every policy of the set, in set order; [`Entry::policies`] are indices into it.
+    pub policies: Vec<PolicyId>,
+}
+
+impl Compiled {
+    /// The tables of an endpoint.
+    pub fn endpoint(&self, endpoint_id: u32) -> Option<&EndpointTables> {
+        self.endpoints.iter().find(|e| e.endpoint_id == endpoint_id)
+    }
+
+    /// The identity of an address that belongs to no pod: its longest matching CIDR, else the
+    /// world identity of its family.
+    pub fn address_identity(&self, address: IpAddr) -> u32 {
+        self.cidrs
+            .iter()
+            .filter(|(net, _)| net.contains(&address))
+            .max_by_key(|(net, _)| net.prefix_len())
+            .map_or(
+                if address.is_ipv4() {
+                    WORLD_IPV4_IDENTITY
+                } else {
+                    WORLD_IPV6_IDENTITY
+                },
+                |(_, id)| *id,
+            )
+    }
+}
+
+/// The two tables of one local endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointTables {
+    /// The endpoint.
+    pub endpoint_id: u32,
+    /// Consulted when the endpoint receives.
+    pub ingress: DirectionTable,
+    /// Consulted when the endpoint sends.
+    pub egress: DirectionTable,
+}
+
+/// The entries of one direction of one endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DirectionTable {
+    /// Some policy isolates the endpoint in this direction: a connection no entry matches is
+    /// dropped.
+    pub enforced: bool,
+    /// Sorted by `(remote_identity, protocol, port)`, unique.
+    pub entries: Vec<Entry>,
+}
+
+/// One key and what it decides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// The remote end's identity, or [`ANY`].
+    pub remote_identity: u32,
+    /// 6, 17, 132, or 0 for any.
+    pub protocol: u8,
+    /// The destination port, or 0 for any.
+    pub port: u16,
+    /// Allowed, or dropped by a deny rule.
+    pub decision: Decision,
+    /// For [`Decision::Allow`] the allowing policies, for [`Decision::Deny`] the denying ones
+    /// (Hubble's `*_allowed_by` / `*_denied_by`); indices into [`Compiled::policies`].
+    pub policies: Vec<u32>,
+    /// Every allowing rule carries HTTP rules: the connection goes through the L7 proxy.
+    pub http: bool,
+}
+
+/// What an entry decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Decision {
+    /// Passes.
+    Allow,
+    /// Dropped by an explicit deny rule, whatever allows it.
+    Deny,
+}
+
+/// Why a set cannot be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    /// A port range too wide for per-port entries.
+    #[error(
+        "{policy}: {rule}: port range {start}-{end} spans more than {MAX_RANGE_PORTS} ports, \
+         which the tables cannot hold yet; split the rule or narrow the range"
+    )]
+    PortRangeTooWide {
+        /// The policy.
+        policy: PolicyId,
+        /// The rule, as a field path such as `ingress[0].ports[1]`.
+        rule: String,
+        /// First port.
+        start: u16,
+        /// Last port.
+        end: u16,
+    },
+    /// A pod of the world without an identity.
+    #[error("pod {namespace}/{pod} has no endpoint identity")]
+    MissingIdentity {
+        /// The namespace.
+        namespace: String,
+        /// The pod.
+        pod: String,
+    },
+    /// A pod identity the datapath could confuse with a wildcard or a CIDR identity.
+    #[error(
+        "pod {namespace}/{pod}: identity {identity} is outside 1..{CIDR_IDENTITY_BASE}, where \
+         pod identities must be"
+    )]
+    IdentityOutOfRange {
+        /// The namespace.
+        namespace: String,
+        /// The pod.
+        pod: String,
+        /// The identity given.
+        identity: u32,
+    },
+}
+
+type Key = (u32, u8, u16);
+
+/// Probes `table` in the datapath's order (see the module documentation). `None` means no
+/// rule speaks of the connection: dropped if [`DirectionTable::enforced`], else allowed.
+pub fn lookup(
+    table: &DirectionTable,
+    remote_identity: u32,
+    protocol: u8,
+    port: u16,
+) -> Option<&Entry> {
+    let (id, p, n) = (remote_identity, protocol, port);
+    [
+        (id, p, n),
+        (id, p, 0),
+        (0, p, n),
+        (0, p, 0),
+        (id, 0, 0),
+        (0, 0, 0),
+    ]
+    .into_iter()
+    .find_map(|key| {
+        table
+            .entries
+            .binary_search_by_key(&key, |e| (e.remote_identity, e.protocol, e.port))
+            .ok()
+            .and_then(|i| table.entries.get(i))
+    })
+}
+
+/// The protocol number of `protocol`.
+pub fn protocol_number(protocol: Protocol) -> u8 {
+    match protocol {
+        Protocol::Tcp => PROTO_TCP,
+        Protocol::Udp => PROTO_UDP,
+        Protocol::Sctp => PROTO_SCTP,
+    }
+}
+
+const ALL_PROTOCOLS: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+
+/// Compiles `set` for every pod of `world`; `endpoints` gives each pod its endpoint id and
+/// identity.
+pub fn compile(
+    set: &PolicySet,
+    world: &World,
+    endpoints: &[EndpointIdentity],
+) -> Result<Compiled, CompileError> {
+    let universe = Universe::new(set, world, endpoints)?;
+    let mut out = Compiled {
+        endpoints: Vec::new(),
+        cidrs: universe.cidrs.clone(),
+        policies: set.policies.iter().map(|p| p.id()).collect(),
+    };
+    for local in 0..universe.pods.len() {
+        let mut tables = [DirectionTable::default(), DirectionTable::default()];
+        for (direction, table) in [Direction::Ingress, Direction::Egress]
+            .into_iter()
+            .zip(tables.iter_mut())
+        {
+            let mut clauses = Clauses::default();
+            universe.clauses(set, local, direction, &mut clauses)?;
+            *table = clauses.table();
+        }
+        let [ingress, egress] = tables;
+        out.endpoints.push(EndpointTables {
+            endpoint_id: universe.pods[local].endpoint_id,
+            ingress,
+            egress,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    fn name(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
+struct PodInfo<'w> {
+    pod: &'w Pod,
+    endpoint_id: u32,
+    identity: u32,
+}
+
+/// Everything a remote end can be: pods by identity, CIDR identities, the world.
+struct Universe<'w> {
+    world: &'w World,
+    pods: Vec<PodInfo<'w>>,
+    /// Identity -> indices into `pods`.
+    identities: BTreeMap<u32, Vec<usize>>,
+    cidrs: Vec<(IpNet, u32)>,
+    namespace_labels: BTreeMap<&'w str, Labels>,
+}
+
+/// The remote ends a peer rule matches.
+enum Remotes {
+    /// Everything, known identities or not: keyed by [`ANY`].
+    All,
+    /// These identities.
+    Some(BTreeSet<u32>),
+}
+
+/// A port rule, ready to be resolved.
+enum PortSpec<'p> {
+    Any(Option<Protocol>),
+    Numbers(Option<Protocol>, u16, u16),
+    Named(Option<Protocol>, &'p str),
+}
+
+impl<'w> Universe<'w> {
+    fn new(
+        set: &PolicySet,
+        world: &'w World,
+        endpoints: &[EndpointIdentity],
+    ) -> Result<Self, CompileError> {
+        let mut pods = Vec::new();
+        let mut identities: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for pod in &world.pods {
+            let Some(e) = endpoints
+                .iter()
+                .find(|e| e.namespace == pod.namespace && e.pod == pod.name)
+            else {
+                return Err(CompileError::MissingIdentity {
+                    namespace: pod.namespace.clone(),
+                    pod: pod.name.clone(),
+                });
+            };
+            if e.identity == ANY || e.identity >= CIDR_IDENTITY_BASE {
+                return Err(CompileError::IdentityOutOfRange {
+                    namespace: pod.namespace.clone(),
+                    pod: pod.name.clone(),
+                    identity: e.identity,
+                });
+            }
+            identities.entry(e.identity).or_default().push(pods.len());
+            pods.push(PodInfo {
+                pod,
+                endpoint_id: e.endpoint_id,
+                identity: e.identity,
+            });
+        }
+        let mut namespace_labels = BTreeMap::new();
+        for ns in &world.namespaces {
+            let mut labels = ns.labels.clone();
+            labels
+                .entry(NAMESPACE_NAME_LABEL.to_owned())
+                .or_insert_with(|| ns.name.clone());
+            namespace_labels.insert(ns.name.as_str(), labels);
+        }
+        for pod in &world.pods {
+            namespace_labels
+                .entry(pod.namespace.as_str())
+                .or_insert_with(|| {
+                    Labels::from([(NAMESPACE_NAME_LABEL.to_owned(), pod.namespace.clone())])
+                });
+        }
+        Ok(Universe {
+            world,
+            pods,
+            identities,
+            cidrs: cidr_identities(set),
+            namespace_labels,
+        })
+    }
+
+    fn namespace_labels(&self, pod: &Pod) -> &Labels {
+        static NONE: Labels = Labels::new();
+        self.namespace_labels
+            .get(pod.namespace.as_str())
+            .unwrap_or(&NONE)
+    }
+
+    fn cilium_matches(&self, selector: &LabelSelector, pod: &Pod) -> bool {
+        let namespace_labels = self.namespace_labels(pod);
+        selector.matches_with(|key| {
+            let (source, key) = strip_source(key);
+            if source != "any" && source != "k8s" {
+                return None;
+            }
+            if key == cilium::POD_NAMESPACE_LABEL {
+                return Some(pod.namespace.as_str());
+            }
+            if let Some(namespace_key) = key.strip_prefix(cilium::NAMESPACE_LABELS_PREFIX) {
+                return namespace_labels.get(namespace_key).map(String::as_str);
+            }
+            pod.labels.get(key).map(String::as_str)
+        })
+    }
+
+    /// Pod identities with a pod `matches` accepts.
+    fn pod_identities(&self, matches: impl Fn(&Pod) -> bool) -> BTreeSet<u32> {
+        self.pods
+            .iter()
+            .filter(|p| matches(p.pod))
+            .map(|p| p.identity)
+            .collect()
+    }
+
+    /// Identities of the addresses `contains` accepts: CIDR identities by their prefix, and
+    /// pods by their addresses when the world says CIDRs select pods.
+    fn cidr_remotes(&self, cidr: &IpNet, except: &[IpNet]) -> BTreeSet<u32> {
+        let mut out: BTreeSet<u32> = self
+            .cidrs
+            .iter()
+            .filter(|(net, _)| cidr.contains(net) && !except.iter().any(|e| e.contains(net)))
+            .map(|(_, id)| *id)
+            .collect();
+        if self.world.cidr_selects_pods {
+            out.extend(self.pod_identities(|pod| {
+                pod.ips
+                    .iter()
+                    .any(|ip| cidr.contains(ip) && !except.iter().any(|e| e.contains(ip)))
+            }));
+        }
+        out
+    }
+
+    /// Identities of addresses outside the cluster, of one family or both.
+    fn world_remotes(&self, v4: bool, v6: bool) -> BTreeSet<u32> {
+        let mut out: BTreeSet<u32> = self
+            .cidrs
+            .iter()
+            .filter(|(net, _)| if net.addr().is_ipv4() { v4 } else { v6 })
+            .map(|(_, id)| *id)
+            .collect();
+        if v4 {
+            out.insert(WORLD_IPV4_IDENTITY);
+        }
+        if v6 {
+            out.insert(WORLD_IPV6_IDENTITY);
+        }
+        out
+    }
+
+    /// Adds the clauses of every rule applying to pod `local` in `direction`.
+    fn clauses(
+        &self,
+        set: &PolicySet,
+        local: usize,
+        direction: Direction,
+        out: &mut Clauses,
+    ) -> Result<(), CompileError> {
+        let subject = self.pods[local].pod;
+        for (index, policy) in set.policies.iter().enumerate() {
+            let index = index as u32;
+            let mut ctx = Ctx {
+                universe: self,
+                local,
+                direction,
+                policy: index,
+                id: || policy.id(),
+                out: &mut *out,
+            };
+            match &policy.body {
+                PolicyBody::Kubernetes(np) => ctx.kubernetes(np, subject)?,
+                PolicyBody::Cilium(cnp) => ctx.cilium(cnp, subject)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The prefixes CIDR rules name, each with a CIDR identity.
+fn cidr_identities(set: &PolicySet) -> Vec<(IpNet, u32)> {
+    let mut prefixes = BTreeSet::new();
+    for policy in &set.policies {
+        match &policy.body {
+            PolicyBody::Kubernetes(np) => {
+                for rule in np.ingress.iter().chain(&np.egress) {
+                    for peer in &rule.peers {
+                        if let NetworkPolicyPeer::IpBlock(block) = peer {
+                            prefixes.insert(block.cidr.trunc());
+                            prefixes.extend(block.except.iter().map(IpNet::trunc));
+                        }
+                    }
+                }
+            }
+            PolicyBody::Cilium(cnp) => {
+                for rule in &cnp.rules {
+                    let all = rule
+                        .ingress
+                        .iter()
+                        .chain(&rule.ingress_deny)
+                        .chain(&rule.egress)
+                        .chain(&rule.egress_deny);
+                    for peer_rule in all {
+                        if let Peers::Cidrs(cidrs) = &peer_rule.peers {
+                            for c in cidrs {
+                                prefixes.insert(c.cidr.trunc());
+                                prefixes.extend(c.except.iter().map(IpNet::trunc));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    prefixes.into_iter().zip(CIDR_IDENTITY_BASE..).collect()
+}
+
+/// Compiling one policy for one endpoint and direction.
+struct Ctx<'u, 'w, F> {
+    universe: &'u Universe<'w>,
+    local: usize,
+    direction: Direction,
+    policy: u32,
+    id: F,
+    out: &'u mut Clauses,
+}
+
+impl<F: Fn() -> PolicyId> Ctx<'_, '_, F> {
+    fn kubernetes(&mut self, np: &NetworkPolicy, subject: &Pod) -> Result<(), CompileError> {
+        let (isolates, rules) = match self.direction {
+            Direction::Ingress => (np.policy_types.ingress, &np.ingress),
+            Direction::Egress => (np.policy_types.egress, &np.egress),
+        };
+        if !isolates
+            || np.namespace != subject.namespace
+            || !np.pod_selector.matches(&subject.labels)
+        {
+            return Ok(());
+        }
+        self.out.enforced = true;
+        for (r, rule) in rules.iter().enumerate() {
+            let remotes = if rule.peers.is_empty() {
+                Remotes::All
+            } else {
+                let mut ids = BTreeSet::new();
+                for peer in &rule.peers {
+                    ids.extend(self.k8s_peer(np, peer));
+                }
+                Remotes::Some(ids)
+            };
+            let mut specs = Vec::new();
+            if rule.ports.is_empty() {
+                specs.push(PortSpec::Any(None));
+            }
+            for (p, port) in rule.ports.iter().enumerate() {
+                let path = || format!("{}[{r}].ports[{p}]", self.direction.name());
+                specs.push(self.port_spec(
+                    Some(port.protocol),
+                    port.port.as_ref(),
+                    port.end_port,
+                    path,
+                )?);
+            }
+            let keys = self.keys(&remotes, &specs);
+            self.out.push(
+                keys,
+                self.policy,
+                Kind::Allow {
+                    l4: true,
+                    http: false,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn k8s_peer(&self, np: &NetworkPolicy, peer: &NetworkPolicyPeer) -> BTreeSet<u32> {
+        let u = self.universe;
+        match peer {
+            NetworkPolicyPeer::Pods {
+                pod_selector,
+                namespace_selector,
+            } => u.pod_identities(|pod| {
+                let namespace_ok = match namespace_selector {
+                    Some(selector) => selector.matches(u.namespace_labels(pod)),
+                    None => pod.namespace == np.namespace,
+                };
+                namespace_ok && pod_selector.as_ref().is_none_or(|s| s.matches(&pod.labels))
+            }),
+            NetworkPolicyPeer::IpBlock(block) => u.cidr_remotes(&block.cidr, &block.except),
+        }
+    }
+
+    fn cilium(&mut self, cnp: &CiliumNetworkPolicy, subject: &Pod) -> Result<(), CompileError> {
+        for (i, rule) in cnp.rules.iter().enumerate() {
+            let Subject::Endpoints(selector) = &rule.subject else {
+                continue;
+            };
+            if cnp
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| ns != subject.namespace)
+                || !self.universe.cilium_matches(selector, subject)
+            {
+                continue;
+            }
+            let (isolates, allow, deny, name) = match self.direction {
+                Direction::Ingress => (
+                    rule.default_deny.ingress,
+                    &rule.ingress,
+                    &rule.ingress_deny,
+                    "ingress",
+                ),
+                Direction::Egress => (
+                    rule.default_deny.egress,
+                    &rule.egress,
+                    &rule.egress_deny,
+                    "egress",
+                ),
+            };
+            self.out.enforced |= isolates;
+            for (j, peer_rule) in deny.iter().enumerate() {
+                let path = format!("rules[{i}].{name}Deny[{j}]");
+                self.cilium_peer_rule(cnp, peer_rule, true, &path)?;
+            }
+            for (j, peer_rule) in allow.iter().enumerate() {
+                let path = format!("rules[{i}].{name}[{j}]");
+                self.cilium_peer_rule(cnp, peer_rule, false, &path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn cilium_peer_rule(
+        &mut self,
+        cnp: &CiliumNetworkPolicy,
+        rule: &PeerRule,
+        deny: bool,
+        path: &str,
+    ) -> Result<(), CompileError> {
+        let u = self.universe;
+        let remotes = match &rule.peers {
+            Peers::Unspecified if rule.to_ports.is_empty() => return Ok(()),
+            Peers::Unspecified => Remotes::All,
+            Peers::Endpoints(selectors) => Remotes::Some(u.pod_identities(|pod| {
+                selectors.iter().any(|s| {
+                    let namespace_ok = match &cnp.namespace {
+                        Some(ns) if !names_namespace(s) => *ns == pod.namespace,
+                        _ => true,
+                    };
+                    namespace_ok && u.cilium_matches(s, pod)
+                })
+            })),
+            Peers::Cidrs(cidrs) => Remotes::Some(
+                cidrs
+                    .iter()
+                    .flat_map(|c| u.cidr_remotes(&c.cidr, &c.except))
+                    .collect(),
+            ),
+            Peers::Entities(entities) if entities.contains(&Entity::All) => Remotes::All,
+            Peers::Entities(entities) => {
+                let mut ids = BTreeSet::new();
+                for entity in entities {
+                    match entity {
+                        Entity::World => ids.extend(u.world_remotes(true, true)),
+                        Entity::WorldIpv4 => ids.extend(u.world_remotes(true, false)),
+                        Entity::WorldIpv6 => ids.extend(u.world_remotes(false, true)),
+                        Entity::Cluster => ids.extend(u.identities.keys().copied()),
+                        // Hosts, nodes, the API server, Cilium's own endpoints: not in a World.
+                        _ => {}
+                    }
+                }
+                Remotes::Some(ids)
+            }
+        };
+        if rule.to_ports.is_empty() {
+            let keys = self.keys(&remotes, &[PortSpec::Any(None)]);
+            let kind = if deny {
+                Kind::Deny
+            } else {
+                Kind::Allow {
+                    l4: true,
+                    http: false,
+                }
+            };
+            self.out.push(keys, self.policy, kind);
+        }
+        for (k, port_rule) in rule.to_ports.iter().enumerate() {
+            let mut specs = Vec::new();
+            if port_rule.ports.is_empty() {
+                specs.push(PortSpec::Any(None));
+            }
+            for (p, port) in port_rule.ports.iter().enumerate() {
+                let PortProtocol {
+                    port: port_ref,
+                    end_port,
+                    protocol,
+                } = port;
+                let where_ = || format!("{path}.toPorts[{k}].ports[{p}]");
+                specs.push(self.port_spec(*protocol, port_ref.as_ref(), *end_port, where_)?);
+            }
+            let kind = if deny {
+                Kind::Deny
+            } else {
+                Kind::Allow {
+                    l4: port_rule.http.is_none(),
+                    http: port_rule.http.as_ref().is_some_and(|h| !h.is_empty()),
+                }
+            };
+            let keys = self.keys(&remotes, &specs);
+            self.out.push(keys, self.policy, kind);
+        }
+        Ok(())
+    }
+
+    fn port_spec<'p>(
+        &self,
+        protocol: Option<Protocol>,
+        port: Option<&'p PortRef>,
+        end: Option<u16>,
+        path: impl Fn() -> String,
+    ) -> Result<PortSpec<'p>, CompileError> {
+        Ok(match port {
+            None => PortSpec::Any(protocol),
+            Some(PortRef::Name(name)) => PortSpec::Named(protocol, name),
+            Some(PortRef::Number(start)) => {
+                let end = end.unwrap_or(*start).max(*start);
+                if u32::from(end - start) >= MAX_RANGE_PORTS {
+                    return Err(CompileError::PortRangeTooWide {
+                        policy: (self.id)(),
+                        rule: path(),
+                        start: *start,
+                        end,
+                    });
+                }
+                PortSpec::Numbers(protocol, *start, end)
+            }
+        })
+    }
+
+    /// The keys of `remotes` x `specs`; named ports are resolved on the destination pod,
+    /// which for egress is the remote one, so they are keyed per remote identity.
+    fn keys(&self, remotes: &Remotes, specs: &[PortSpec<'_>]) -> BTreeSet<Key> {
+        let u = self.universe;
+        let ids: Vec<u32> = match remotes {
+            Remotes::All => vec![ANY],
+            Remotes::Some(ids) => ids.iter().copied().collect(),
+        };
+        let protocols = |p: Option<Protocol>| -> Vec<u8> {
+            match p {
+                Some(p) => vec![protocol_number(p)],
+                None => ALL_PROTOCOLS.iter().map(|p| protocol_number(*p)).collect(),
+            }
+        };
+        let mut out = BTreeSet::new();
+        for spec in specs {
+            match spec {
+                PortSpec::Any(p) => {
+                    let proto = p.map_or(0, protocol_number);
+                    out.extend(ids.iter().map(|id| (*id, proto, 0)));
+                }
+                PortSpec::Numbers(p, start, end) => {
+                    for id in &ids {
+                        for proto in protocols(*p) {
+                            out.extend((*start..=*end).map(|n| (*id, proto, n)));
+                        }
+                    }
+                }
+                PortSpec::Named(p, name) => {
+                    let resolve = |pod: &Pod, id: u32, out: &mut BTreeSet<Key>| {
+                        for declared in &pod.ports {
+                            if declared.name == *name && p.is_none_or(|p| p == declared.protocol) {
+                                out.insert((id, protocol_number(declared.protocol), declared.port));
+                            }
+                        }
+                    };
+                    match self.direction {
+                        Direction::Ingress => {
+                            let local = u.pods[self.local].pod;
+                            for id in &ids {
+                                resolve(local, *id, &mut out);
+                            }
+                        }
+                        Direction::Egress => {
+                            for (id, members) in &u.identities {
+                                if let Remotes::Some(ids) = remotes
+                                    && !ids.contains(id)
+                                {
+                                    continue;
+                                }
+                                for m in members {
+                                    resolve(u.pods[*m].pod, *id, &mut out);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Deny,
+    /// `l4`: admits at L4, whatever HTTP rules say; `http`: carries HTTP rules.
+    Allow {
+        l4: bool,
+        http: bool,
+    },
+}
+
+/// The clauses of one endpoint and direction: who, on which ports, did what.
+#[derive(Default)]
+struct Clauses {
+    enforced: bool,
+    /// Key -> the clauses with that key, as (policy, kind).
+    by_key: BTreeMap<Key, Vec<(u32, Kind)>>,
+}
+
+impl Clauses {
+    fn push(&mut self, keys: BTreeSet<Key>, policy: u32, kind: Kind) {
+        for key in keys {
+            self.by_key.entry(key).or_default().push((policy, kind));
+        }
+    }
+
+    fn table(&self) -> DirectionTable {
+        let keys = meet_closure(self.by_key.keys().copied());
+        let entries = keys.into_iter().filter_map(|key| self.entry(key)).collect();
+        DirectionTable {
+            enforced: self.enforced,
+            entries,
+        }
+    }
+
+    /// The effect at `key` of every clause with a key generalising it.
+    fn entry(&self, (id, proto, port): Key) -> Option<Entry> {
+        let (mut allow, mut deny) = (BTreeSet::new(), BTreeSet::new());
+        let (mut l4, mut http) = (false, false);
+        for i in [id, 0] {
+            for p in [proto, 0] {
+                for n in [port, 0] {
+                    for (policy, kind) in self.by_key.get(&(i, p, n)).into_iter().flatten() {
+                        match kind {
+                            Kind::Deny => {
+                                deny.insert(*policy);
+                            }
+                            Kind::Allow { l4: a, http: h } => {
+                                allow.insert(*policy);
+                                l4 |= a;
+                                http |= h;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let (decision, policies) = if !deny.is_empty() {
+            (Decision::Deny, deny)
+        } else if !allow.is_empty() {
+            (Decision::Allow, allow)
+        } else {
+            return None;
+        };
+        Some(Entry {
+            remote_identity: id,
+            protocol: proto,
+            port,
+            decision,
+            policies: policies.into_iter().collect(),
+            http: decision == Decision::Allow && self.enforced && !l4 && http,
+        })
+    }
+}
+
+/// The most specific key both `a` and `b` generalise, if they overlap.
+fn meet(a: Key, b: Key) -> Option<Key> {
+    fn field<T: PartialEq + Default + Copy>(x: T, y: T) -> Option<T> {
+        if x == y || y == T::default() {
+            Some(x)
+        } else if x == T::default() {
+            Some(y)
+        } else {
+            None
+        }
+    }
+    Some((field(a.0, b.0)?, field(a.1, b.1)?, field(a.2, b.2)?))
+}
+
+/// `keys` closed under [`meet`]. Keys of different identities never meet, so the wildcard
+/// identity's keys are closed once and then each identity's keys apart, against them: the
+/// work grows with each identity's keys times the wildcard keys, not with the square of all.
+fn meet_closure(keys: impl Iterator<Item = Key>) -> BTreeSet<Key> {
+    let mut per_identity: BTreeMap<u32, Vec<Key>> = BTreeMap::new();
+    for key in keys {
+        per_identity.entry(key.0).or_default().push(key);
+    }
+    let wildcard = closure(
+        BTreeSet::new(),
+        per_identity.remove(&ANY).unwrap_or_default(),
+    );
+    let mut out = wildcard.clone();
+    for (_, keys) in per_identity {
+        let closed = closure(wildcard.clone(), keys);
+        out.extend(closed.into_iter().filter(|k| k.0 != ANY));
+    }
+    out
+}
+
+/// `closed` (already closed under [`meet`]) with `keys` added, closed again. Every pair is
+/// met when the later of its two keys leaves the frontier.
+fn closure(mut all: BTreeSet<Key>, keys: Vec<Key>) -> BTreeSet<Key> {
+    all.extend(keys.iter().copied());
+    let mut frontier = keys;
+    while let Some(k) = frontier.pop() {
+        let new: Vec<Key> = all
+            .iter()
+            .filter_map(|other| meet(k, *other))
+            .filter(|m| !all.contains(m))
+            .collect();
+        for m in new {
+            if all.insert(m) {
+                frontier.push(m);
+            }
+        }
+    }
+    all
+}
+
+/// Whether a selector names the pod namespace label (see `verdict.rs`, whose reading this
+/// repeats).
+fn names_namespace(selector: &LabelSelector) -> bool {
+    let is_namespace_key = |key: &str| strip_source(key).1 == cilium::POD_NAMESPACE_LABEL;
+    selector.match_labels.keys().any(|k| is_namespace_key(k))
+        || selector
+            .match_expressions
+            .iter()
+            .any(|r| is_namespace_key(&r.key) && r.operator != Operator::DoesNotExist)
+}
+
+fn strip_source(key: &str) -> (&str, &str) {
+    key.split_once(':').unwrap_or(("any", key))
+}
+
+#[cfg(test)]
+#[path = "compile_tests.rs"]
+mod tests;

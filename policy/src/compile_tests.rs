@@ -1,0 +1,896 @@
+//! The compiled tables against [`verdict()`]: for every case of `verdict_tests.rs` (and a few
+//! more), every ordered pair of ends (the x/y/z pods, one more pod sharing x/a's identity, and
+//! addresses outside the cluster), several ports and every protocol, [`lookup`] in the tables
+//! must give the same decision and the same attribution as [`verdict()`] in each direction.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::*;
+use crate::verdict::{Connection, DirectionVerdict, NamedPort, Namespace, Peer, verdict};
+
+const NAMESPACES: [&str; 3] = ["x", "y", "z"];
+const PODS: [&str; 3] = ["a", "b", "c"];
+const PORTS: [u16; 5] = [80, 81, 82, 443, 8080];
+
+/// Addresses outside the cluster, chosen around the CIDRs of the cases (RFC 5737, RFC 3849).
+const ADDRESSES: [&str; 7] = [
+    "192.0.2.5",
+    "192.0.2.10",
+    "192.0.2.16",
+    "192.0.2.100",
+    "198.51.100.1",
+    "203.0.113.9",
+    "2001:db8::1",
+];
+
+/// The upstream suites' x/y/z model, plus x/d labelled `pod=a`: the same identity as x/a.
+fn world() -> World {
+    let mut world = World::default();
+    for (i, ns) in NAMESPACES.iter().enumerate() {
+        world.namespaces.push(Namespace {
+            name: ns.to_string(),
+            labels: Labels::from([("ns".to_owned(), ns.to_string())]),
+        });
+        for (j, pod) in PODS.iter().enumerate() {
+            world.pods.push(pod_in(ns, pod, pod, i as u8, j as u8 + 1));
+        }
+    }
+    world.pods.push(pod_in("x", "d", "a", 0, 4));
+    world
+}
+
+fn pod_in(ns: &str, name: &str, label: &str, ns_octet: u8, host: u8) -> Pod {
+    let mut ports = Vec::new();
+    for port in [80u16, 81] {
+        for (protocol, suffix) in [(Protocol::Tcp, "tcp"), (Protocol::Udp, "udp")] {
+            ports.push(NamedPort {
+                name: format!("serve-{port}-{suffix}"),
+                port,
+                protocol,
+            });
+        }
+    }
+    Pod {
+        namespace: ns.to_owned(),
+        name: name.to_owned(),
+        labels: Labels::from([("pod".to_owned(), label.to_owned())]),
+        ips: vec![IpAddr::V4(Ipv4Addr::new(10, 0, ns_octet, host))],
+        ports,
+    }
+}
+
+/// One identity per distinct (namespace, labels), from 256, as the observer's registry does.
+fn identities(world: &World) -> Vec<EndpointIdentity> {
+    let mut by_labels: BTreeMap<(String, Labels), u32> = BTreeMap::new();
+    world
+        .pods
+        .iter()
+        .enumerate()
+        .map(|(i, pod)| {
+            let next = 256 + by_labels.len() as u32;
+            let identity = *by_labels
+                .entry((pod.namespace.clone(), pod.labels.clone()))
+                .or_insert(next);
+            EndpointIdentity {
+                namespace: pod.namespace.clone(),
+                pod: pod.name.clone(),
+                endpoint_id: i as u32 + 1,
+                identity,
+            }
+        })
+        .collect()
+}
+
+fn policies(yaml: &str) -> PolicySet {
+    let mut set = PolicySet::new();
+    set.add_file(yaml, "case.yaml");
+    assert_eq!(set.errors, vec![], "the case's policies are valid");
+    set
+}
+
+fn np(namespace: &str, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {name}\n  namespace: \"{namespace}\"\nspec:\n{spec}---\n"
+    )
+}
+
+fn cnp(namespace: &str, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: {name}\n  namespace: \"{namespace}\"\nspec:\n{spec}---\n"
+    )
+}
+
+const DENY_INGRESS: &str = "  podSelector: {}\n  policyTypes: [Ingress]\n";
+
+/// Every policy set of `verdict_tests.rs`, by test name.
+fn cases() -> Vec<(&'static str, String)> {
+    vec![
+        ("no_policy", String::new()),
+        ("default_deny_ingress", np("x", "deny", DENY_INGRESS)),
+        (
+            "allow_all_ingress_beside_default_deny",
+            np("x", "deny", DENY_INGRESS)
+                + &np("x", "allow-all", "  podSelector: {}\n  ingress:\n    - {}\n"),
+        ),
+        (
+            "default_deny_egress",
+            np("x", "deny-egress", "  podSelector: {}\n  policyTypes: [Egress]\n"),
+        ),
+        (
+            "empty_egress_list",
+            np(
+                "x",
+                "deny-egress",
+                "  podSelector: {matchLabels: {pod: a}}\n  policyTypes: [Egress]\n  egress: []\n",
+            ),
+        ),
+        (
+            "allow_from_a_pod_of_the_same_namespace",
+            np(
+                "x",
+                "allow-b",
+                "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n    - from:\n        - podSelector: {matchLabels: {pod: b}}\n",
+            ),
+        ),
+        (
+            "allow_from_a_namespace",
+            np(
+                "x",
+                "allow-y",
+                "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n    - from:\n        - namespaceSelector: {matchLabels: {ns: \"y\"}}\n",
+            ),
+        ),
+        (
+            "allow_by_namespace_name_label",
+            np(
+                "x",
+                "allow-z",
+                "  podSelector: {}\n  ingress:\n    - from:\n        - namespaceSelector:\n            matchLabels: {kubernetes.io/metadata.name: z}\n",
+            ),
+        ),
+        (
+            "allow_from_namespace_and_pod_together",
+            np(
+                "x",
+                "allow-y-b",
+                "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n    - from:\n        - namespaceSelector: {matchLabels: {ns: \"y\"}}\n          podSelector: {matchLabels: {pod: b}}\n",
+            ),
+        ),
+        (
+            "two_peers_are_either_or",
+            np(
+                "x",
+                "allow-y-or-b",
+                "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n    - from:\n        - namespaceSelector: {matchLabels: {ns: \"y\"}}\n        - podSelector: {matchLabels: {pod: b}}\n",
+            ),
+        ),
+        (
+            "match_expressions_not_in",
+            np(
+                "x",
+                "not-from-y",
+                "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n    - from:\n        - namespaceSelector:\n            matchExpressions: [{key: ns, operator: NotIn, values: [\"y\"]}]\n",
+            ),
+        ),
+        (
+            "pod_selector_with_exists_across_all_namespaces",
+            np(
+                "x",
+                "from-c-anywhere",
+                "  podSelector: {}\n  ingress:\n    - from:\n        - namespaceSelector: {}\n          podSelector:\n            matchExpressions: [{key: pod, operator: In, values: [c]}]\n",
+            ),
+        ),
+        (
+            "named_port_resolves_on_the_destination",
+            np(
+                "x",
+                "allow-81",
+                "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n    - ports:\n        - port: serve-81-tcp\n",
+            ),
+        ),
+        (
+            "named_port_on_egress",
+            np(
+                "x",
+                "egress-80",
+                "  podSelector: {}\n  policyTypes: [Egress]\n  egress:\n    - ports:\n        - {port: serve-80-udp, protocol: UDP}\n",
+            ),
+        ),
+        (
+            "port_range",
+            np(
+                "x",
+                "range",
+                "  podSelector: {}\n  ingress:\n    - ports:\n        - {port: 80, endPort: 81}\n",
+            ),
+        ),
+        (
+            "protocol_udp_only",
+            np(
+                "y",
+                "udp-80",
+                "  podSelector: {matchLabels: {pod: b}}\n  ingress:\n    - ports:\n        - {port: 80, protocol: UDP}\n",
+            ),
+        ),
+        (
+            "egress_and_ingress_together",
+            np(
+                "x",
+                "a-to-y",
+                "  podSelector: {matchLabels: {pod: a}}\n  policyTypes: [Egress]\n  egress:\n    - to:\n        - namespaceSelector: {matchLabels: {ns: \"y\"}}\n",
+            ) + &np(
+                "y",
+                "b-from-x-a",
+                "  podSelector: {matchLabels: {pod: b}}\n  ingress:\n    - from:\n        - namespaceSelector: {matchLabels: {ns: x}}\n          podSelector: {matchLabels: {pod: a}}\n",
+            ),
+        ),
+        (
+            "policies_selecting_a_pod_add_up",
+            np(
+                "x",
+                "from-b",
+                "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n    - from: [{podSelector: {matchLabels: {pod: b}}}]\n",
+            ) + &np(
+                "x",
+                "from-z-c",
+                "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n    - from:\n        - namespaceSelector: {matchLabels: {ns: z}}\n          podSelector: {matchLabels: {pod: c}}\n",
+            ),
+        ),
+        (
+            "rules_of_a_direction_not_in_policy_types_are_ignored",
+            np(
+                "x",
+                "egress-only",
+                "  podSelector: {}\n  policyTypes: [Egress]\n  ingress:\n    - from: [{podSelector: {matchLabels: {pod: b}}}]\n  egress:\n    - {}\n",
+            ),
+        ),
+        (
+            "a_policy_only_selects_pods_of_its_namespace",
+            np(
+                "z",
+                "deny-a",
+                "  podSelector: {matchLabels: {pod: a}}\n  policyTypes: [Ingress, Egress]\n",
+            ),
+        ),
+        (
+            "ip_block_with_except",
+            np(
+                "x",
+                "egress-cidr",
+                "  podSelector: {matchLabels: {pod: a}}\n  policyTypes: [Egress]\n  egress:\n    - to:\n        - ipBlock:\n            cidr: 0.0.0.0/0\n            except: [192.0.2.0/28]\n",
+            ),
+        ),
+        (
+            "ip_block_over_pod_addresses",
+            np(
+                "x",
+                "from-y-addresses",
+                "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n    - from:\n        - ipBlock: {cidr: 10.0.1.0/24, except: [10.0.1.2/32]}\n",
+            ),
+        ),
+        (
+            "ingress_from_outside_the_cluster",
+            np("x", "deny", DENY_INGRESS)
+                + &np(
+                    "x",
+                    "from-test-net",
+                    "  podSelector: {}\n  ingress:\n    - from:\n        - ipBlock: {cidr: 192.0.2.0/24}\n",
+                ),
+        ),
+        (
+            "cilium_deny_wins_over_any_allow",
+            np("x", "allow-all", "  podSelector: {}\n  ingress:\n    - {}\n")
+                + &cnp(
+                    "x",
+                    "deny-from-y",
+                    "  endpointSelector: {matchLabels: {pod: a}}\n  ingressDeny:\n    - fromEndpoints:\n        - matchLabels: {k8s:io.kubernetes.pod.namespace: \"y\"}\n  ingress:\n    - fromEntities: [all]\n",
+                ),
+        ),
+        (
+            "cilium_deny_only_rules_isolate",
+            cnp(
+                "x",
+                "deny-b",
+                "  endpointSelector: {matchLabels: {pod: a}}\n  ingressDeny:\n    - fromEndpoints: [{matchLabels: {pod: b}}]\n",
+            ),
+        ),
+        (
+            "cilium_deny_only_rules_without_default_deny",
+            cnp(
+                "x",
+                "deny-b",
+                "  endpointSelector: {matchLabels: {pod: a}}\n  ingressDeny:\n    - fromEndpoints: [{matchLabels: {pod: b}}]\n  enableDefaultDeny: {ingress: false}\n",
+            ),
+        ),
+        (
+            "cilium_endpoints_stay_in_the_policy_namespace",
+            cnp(
+                "x",
+                "from-own-namespace",
+                "  endpointSelector: {}\n  ingress:\n    - fromEndpoints: [{}]\n",
+            ),
+        ),
+        (
+            "cilium_endpoints_naming_a_namespace",
+            cnp(
+                "x",
+                "from-z-b",
+                "  endpointSelector: {}\n  ingress:\n    - fromEndpoints:\n        - matchLabels:\n            k8s:io.kubernetes.pod.namespace: z\n            k8s:pod: b\n",
+            ),
+        ),
+        (
+            "cilium_endpoints_by_namespace_labels",
+            cnp(
+                "x",
+                "from-ns-label",
+                "  endpointSelector: {}\n  ingress:\n    - fromEndpoints:\n        - matchLabels:\n            io.kubernetes.pod.namespace: \"y\"\n        - matchExpressions:\n            - {key: k8s:io.cilium.k8s.namespace.labels.ns, operator: In, values: [z]}\n",
+            ),
+        ),
+        (
+            "cilium_clusterwide_policy_spans_namespaces",
+            "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata:\n  name: c-only-from-a\nspec:\n  endpointSelector: {matchLabels: {pod: c}}\n  ingress:\n    - fromEndpoints: [{matchLabels: {pod: a}}]\n".to_owned(),
+        ),
+        (
+            "cilium_ports_only_rule",
+            cnp(
+                "y",
+                "only-81",
+                "  endpointSelector: {}\n  ingress:\n    - toPorts:\n        - ports: [{port: \"81\"}]\n",
+            ),
+        ),
+        (
+            "cilium_named_and_zero_ports",
+            cnp(
+                "y",
+                "named",
+                "  endpointSelector: {matchLabels: {pod: a}}\n  ingress:\n    - toPorts:\n        - ports: [{port: serve-80-udp, protocol: UDP}]\n",
+            ) + &cnp(
+                "z",
+                "any-udp",
+                "  endpointSelector: {}\n  ingress:\n    - toPorts:\n        - ports: [{port: \"0\", protocol: UDP}]\n",
+            ),
+        ),
+        (
+            "cilium_empty_rule_denies_all",
+            cnp("z", "deny-all", "  endpointSelector: {}\n  ingress:\n    - {}\n"),
+        ),
+        (
+            "cilium_entities",
+            cnp(
+                "x",
+                "world-only",
+                "  endpointSelector: {matchLabels: {pod: a}}\n  ingress:\n    - fromEntities: [world]\n",
+            ) + &cnp(
+                "x",
+                "cluster-to-b",
+                "  endpointSelector: {matchLabels: {pod: b}}\n  ingress:\n    - fromEntities: [cluster]\n",
+            ) + &cnp(
+                "x",
+                "host-to-c",
+                "  endpointSelector: {matchLabels: {pod: c}}\n  ingress:\n    - fromEntities: [host]\n",
+            ) + &cnp(
+                "y",
+                "v6-out",
+                "  endpointSelector: {}\n  egress:\n    - toEntities: [world-ipv6]\n",
+            ),
+        ),
+        (
+            "cilium_cidr_set_with_except_on_egress",
+            cnp(
+                "x",
+                "egress-cidr",
+                "  endpointSelector: {}\n  egress:\n    - toCIDRSet:\n        - {cidr: 192.0.2.0/24, except: [192.0.2.0/28]}\n      toPorts:\n        - ports: [{port: \"443\", protocol: TCP}]\n",
+            ),
+        ),
+        (
+            "cilium_http_rules",
+            cnp(
+                "x",
+                "get-only",
+                "  endpointSelector: {matchLabels: {pod: a}}\n  ingress:\n    - toPorts:\n        - ports: [{port: \"80\", protocol: TCP}]\n          rules:\n            http:\n              - {method: GET, path: /api/.*}\n              - {method: HEAD}\n",
+            ),
+        ),
+        (
+            "cilium_http_rules_lifted_by_an_l4_allow",
+            cnp(
+                "x",
+                "get-only",
+                "  endpointSelector: {matchLabels: {pod: a}}\n  ingress:\n    - toPorts:\n        - ports: [{port: \"80\", protocol: TCP}]\n          rules:\n            http:\n              - {method: GET}\n",
+            ) + &np(
+                "x",
+                "from-y",
+                "  podSelector: {}\n  ingress:\n    - from: [{namespaceSelector: {matchLabels: {ns: \"y\"}}}]\n",
+            ),
+        ),
+        (
+            "cilium_egress_to_endpoints_and_kubernetes_ingress_combine",
+            cnp(
+                "y",
+                "c-to-z",
+                "  endpointSelector: {matchLabels: {pod: c}}\n  egress:\n    - toEndpoints:\n        - matchLabels: {io.kubernetes.pod.namespace: z}\n",
+            ) + &np(
+                "z",
+                "from-y",
+                "  podSelector: {}\n  ingress:\n    - from: [{namespaceSelector: {matchLabels: {ns: \"y\"}}}]\n",
+            ),
+        ),
+        // Beyond verdict_tests: a peer-only rule meeting a port-only rule (the meet closure),
+        // and a deny on one port beside allows on every port.
+        (
+            "peer_rule_meets_port_rule",
+            np(
+                "x",
+                "from-y",
+                "  podSelector: {}\n  ingress:\n    - from: [{namespaceSelector: {matchLabels: {ns: \"y\"}}}]\n",
+            ) + &np(
+                "x",
+                "tcp-81-from-all",
+                "  podSelector: {}\n  ingress:\n    - ports: [{port: 81}]\n",
+            ) + &cnp(
+                "x",
+                "udp-from-z-b",
+                "  endpointSelector: {}\n  ingress:\n    - fromEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: z, pod: b}}]\n      toPorts: [{ports: [{port: \"0\", protocol: UDP}]}]\n",
+            ),
+        ),
+        (
+            "deny_one_port_allow_the_rest",
+            cnp(
+                "y",
+                "no-81",
+                "  endpointSelector: {}\n  ingress:\n    - fromEntities: [all]\n  ingressDeny:\n    - toPorts: [{ports: [{port: \"81\", protocol: TCP}]}]\n    - fromEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: x, pod: a}}]\n      toPorts: [{ports: [{port: \"80\"}]}]\n  egress:\n    - toCIDR: [192.0.2.0/24]\n  egressDeny:\n    - toCIDR: [192.0.2.0/25]\n",
+            ),
+        ),
+    ]
+}
+
+/// Every end of the world: pods as `ns/pod`, then the addresses.
+fn ends(world: &World) -> Vec<Peer> {
+    let pods = world.pods.iter().map(|p| Peer::pod(&p.namespace, &p.name));
+    let addresses = ADDRESSES
+        .iter()
+        .map(|a| Peer::Ip(a.parse().expect("address")));
+    pods.chain(addresses).collect()
+}
+
+fn describe(peer: &Peer) -> String {
+    match peer {
+        Peer::Pod { namespace, name } => format!("{namespace}/{name}"),
+        Peer::Ip(ip) => ip.to_string(),
+    }
+}
+
+/// The mismatches between the tables and [`verdict()`] over every pair of ends, port and
+/// protocol, described one per line.
+fn disagreements(set: &PolicySet, world: &World) -> Vec<String> {
+    let ids = identities(world);
+    let compiled = compile(set, world, &ids).expect("compiles");
+    let endpoint = |peer: &Peer| -> Option<&EndpointIdentity> {
+        match peer {
+            Peer::Pod { namespace, name } => ids
+                .iter()
+                .find(|e| &e.namespace == namespace && &e.pod == name),
+            Peer::Ip(_) => None,
+        }
+    };
+    let identity = |peer: &Peer| match (endpoint(peer), peer) {
+        (Some(e), _) => e.identity,
+        (None, Peer::Ip(ip)) => compiled.address_identity(*ip),
+        (None, Peer::Pod { .. }) => unreachable!("every pod of the world has an identity"),
+    };
+    let mut out = Vec::new();
+    let ends = ends(world);
+    for src in &ends {
+        for dst in &ends {
+            if src == dst || matches!((src, dst), (Peer::Ip(_), Peer::Ip(_))) {
+                continue;
+            }
+            for port in PORTS {
+                for protocol in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
+                    let conn = Connection {
+                        src: src.clone(),
+                        dst: dst.clone(),
+                        port,
+                        protocol,
+                    };
+                    let v = verdict(set, world, &conn);
+                    for (direction, local, remote, dv) in [
+                        ("egress", src, dst, &v.egress),
+                        ("ingress", dst, src, &v.ingress),
+                    ] {
+                        let table = endpoint(local).map(|e| {
+                            let tables = compiled.endpoint(e.endpoint_id).expect("tables");
+                            if direction == "egress" {
+                                &tables.egress
+                            } else {
+                                &tables.ingress
+                            }
+                        });
+                        let got = judge(&compiled, table, identity(remote), protocol, port);
+                        let want = expected(dv);
+                        if got != want {
+                            out.push(format!(
+                                "{} -> {} {port}/{protocol} {direction}: tables say {got:?}, verdict {want:?}",
+                                describe(src),
+                                describe(dst)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// (enforced, allowed, allowed_by, denied_by, l7), as both sides can tell it. A denied
+/// connection's allowers are not in the tables, which name only the deniers.
+type Outcome = (bool, bool, Vec<String>, Vec<String>, bool);
+
+fn expected(dv: &DirectionVerdict) -> Outcome {
+    let names = |ids: &[PolicyId]| ids.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let allowed_by = if dv.denied_by.is_empty() {
+        names(&dv.allowed_by)
+    } else {
+        Vec::new()
+    };
+    (
+        dv.isolated,
+        dv.allowed,
+        allowed_by,
+        names(&dv.denied_by),
+        dv.l7_enforced,
+    )
+}
+
+fn judge(
+    compiled: &Compiled,
+    table: Option<&DirectionTable>,
+    remote: u32,
+    protocol: Protocol,
+    port: u16,
+) -> Outcome {
+    let Some(table) = table else {
+        // An address enforces nothing.
+        return (false, true, Vec::new(), Vec::new(), false);
+    };
+    let names = |e: &Entry| -> Vec<String> {
+        e.policies
+            .iter()
+            .map(|i| compiled.policies[*i as usize].to_string())
+            .collect()
+    };
+    match lookup(table, remote, protocol_number(protocol), port) {
+        None => (
+            table.enforced,
+            !table.enforced,
+            Vec::new(),
+            Vec::new(),
+            false,
+        ),
+        Some(e) if e.decision == Decision::Allow => {
+            (table.enforced, true, names(e), Vec::new(), e.http)
+        }
+        Some(e) => (table.enforced, false, Vec::new(), names(e), e.http),
+    }
+}
+
+#[test]
+fn every_case_agrees_with_verdict() {
+    let mut failures = Vec::new();
+    for (name, yaml) in cases() {
+        let set = policies(&yaml);
+        for cidr_selects_pods in [false, true] {
+            let mut world = world();
+            world.cidr_selects_pods = cidr_selects_pods;
+            let found = disagreements(&set, &world);
+            if !found.is_empty() {
+                failures.push(format!(
+                    "{name} (cidr_selects_pods: {cidr_selects_pods}): {} disagreements, first:\n  {}",
+                    found.len(),
+                    found[..found.len().min(5)].join("\n  ")
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_seed_policies_agree_with_verdict() {
+    let seed = include_str!("../../deploy/network-policies/default-deny-ingress.yaml").to_owned()
+        + "---\n"
+        + include_str!("../../deploy/network-policies/allow-dns-egress.yaml")
+        + "---\n"
+        + include_str!("../../deploy/network-policies/allow-monitoring-scrape.yaml")
+        + "---\n"
+        + include_str!("../../deploy/network-policies/allow-get-only.yaml");
+    let set = policies(&seed);
+    let mut world = World::default();
+    for (i, (ns, pod, app)) in [
+        ("default", "web", "web"),
+        ("default", "api", "my-api"),
+        ("kube-system", "coredns", "kube-dns"),
+        ("monitoring", "prometheus", "prometheus"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut pod = pod_in(ns, pod, "-", 20, i as u8 + 1);
+        pod.labels = Labels::from([
+            ("app".to_owned(), app.to_owned()),
+            ("k8s-app".to_owned(), app.to_owned()),
+        ]);
+        world.pods.push(pod);
+    }
+    assert_eq!(disagreements(&set, &world), Vec::<String>::new());
+}
+
+fn compile_one(yaml: &str) -> (Compiled, Vec<EndpointIdentity>) {
+    let world = world();
+    let ids = identities(&world);
+    (
+        compile(&policies(yaml), &world, &ids).expect("compiles"),
+        ids,
+    )
+}
+
+fn tables<'c>(
+    compiled: &'c Compiled,
+    ids: &[EndpointIdentity],
+    ns: &str,
+    pod: &str,
+) -> &'c EndpointTables {
+    let e = ids
+        .iter()
+        .find(|e| e.namespace == ns && e.pod == pod)
+        .expect("pod");
+    compiled.endpoint(e.endpoint_id).expect("tables")
+}
+
+fn identity_of(ids: &[EndpointIdentity], ns: &str, pod: &str) -> u32 {
+    ids.iter()
+        .find(|e| e.namespace == ns && e.pod == pod)
+        .expect("pod")
+        .identity
+}
+
+#[test]
+fn lookup_prefers_the_more_specific_key() {
+    let entry = |remote_identity, protocol, port, policy| Entry {
+        remote_identity,
+        protocol,
+        port,
+        decision: Decision::Allow,
+        policies: vec![policy],
+        http: false,
+    };
+    let mut entries = vec![
+        entry(0, 0, 0, 6),
+        entry(300, 0, 0, 5),
+        entry(0, 6, 0, 4),
+        entry(0, 6, 80, 3),
+        entry(300, 6, 0, 2),
+        entry(300, 6, 80, 1),
+    ];
+    entries.sort_by_key(|e| (e.remote_identity, e.protocol, e.port));
+    let mut table = DirectionTable {
+        enforced: true,
+        entries,
+    };
+    let order = [
+        (300, 6, 80),
+        (300, 6, 0),
+        (0, 6, 80),
+        (0, 6, 0),
+        (300, 0, 0),
+        (0, 0, 0),
+    ];
+    for (expected, key) in (1..=6).zip(order) {
+        let found = lookup(&table, 300, 6, 80).map(|e| e.policies[0]);
+        assert_eq!(found, Some(expected), "the first hit is {key:?}");
+        table
+            .entries
+            .retain(|e| (e.remote_identity, e.protocol, e.port) != key);
+    }
+    assert_eq!(lookup(&table, 300, 6, 80), None);
+}
+
+#[test]
+fn cidr_identities_and_longest_prefix() {
+    let yaml = cnp(
+        "x",
+        "egress-cidr",
+        "  endpointSelector: {}\n  egress:\n    - toCIDRSet:\n        - {cidr: 192.0.2.0/24, except: [192.0.2.0/28]}\n      toPorts:\n        - ports: [{port: \"443\", protocol: TCP}]\n",
+    );
+    let (compiled, ids) = compile_one(&yaml);
+    let net = |s: &str| s.parse::<IpNet>().expect("net");
+    assert_eq!(
+        compiled.cidrs,
+        [
+            (net("192.0.2.0/24"), CIDR_IDENTITY_BASE),
+            (net("192.0.2.0/28"), CIDR_IDENTITY_BASE + 1)
+        ]
+    );
+    let addr = |s: &str| compiled.address_identity(s.parse().expect("ip"));
+    assert_eq!(addr("192.0.2.100"), CIDR_IDENTITY_BASE);
+    assert_eq!(addr("192.0.2.10"), CIDR_IDENTITY_BASE + 1);
+    assert_eq!(addr("198.51.100.1"), WORLD_IPV4_IDENTITY);
+    assert_eq!(addr("2001:db8::1"), WORLD_IPV6_IDENTITY);
+    let egress = &tables(&compiled, &ids, "x", "b").egress;
+    assert!(egress.enforced);
+    assert_eq!(
+        egress
+            .entries
+            .iter()
+            .map(|e| (e.remote_identity, e.protocol, e.port, e.decision))
+            .collect::<Vec<_>>(),
+        [(CIDR_IDENTITY_BASE, PROTO_TCP, 443, Decision::Allow)],
+        "the hole is no entry, so dropped"
+    );
+}
+
+#[test]
+fn deny_wins_at_every_key_it_covers() {
+    let yaml = np(
+        "x",
+        "allow-all",
+        "  podSelector: {}\n  ingress:\n    - {}\n",
+    ) + &cnp(
+        "x",
+        "deny-from-y",
+        "  endpointSelector: {matchLabels: {pod: a}}\n  ingressDeny:\n    - fromEndpoints:\n        - matchLabels: {k8s:io.kubernetes.pod.namespace: \"y\"}\n  ingress:\n    - fromEntities: [all]\n",
+    );
+    let (compiled, ids) = compile_one(&yaml);
+    let ingress = &tables(&compiled, &ids, "x", "a").ingress;
+    let from_y_c = lookup(ingress, identity_of(&ids, "y", "c"), PROTO_TCP, 80).expect("entry");
+    assert_eq!(from_y_c.decision, Decision::Deny);
+    assert_eq!(
+        compiled.policies[from_y_c.policies[0] as usize].name,
+        "deny-from-y"
+    );
+    let from_z_c = lookup(ingress, identity_of(&ids, "z", "c"), PROTO_UDP, 9).expect("entry");
+    assert_eq!(from_z_c.decision, Decision::Allow);
+    assert_eq!(from_z_c.policies, [0, 1], "both policies allow");
+    // One wildcard entry, one per identity of y: no per-port entries.
+    assert_eq!(ingress.entries.len(), 4);
+}
+
+#[test]
+fn named_ports_resolve_per_destination() {
+    let yaml = np(
+        "x",
+        "egress-80",
+        "  podSelector: {matchLabels: {pod: b}}\n  policyTypes: [Egress]\n  egress:\n    - ports:\n        - {port: web, protocol: TCP}\n",
+    );
+    let mut world = world();
+    // y/a serves `web` on 8080, z/a on 9090; the others have no `web`.
+    for (ns, port) in [("y", 8080), ("z", 9090)] {
+        let pod = world
+            .pods
+            .iter_mut()
+            .find(|p| p.namespace == ns && p.name == "a")
+            .expect("pod");
+        pod.ports.push(NamedPort {
+            name: "web".into(),
+            port,
+            protocol: Protocol::Tcp,
+        });
+    }
+    let ids = identities(&world);
+    let set = policies(&yaml);
+    let compiled = compile(&set, &world, &ids).expect("compiles");
+    let egress = &tables(&compiled, &ids, "x", "b").egress;
+    let keys: Vec<_> = egress
+        .entries
+        .iter()
+        .map(|e| (e.remote_identity, e.protocol, e.port))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (identity_of(&ids, "y", "a"), PROTO_TCP, 8080),
+            (identity_of(&ids, "z", "a"), PROTO_TCP, 9090)
+        ]
+    );
+    assert_eq!(disagreements(&set, &world), Vec::<String>::new());
+}
+
+#[test]
+fn end_port_ranges_become_one_entry_per_port() {
+    let yaml = np(
+        "x",
+        "range",
+        "  podSelector: {}\n  ingress:\n    - ports:\n        - {port: 8000, endPort: 8009, protocol: UDP}\n",
+    );
+    let (compiled, ids) = compile_one(&yaml);
+    let ingress = &tables(&compiled, &ids, "x", "c").ingress;
+    let ports: Vec<_> = ingress
+        .entries
+        .iter()
+        .map(|e| (e.remote_identity, e.protocol, e.port))
+        .collect();
+    assert_eq!(
+        ports,
+        (8000..=8009)
+            .map(|p| (ANY, PROTO_UDP, p))
+            .collect::<Vec<_>>()
+    );
+    assert!(lookup(ingress, 12345, PROTO_UDP, 8010).is_none());
+    assert!(lookup(ingress, 12345, PROTO_TCP, 8005).is_none());
+}
+
+#[test]
+fn a_range_too_wide_is_refused_naming_policy_and_rule() {
+    let yaml = cnp(
+        "y",
+        "wide",
+        "  endpointSelector: {}\n  egress:\n    - toEndpoints: [{}]\n    - toEntities: [world]\n      toPorts:\n        - ports: [{port: \"443\"}]\n        - ports: [{port: \"80\"}, {port: \"1024\", endPort: 65535, protocol: TCP}]\n",
+    );
+    let world = world();
+    let err = compile(&policies(&yaml), &world, &identities(&world)).expect_err("refused");
+    assert_eq!(
+        err,
+        CompileError::PortRangeTooWide {
+            policy: PolicyId {
+                kind: crate::PolicyKind::CiliumNetworkPolicy,
+                namespace: Some("y".into()),
+                name: "wide".into(),
+            },
+            rule: "rules[0].egress[1].toPorts[1].ports[1]".into(),
+            start: 1024,
+            end: 65535,
+        }
+    );
+    assert!(err.to_string().starts_with(
+        "CiliumNetworkPolicy/y/wide: rules[0].egress[1].toPorts[1].ports[1]: port range 1024-65535"
+    ));
+    // 4096 ports is still compiled.
+    let ok = np(
+        "x",
+        "just-fits",
+        "  podSelector: {}\n  ingress:\n    - ports:\n        - {port: 1000, endPort: 5095}\n",
+    );
+    assert!(compile(&policies(&ok), &world, &identities(&world)).is_ok());
+}
+
+#[test]
+fn a_pod_without_identity_is_an_error() {
+    let world = world();
+    let mut ids = identities(&world);
+    ids.retain(|e| e.pod != "c" || e.namespace != "z");
+    assert_eq!(
+        compile(&PolicySet::new(), &world, &ids),
+        Err(CompileError::MissingIdentity {
+            namespace: "z".into(),
+            pod: "c".into()
+        })
+    );
+    let mut ids = identities(&world);
+    ids[0].identity = CIDR_IDENTITY_BASE;
+    assert!(matches!(
+        compile(&PolicySet::new(), &world, &ids),
+        Err(CompileError::IdentityOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn rules_on_all_ports_stay_small() {
+    // Allow from y on every port, and all of the world on 80: a handful of entries, no port
+    // expansion; the meet of the two is one entry per identity of y.
+    let yaml = np(
+        "x",
+        "small",
+        "  podSelector: {}\n  ingress:\n    - from: [{namespaceSelector: {matchLabels: {ns: \"y\"}}}]\n    - ports: [{port: 80}]\n",
+    );
+    let (compiled, ids) = compile_one(&yaml);
+    let ingress = &tables(&compiled, &ids, "x", "a").ingress;
+    // 3 (y/*, any, any) + 1 (any, TCP, 80) + 3 (y/*, TCP, 80).
+    assert_eq!(ingress.entries.len(), 7, "{:#?}", ingress.entries);
+    assert!(
+        compiled
+            .endpoints
+            .iter()
+            .all(|e| e.egress.entries.is_empty() && !e.egress.enforced)
+    );
+}
