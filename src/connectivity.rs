@@ -58,6 +58,9 @@ struct Tuple {
     tcp: bool,
 }
 
+/// What the observer saw for a probe: its verdict and the policies that decided it.
+type Seen = (String, Vec<String>);
+
 /// Runs all probes. `observer_ws` is the flows API of an observer attached to the lab.
 pub async fn run(
     plan: &Plan,
@@ -88,7 +91,7 @@ pub async fn run(
         r#"{"follow":true}"#.into(),
     ))
     .await?;
-    let verdicts: Arc<Mutex<HashMap<Tuple, String>>> = Arc::default();
+    let verdicts: Arc<Mutex<HashMap<Tuple, Seen>>> = Arc::default();
     let collector = {
         let verdicts = verdicts.clone();
         tokio::spawn(async move {
@@ -96,13 +99,22 @@ pub async fn run(
                 let tokio_tungstenite::tungstenite::Message::Text(t) = msg else {
                     continue;
                 };
-                if let Some((tuple, verdict)) = flow_tuple(&t)
+                if let Some((tuple, verdict, policies)) = flow_tuple(&t)
                     && let Ok(mut v) = verdicts.lock()
                 {
-                    // A drop anywhere on the path is the verdict; otherwise forwarded.
-                    let e = v.entry(tuple).or_insert_with(|| verdict.clone());
+                    // A drop anywhere on the path is the verdict; otherwise forwarded. The
+                    // policies of both ends (egress at the source, ingress at the destination)
+                    // are listed.
+                    let e = v
+                        .entry(tuple)
+                        .or_insert_with(|| (verdict.clone(), Vec::new()));
                     if verdict == "DROPPED" {
-                        *e = verdict;
+                        e.0 = verdict;
+                    }
+                    for p in policies {
+                        if !e.1.contains(&p) {
+                            e.1.push(p);
+                        }
                     }
                 }
             }
@@ -145,8 +157,14 @@ pub async fn run(
                 port: probe.port,
                 protocol: protocol_name(probe.protocol).to_string(),
                 connected: result.connected,
-                verdict: verdicts.get(&tuple).cloned().unwrap_or_default(),
-                policies: Vec::new(),
+                verdict: verdicts
+                    .get(&tuple)
+                    .map(|v| v.0.clone())
+                    .unwrap_or_default(),
+                policies: verdicts
+                    .get(&tuple)
+                    .map(|v| v.1.clone())
+                    .unwrap_or_default(),
             }
         })
         .collect();
@@ -163,9 +181,9 @@ fn protocol_name(p: Protocol) -> &'static str {
     }
 }
 
-/// The request 5-tuple and verdict of a flow line, for flows of probes (pod to pod, not
-/// replies).
-fn flow_tuple(line: &str) -> Option<(Tuple, String)> {
+/// The request 5-tuple, verdict and deciding policies (`namespace/name`) of a flow line, for
+/// flows of probes (pod to pod, not replies).
+fn flow_tuple(line: &str) -> Option<(Tuple, String, Vec<String>)> {
     let v: Value = serde_json::from_str(line).ok()?;
     let f = v.get("flow")?;
     if f.get("is_reply").and_then(Value::as_bool) == Some(true) {
@@ -186,7 +204,28 @@ fn flow_tuple(line: &str) -> Option<(Tuple, String)> {
         dport: port("destination_port"),
         tcp,
     };
-    Some((tuple, f["verdict"].as_str().unwrap_or("").to_string()))
+    let mut policies = Vec::new();
+    for field in [
+        "egress_allowed_by",
+        "ingress_allowed_by",
+        "egress_denied_by",
+        "ingress_denied_by",
+    ] {
+        for p in f[field].as_array().into_iter().flatten() {
+            let ns = p["namespace"].as_str().unwrap_or("");
+            let name = p["name"].as_str().unwrap_or("");
+            policies.push(if ns.is_empty() {
+                name.to_string()
+            } else {
+                format!("{ns}/{name}")
+            });
+        }
+    }
+    Some((
+        tuple,
+        f["verdict"].as_str().unwrap_or("").to_string(),
+        policies,
+    ))
 }
 
 /// Runs the probes from threads inside each source pod's namespace, in parallel.

@@ -20,7 +20,12 @@ use crate::connectivity;
 
 /// The observer settings that watch a lab: every lab veth (also pods added later) as workload
 /// interfaces, and the lab's endpoints file.
-pub fn observer_config(listen: SocketAddr, node_name: String) -> ObserverConfig {
+pub fn observer_config(
+    listen: SocketAddr,
+    node_name: String,
+    policy_dir: Option<PathBuf>,
+    policy_audit: bool,
+) -> ObserverConfig {
     let glob = format!("{}*", topology::IF_PREFIX);
     ObserverConfig {
         interfaces: vec![glob.clone()],
@@ -31,7 +36,39 @@ pub fn observer_config(listen: SocketAddr, node_name: String) -> ObserverConfig 
         deny: Vec::new(),
         summary_interval: Duration::from_secs(5),
         endpoints_file: Some(topology::endpoints_path()),
+        policy_dir,
+        policy_audit,
     }
+}
+
+/// The seed's policies (deploy/network-policies), built in so the demo needs no checkout.
+const SEED_POLICIES: [(&str, &str); 4] = [
+    (
+        "default-deny-ingress.yaml",
+        include_str!("../deploy/network-policies/default-deny-ingress.yaml"),
+    ),
+    (
+        "allow-dns-egress.yaml",
+        include_str!("../deploy/network-policies/allow-dns-egress.yaml"),
+    ),
+    (
+        "allow-monitoring-scrape.yaml",
+        include_str!("../deploy/network-policies/allow-monitoring-scrape.yaml"),
+    ),
+    (
+        "allow-get-only.yaml",
+        include_str!("../deploy/network-policies/allow-get-only.yaml"),
+    ),
+];
+
+/// Writes the built-in seed policies under the lab's state directory and returns it.
+fn seed_policies() -> anyhow::Result<PathBuf> {
+    let dir = Path::new(topology::STATE_DIR).join("policies");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, text) in SEED_POLICIES {
+        std::fs::write(dir.join(name), text)?;
+    }
+    Ok(dir)
 }
 
 /// `lab up [FILE]`: creates the lab and starts its runner in the background.
@@ -105,6 +142,8 @@ pub fn run_foreground(runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
 pub fn demo(
     runtime: &tokio::runtime::Runtime,
     file: Option<&Path>,
+    policies: Option<PathBuf>,
+    audit: bool,
     listen: SocketAddr,
     node_name: String,
 ) -> anyhow::Result<()> {
@@ -133,8 +172,17 @@ pub fn demo(
         for line in control::status_lines(&LabState::load().unwrap_or_default()) {
             println!("  {line}");
         }
+        let policies = match policies {
+            Some(dir) => dir,
+            None => seed_policies()?,
+        };
+        println!(
+            "Policies: {}{}",
+            policies.display(),
+            if audit { " (audit mode)" } else { "" }
+        );
         let observed = runtime.block_on(flowscope_observer::run(
-            observer_config(listen, node_name),
+            observer_config(listen, node_name, Some(policies), audit),
             crate::shutdown_signal(),
         ));
         runner.stop();
@@ -156,6 +204,7 @@ pub fn connectivity_test(
     file: &Path,
     output: Output,
     expect: Option<&PathBuf>,
+    policies: Option<PathBuf>,
 ) -> anyhow::Result<bool> {
     let started = Instant::now();
     let lab = Lab::load(Some(file))?;
@@ -175,14 +224,20 @@ pub fn connectivity_test(
     let result = runtime.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let observer = tokio::spawn(flowscope_observer::run(
-            observer_config(listen, "connectivity-test".into()),
+            observer_config(listen, "connectivity-test".into(), policies.clone(), false),
             async move {
                 let _ = stop_rx.await;
             },
         ));
         wait_ready(listen).await?;
-        // The endpoints file is read once a second; let the observer know the pods first.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // The endpoints file and the policies are read once a second: let the observer know the
+        // pods and install the policies first.
+        tokio::time::sleep(Duration::from_millis(if policies.is_some() {
+            2200
+        } else {
+            1100
+        }))
+        .await;
         let lines =
             connectivity::run(&lab.plan, &lab.pods, &format!("ws://{listen}/api/v1/flows")).await;
         let _ = stop_tx.send(());

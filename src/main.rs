@@ -60,6 +60,12 @@ struct DemoArgs {
     /// A lab file to run instead of the built-in demo.
     #[arg(long, value_name = "FILE")]
     lab: Option<PathBuf>,
+    /// Policies to enforce (default: the seed's, as in deploy/network-policies).
+    #[arg(long, value_name = "DIR")]
+    policies: Option<PathBuf>,
+    /// Report what the policies would drop as AUDIT; drop nothing.
+    #[arg(long)]
+    policy_audit_mode: bool,
 }
 
 #[derive(Subcommand)]
@@ -91,6 +97,9 @@ enum ConnectivityCommand {
         /// mismatch.
         #[arg(long, value_name = "FILE")]
         expect: Option<PathBuf>,
+        /// Policies to enforce during the test.
+        #[arg(long, value_name = "DIR")]
+        policies: Option<PathBuf>,
     },
 }
 
@@ -124,6 +133,12 @@ struct ObserverArgs {
     /// name their workloads. Re-read when it changes.
     #[arg(long, value_name = "FILE")]
     endpoints: Option<std::path::PathBuf>,
+    /// Enforce the NetworkPolicy and CiliumNetworkPolicy manifests in DIR (re-read on change).
+    #[arg(long, value_name = "DIR")]
+    policy_dir: Option<PathBuf>,
+    /// Evaluate policies and report what they would drop as AUDIT; drop nothing.
+    #[arg(long)]
+    policy_audit_mode: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -188,10 +203,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 deny: a.deny,
                 summary_interval: a.summary_interval,
                 endpoints_file: a.endpoints,
+                policy_dir: a.policy_dir,
+                policy_audit: a.policy_audit_mode,
             };
             runtime.block_on(flowscope_observer::run(config, shutdown_signal()))
         }
-        Command::Demo(a) => lab::demo(&runtime, a.lab.as_deref(), a.listen, hostname()),
+        Command::Demo(a) => lab::demo(
+            &runtime,
+            a.lab.as_deref(),
+            a.policies,
+            a.policy_audit_mode,
+            a.listen,
+            hostname(),
+        ),
         Command::Lab(LabCommand::Up { file }) => lab::up(file.as_deref()),
         Command::Lab(LabCommand::Down) => lab::down(),
         Command::Lab(LabCommand::Status) => lab::status(),
@@ -206,8 +230,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             lab: file,
             output,
             expect,
+            policies,
         }) => {
-            if !lab::connectivity_test(&runtime, &file, output, expect.as_ref())? {
+            if !lab::connectivity_test(&runtime, &file, output, expect.as_ref(), policies)? {
                 std::process::exit(1);
             }
             Ok(())

@@ -250,6 +250,12 @@ pub struct Config {
 }
 /// Policy audit mode: evaluate and report, drop nothing (verdict AUDIT instead of DROPPED).
 pub const CONFIG_AUDIT: u64 = 1;
+/// The active policy generation (0 or 1). A new policy set is written under the inactive
+/// generation, then this bit flips: a packet reads it once and sees one complete set, never a
+/// mix. [`MAP_ENDPOINTS`] keys and `EndpointInfo::endpoint_id` carry the generation in bit 31.
+pub const CONFIG_GENERATION: u64 = 2;
+/// Bit 31 of endpoint keys and ids: the policy generation they belong to.
+pub const GENERATION_SHIFT: u32 = 31;
 
 /// Key of [`MAP_IPCACHE`]: `family` leads and is always covered by the prefix.
 #[repr(C)]

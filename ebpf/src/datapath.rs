@@ -8,13 +8,13 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use flowscope_common::{
-    CONFIG_AUDIT, CONNTRACK_ENTRIES, Config, CtEntry, CtKey, DENY_ENTRIES, DENY_KEY_FIXED_BITS,
-    DenyKey, DenyValue, ENDPOINT_ENTRIES, ENFORCE_EGRESS, ENFORCE_INGRESS, EVENTS_RING_BYTES,
-    EndpointInfo, FAMILY_IPV4, FAMILY_IPV6, FlowEvent, IP_KEY_FIXED_BITS, IPCACHE_ENTRIES,
-    IdentityValue, IpKey, POLICY_DENY, POLICY_ENTRIES, PolicyKey, PolicyValue, STAT_COUNT,
-    STAT_CT_CREATED, STAT_CT_FULL, STAT_DROPPED, STAT_EVENTS, STAT_EVENTS_LOST, STAT_FRAGMENTS,
-    STAT_NON_IP, STAT_PACKETS, STAT_TRUNCATED, direction, drop_reason, hook, identity, kind, tcp,
-    verdict,
+    CONFIG_AUDIT, CONFIG_GENERATION, CONNTRACK_ENTRIES, Config, CtEntry, CtKey, DENY_ENTRIES,
+    DENY_KEY_FIXED_BITS, DenyKey, DenyValue, ENDPOINT_ENTRIES, ENFORCE_EGRESS, ENFORCE_INGRESS,
+    EVENTS_RING_BYTES, EndpointInfo, FAMILY_IPV4, FAMILY_IPV6, FlowEvent, GENERATION_SHIFT,
+    IP_KEY_FIXED_BITS, IPCACHE_ENTRIES, IdentityValue, IpKey, POLICY_DENY, POLICY_ENTRIES,
+    PolicyKey, PolicyValue, STAT_COUNT, STAT_CT_CREATED, STAT_CT_FULL, STAT_DROPPED, STAT_EVENTS,
+    STAT_EVENTS_LOST, STAT_FRAGMENTS, STAT_NON_IP, STAT_PACKETS, STAT_TRUNCATED, direction,
+    drop_reason, hook, identity, kind, tcp, verdict,
 };
 
 #[map(name = "FLOWSCOPE_EVENTS")]
@@ -270,8 +270,13 @@ impl Decision {
 /// policy isolates the endpoint in that direction, allowed otherwise.
 #[inline(always)]
 fn policy(pkt: &Packet, ip: &mut Key<IpKey>, hook: u8) -> Decision {
+    // Read once: this connection is judged by one complete policy generation.
+    let generation = CONFIG
+        .get(0)
+        .map_or(0, |c| ((c.flags & CONFIG_GENERATION) != 0) as u32);
+    let ep_key = pkt.key.ifindex | (generation << GENERATION_SHIFT);
     // SAFETY: read-only lookup; the value stays valid for this program run.
-    let Some(ep) = (unsafe { ENDPOINTS.get(&pkt.key.ifindex) }) else {
+    let Some(ep) = (unsafe { ENDPOINTS.get(&ep_key) }) else {
         return Decision::allow(0);
     };
     let (dir, enforce, remote) = if hook == hook::INGRESS {

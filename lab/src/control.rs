@@ -88,6 +88,11 @@ impl Lab {
                     "labels": p.labels,
                     "namespace_labels": p.namespace_labels,
                     "interface": net.host_if,
+                    "ports": p.ports.iter().map(|port| json!({
+                        "name": port.name.clone().unwrap_or_default(),
+                        "port": port.port,
+                        "protocol": port.protocol.as_str(),
+                    })).collect::<Vec<_>>(),
                 })
             })
             .collect();

@@ -52,6 +52,9 @@ pub struct RuntimeStatus {
     pub flows_rate: f64,
     pub interfaces: Vec<AttachedInterface>,
     pub datapath: DatapathCounters,
+    /// Present when the observer enforces policies (`--policy-dir`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::policy::PolicyStatus>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

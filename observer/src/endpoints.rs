@@ -35,6 +35,20 @@ pub struct EndpointSpec {
     /// Host-side interface of the pod, when the source knows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
+    /// Declared container ports, which named ports in policies resolve against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpec>,
+}
+
+/// A declared container port.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    #[serde(default)]
+    pub name: String,
+    pub port: u16,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
 }
 
 /// The file the lab writes and `--endpoints` reads.
@@ -83,13 +97,18 @@ pub struct Registry {
     by_ip: HashMap<IpAddr, Arc<Endpoint>>,
     /// Endpoint id per pod, stable for the registry's lifetime.
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// What the source said, for the policy compiler (labels, ports, interfaces).
+    pub specs: Vec<EndpointSpec>,
 }
 
 impl Registry {
     pub fn build(specs: &[EndpointSpec]) -> Self {
         let mut identities: HashMap<Vec<String>, u32> = HashMap::new();
         let mut used: HashMap<u32, Vec<String>> = HashMap::new();
-        let mut reg = Registry::default();
+        let mut reg = Registry {
+            specs: specs.to_vec(),
+            ..Registry::default()
+        };
         let mut sorted: Vec<&EndpointSpec> = specs.iter().collect();
         sorted.sort_by(|a, b| (&a.namespace, &a.pod_name).cmp(&(&b.namespace, &b.pod_name)));
         // Label sets in sorted order, so collisions resolve the same way on every node.
@@ -169,6 +188,7 @@ mod tests {
                 .collect(),
             namespace_labels: [("kubernetes.io/metadata.name".to_string(), ns.to_string())].into(),
             interface: None,
+            ports: Vec::new(),
         }
     }
 

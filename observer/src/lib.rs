@@ -7,6 +7,7 @@ pub mod endpoints;
 pub mod event;
 pub mod parse;
 pub mod pipeline;
+pub mod policy;
 pub mod source;
 pub mod store;
 
@@ -27,6 +28,7 @@ use crate::{
     endpoints::{EndpointsFile, Registry},
     parse::{Decoder, InterfaceInfo},
     pipeline::{FlowStore, Pipeline, PipelineCounters},
+    policy::{Attributions, PolicyStatus},
     source::{
         datapath::Datapath,
         deny::DenyRule,
@@ -51,6 +53,10 @@ pub struct ObserverConfig {
     pub summary_interval: Duration,
     /// Endpoints file (written by the lab): who is behind which address. Re-read on change.
     pub endpoints_file: Option<std::path::PathBuf>,
+    /// Directory of NetworkPolicy / CiliumNetworkPolicy manifests to enforce; re-read on change.
+    pub policy_dir: Option<std::path::PathBuf>,
+    /// Evaluate and report policies, drop nothing (verdict AUDIT).
+    pub policy_audit: bool,
 }
 
 /// Runs the observer until `shutdown` completes; detaches everything on the way out.
@@ -96,6 +102,24 @@ pub async fn run(
         .clone()
         .map(|path| tokio::spawn(watch_endpoints(path, registry_tx)));
 
+    let (attributions_tx, attributions_rx) = watch::channel(Arc::new(Attributions::new()));
+    if cfg.policy_audit {
+        datapath
+            .lock()
+            .map_err(|_| anyhow::anyhow!("datapath lock"))?
+            .set_audit(true)?;
+    }
+    let policy_task = cfg.policy_dir.clone().map(|dir| {
+        tokio::spawn(watch_policies(
+            dir,
+            cfg.policy_audit,
+            datapath.clone(),
+            registry_rx.clone(),
+            attributions_tx,
+            state.clone(),
+        ))
+    });
+
     let decoder = Decoder::new(&cfg.node_name);
     let counters = Arc::new(PipelineCounters::default());
     let pipeline = Pipeline::new(decoder, store, counters);
@@ -105,6 +129,7 @@ pub async fn run(
         datapath.clone(),
         ifaces_rx,
         registry_rx,
+        attributions_rx,
         state.clone(),
     ));
 
@@ -121,7 +146,7 @@ pub async fn run(
         .context("serving the API")?;
     watcher.abort();
     pipe.abort();
-    if let Some(t) = registry_task {
+    for t in [registry_task, policy_task].into_iter().flatten() {
         t.abort();
     }
     let _ = watcher.await;
@@ -202,6 +227,7 @@ async fn run_pipeline(
     datapath: Arc<Mutex<Datapath>>,
     mut ifaces: watch::Receiver<HashMap<u32, InterfaceInfo>>,
     mut registry: watch::Receiver<Arc<Registry>>,
+    mut attributions: watch::Receiver<Arc<Attributions>>,
     state: Arc<AppState>,
 ) {
     let mut batch = Vec::with_capacity(EVENT_BATCH);
@@ -216,6 +242,9 @@ async fn run_pipeline(
         tokio::select! {
             r = events.read_batch(&mut batch, EVENT_BATCH) => match r {
                 Ok(_) => {
+                    if attributions.has_changed().unwrap_or(false) {
+                        pipeline.decoder.set_attributions(attributions.borrow_and_update().clone());
+                    }
                     if registry.has_changed().unwrap_or(false) {
                         pipeline.decoder.set_registry(registry.borrow_and_update().clone());
                     }
@@ -275,6 +304,81 @@ async fn watch_endpoints(path: std::path::PathBuf, out: watch::Sender<Arc<Regist
                 let _ = out.send(Arc::new(registry));
             }
             Err(err) => warn!("{err:#}; keeping the previous endpoints"),
+        }
+    }
+}
+
+/// Re-compiles and installs the policies whenever the manifests, the endpoints or the
+/// interfaces change (checked once a second). A directory with errors installs what is valid
+/// and reports the rest; a set that fails to compile keeps the previous one enforced.
+async fn watch_policies(
+    dir: std::path::PathBuf,
+    audit: bool,
+    datapath: Arc<Mutex<Datapath>>,
+    registry: watch::Receiver<Arc<Registry>>,
+    out: watch::Sender<Arc<Attributions>>,
+    state: Arc<AppState>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last: Option<(policy::Fingerprint, usize, Vec<interfaces::Interface>)> = None;
+    let mut last_registry: Option<Arc<Registry>> = None;
+    let mut previous = Attributions::new();
+    let mut revision = 0u64;
+    loop {
+        tick.tick().await;
+        let fingerprint = policy::fingerprint(&dir);
+        let reg = registry.borrow().clone();
+        let ifaces = interfaces::list().unwrap_or_default();
+        let same_registry = last_registry.as_ref().is_some_and(|r| Arc::ptr_eq(r, &reg));
+        let key = (fingerprint, reg.len(), ifaces);
+        if same_registry && last.as_ref() == Some(&key) {
+            continue;
+        }
+        last_registry = Some(reg.clone());
+        let ifaces = key.2.clone();
+        last = Some(key);
+        let set = flowscope_policy::load_dir(&dir);
+        for e in &set.errors {
+            warn!("Policy: {e}");
+        }
+        let index_of = |name: &str| ifaces.iter().find(|i| i.name == name).map(|i| i.index);
+        let installed = match datapath.lock() {
+            Ok(mut dp) => policy::install(&mut dp, &set, &reg.specs, &reg, index_of),
+            Err(_) => continue,
+        };
+        match installed {
+            Ok((attributions, entries, enforced)) => {
+                revision += 1;
+                info!(
+                    revision,
+                    policies = set.policies.len(),
+                    entries,
+                    enforced,
+                    "Policies installed"
+                );
+                // Keep the previous generation's attributions for events still in flight.
+                let mut merged = std::mem::replace(&mut previous, attributions.clone());
+                merged.extend(attributions);
+                let _ = out.send(Arc::new(merged));
+                if let Ok(mut rt) = state.runtime.lock() {
+                    rt.policy = Some(PolicyStatus {
+                        revision,
+                        policies: set.policies.len(),
+                        errors: set.errors.iter().map(|e| e.to_string()).collect(),
+                        entries,
+                        enforced_endpoints: enforced,
+                        audit,
+                    });
+                }
+            }
+            Err(err) => {
+                warn!("Policy not installed, the previous one stays: {err:#}");
+                if let Ok(mut rt) = state.runtime.lock()
+                    && let Some(p) = rt.policy.as_mut()
+                {
+                    p.errors = vec![format!("{err:#}")];
+                }
+            }
         }
     }
 }

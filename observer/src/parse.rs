@@ -8,7 +8,7 @@ use std::{
     sync::Arc,
 };
 
-use flowscope_common::{FAMILY_IPV4, FlowEvent, hook, kind, tcp, verdict};
+use flowscope_common::{FAMILY_IPV4, FlowEvent, direction, hook, kind, tcp, verdict};
 use flowscope_model::{
     Timestamp,
     flow::{
@@ -18,7 +18,11 @@ use flowscope_model::{
     },
 };
 
-use crate::{clock::BootClock, endpoints::Registry};
+use crate::{
+    clock::BootClock,
+    endpoints::Registry,
+    policy::{Attribution, Attributions},
+};
 
 /// Cilium's reserved identities, used until an endpoint registry knows better.
 pub const IDENTITY_HOST: u32 = 1;
@@ -61,6 +65,8 @@ pub struct FlowRecord {
     pub src: Arc<Endpoint>,
     pub dst: Arc<Endpoint>,
     pub node: Arc<NodeContext>,
+    /// The policies that decided the connection, when the event names a policy entry.
+    pub attribution: Option<Arc<Attribution>>,
 }
 
 /// Turns datapath events into records: node, clock, interfaces and endpoints.
@@ -70,6 +76,7 @@ pub struct Decoder {
     interfaces: HashMap<u32, Arc<InterfaceInfo>>,
     host_addrs: Vec<IpAddr>,
     registry: Arc<Registry>,
+    attributions: Arc<Attributions>,
     host: Arc<Endpoint>,
     world: Arc<Endpoint>,
     seq: u64,
@@ -93,6 +100,7 @@ impl Decoder {
             interfaces: HashMap::new(),
             host_addrs: Vec::new(),
             registry: Arc::default(),
+            attributions: Arc::default(),
             host: reserved(IDENTITY_HOST, "reserved:host"),
             world: reserved(IDENTITY_WORLD, "reserved:world"),
             seq: 0,
@@ -118,6 +126,10 @@ impl Decoder {
         self.registry = registry;
     }
 
+    pub fn set_attributions(&mut self, attributions: Arc<Attributions>) {
+        self.attributions = attributions;
+    }
+
     /// Re-reads the wall clock offset: call about once a second so NTP steps are followed.
     pub fn resync_clock(&mut self) {
         self.clock = BootClock::new();
@@ -139,6 +151,10 @@ impl Decoder {
             src: self.endpoint(src),
             dst: self.endpoint(dst),
             node: self.node.clone(),
+            attribution: ev
+                .policy_ref
+                .checked_sub(1)
+                .and_then(|r| self.attributions.get(&r).cloned()),
         }
     }
 
@@ -234,9 +250,24 @@ impl FlowRecord {
                 name: i.name.clone(),
             }),
             summary,
-            ..Flow::default()
+            ..attributed(self.attribution.as_deref())
         }
     }
+}
+
+/// Hubble's `{ingress,egress}_{allowed,denied}_by` for a decided connection.
+fn attributed(a: Option<&Attribution>) -> Flow {
+    let mut f = Flow::default();
+    if let Some(a) = a {
+        let list = a.policies.clone();
+        match (a.direction == direction::INGRESS, a.deny) {
+            (true, false) => f.ingress_allowed_by = list,
+            (true, true) => f.ingress_denied_by = list,
+            (false, false) => f.egress_allowed_by = list,
+            (false, true) => f.egress_denied_by = list,
+        }
+    }
+    f
 }
 
 fn addrs(ev: &FlowEvent) -> (IpAddr, IpAddr) {

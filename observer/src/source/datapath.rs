@@ -13,10 +13,10 @@ use aya::{
     programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
 };
 use flowscope_common::{
-    CONFIG_AUDIT, Config, DenyKey, DenyValue, EndpointInfo, FAMILY_IPV4, FAMILY_IPV6,
-    IP_KEY_FIXED_BITS, IdentityValue, IpKey, MAP_CONFIG, MAP_DENY, MAP_ENDPOINTS, MAP_EVENTS,
-    MAP_IPCACHE, MAP_POLICY, MAP_STATS, PROG_EGRESS, PROG_INGRESS, PolicyKey, PolicyValue,
-    STAT_COUNT,
+    CONFIG_AUDIT, CONFIG_GENERATION, Config, DenyKey, DenyValue, EndpointInfo, FAMILY_IPV4,
+    FAMILY_IPV6, GENERATION_SHIFT, IP_KEY_FIXED_BITS, IdentityValue, IpKey, MAP_CONFIG, MAP_DENY,
+    MAP_ENDPOINTS, MAP_EVENTS, MAP_IPCACHE, MAP_POLICY, MAP_STATS, PROG_EGRESS, PROG_INGRESS,
+    PolicyKey, PolicyValue, STAT_COUNT,
 };
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
@@ -51,6 +51,8 @@ pub struct Datapath {
     attached: HashMap<String, Attached>,
     /// Interfaces (name, index) whose attach failed: retried on every sync, but reported once.
     failed: HashMap<String, u32>,
+    /// Prefixes written to the ipcache by the last policy install.
+    ipcache_installed: std::collections::HashSet<IpNet>,
 }
 
 impl Datapath {
@@ -103,36 +105,18 @@ impl Datapath {
             stats,
             attached: HashMap::new(),
             failed: HashMap::new(),
+            ipcache_installed: Default::default(),
         })
     }
 
     /// Policy audit mode: connections the policy would drop pass, reported as AUDIT.
     pub fn set_audit(&mut self, on: bool) -> anyhow::Result<()> {
-        let mut config: Array<&mut MapData, Config> = Array::try_from(
-            self.ebpf
-                .map_mut(MAP_CONFIG)
-                .ok_or_else(|| anyhow!("map {MAP_CONFIG} missing"))?,
-        )?;
-        let mut c = config.get(&0, 0)?;
-        c.flags = if on {
-            c.flags | CONFIG_AUDIT
-        } else {
-            c.flags & !CONFIG_AUDIT
-        };
-        config.set(0, c, 0)?;
-        Ok(())
+        self.set_config_flag(CONFIG_AUDIT, on)
     }
 
     /// Records the security identity behind a prefix (a pod's /32 or /128, a policy CIDR).
     pub fn ipcache_insert(&mut self, net: IpNet, identity: u32) -> anyhow::Result<()> {
-        let (family, addr, bits) = match net {
-            IpNet::V4(n) => {
-                let mut a = [0u8; 16];
-                a[..4].copy_from_slice(&n.network().octets());
-                (FAMILY_IPV4, a, u32::from(n.prefix_len()))
-            }
-            IpNet::V6(n) => (FAMILY_IPV6, n.network().octets(), u32::from(n.prefix_len())),
-        };
+        let (family, addr, bits) = ip_key_parts(net);
         let mut trie: LpmTrie<&mut MapData, IpKey, IdentityValue> = LpmTrie::try_from(
             self.ebpf
                 .map_mut(MAP_IPCACHE)
@@ -169,6 +153,124 @@ impl Datapath {
                 .ok_or_else(|| anyhow!("map {MAP_POLICY} missing"))?,
         )?;
         map.insert(key, value, 0)?;
+        Ok(())
+    }
+
+    /// Installs a complete compiled policy: written under the inactive generation, then the
+    /// active generation flips in one map write, then the old generation is removed. No
+    /// connection is ever judged by a mix of two policy sets. Returns the new generation.
+    pub fn install_policy(
+        &mut self,
+        endpoints: &[(u32, EndpointInfo)],
+        entries: &[(PolicyKey, PolicyValue)],
+        ipcache: &[(IpNet, u32)],
+    ) -> anyhow::Result<u32> {
+        let active = self.generation()?;
+        let next = 1 - active;
+        let tag = next << GENERATION_SHIFT;
+        for (net, identity) in ipcache {
+            self.ipcache_insert(*net, *identity)?;
+        }
+        for (ifindex, info) in endpoints {
+            let mut info = *info;
+            info.endpoint_id |= tag;
+            self.endpoint_insert(ifindex | tag, info)?;
+        }
+        for (key, value) in entries {
+            let mut key = *key;
+            key.endpoint_id |= tag;
+            self.policy_insert(key, *value)?;
+        }
+        self.set_config_flag(CONFIG_GENERATION, next == 1)?;
+        self.remove_generation(active)?;
+        // Prefixes no longer in use go after the flip: nothing refers to them any more.
+        let keep: std::collections::HashSet<IpNet> = ipcache.iter().map(|(n, _)| *n).collect();
+        let stale: Vec<IpNet> = self
+            .ipcache_installed
+            .iter()
+            .filter(|n| !keep.contains(n))
+            .copied()
+            .collect();
+        for net in stale {
+            self.ipcache_remove(net)?;
+        }
+        self.ipcache_installed = keep;
+        Ok(next)
+    }
+
+    /// The generation the next `install_policy` writes.
+    pub fn next_generation(&self) -> anyhow::Result<u32> {
+        Ok(1 - self.generation()?)
+    }
+
+    fn generation(&self) -> anyhow::Result<u32> {
+        let config: Array<&MapData, Config> = Array::try_from(
+            self.ebpf
+                .map(MAP_CONFIG)
+                .ok_or_else(|| anyhow!("map {MAP_CONFIG} missing"))?,
+        )?;
+        Ok(u32::from(config.get(&0, 0)?.flags & CONFIG_GENERATION != 0))
+    }
+
+    fn set_config_flag(&mut self, flag: u64, on: bool) -> anyhow::Result<()> {
+        let mut config: Array<&mut MapData, Config> = Array::try_from(
+            self.ebpf
+                .map_mut(MAP_CONFIG)
+                .ok_or_else(|| anyhow!("map {MAP_CONFIG} missing"))?,
+        )?;
+        let mut c = config.get(&0, 0)?;
+        c.flags = if on { c.flags | flag } else { c.flags & !flag };
+        config.set(0, c, 0)?;
+        Ok(())
+    }
+
+    fn remove_generation(&mut self, generation: u32) -> anyhow::Result<()> {
+        let is_gen = |id: u32| id >> GENERATION_SHIFT == generation;
+        let mut eps: AyaHashMap<&mut MapData, u32, EndpointInfo> = AyaHashMap::try_from(
+            self.ebpf
+                .map_mut(MAP_ENDPOINTS)
+                .ok_or_else(|| anyhow!("map {MAP_ENDPOINTS} missing"))?,
+        )?;
+        let old: Vec<u32> = eps
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| is_gen(*k))
+            .collect();
+        for k in old {
+            let _ = eps.remove(&k);
+        }
+        let mut pol: AyaHashMap<&mut MapData, PolicyKey, PolicyValue> = AyaHashMap::try_from(
+            self.ebpf
+                .map_mut(MAP_POLICY)
+                .ok_or_else(|| anyhow!("map {MAP_POLICY} missing"))?,
+        )?;
+        let old: Vec<PolicyKey> = pol
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| is_gen(k.endpoint_id))
+            .collect();
+        for k in old {
+            let _ = pol.remove(&k);
+        }
+        Ok(())
+    }
+
+    fn ipcache_remove(&mut self, net: IpNet) -> anyhow::Result<()> {
+        let (family, addr, bits) = ip_key_parts(net);
+        let mut trie: LpmTrie<&mut MapData, IpKey, IdentityValue> = LpmTrie::try_from(
+            self.ebpf
+                .map_mut(MAP_IPCACHE)
+                .ok_or_else(|| anyhow!("map {MAP_IPCACHE} missing"))?,
+        )?;
+        let key = Key::new(
+            IP_KEY_FIXED_BITS + bits,
+            IpKey {
+                family,
+                _pad: [0; 3],
+                addr,
+            },
+        );
+        let _ = trie.remove(&key);
         Ok(())
     }
 
@@ -312,6 +414,18 @@ impl Drop for Datapath {
         for (name, a) in attached {
             self.detach(&name, a);
         }
+    }
+}
+
+/// Family, address bytes and prefix length of an ipcache key.
+fn ip_key_parts(net: IpNet) -> (u8, [u8; 16], u32) {
+    match net {
+        IpNet::V4(n) => {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&n.network().octets());
+            (FAMILY_IPV4, a, u32::from(n.prefix_len()))
+        }
+        IpNet::V6(n) => (FAMILY_IPV6, n.network().octets(), u32::from(n.prefix_len())),
     }
 }
 

@@ -1,0 +1,260 @@
+//! Network policy enforcement: a directory of manifests plus the endpoint registry, compiled
+//! (flowscope-policy) into the datapath's maps and swapped in atomically, and the attribution
+//! table that lets flows name the policies that allowed or denied them.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+    sync::Arc,
+};
+
+use anyhow::Context as _;
+use flowscope_common::{
+    ENFORCE_EGRESS, ENFORCE_INGRESS, EndpointInfo, POLICY_ALLOW, POLICY_DENY, PolicyKey,
+    PolicyValue, direction,
+};
+use flowscope_model::flow::Policy as FlowPolicy;
+use flowscope_policy::{
+    PolicySet, Protocol, World,
+    compile::{self, Decision, EndpointIdentity, WORLD_IPV4_IDENTITY, WORLD_IPV6_IDENTITY},
+    verdict::{NamedPort, Namespace, Pod},
+};
+use ipnet::IpNet;
+
+use crate::{
+    endpoints::{EndpointSpec, Registry},
+    source::datapath::Datapath,
+};
+
+/// Who decided a connection: the direction judged, allow or deny, and the policies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attribution {
+    /// `direction::INGRESS` or `direction::EGRESS`.
+    pub direction: u8,
+    pub deny: bool,
+    pub policies: Vec<FlowPolicy>,
+}
+
+/// `policy_ref` (as the datapath reports it, minus one) -> attribution, for the current and
+/// the previous policy generation (events of the old one may still be in flight).
+pub type Attributions = HashMap<u32, Arc<Attribution>>;
+
+/// What the last install did, for status and logs.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PolicyStatus {
+    pub revision: u64,
+    pub policies: usize,
+    pub errors: Vec<String>,
+    pub entries: usize,
+    pub enforced_endpoints: usize,
+    pub audit: bool,
+}
+
+/// `policy_ref`s carry their generation in bit 30, so refs of two generations never collide.
+const REF_GENERATION_SHIFT: u32 = 30;
+
+fn protocol(name: &str) -> Option<Protocol> {
+    match name {
+        "TCP" => Some(Protocol::Tcp),
+        "UDP" => Some(Protocol::Udp),
+        "SCTP" => Some(Protocol::Sctp),
+        _ => None,
+    }
+}
+
+/// The policy world as the registry describes it.
+pub fn world(specs: &[EndpointSpec]) -> World {
+    let mut namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for s in specs {
+        namespaces
+            .entry(s.namespace.clone())
+            .or_insert_with(|| s.namespace_labels.clone());
+    }
+    World {
+        namespaces: namespaces
+            .into_iter()
+            .map(|(name, labels)| Namespace { name, labels })
+            .collect(),
+        pods: specs
+            .iter()
+            .map(|s| Pod {
+                namespace: s.namespace.clone(),
+                name: s.pod_name.clone(),
+                labels: s.labels.clone(),
+                ips: s.ips.clone(),
+                ports: s
+                    .ports
+                    .iter()
+                    .filter(|p| !p.name.is_empty())
+                    .filter_map(|p| {
+                        Some(NamedPort {
+                            name: p.name.clone(),
+                            port: p.port,
+                            protocol: protocol(&p.protocol)?,
+                        })
+                    })
+                    .collect(),
+            })
+            .collect(),
+        cidr_selects_pods: false,
+    }
+}
+
+/// Compiles `set` for the registry's pods and installs it in the datapath; returns the
+/// attribution table of the new generation and the number of entries written.
+pub fn install(
+    dp: &mut Datapath,
+    set: &PolicySet,
+    specs: &[EndpointSpec],
+    registry: &Registry,
+    ifindex_of: impl Fn(&str) -> Option<u32>,
+) -> anyhow::Result<(Attributions, usize, usize)> {
+    let world = world(specs);
+    let identities: Vec<EndpointIdentity> = registry
+        .endpoints
+        .iter()
+        .map(|ep| EndpointIdentity {
+            namespace: ep.namespace.clone(),
+            pod: ep.pod_name.clone(),
+            endpoint_id: ep.id,
+            identity: ep.identity,
+        })
+        .collect();
+    let compiled = compile::compile(set, &world, &identities).context("compiling policies")?;
+    let generation = dp.next_generation()?;
+    let flow_policies: Vec<FlowPolicy> = compiled
+        .policies
+        .iter()
+        .map(|id| FlowPolicy {
+            name: id.name.clone(),
+            namespace: id.namespace.clone().unwrap_or_default(),
+            kind: id.kind.to_string(),
+            ..FlowPolicy::default()
+        })
+        .collect();
+
+    let mut attributions = Attributions::new();
+    let mut entries = Vec::new();
+    let mut endpoints = Vec::new();
+    for tables in &compiled.endpoints {
+        let Some(spec) = registry
+            .endpoints
+            .iter()
+            .find(|e| e.id == tables.endpoint_id)
+            .and_then(|ep| {
+                specs
+                    .iter()
+                    .find(|s| s.namespace == ep.namespace && s.pod_name == ep.pod_name)
+            })
+        else {
+            continue;
+        };
+        // Only pods whose veth is on this node are enforced here.
+        let Some(ifindex) = spec.interface.as_deref().and_then(&ifindex_of) else {
+            continue;
+        };
+        let ep = registry
+            .endpoints
+            .iter()
+            .find(|e| e.id == tables.endpoint_id)
+            .map(|e| e.identity)
+            .unwrap_or_default();
+        let mut flags = 0;
+        for (dir, table) in [
+            (direction::INGRESS, &tables.ingress),
+            (direction::EGRESS, &tables.egress),
+        ] {
+            if table.enforced {
+                flags |= if dir == direction::INGRESS {
+                    ENFORCE_INGRESS
+                } else {
+                    ENFORCE_EGRESS
+                };
+            }
+            for e in &table.entries {
+                let index = attributions.len() as u32 | (generation << REF_GENERATION_SHIFT);
+                let deny = e.decision == Decision::Deny;
+                attributions.insert(
+                    index,
+                    Arc::new(Attribution {
+                        direction: dir,
+                        deny,
+                        policies: e
+                            .policies
+                            .iter()
+                            .filter_map(|i| flow_policies.get(*i as usize).cloned())
+                            .collect(),
+                    }),
+                );
+                entries.push((
+                    PolicyKey {
+                        endpoint_id: tables.endpoint_id,
+                        remote_identity: e.remote_identity,
+                        port: e.port,
+                        proto: e.protocol,
+                        direction: dir,
+                    },
+                    PolicyValue {
+                        action: if deny { POLICY_DENY } else { POLICY_ALLOW },
+                        _pad: [0; 3],
+                        policy_ref: index,
+                    },
+                ));
+            }
+        }
+        endpoints.push((
+            ifindex,
+            EndpointInfo {
+                endpoint_id: tables.endpoint_id,
+                identity: ep,
+                flags,
+                _pad: 0,
+            },
+        ));
+    }
+    // Every address has an identity: pods, policy CIDRs, and the rest of the world.
+    let mut ipcache: Vec<(IpNet, u32)> = vec![
+        ("0.0.0.0/0".parse()?, WORLD_IPV4_IDENTITY),
+        ("::/0".parse()?, WORLD_IPV6_IDENTITY),
+    ];
+    ipcache.extend(compiled.cidrs.iter().copied());
+    for ep in &registry.endpoints {
+        for s in specs
+            .iter()
+            .filter(|s| s.namespace == ep.namespace && s.pod_name == ep.pod_name)
+        {
+            for ip in &s.ips {
+                ipcache.push((IpNet::from(*ip), ep.identity));
+            }
+        }
+    }
+    let enforced = endpoints.len();
+    dp.install_policy(&endpoints, &entries, &ipcache)?;
+    Ok((attributions, entries.len(), enforced))
+}
+
+/// Names, sizes and modification times of a directory's files.
+pub type Fingerprint = Vec<(String, u64, Option<std::time::SystemTime>)>;
+
+/// A cheap fingerprint of a manifest directory, to notice edits without reading every file
+/// every second.
+pub fn fingerprint(dir: &Path) -> Fingerprint {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let path = e.path();
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path.display().to_string(), meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
