@@ -102,13 +102,18 @@ pub async fn run(
                 if let Some((tuple, verdict, policies)) = flow_tuple(&t)
                     && let Ok(mut v) = verdicts.lock()
                 {
-                    // A drop anywhere on the path is the verdict; otherwise forwarded. The
-                    // policies of both ends (egress at the source, ingress at the destination)
-                    // are listed.
+                    // The strongest verdict on the path wins: a drop anywhere, else an audit
+                    // (would have dropped), else forwarded. The policies of both ends (egress at
+                    // the source, ingress at the destination) are listed.
+                    let rank = |v: &str| match v {
+                        "DROPPED" => 2,
+                        "AUDIT" => 1,
+                        _ => 0,
+                    };
                     let e = v
                         .entry(tuple)
                         .or_insert_with(|| (verdict.clone(), Vec::new()));
-                    if verdict == "DROPPED" {
+                    if rank(&verdict) > rank(&e.0) {
                         e.0 = verdict;
                     }
                     for p in policies {

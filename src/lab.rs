@@ -204,7 +204,7 @@ pub fn connectivity_test(
     file: &Path,
     output: Output,
     expect: Option<&PathBuf>,
-    policies: Option<PathBuf>,
+    policies: Option<(PathBuf, bool)>,
 ) -> anyhow::Result<bool> {
     let started = Instant::now();
     let lab = Lab::load(Some(file))?;
@@ -224,7 +224,12 @@ pub fn connectivity_test(
     let result = runtime.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let observer = tokio::spawn(flowscope_observer::run(
-            observer_config(listen, "connectivity-test".into(), policies.clone(), false),
+            observer_config(
+                listen,
+                "connectivity-test".into(),
+                policies.as_ref().map(|p| p.0.clone()),
+                policies.as_ref().is_some_and(|p| p.1),
+            ),
             async move {
                 let _ = stop_rx.await;
             },

@@ -100,6 +100,9 @@ enum ConnectivityCommand {
         /// Policies to enforce during the test.
         #[arg(long, value_name = "DIR")]
         policies: Option<PathBuf>,
+        /// Evaluate the policies in audit mode: report AUDIT, drop nothing.
+        #[arg(long)]
+        policy_audit_mode: bool,
     },
 }
 
@@ -231,7 +234,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             output,
             expect,
             policies,
+            policy_audit_mode,
         }) => {
+            let policies = policies.map(|dir| (dir, policy_audit_mode));
             if !lab::connectivity_test(&runtime, &file, output, expect.as_ref(), policies)? {
                 std::process::exit(1);
             }
