@@ -348,3 +348,91 @@ fn audit_mode_reports_what_policies_would_drop_and_drops_nothing() {
         .count();
     assert_eq!(audited.len(), would_drop);
 }
+
+/// Probes TCP port 80 of `dst` from inside `from`'s namespace.
+fn reachable(from: &str, dst: &str) -> bool {
+    let dst: std::net::SocketAddr = format!("{dst}:80").parse().unwrap();
+    flowscope_lab::topology::spawn_in(from, move || {
+        flowscope_lab::servers::probe_tcp(dst, std::time::Duration::from_millis(500)).connected
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+}
+
+fn deny_ingress(pod: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: deny-{pod}, namespace: x}}\nspec:\n  podSelector: {{matchLabels: {{pod: {pod}}}}}\n  policyTypes: [Ingress]\n"
+    )
+}
+
+#[test]
+fn policy_changes_apply_on_a_running_observer_and_bad_files_keep_the_rest() {
+    let _guard = LabGuard;
+    let _ = flowscope(&["lab", "down"]);
+    assert!(flowscope(&["lab", "up", XYZ]).status.success());
+    let dir = std::env::temp_dir().join(format!("reload-{}", util::unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let obs = util::Observer::start(&[
+        "--interface",
+        "fsl*",
+        "--endpoint-interface",
+        "fsl*",
+        "--endpoints",
+        "/run/flowscope/lab/endpoints.json",
+        "--policy-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let revision = || obs.status()["policy"]["revision"].as_u64().unwrap_or(0);
+    let wait_revision = |after: u64| {
+        for _ in 0..100 {
+            if revision() > after {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "policy revision did not move past {after}: {}",
+            obs.status()
+        );
+    };
+    // x/b is 198.18.1.2, x/c is 198.18.1.3 (allocation order of xyz.yaml).
+    let (xb, xc) = ("198.18.1.2", "198.18.1.3");
+    wait_revision(0);
+    assert!(reachable("fsl-y-a", xb) && reachable("fsl-y-a", xc));
+    // Swap between two sets many times: after each swap exactly the new set holds.
+    let file = dir.join("policy.yaml");
+    for round in 0..6 {
+        let before = revision();
+        let (denied, open) = if round % 2 == 0 { ("b", xc) } else { ("c", xb) };
+        std::fs::write(&file, deny_ingress(denied)).unwrap();
+        wait_revision(before);
+        let denied_ip = if denied == "b" { xb } else { xc };
+        assert!(
+            !reachable("fsl-y-a", denied_ip),
+            "round {round}: x/{denied} still reachable"
+        );
+        assert!(
+            reachable("fsl-y-a", open),
+            "round {round}: the other pod was blocked"
+        );
+    }
+    // A broken file next to a good one: the good one stays enforced, the error is reported.
+    let before = revision();
+    std::fs::write(dir.join("broken.yaml"), "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: broken, namespace: x}\nspec:\n  podSelector: {}\n  ingress:\n    - ports: [{protocol: ICMP}]\n").unwrap();
+    wait_revision(before);
+    let status = obs.status();
+    let errors = status["policy"]["errors"].to_string();
+    assert!(errors.contains("broken.yaml:7"), "{errors}");
+    // The last round (5) denied x/c.
+    assert!(!reachable("fsl-y-a", xc), "x/c must stay denied");
+    assert!(reachable("fsl-y-a", xb));
+    // Removing the policies opens everything again.
+    let before = revision();
+    std::fs::remove_file(&file).unwrap();
+    std::fs::remove_file(dir.join("broken.yaml")).unwrap();
+    wait_revision(before);
+    assert!(reachable("fsl-y-a", xb) && reachable("fsl-y-a", xc));
+    drop(obs);
+    let _ = std::fs::remove_dir_all(dir);
+}
