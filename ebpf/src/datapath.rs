@@ -270,6 +270,12 @@ impl Decision {
 /// policy isolates the endpoint in that direction, allowed otherwise.
 #[inline(always)]
 fn policy(pkt: &Packet, ip: &mut Key<IpKey>, hook: u8) -> Decision {
+    // IPv6 neighbour discovery (router/neighbour solicitations and advertisements, redirects)
+    // is how a link works at all; policies are about workloads, so it always passes, as in
+    // Cilium.
+    if pkt.key.proto == IPPROTO_ICMPV6 && (133..=137).contains(&pkt.icmp_type) {
+        return Decision::allow(0);
+    }
     // Read once: this connection is judged by one complete policy generation.
     let generation = CONFIG
         .get(0)

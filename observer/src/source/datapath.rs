@@ -927,4 +927,33 @@ mod tests {
             SHOT
         );
     }
+
+    #[test]
+    fn neighbour_discovery_passes_isolated_endpoints() {
+        let (mut h, _) = policy_harness(flowscope_common::ENFORCE_EGRESS);
+        let icmp6 = |ty: u8| {
+            let mut p = eth(0x86dd);
+            p.extend_from_slice(&[0x60, 0, 0, 0, 0, 8, 58, 255]);
+            p.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+            p.extend_from_slice(&[0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+            // An identifier, so the echo is its own connection, not the NDP one.
+            p.extend_from_slice(&[ty, 0, 0, 0, 0x12, 0x34, 0, 0]);
+            p
+        };
+        assert_eq!(
+            h.run(PROG_INGRESS, &icmp6(133)).0,
+            PASS,
+            "router solicitation"
+        );
+        assert_eq!(
+            h.run(PROG_INGRESS, &icmp6(135)).0,
+            PASS,
+            "neighbour solicitation"
+        );
+        assert_eq!(
+            h.run(PROG_INGRESS, &icmp6(128)).0,
+            SHOT,
+            "echo request is policy's to judge"
+        );
+    }
 }
