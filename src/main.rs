@@ -1,5 +1,6 @@
 //! `flowscope`: one binary for every role (observer, and later relay, lab, observe, ...).
 //! This file only parses the command line and hands over to the library crates.
+mod client;
 mod connectivity;
 mod lab;
 
@@ -40,9 +41,23 @@ enum Command {
     /// Probe every pair of lab pods on every declared port, like `cilium connectivity test`.
     #[command(subcommand)]
     Connectivity(ConnectivityCommand),
-    /// Network policies: `validate DIR`.
+    /// Network policies: `validate DIR`, `list`.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Endpoints (pods) an observer knows: `list`.
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
+}
+
+#[derive(Subcommand)]
+enum EndpointCommand {
+    /// Endpoints with identity, labels and whether ingress/egress policy enforcement is on,
+    /// like `cilium endpoint list`.
+    List {
+        /// The observer's API address.
+        #[arg(long, default_value = "127.0.0.1:4244", env = "FLOWSCOPE_SERVER")]
+        server: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -50,6 +65,12 @@ enum PolicyCommand {
     /// Check a directory of Kubernetes manifests (NetworkPolicy, CiliumNetworkPolicy) offline,
     /// as the API server would: every problem with file, line and field; exit 1 if any.
     Validate { dir: PathBuf },
+    /// Policies a running observer enforces, the endpoints each selects, and load errors.
+    List {
+        /// The observer's API address.
+        #[arg(long, default_value = "127.0.0.1:4244", env = "FLOWSCOPE_SERVER")]
+        server: String,
+    },
 }
 
 #[derive(Args)]
@@ -223,6 +244,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lab(LabCommand::Down) => lab::down(),
         Command::Lab(LabCommand::Status) => lab::status(),
         Command::Lab(LabCommand::Run) => lab::run_foreground(&runtime),
+        Command::Policy(PolicyCommand::List { server }) => policy_list(&server),
+        Command::Endpoint(EndpointCommand::List { server }) => endpoint_list(&server),
         Command::Policy(PolicyCommand::Validate { dir }) => {
             if !validate_policies(&dir)? {
                 std::process::exit(1);
@@ -264,6 +287,86 @@ fn validate_policies(dir: &std::path::Path) -> anyhow::Result<bool> {
         set.skipped
     );
     Ok(set.errors.is_empty())
+}
+
+fn policy_list(server: &str) -> anyhow::Result<()> {
+    let p = client::get_json(server, "/api/v1/policies")?;
+    println!(
+        "Policy revision {}{}",
+        p["revision"],
+        if p["audit"] == true {
+            " (audit mode)"
+        } else {
+            ""
+        }
+    );
+    println!("{:<22} {:<40} {:<24} SELECTS", "KIND", "POLICY", "SOURCE");
+    for l in p["loaded"].as_array().into_iter().flatten() {
+        let name = format!(
+            "{}/{}",
+            l["namespace"].as_str().unwrap_or(""),
+            l["name"].as_str().unwrap_or("")
+        );
+        let selects: Vec<&str> = l["selects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        println!(
+            "{:<22} {:<40} {:<24} {}",
+            l["kind"].as_str().unwrap_or(""),
+            name,
+            format!("{}:{}", l["file"].as_str().unwrap_or(""), l["line"]),
+            if selects.is_empty() {
+                "(none)".to_string()
+            } else {
+                selects.join(", ")
+            }
+        );
+    }
+    for e in p["errors"].as_array().into_iter().flatten() {
+        println!("error  {}", e.as_str().unwrap_or(""));
+    }
+    Ok(())
+}
+
+fn endpoint_list(server: &str) -> anyhow::Result<()> {
+    let eps = client::get_json(server, "/api/v1/endpoints")?;
+    println!(
+        "{:<8} {:<10} {:<9} {:<9} {:<30} {:<16} LABELS",
+        "ENDPOINT", "IDENTITY", "INGRESS", "EGRESS", "POD", "IPS"
+    );
+    let on = |v: &serde_json::Value| if v == true { "Enabled" } else { "Disabled" };
+    for e in eps.as_array().into_iter().flatten() {
+        let labels: Vec<&str> = e["labels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let ips: Vec<&str> = e["ips"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        println!(
+            "{:<8} {:<10} {:<9} {:<9} {:<30} {:<16} {}",
+            e["id"].to_string(),
+            e["identity"].to_string(),
+            on(&e["ingress_enforcement"]),
+            on(&e["egress_enforcement"]),
+            format!(
+                "{}/{}",
+                e["namespace"].as_str().unwrap_or(""),
+                e["pod_name"].as_str().unwrap_or("")
+            ),
+            ips.join(","),
+            labels.join(" ")
+        );
+    }
+    Ok(())
 }
 
 fn hostname() -> String {

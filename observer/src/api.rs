@@ -55,6 +55,9 @@ pub struct RuntimeStatus {
     /// Present when the observer enforces policies (`--policy-dir`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<crate::policy::PolicyStatus>,
+    /// The endpoints known now (served by `/api/v1/endpoints`).
+    #[serde(skip)]
+    pub registry: Arc<crate::endpoints::Registry>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -111,6 +114,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/v1/flows", get(flows))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/endpoints", get(endpoints))
+        .route("/api/v1/policies", get(policies))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)
@@ -160,6 +165,71 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<StatusBody> {
         newest_flow_time: ts(s.newest_time_ns),
         runtime,
     })
+}
+
+/// One line of `flowscope endpoint list`, like `cilium endpoint list`.
+#[derive(Serialize)]
+struct EndpointLine {
+    id: u32,
+    identity: u32,
+    namespace: String,
+    pod_name: String,
+    labels: Vec<String>,
+    ips: Vec<String>,
+    interface: Option<String>,
+    ingress_enforcement: bool,
+    egress_enforcement: bool,
+    policy_revision: u64,
+}
+
+async fn endpoints(State(st): State<Arc<AppState>>) -> Json<Vec<EndpointLine>> {
+    let runtime = st.runtime.lock().map(|r| r.clone()).unwrap_or_default();
+    let revision = runtime.policy.as_ref().map_or(0, |p| p.revision);
+    let lines = runtime
+        .registry
+        .endpoints
+        .iter()
+        .map(|ep| {
+            let key = format!("{}/{}", ep.namespace, ep.pod_name);
+            let spec = runtime
+                .registry
+                .specs
+                .iter()
+                .find(|s| s.namespace == ep.namespace && s.pod_name == ep.pod_name);
+            let (ingress, egress) = runtime
+                .policy
+                .as_ref()
+                .and_then(|p| p.enforcement.get(&key).copied())
+                .unwrap_or((false, false));
+            EndpointLine {
+                id: ep.id,
+                identity: ep.identity,
+                namespace: ep.namespace.clone(),
+                pod_name: ep.pod_name.clone(),
+                labels: ep.labels.clone(),
+                ips: spec
+                    .map(|s| s.ips.iter().map(|i| i.to_string()).collect())
+                    .unwrap_or_default(),
+                interface: spec.and_then(|s| s.interface.clone()),
+                ingress_enforcement: ingress,
+                egress_enforcement: egress,
+                policy_revision: revision,
+            }
+        })
+        .collect();
+    Json(lines)
+}
+
+async fn policies(State(st): State<Arc<AppState>>) -> Response {
+    let runtime = st.runtime.lock().map(|r| r.clone()).unwrap_or_default();
+    match runtime.policy {
+        Some(p) => Json(p).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "this observer enforces no policies (start it with --policy-dir DIR)",
+        )
+            .into_response(),
+    }
 }
 
 async fn flows(ws: WebSocketUpgrade, State(st): State<Arc<AppState>>) -> Response {

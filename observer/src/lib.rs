@@ -246,7 +246,11 @@ async fn run_pipeline(
                         pipeline.decoder.set_attributions(attributions.borrow_and_update().clone());
                     }
                     if registry.has_changed().unwrap_or(false) {
-                        pipeline.decoder.set_registry(registry.borrow_and_update().clone());
+                        let reg = registry.borrow_and_update().clone();
+                        if let Ok(mut rt) = state.runtime.lock() {
+                            rt.registry = reg.clone();
+                        }
+                        pipeline.decoder.set_registry(reg);
                     }
                     if ifaces.has_changed().unwrap_or(false) {
                         pipeline.decoder.set_interfaces(ifaces.borrow_and_update().clone());
@@ -261,6 +265,14 @@ async fn run_pipeline(
                 }
             },
             _ = second.tick() => {
+                // Also without traffic, the registry the API shows follows the source.
+                if registry.has_changed().unwrap_or(false) {
+                    let reg = registry.borrow_and_update().clone();
+                    if let Ok(mut rt) = state.runtime.lock() {
+                        rt.registry = reg.clone();
+                    }
+                    pipeline.decoder.set_registry(reg);
+                }
                 pipeline.tick();
                 pipeline.decoder.resync_clock();
                 let (stats, attached) = match datapath.lock() {
@@ -360,6 +372,7 @@ async fn watch_policies(
                 let mut merged = std::mem::replace(&mut previous, attributions.clone());
                 merged.extend(attributions);
                 let _ = out.send(Arc::new(merged));
+                let (loaded, enforcement) = policy::selections(&set, &policy::world(&reg.specs));
                 if let Ok(mut rt) = state.runtime.lock() {
                     rt.policy = Some(PolicyStatus {
                         revision,
@@ -368,6 +381,8 @@ async fn watch_policies(
                         entries,
                         enforced_endpoints: enforced,
                         audit,
+                        loaded,
+                        enforcement,
                     });
                 }
             }

@@ -4,6 +4,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    net::IpAddr,
     path::Path,
     sync::Arc,
 };
@@ -39,7 +40,7 @@ pub struct Attribution {
 /// the previous policy generation (events of the old one may still be in flight).
 pub type Attributions = HashMap<u32, Arc<Attribution>>;
 
-/// What the last install did, for status and logs.
+/// What the last install did, for status, `policy list` and `endpoint list`.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PolicyStatus {
     pub revision: u64,
@@ -48,6 +49,95 @@ pub struct PolicyStatus {
     pub entries: usize,
     pub enforced_endpoints: usize,
     pub audit: bool,
+    /// Every loaded policy and the pods it selects.
+    pub loaded: Vec<LoadedPolicy>,
+    /// Per pod (`namespace/pod`): whether ingress and egress are isolated by some policy.
+    pub enforcement: BTreeMap<String, (bool, bool)>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct LoadedPolicy {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub file: String,
+    pub line: u64,
+    /// Pods (`namespace/pod`) the policy selects, for ingress or egress.
+    pub selects: Vec<String>,
+}
+
+/// Which pods each policy selects, and which directions of each pod are isolated: asked of the
+/// reference semantics with a connection from and to an address outside the cluster.
+pub fn selections(
+    set: &PolicySet,
+    world: &World,
+) -> (Vec<LoadedPolicy>, BTreeMap<String, (bool, bool)>) {
+    use flowscope_policy::{Connection, Peer, verdict};
+    // Documentation address (RFC 5737): only ever a value in this computation.
+    let outside = IpAddr::from([192, 0, 2, 1]);
+    let probe = |s: &PolicySet, ns: &str, pod: &str| {
+        let ingress = verdict(
+            s,
+            world,
+            &Connection {
+                src: Peer::Ip(outside),
+                dst: Peer::pod(ns, pod),
+                port: 1,
+                protocol: Protocol::Tcp,
+            },
+        )
+        .ingress
+        .isolated;
+        let egress = verdict(
+            s,
+            world,
+            &Connection {
+                src: Peer::pod(ns, pod),
+                dst: Peer::Ip(outside),
+                port: 1,
+                protocol: Protocol::Tcp,
+            },
+        )
+        .egress
+        .isolated;
+        (ingress, egress)
+    };
+    let enforcement = world
+        .pods
+        .iter()
+        .map(|p| {
+            (
+                format!("{}/{}", p.namespace, p.name),
+                probe(set, &p.namespace, &p.name),
+            )
+        })
+        .collect();
+    let loaded = set
+        .policies
+        .iter()
+        .map(|policy| {
+            let mut single = PolicySet::new();
+            single.policies.push(policy.clone());
+            let id = policy.id();
+            LoadedPolicy {
+                kind: id.kind.to_string(),
+                namespace: id.namespace.clone().unwrap_or_default(),
+                name: id.name.clone(),
+                file: policy.file.clone(),
+                line: policy.line,
+                selects: world
+                    .pods
+                    .iter()
+                    .filter(|p| {
+                        let (i, e) = probe(&single, &p.namespace, &p.name);
+                        i || e
+                    })
+                    .map(|p| format!("{}/{}", p.namespace, p.name))
+                    .collect(),
+            }
+        })
+        .collect();
+    (loaded, enforcement)
 }
 
 /// `policy_ref`s carry their generation in bit 30, so refs of two generations never collide.
