@@ -65,8 +65,9 @@ use crate::cilium::{self, CiliumNetworkPolicy, Entity, PeerRule, Peers, PortProt
 use crate::load::{PolicyBody, PolicyId, PolicySet};
 use crate::networkpolicy::{NetworkPolicy, NetworkPolicyPeer};
 use crate::ports::{PortRef, Protocol};
-use crate::selector::{LabelSelector, Labels, Operator};
+use crate::selector::{LabelSelector, Labels};
 use crate::verdict::{NAMESPACE_NAME_LABEL, Pod, World};
+use crate::verdict::{names_namespace, strip_source};
 
 /// First CIDR identity: Cilium's local (CIDR) identity scope, `1 << 24`, far above the pod
 /// identities (256..65535) the observer allocates.
@@ -949,21 +950,6 @@ fn closure(mut all: BTreeSet<Key>, keys: Vec<Key>) -> BTreeSet<Key> {
         }
     }
     all
-}
-
-/// Whether a selector names the pod namespace label (see `verdict.rs`, whose reading this
-/// repeats).
-fn names_namespace(selector: &LabelSelector) -> bool {
-    let is_namespace_key = |key: &str| strip_source(key).1 == cilium::POD_NAMESPACE_LABEL;
-    selector.match_labels.keys().any(|k| is_namespace_key(k))
-        || selector
-            .match_expressions
-            .iter()
-            .any(|r| is_namespace_key(&r.key) && r.operator != Operator::DoesNotExist)
-}
-
-fn strip_source(key: &str) -> (&str, &str) {
-    key.split_once(':').unwrap_or(("any", key))
 }
 
 #[cfg(test)]

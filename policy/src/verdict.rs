@@ -616,7 +616,7 @@ struct CiliumEffect<'p> {
 
 /// Whether a selector names the pod namespace label, which lifts a namespaced policy's limit
 /// to its own namespace.
-fn names_namespace(selector: &LabelSelector) -> bool {
+pub(crate) fn names_namespace(selector: &LabelSelector) -> bool {
     let is_namespace_key = |key: &str| strip_source(key).1 == cilium::POD_NAMESPACE_LABEL;
     selector.match_labels.keys().any(|k| is_namespace_key(k))
         || selector
@@ -626,7 +626,7 @@ fn names_namespace(selector: &LabelSelector) -> bool {
 }
 
 /// `k8s:app` -> (`k8s`, `app`); `app` -> (`any`, `app`).
-fn strip_source(key: &str) -> (&str, &str) {
+pub(crate) fn strip_source(key: &str) -> (&str, &str) {
     key.split_once(':').unwrap_or(("any", key))
 }
 
