@@ -117,11 +117,8 @@ impl Datapath {
     /// Records the security identity behind a prefix (a pod's /32 or /128, a policy CIDR).
     pub fn ipcache_insert(&mut self, net: IpNet, identity: u32) -> anyhow::Result<()> {
         let (family, addr, bits) = ip_key_parts(net);
-        let mut trie: LpmTrie<&mut MapData, IpKey, IdentityValue> = LpmTrie::try_from(
-            self.ebpf
-                .map_mut(MAP_IPCACHE)
-                .ok_or_else(|| anyhow!("map {MAP_IPCACHE} missing"))?,
-        )?;
+        let mut trie: LpmTrie<&mut MapData, IpKey, IdentityValue> =
+            LpmTrie::try_from(self.map_mut(MAP_IPCACHE)?)?;
         let key = Key::new(
             IP_KEY_FIXED_BITS + bits,
             IpKey {
@@ -136,22 +133,16 @@ impl Datapath {
 
     /// Declares the local endpoint behind an interface.
     pub fn endpoint_insert(&mut self, ifindex: u32, info: EndpointInfo) -> anyhow::Result<()> {
-        let mut map: AyaHashMap<&mut MapData, u32, EndpointInfo> = AyaHashMap::try_from(
-            self.ebpf
-                .map_mut(MAP_ENDPOINTS)
-                .ok_or_else(|| anyhow!("map {MAP_ENDPOINTS} missing"))?,
-        )?;
+        let mut map: AyaHashMap<&mut MapData, u32, EndpointInfo> =
+            AyaHashMap::try_from(self.map_mut(MAP_ENDPOINTS)?)?;
         map.insert(ifindex, info, 0)?;
         Ok(())
     }
 
     /// Adds one compiled policy entry.
     pub fn policy_insert(&mut self, key: PolicyKey, value: PolicyValue) -> anyhow::Result<()> {
-        let mut map: AyaHashMap<&mut MapData, PolicyKey, PolicyValue> = AyaHashMap::try_from(
-            self.ebpf
-                .map_mut(MAP_POLICY)
-                .ok_or_else(|| anyhow!("map {MAP_POLICY} missing"))?,
-        )?;
+        let mut map: AyaHashMap<&mut MapData, PolicyKey, PolicyValue> =
+            AyaHashMap::try_from(self.map_mut(MAP_POLICY)?)?;
         map.insert(key, value, 0)?;
         Ok(())
     }
@@ -213,11 +204,7 @@ impl Datapath {
     }
 
     fn set_config_flag(&mut self, flag: u64, on: bool) -> anyhow::Result<()> {
-        let mut config: Array<&mut MapData, Config> = Array::try_from(
-            self.ebpf
-                .map_mut(MAP_CONFIG)
-                .ok_or_else(|| anyhow!("map {MAP_CONFIG} missing"))?,
-        )?;
+        let mut config: Array<&mut MapData, Config> = Array::try_from(self.map_mut(MAP_CONFIG)?)?;
         let mut c = config.get(&0, 0)?;
         c.flags = if on { c.flags | flag } else { c.flags & !flag };
         config.set(0, c, 0)?;
@@ -226,11 +213,8 @@ impl Datapath {
 
     fn remove_generation(&mut self, generation: u32) -> anyhow::Result<()> {
         let is_gen = |id: u32| id >> GENERATION_SHIFT == generation;
-        let mut eps: AyaHashMap<&mut MapData, u32, EndpointInfo> = AyaHashMap::try_from(
-            self.ebpf
-                .map_mut(MAP_ENDPOINTS)
-                .ok_or_else(|| anyhow!("map {MAP_ENDPOINTS} missing"))?,
-        )?;
+        let mut eps: AyaHashMap<&mut MapData, u32, EndpointInfo> =
+            AyaHashMap::try_from(self.map_mut(MAP_ENDPOINTS)?)?;
         let old: Vec<u32> = eps
             .keys()
             .filter_map(Result::ok)
@@ -239,11 +223,8 @@ impl Datapath {
         for k in old {
             let _ = eps.remove(&k);
         }
-        let mut pol: AyaHashMap<&mut MapData, PolicyKey, PolicyValue> = AyaHashMap::try_from(
-            self.ebpf
-                .map_mut(MAP_POLICY)
-                .ok_or_else(|| anyhow!("map {MAP_POLICY} missing"))?,
-        )?;
+        let mut pol: AyaHashMap<&mut MapData, PolicyKey, PolicyValue> =
+            AyaHashMap::try_from(self.map_mut(MAP_POLICY)?)?;
         let old: Vec<PolicyKey> = pol
             .keys()
             .filter_map(Result::ok)
@@ -257,11 +238,8 @@ impl Datapath {
 
     fn ipcache_remove(&mut self, net: IpNet) -> anyhow::Result<()> {
         let (family, addr, bits) = ip_key_parts(net);
-        let mut trie: LpmTrie<&mut MapData, IpKey, IdentityValue> = LpmTrie::try_from(
-            self.ebpf
-                .map_mut(MAP_IPCACHE)
-                .ok_or_else(|| anyhow!("map {MAP_IPCACHE} missing"))?,
-        )?;
+        let mut trie: LpmTrie<&mut MapData, IpKey, IdentityValue> =
+            LpmTrie::try_from(self.map_mut(MAP_IPCACHE)?)?;
         let key = Key::new(
             IP_KEY_FIXED_BITS + bits,
             IpKey {
@@ -379,6 +357,12 @@ impl Datapath {
                 debug!(interface = name, "Detach: {err}");
             }
         }
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> anyhow::Result<&mut aya::maps::Map> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| anyhow!("map {name} missing from the object"))
     }
 
     fn classifier(&mut self, name: &str) -> anyhow::Result<&mut SchedClassifier> {
