@@ -113,7 +113,10 @@ fn lab_up_status_down_leave_nothing_behind_even_after_kill_9() {
     assert!(down.status.success(), "{}", text(&down));
     assert!(lab_namespaces().is_empty(), "{:?}", lab_namespaces());
     assert_eq!(lab_links(), 0);
-    assert!(!Path::new("/run/flowscope/lab/state.json").exists());
+    assert!(
+        !Path::new("/run/flowscope/lab").exists(),
+        "lab state left behind"
+    );
     // Down is idempotent.
     assert!(flowscope(&["lab", "down"]).status.success());
     let _ = std::fs::remove_file(other);

@@ -187,6 +187,8 @@ pub fn down() -> anyhow::Result<()> {
     }
     topology::delete_everything(&state.pods);
     LabState::remove();
+    // The runner's log and the demo's policy copies go too: nothing of the lab stays behind.
+    let _ = std::fs::remove_dir_all(topology::STATE_DIR);
     Ok(())
 }
 
