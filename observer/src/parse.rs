@@ -197,11 +197,7 @@ impl FlowRecord {
                 _ => Verdict::Forwarded,
             },
             // An AUDIT flow keeps the reason it would have been dropped for.
-            drop_reason: if ev.drop_reason != 0 {
-                ev.drop_reason as u32
-            } else {
-                0
-            },
+            drop_reason: ev.drop_reason as u32,
             drop_reason_desc: if ev.drop_reason != 0 {
                 DropReason::from_number(ev.drop_reason as i32).unwrap_or_default()
             } else {

@@ -116,17 +116,9 @@ impl Datapath {
 
     /// Records the security identity behind a prefix (a pod's /32 or /128, a policy CIDR).
     pub fn ipcache_insert(&mut self, net: IpNet, identity: u32) -> anyhow::Result<()> {
-        let (family, addr, bits) = ip_key_parts(net);
         let mut trie: LpmTrie<&mut MapData, IpKey, IdentityValue> =
             LpmTrie::try_from(self.map_mut(MAP_IPCACHE)?)?;
-        let key = Key::new(
-            IP_KEY_FIXED_BITS + bits,
-            IpKey {
-                family,
-                _pad: [0; 3],
-                addr,
-            },
-        );
+        let key = ipcache_key(net);
         trie.insert(&key, IdentityValue { identity }, 0)?;
         Ok(())
     }
@@ -237,17 +229,9 @@ impl Datapath {
     }
 
     fn ipcache_remove(&mut self, net: IpNet) -> anyhow::Result<()> {
-        let (family, addr, bits) = ip_key_parts(net);
         let mut trie: LpmTrie<&mut MapData, IpKey, IdentityValue> =
             LpmTrie::try_from(self.map_mut(MAP_IPCACHE)?)?;
-        let key = Key::new(
-            IP_KEY_FIXED_BITS + bits,
-            IpKey {
-                family,
-                _pad: [0; 3],
-                addr,
-            },
-        );
+        let key = ipcache_key(net);
         let _ = trie.remove(&key);
         Ok(())
     }
@@ -401,16 +385,24 @@ impl Drop for Datapath {
     }
 }
 
-/// Family, address bytes and prefix length of an ipcache key.
-fn ip_key_parts(net: IpNet) -> (u8, [u8; 16], u32) {
-    match net {
+/// The ipcache key of a prefix: family and address, the prefix covering the family too.
+fn ipcache_key(net: IpNet) -> Key<IpKey> {
+    let (family, addr, bits) = match net {
         IpNet::V4(n) => {
             let mut a = [0u8; 16];
             a[..4].copy_from_slice(&n.network().octets());
             (FAMILY_IPV4, a, u32::from(n.prefix_len()))
         }
         IpNet::V6(n) => (FAMILY_IPV6, n.network().octets(), u32::from(n.prefix_len())),
-    }
+    };
+    Key::new(
+        IP_KEY_FIXED_BITS + bits,
+        IpKey {
+            family,
+            _pad: [0; 3],
+            addr,
+        },
+    )
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it so loading works there too.
