@@ -52,6 +52,10 @@ pub struct RuntimeStatus {
     pub flows_rate: f64,
     pub interfaces: Vec<AttachedInterface>,
     pub datapath: DatapathCounters,
+    /// Datapath events decoded by the pipeline.
+    pub events_decoded: u64,
+    /// Ring buffer records of an unexpected size, skipped (never expected).
+    pub malformed_events: u64,
     /// Present when the observer enforces policies (`--policy-dir`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<crate::policy::PolicyStatus>,

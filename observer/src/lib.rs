@@ -118,6 +118,7 @@ pub async fn run(
             cfg.policy_audit,
             datapath.clone(),
             registry_rx.clone(),
+            ifaces_rx.clone(),
             attributions_tx,
             state.clone(),
         ))
@@ -244,7 +245,10 @@ async fn run_pipeline(
     loop {
         tokio::select! {
             r = events.read_batch(&mut batch, EVENT_BATCH) => match r {
-                Ok(_) => {
+                Ok(malformed) => {
+                    if malformed > 0 {
+                        pipeline.note_malformed(malformed);
+                    }
                     if attributions.has_changed().unwrap_or(false) {
                         pipeline.decoder.set_attributions(attributions.borrow_and_update().clone());
                     }
@@ -287,6 +291,9 @@ async fn run_pipeline(
                 }
                 if let Ok(mut rt) = state.runtime.lock() {
                     rt.flows_rate = pipeline.rate();
+                    let c = pipeline.counters();
+                    rt.events_decoded = c.events_decoded.load(Ordering::Relaxed);
+                    rt.malformed_events = c.malformed.load(Ordering::Relaxed);
                     rt.interfaces = attached
                         .into_iter()
                         .map(|(name, index)| AttachedInterface { name, index })
@@ -331,11 +338,12 @@ async fn watch_policies(
     audit: bool,
     datapath: Arc<Mutex<Datapath>>,
     registry: watch::Receiver<Arc<Registry>>,
+    mut attached: watch::Receiver<HashMap<u32, InterfaceInfo>>,
     out: watch::Sender<Arc<Attributions>>,
     state: Arc<AppState>,
 ) {
     let mut tick = tokio::time::interval(SOURCE_POLL);
-    let mut last: Option<(policy::Fingerprint, usize, Vec<interfaces::Interface>)> = None;
+    let mut last_fingerprint: Option<policy::Fingerprint> = None;
     let mut last_registry: Option<Arc<Registry>> = None;
     let mut previous = Attributions::new();
     let mut revision = 0u64;
@@ -343,22 +351,27 @@ async fn watch_policies(
         tick.tick().await;
         let fingerprint = policy::fingerprint(&dir);
         let reg = registry.borrow().clone();
-        let ifaces = interfaces::list().unwrap_or_default();
+        // The interfaces the datapath is attached to, as the interface watcher maintains them.
+        let interfaces_changed = attached.has_changed().unwrap_or(false);
         let same_registry = last_registry.as_ref().is_some_and(|r| Arc::ptr_eq(r, &reg));
-        let key = (fingerprint, reg.len(), ifaces);
-        if same_registry && last.as_ref() == Some(&key) {
+        if same_registry && !interfaces_changed && last_fingerprint.as_ref() == Some(&fingerprint) {
             continue;
         }
         last_registry = Some(reg.clone());
-        let ifaces = key.2.clone();
-        last = Some(key);
+        last_fingerprint = Some(fingerprint);
+        let ifaces = attached.borrow_and_update().clone();
         let set = flowscope_policy::load_dir(&dir);
         for e in &set.errors {
             warn!("Policy: {e}");
         }
-        let index_of = |name: &str| ifaces.iter().find(|i| i.name == name).map(|i| i.index);
+        let index_of = |name: &str| {
+            ifaces
+                .iter()
+                .find(|(_, info)| info.name == name)
+                .map(|(index, _)| *index)
+        };
         let installed = match datapath.lock() {
-            Ok(mut dp) => policy::install(&mut dp, &set, &reg.specs, &reg, index_of),
+            Ok(mut dp) => policy::install(&mut dp, &set, &reg, index_of),
             Err(_) => continue,
         };
         match installed {

@@ -181,6 +181,16 @@ impl Pipeline {
         self.rate.per_second()
     }
 
+    /// Ring buffer records of the wrong size (a kernel/userspace build mismatch): counted and
+    /// reported, never silently skipped.
+    pub fn note_malformed(&self, n: u64) {
+        self.counters.malformed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn counters(&self) -> &PipelineCounters {
+        &self.counters
+    }
+
     pub fn tick(&mut self) {
         self.rate.tick();
     }

@@ -195,11 +195,22 @@ pub fn world(specs: &[EndpointSpec]) -> World {
 pub fn install(
     dp: &mut Datapath,
     set: &PolicySet,
-    specs: &[EndpointSpec],
     registry: &Registry,
     ifindex_of: impl Fn(&str) -> Option<u32>,
 ) -> anyhow::Result<(Attributions, usize, usize)> {
-    let world = world(specs);
+    let world = world(&registry.specs);
+    // Endpoint id -> (identity, what the source said of the pod).
+    let pods: HashMap<u32, (u32, &EndpointSpec)> = registry
+        .endpoints
+        .iter()
+        .filter_map(|ep| {
+            let spec = registry
+                .specs
+                .iter()
+                .find(|s| s.namespace == ep.namespace && s.pod_name == ep.pod_name)?;
+            Some((ep.id, (ep.identity, spec)))
+        })
+        .collect();
     let identities: Vec<EndpointIdentity> = registry
         .endpoints
         .iter()
@@ -227,28 +238,13 @@ pub fn install(
     let mut entries = Vec::new();
     let mut endpoints = Vec::new();
     for tables in &compiled.endpoints {
-        let Some(spec) = registry
-            .endpoints
-            .iter()
-            .find(|e| e.id == tables.endpoint_id)
-            .and_then(|ep| {
-                specs
-                    .iter()
-                    .find(|s| s.namespace == ep.namespace && s.pod_name == ep.pod_name)
-            })
-        else {
+        let Some(&(identity, spec)) = pods.get(&tables.endpoint_id) else {
             continue;
         };
         // Only pods whose veth is on this node are enforced here.
         let Some(ifindex) = spec.interface.as_deref().and_then(&ifindex_of) else {
             continue;
         };
-        let ep = registry
-            .endpoints
-            .iter()
-            .find(|e| e.id == tables.endpoint_id)
-            .map(|e| e.identity)
-            .unwrap_or_default();
         let mut flags = 0;
         for (dir, table) in [
             (direction::INGRESS, &tables.ingress),
@@ -296,7 +292,7 @@ pub fn install(
             ifindex,
             EndpointInfo {
                 endpoint_id: tables.endpoint_id,
-                identity: ep,
+                identity,
                 flags,
                 _pad: 0,
             },
@@ -308,15 +304,8 @@ pub fn install(
         ("::/0".parse()?, WORLD_IPV6_IDENTITY),
     ];
     ipcache.extend(compiled.cidrs.iter().copied());
-    for ep in &registry.endpoints {
-        for s in specs
-            .iter()
-            .filter(|s| s.namespace == ep.namespace && s.pod_name == ep.pod_name)
-        {
-            for ip in &s.ips {
-                ipcache.push((IpNet::from(*ip), ep.identity));
-            }
-        }
+    for (identity, spec) in pods.values() {
+        ipcache.extend(spec.ips.iter().map(|ip| (IpNet::from(*ip), *identity)));
     }
     let enforced = endpoints.len();
     dp.install_policy(&endpoints, &entries, &ipcache)?;
