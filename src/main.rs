@@ -307,12 +307,7 @@ fn policy_list(server: &str) -> anyhow::Result<()> {
             l["namespace"].as_str().unwrap_or(""),
             l["name"].as_str().unwrap_or("")
         );
-        let selects: Vec<&str> = l["selects"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str())
-            .collect();
+        let selects: Vec<&str> = strings(&l["selects"]);
         println!(
             "{:<22} {:<40} {:<24} {}",
             l["kind"].as_str().unwrap_or(""),
@@ -331,6 +326,15 @@ fn policy_list(server: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The strings of a JSON array (none when it is absent).
+fn strings(v: &serde_json::Value) -> Vec<&str> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .collect()
+}
+
 fn endpoint_list(server: &str) -> anyhow::Result<()> {
     let eps = client::get_json(server, "/api/v1/endpoints")?;
     println!(
@@ -339,18 +343,8 @@ fn endpoint_list(server: &str) -> anyhow::Result<()> {
     );
     let on = |v: &serde_json::Value| if v == true { "Enabled" } else { "Disabled" };
     for e in eps.as_array().into_iter().flatten() {
-        let labels: Vec<&str> = e["labels"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str())
-            .collect();
-        let ips: Vec<&str> = e["ips"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str())
-            .collect();
+        let labels: Vec<&str> = strings(&e["labels"]);
+        let ips: Vec<&str> = strings(&e["ips"]);
         println!(
             "{:<8} {:<10} {:<9} {:<9} {:<30} {:<16} {}",
             e["id"].to_string(),

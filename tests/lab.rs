@@ -273,6 +273,14 @@ fn probes(out: &Output) -> Vec<Value> {
     lines
 }
 
+/// What tests/policies/x-deny-allow-y allows: ingress to every pod in x is isolated, and only
+/// y -> x/a on TCP 80 is allowed; everything else is open.
+fn x_deny_allow_y_allows(p: &Value) -> bool {
+    let (from, to) = (p["from"].as_str().unwrap(), p["to"].as_str().unwrap());
+    let tcp80 = p["port"] == 80 && p["protocol"] == "TCP";
+    !to.starts_with("x/") || (to == "x/a" && from.starts_with("y/") && tcp80)
+}
+
 #[test]
 fn policies_are_enforced_and_named_in_connectivity_results() {
     let _guard = LabGuard;
@@ -291,14 +299,8 @@ fn policies_are_enforced_and_named_in_connectivity_results() {
     let probes = probes(&out);
     assert_eq!(probes.len(), 288);
     for p in &probes {
-        let (from, to) = (p["from"].as_str().unwrap(), p["to"].as_str().unwrap());
-        let tcp80 = p["port"] == 80 && p["protocol"] == "TCP";
-        // Ingress to every pod in x is isolated; only y -> x/a on TCP 80 is allowed.
-        let want = if to.starts_with("x/") {
-            to == "x/a" && from.starts_with("y/") && tcp80
-        } else {
-            true
-        };
+        let to = p["to"].as_str().unwrap();
+        let want = x_deny_allow_y_allows(p);
         assert_eq!(p["connected"], want, "{p}");
         if want {
             assert_eq!(p["verdict"], "FORWARDED", "{p}");
@@ -337,18 +339,8 @@ fn audit_mode_reports_what_policies_would_drop_and_drops_nothing() {
         "audit mode dropped something"
     );
     let audited: Vec<&Value> = probes.iter().filter(|p| p["verdict"] == "AUDIT").collect();
-    // Exactly the probes enforcement would have dropped: into x, except y -> x/a TCP 80.
-    let would_drop = probes
-        .iter()
-        .filter(|p| {
-            let to = p["to"].as_str().unwrap();
-            to.starts_with("x/")
-                && !(to == "x/a"
-                    && p["from"].as_str().unwrap().starts_with("y/")
-                    && p["port"] == 80
-                    && p["protocol"] == "TCP")
-        })
-        .count();
+    // Exactly the probes enforcement would have dropped.
+    let would_drop = probes.iter().filter(|p| !x_deny_allow_y_allows(p)).count();
     assert_eq!(audited.len(), would_drop);
 }
 
