@@ -439,9 +439,16 @@ impl<'w> Universe<'w> {
     /// Identities of the addresses `contains` accepts: CIDR identities by their prefix, and
     /// pods by their addresses when the world says CIDRs select pods.
     fn cidr_remotes(&self, cidr: &IpNet, except: &[IpNet]) -> BTreeSet<u32> {
-        let mut out: BTreeSet<u32> = self
-            .cidrs
+        // `cidrs` is sorted by (network address, prefix length): the prefixes inside `cidr`
+        // are among those whose network address lies in `cidr`, one contiguous run.
+        let (first, last) = (cidr.network(), cidr.broadcast());
+        let start = self.cidrs.partition_point(|(net, _)| {
+            net.addr().is_ipv4() != first.is_ipv4() && net.addr().is_ipv4()
+                || net.addr().is_ipv4() == first.is_ipv4() && net.network() < first
+        });
+        let mut out: BTreeSet<u32> = self.cidrs[start..]
             .iter()
+            .take_while(|(net, _)| net.addr().is_ipv4() == first.is_ipv4() && net.network() <= last)
             .filter(|(net, _)| cidr.contains(net) && !except.iter().any(|e| e.contains(net)))
             .map(|(_, id)| *id)
             .collect();

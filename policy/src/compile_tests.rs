@@ -262,6 +262,14 @@ fn cases() -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            "nested_and_mixed_family_ip_blocks",
+            np(
+                "x",
+                "egress-nested",
+                "  podSelector: {matchLabels: {pod: a}}\n  policyTypes: [Egress]\n  egress:\n    - to:\n        - ipBlock: {cidr: 192.0.2.0/24, except: [192.0.2.0/28]}\n        - ipBlock: {cidr: 2001:db8::/32}\n      ports: [{port: 80}]\n    - to:\n        - ipBlock: {cidr: 192.0.2.8/29}\n        - ipBlock: {cidr: 192.0.2.96/27}\n        - ipBlock: {cidr: 203.0.113.0/24}\n      ports: [{port: 81}]\n    - to:\n        - ipBlock: {cidr: 2001:db8::1/128}\n        - ipBlock: {cidr: 0.0.0.0/1}\n      ports: [{port: 443}]\n",
+            ),
+        ),
+        (
             "ip_block_over_pod_addresses",
             np(
                 "x",
