@@ -152,6 +152,78 @@ async fn demo_runs_the_seed_cluster_and_cleans_up() {
         "two programs on each of six pod veths"
     );
 
+    // Policy-verdict events (Hubble's type 5) at connection setup, with direction, match type
+    // and the policies that decided; `--type policy-verdict` selects them.
+    let mut verdicts = subscribe(
+        &format!("ws://127.0.0.1:{port}/api/v1/flows"),
+        json!({"number": 4095, "follow": true, "whitelist": [{"event_type": [{"type": 5}]}]}),
+    )
+    .await;
+    // (source, destination, verdict, direction, match type, policies field, policy)
+    let want = [
+        (
+            "default/frontend",
+            "kube-system/coredns",
+            "FORWARDED",
+            "EGRESS",
+            2, // L3-L4: kube-system's identity, UDP 53
+            "egress_allowed_by",
+            Some("allow-dns-egress"),
+        ),
+        (
+            "monitoring/prometheus",
+            "default/frontend",
+            "FORWARDED",
+            "INGRESS",
+            1, // L3-Only: prometheus's identity, any port
+            "ingress_allowed_by",
+            Some("allow-monitoring-scrape"),
+        ),
+        (
+            "default/frontend",
+            "default/postgres",
+            "DROPPED",
+            "EGRESS",
+            0, // none: isolated for egress, nothing allows it
+            "egress_denied_by",
+            None,
+        ),
+    ];
+    let found = |f: &Value, w: &(&str, &str, &str, &str, u64, &str, Option<&str>)| {
+        pod(f, "source") == w.0
+            && pod(f, "destination") == w.1
+            && f["flow"]["verdict"] == w.2
+            && f["flow"]["traffic_direction"] == w.3
+    };
+    let flows = collect_until(&mut verdicts, Duration::from_secs(20), |g| {
+        want.iter().all(|w| g.iter().any(|f| found(f, w)))
+    })
+    .await;
+    if let Some(f) = flows
+        .iter()
+        .find(|f| f["flow"]["event_type"]["type"] != 5 || !f["flow"]["is_reply"].is_null())
+    {
+        panic!("only policy-verdict events, is_reply unknown: {f}");
+    }
+    for w in &want {
+        let f = flows
+            .iter()
+            .find(|f| found(f, w))
+            .unwrap_or_else(|| panic!("no policy verdict {w:?} among {} flows", flows.len()));
+        assert_eq!(
+            f["flow"]["policy_match_type"].as_u64().unwrap_or(0),
+            w.4,
+            "{f}"
+        );
+        match w.6 {
+            Some(name) => assert_eq!(f["flow"][w.5][0]["name"], name, "{f}"),
+            None => {
+                assert!(f["flow"][w.5].is_null(), "{f}");
+                assert_eq!(f["flow"]["drop_reason_desc"], "POLICY_DENIED", "{f}");
+            }
+        }
+    }
+
     // SIGTERM (like Ctrl-C): everything goes.
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(demo.0.id() as i32, libc::SIGTERM) };

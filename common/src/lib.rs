@@ -83,6 +83,28 @@ pub mod kind {
     pub const DROP: u8 = 3;
     /// Periodic packet and byte counts of a long-lived connection.
     pub const SUMMARY: u8 = 4;
+    /// Never sent by the datapath: the observer's policy-verdict event, derived from a NEW or
+    /// DROP event whose `policy_verdict` is set (Cilium's policy verdict notification).
+    pub const POLICY_VERDICT: u8 = 5;
+}
+
+/// Which policy map key decided a connection; numbered as Hubble's `policy_match_type`
+/// (Cilium's `PolicyMatch*`).
+pub mod policy_match {
+    /// No entry matched.
+    pub const NONE: u8 = 0;
+    /// (identity, any protocol, any port).
+    pub const L3_ONLY: u8 = 1;
+    /// (identity, protocol, port).
+    pub const L3_L4: u8 = 2;
+    /// (any identity, protocol, port).
+    pub const L4_ONLY: u8 = 3;
+    /// (any, any, any).
+    pub const ALL: u8 = 4;
+    /// (identity, protocol, any port).
+    pub const L3_PROTO: u8 = 5;
+    /// (any identity, protocol, any port).
+    pub const PROTO_ONLY: u8 = 6;
 }
 
 /// tc hook that saw the packet.
@@ -172,7 +194,11 @@ pub struct FlowEvent {
     pub icmp_code: u8,
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
-    pub _pad0: [u8; 2],
+    /// 1 when an endpoint's policy judged this connection in an enforced direction, or a
+    /// policy entry matched: the observer then also reports a policy-verdict event.
+    pub policy_verdict: u8,
+    /// Which key of the policy map matched, one of [`policy_match`] (NONE when none did).
+    pub policy_match: u8,
     /// Length of this packet in bytes.
     pub pkt_len: u32,
     /// Index of the deny-list rule that dropped the packet (with `policy_ref` 0).

@@ -14,7 +14,7 @@ use flowscope_common::{
     IP_KEY_FIXED_BITS, IPCACHE_ENTRIES, IdentityValue, IpKey, POLICY_DENY, POLICY_ENTRIES,
     PolicyKey, PolicyValue, STAT_COUNT, STAT_CT_CREATED, STAT_CT_FULL, STAT_DROPPED, STAT_EVENTS,
     STAT_EVENTS_LOST, STAT_FRAGMENTS, STAT_NON_IP, STAT_PACKETS, STAT_TRUNCATED, direction,
-    drop_reason, hook, identity, kind, tcp, verdict,
+    drop_reason, hook, identity, kind, policy_match, tcp, verdict,
 };
 
 #[map(name = "FLOWSCOPE_EVENTS")]
@@ -186,7 +186,7 @@ fn try_classify(ctx: &TcContext, hook: u8) -> Result<i32, Skip> {
 fn new_connection(pkt: &Packet, e: &mut CtEntry, ip: &mut Key<IpKey>, hook: u8, now: u64) -> i32 {
     let denied_by_list = denied(&pkt.key);
     let decision = match denied_by_list {
-        Some(_) => Decision::deny(drop_reason::POLICY_DENIED, 0),
+        Some(_) => Decision::deny_listed(),
         None => policy(pkt, ip, hook),
     };
     let mut verdict = decision.verdict;
@@ -203,6 +203,8 @@ fn new_connection(pkt: &Packet, e: &mut CtEntry, ip: &mut Key<IpKey>, hook: u8, 
             drop_reason: decision.drop_reason,
             rule: denied_by_list.unwrap_or(0),
             policy_ref: decision.policy_ref,
+            policy_verdict: decision.evaluated as u8,
+            policy_match: decision.policy_match,
         };
         emit(pkt, &Counts::first(pkt, hook), &report);
         // No conntrack entry: every later packet of a denied connection is judged again (and
@@ -230,6 +232,8 @@ fn new_connection(pkt: &Packet, e: &mut CtEntry, ip: &mut Key<IpKey>, hook: u8, 
         0
     };
     report.policy_ref = decision.policy_ref;
+    report.policy_verdict = decision.evaluated as u8;
+    report.policy_match = decision.policy_match;
     emit(pkt, &Counts::first(pkt, hook), &report);
     PASS
 }
@@ -240,24 +244,31 @@ struct Decision {
     drop_reason: u8,
     /// `PolicyValue::policy_ref + 1`, or 0.
     policy_ref: u32,
+    /// An endpoint's policy judged it: enforced in this direction, or an entry matched.
+    evaluated: bool,
+    /// The key that matched, one of [`policy_match`].
+    policy_match: u8,
 }
 
 impl Decision {
+    /// No endpoint policy involved.
     #[inline(always)]
-    fn allow(policy_ref: u32) -> Self {
+    fn pass() -> Self {
         Decision {
             verdict: verdict::FORWARDED,
             drop_reason: 0,
-            policy_ref,
+            policy_ref: 0,
+            evaluated: false,
+            policy_match: policy_match::NONE,
         }
     }
 
     #[inline(always)]
-    fn deny(drop_reason: u8, policy_ref: u32) -> Self {
+    fn deny_listed() -> Self {
         Decision {
             verdict: verdict::DROPPED,
-            drop_reason,
-            policy_ref,
+            drop_reason: drop_reason::POLICY_DENIED,
+            ..Decision::pass()
         }
     }
 }
@@ -274,7 +285,7 @@ fn policy(pkt: &Packet, ip: &mut Key<IpKey>, hook: u8) -> Decision {
     // is how a link works at all; policies are about workloads, so it always passes, as in
     // Cilium.
     if pkt.key.proto == IPPROTO_ICMPV6 && (133..=137).contains(&pkt.icmp_type) {
-        return Decision::allow(0);
+        return Decision::pass();
     }
     // Read once: this connection is judged by one complete policy generation.
     let generation = CONFIG
@@ -283,7 +294,7 @@ fn policy(pkt: &Packet, ip: &mut Key<IpKey>, hook: u8) -> Decision {
     let ep_key = pkt.key.ifindex | (generation << GENERATION_SHIFT);
     // SAFETY: read-only lookup; the value stays valid for this program run.
     let Some(ep) = (unsafe { ENDPOINTS.get(&ep_key) }) else {
-        return Decision::allow(0);
+        return Decision::pass();
     };
     let (dir, enforce, remote) = if hook == hook::INGRESS {
         (
@@ -320,31 +331,48 @@ fn policy(pkt: &Packet, ip: &mut Key<IpKey>, hook: u8) -> Decision {
         proto: pkt.key.proto,
         direction: dir,
     };
-    let candidates: [(bool, bool, bool); 6] = [
-        (true, true, true),
-        (true, true, false),
-        (false, true, true),
-        (false, true, false),
-        (true, false, false),
-        (false, false, false),
+    let candidates: [(bool, bool, bool, u8); 6] = [
+        (true, true, true, policy_match::L3_L4),
+        (true, true, false, policy_match::L3_PROTO),
+        (false, true, true, policy_match::L4_ONLY),
+        (false, true, false, policy_match::PROTO_ONLY),
+        (true, false, false, policy_match::L3_ONLY),
+        (false, false, false, policy_match::ALL),
     ];
-    for (by_identity, by_proto, by_port) in candidates {
+    for (by_identity, by_proto, by_port, matched) in candidates {
         key.remote_identity = if by_identity { remote_identity } else { 0 };
         key.proto = if by_proto { pkt.key.proto } else { 0 };
         key.port = if by_port { pkt.key.dport } else { 0 };
         // SAFETY: read-only lookup.
         if let Some(v) = unsafe { POLICY.get(&key) } {
-            return if v.action == POLICY_DENY {
-                Decision::deny(drop_reason::POLICY_DENY, v.policy_ref + 1)
-            } else {
-                Decision::allow(v.policy_ref + 1)
+            let deny = v.action == POLICY_DENY;
+            return Decision {
+                verdict: if deny {
+                    verdict::DROPPED
+                } else {
+                    verdict::FORWARDED
+                },
+                drop_reason: if deny { drop_reason::POLICY_DENY } else { 0 },
+                policy_ref: v.policy_ref + 1,
+                evaluated: true,
+                policy_match: matched,
             };
         }
     }
-    if enforce {
-        Decision::deny(drop_reason::POLICY_DENIED, 0)
-    } else {
-        Decision::allow(0)
+    Decision {
+        verdict: if enforce {
+            verdict::DROPPED
+        } else {
+            verdict::FORWARDED
+        },
+        drop_reason: if enforce {
+            drop_reason::POLICY_DENIED
+        } else {
+            0
+        },
+        policy_ref: 0,
+        evaluated: enforce,
+        policy_match: policy_match::NONE,
     }
 }
 
@@ -363,6 +391,8 @@ fn forwarded(kind: u8, hook: u8, dir: usize) -> Report {
         drop_reason: 0,
         rule: 0,
         policy_ref: 0,
+        policy_verdict: 0,
+        policy_match: 0,
     }
 }
 
@@ -447,6 +477,8 @@ struct Report {
     drop_reason: u8,
     rule: u32,
     policy_ref: u32,
+    policy_verdict: u8,
+    policy_match: u8,
 }
 
 /// Writes the event straight into the ring buffer slot: building it on the stack first would
@@ -483,7 +515,8 @@ fn emit(pkt: &Packet, c: &Counts, r: &Report) {
         (*ev).icmp_code = pkt.icmp_code;
         (*ev).smac = pkt.smac;
         (*ev).dmac = pkt.dmac;
-        (*ev)._pad0 = [0; 2];
+        (*ev).policy_verdict = r.policy_verdict;
+        (*ev).policy_match = r.policy_match;
         (*ev).pkt_len = pkt.len;
         (*ev).rule = r.rule;
         (*ev).policy_ref = r.policy_ref;

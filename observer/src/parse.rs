@@ -32,6 +32,7 @@ pub const IDENTITY_WORLD: u32 = 2;
 // `event_type` so Hubble's `--type` filters work.
 const EVENT_DROP: i32 = 1;
 const EVENT_TRACE: i32 = 4;
+const EVENT_POLICY_VERDICT: i32 = 5;
 const TRACE_TO_ENDPOINT: i32 = 0;
 const TRACE_FROM_ENDPOINT: i32 = 5;
 const TRACE_FROM_NETWORK: i32 = 10;
@@ -188,6 +189,7 @@ impl FlowRecord {
         };
         let l4 = layer4(ev);
         let summary = summary(ev, &l4);
+        let policy_verdict = ev.kind == kind::POLICY_VERDICT;
         Flow {
             time: Some(Timestamp::from_unix_nanos(self.time_ns)),
             uuid: uuid(self.node.uuid_prefix, self.seq),
@@ -222,13 +224,22 @@ impl FlowRecord {
             destination: Some((*self.dst).clone()),
             flow_type: FlowType::L3L4,
             node_name: self.node.node_name.to_string(),
-            is_reply: if dropped && ev.kind == kind::DROP {
+            is_reply: if policy_verdict {
+                // As Cilium's policy verdict notifications: the direction of the packet within
+                // its connection is not part of the event.
+                None
+            } else if dropped && ev.kind == kind::DROP {
                 // A packet dropped on a connection's first packet is by definition a request.
                 Some(false)
             } else {
                 Some(ev.is_reply != 0)
             },
-            event_type: Some(if dropped {
+            event_type: Some(if policy_verdict {
+                CiliumEventType {
+                    event_type: EVENT_POLICY_VERDICT,
+                    sub_type: 0,
+                }
+            } else if dropped {
                 CiliumEventType {
                     event_type: EVENT_DROP,
                     sub_type: ev.drop_reason as i32,
@@ -240,7 +251,16 @@ impl FlowRecord {
                 }
             }),
             traffic_direction,
-            trace_observation_point: point,
+            trace_observation_point: if policy_verdict {
+                TraceObservationPoint::default()
+            } else {
+                point
+            },
+            policy_match_type: if policy_verdict {
+                ev.policy_match as u32
+            } else {
+                0
+            },
             interface: self.iface.as_ref().map(|i| NetworkInterface {
                 index: ev.ifindex,
                 name: i.name.clone(),

@@ -9,7 +9,7 @@ use std::{
     time::Instant,
 };
 
-use flowscope_common::FlowEvent;
+use flowscope_common::{FlowEvent, kind};
 use flowscope_model::flow::{LostEvent, LostEventSource};
 
 use crate::{
@@ -126,11 +126,20 @@ impl Pipeline {
 
     /// Decodes a batch of datapath events and appends them to the store in one write.
     pub fn process(&mut self, events: &[FlowEvent]) {
-        self.batch.extend(
-            events
-                .iter()
-                .map(|ev| Arc::new(Record::Flow(self.decoder.record(ev)))),
-        );
+        for ev in events {
+            // A connection an endpoint's policy judged: Cilium's policy verdict notification
+            // first, then the trace or drop event, both from one datapath record.
+            if ev.policy_verdict != 0 && matches!(ev.kind, kind::NEW | kind::DROP) {
+                let verdict = FlowEvent {
+                    kind: kind::POLICY_VERDICT,
+                    ..*ev
+                };
+                self.batch
+                    .push(Arc::new(Record::Flow(self.decoder.record(&verdict))));
+            }
+            self.batch
+                .push(Arc::new(Record::Flow(self.decoder.record(ev))));
+        }
         self.counters
             .events_decoded
             .fetch_add(events.len() as u64, Ordering::Relaxed);

@@ -423,7 +423,7 @@ fn raise_memlock_limit() {
 #[cfg(test)]
 mod tests {
     use aya::programs::{TestRun as _, TestRunOptions};
-    use flowscope_common::{FlowEvent, hook, kind, tcp, verdict};
+    use flowscope_common::{FlowEvent, hook, kind, policy_match, tcp, verdict};
 
     use super::*;
 
@@ -518,6 +518,13 @@ mod tests {
         let mut p = eth(0x0800);
         ipv4(&mut p, 6, src, dst, 20, 0);
         tcp(&mut p, sport, dport, flags);
+        p
+    }
+
+    fn udp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let mut p = eth(0x0800);
+        ipv4(&mut p, 17, src, dst, 8, 0);
+        udp(&mut p, sport, dport);
         p
     }
 
@@ -878,13 +885,64 @@ mod tests {
         let syn = |src, sport, dport| tcp4(src, A4, sport, dport, tcp::SYN as u8);
         let (ret, ev) = h.run(PROG_EGRESS, &syn(B4, 2000, 443));
         assert_eq!((ret, ev[0].policy_ref), (PASS, 4));
+        assert_eq!(
+            (ev[0].policy_verdict, ev[0].policy_match),
+            (1, policy_match::L3_L4)
+        );
         let (ret, ev) = h.run(PROG_EGRESS, &syn(B4, 2001, 22));
         assert_eq!(
             (ret, ev[0].drop_reason, ev[0].policy_ref),
             (SHOT, drop_reason::POLICY_DENY, 3)
         );
+        assert_eq!(
+            (ev[0].policy_verdict, ev[0].policy_match),
+            (1, policy_match::L3_PROTO)
+        );
         let (ret, ev) = h.run(PROG_EGRESS, &syn([198, 18, 9, 9], 2002, 22));
         assert_eq!((ret, ev[0].policy_ref), (PASS, 2));
+        assert_eq!(
+            (ev[0].policy_verdict, ev[0].policy_match),
+            (1, policy_match::ALL)
+        );
+    }
+
+    #[test]
+    fn the_matching_key_is_reported_as_hubble_policy_match_type() {
+        use flowscope_common::{POLICY_ALLOW, direction};
+        let (mut h, _) = policy_harness(flowscope_common::ENFORCE_INGRESS);
+        let ing = direction::INGRESS;
+        allow(&mut h, ing, 0, 17, 53, POLICY_ALLOW, 1); // UDP 53 from anyone
+        allow(&mut h, ing, 0, 6, 0, POLICY_ALLOW, 2); // any TCP port from anyone
+        allow(&mut h, ing, 400, 0, 0, POLICY_ALLOW, 3); // anything from identity 400
+        let udp = |src, sport, dport| udp4(src, A4, sport, dport);
+        let (_, ev) = h.run(PROG_EGRESS, &udp([198, 18, 9, 9], 4000, 53));
+        assert_eq!(
+            (ev[0].policy_verdict, ev[0].policy_match, ev[0].policy_ref),
+            (1, policy_match::L4_ONLY, 2)
+        );
+        let (_, ev) = h.run(
+            PROG_EGRESS,
+            &tcp4([198, 18, 9, 9], A4, 4001, 8080, tcp::SYN as u8),
+        );
+        assert_eq!(
+            (ev[0].policy_match, ev[0].policy_ref),
+            (policy_match::PROTO_ONLY, 3)
+        );
+        let (_, ev) = h.run(PROG_EGRESS, &udp(B4, 4002, 9999));
+        assert_eq!(
+            (ev[0].policy_match, ev[0].policy_ref),
+            (policy_match::L3_ONLY, 4)
+        );
+        // Nothing matches: denied by isolation, match type none, still a policy verdict.
+        let (ret, ev) = h.run(PROG_EGRESS, &udp([198, 18, 9, 9], 4003, 9999));
+        assert_eq!(ret, SHOT);
+        assert_eq!(
+            (ev[0].policy_verdict, ev[0].policy_match, ev[0].policy_ref),
+            (1, policy_match::NONE, 0)
+        );
+        // Egress is not enforced and has no entries: no policy verdict at all.
+        let (ret, ev) = h.run(PROG_INGRESS, &udp4(A4, [198, 18, 9, 9], 4004, 9999));
+        assert_eq!((ret, ev[0].policy_verdict), (PASS, 0));
     }
 
     #[test]
