@@ -33,6 +33,12 @@ pub const PROG_EGRESS: &str = "flowscope_egress";
 /// observer at its measured rate, so bursts are absorbed without loss. Must be a power of two
 /// and a multiple of the page size.
 pub const EVENTS_RING_BYTES: u32 = 4 << 20;
+/// The datapath wakes the observer only when this much is waiting in the ring buffer (64
+/// events); below it, the observer looks on its own every [`EVENTS_POLL_MS`]. A wakeup per event
+/// costs a self-interrupt per event, several microseconds on a virtual machine.
+pub const EVENTS_WAKEUP_BYTES: u64 = 64 * (core::mem::size_of::<FlowEvent>() as u64 + 8);
+/// How often the observer drains events that did not reach [`EVENTS_WAKEUP_BYTES`].
+pub const EVENTS_POLL_MS: u64 = 10;
 /// Conntrack capacity. LRU: when full, the least recently used connection is forgotten (and
 /// re-reported as new if it shows up again) rather than new connections going untracked.
 pub const CONNTRACK_ENTRIES: u32 = 262_144;

@@ -1,7 +1,10 @@
 //! The tc programs, their maps, and the per-packet path: parse -> conntrack -> verdict -> event.
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    bindings::{
+        BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_SHOT,
+        TC_ACT_UNSPEC,
+    },
     helpers::{bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns},
     macros::{classifier, map},
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
@@ -10,7 +13,7 @@ use aya_ebpf::{
 use flowscope_common::{
     CONFIG_AUDIT, CONFIG_GENERATION, CONNTRACK_ENTRIES, Config, CtEntry, CtKey, DENY_ENTRIES,
     DENY_KEY_FIXED_BITS, DenyKey, DenyValue, ENDPOINT_ENTRIES, ENFORCE_EGRESS, ENFORCE_INGRESS,
-    EVENTS_RING_BYTES, EndpointInfo, FAMILY_IPV4, FAMILY_IPV6, FlowEvent, GENERATION_SHIFT,
+    EVENTS_RING_BYTES, EVENTS_WAKEUP_BYTES, EndpointInfo, FAMILY_IPV4, FAMILY_IPV6, FlowEvent, GENERATION_SHIFT,
     IP_KEY_FIXED_BITS, IPCACHE_ENTRIES, IdentityValue, IpKey, POLICY_DENY, POLICY_ENTRIES,
     PolicyKey, PolicyValue, STAT_COUNT, STAT_CT_CREATED, STAT_CT_FULL, STAT_DROPPED, STAT_EVENTS,
     STAT_EVENTS_LOST, STAT_FRAGMENTS, STAT_NON_IP, STAT_PACKETS, STAT_TRUNCATED, direction,
@@ -521,7 +524,13 @@ fn emit(pkt: &Packet, c: &Counts, r: &Report) {
         (*ev).rule = r.rule;
         (*ev).policy_ref = r.policy_ref;
     }
-    slot.submit(0);
+    // Wake the observer only when a batch is waiting; it drains the rest on its own timer.
+    let wakeup = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= EVENTS_WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    slot.submit(wakeup as u64);
     count(STAT_EVENTS);
 }
 

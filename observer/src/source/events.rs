@@ -1,10 +1,10 @@
 //! Reads flow events from the kernel's ring buffer without blocking the runtime: wait until
 //! the ring has data, then drain it in batches.
 
-use std::io;
+use std::{io, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
-use flowscope_common::FlowEvent;
+use flowscope_common::{EVENTS_POLL_MS, FlowEvent};
 use tokio::io::unix::AsyncFd;
 
 pub struct EventReader {
@@ -24,28 +24,46 @@ impl EventReader {
     /// an unexpected size (a build mismatch between kernel and userspace; never expected).
     pub async fn read_batch(&mut self, out: &mut Vec<FlowEvent>, max: usize) -> io::Result<u64> {
         let mut malformed = 0;
+        let start = out.len();
         loop {
-            let mut guard = self.ring.readable_mut().await?;
-            let ring = guard.get_inner_mut();
-            let start = out.len();
-            while out.len() - start < max {
-                let Some(item) = ring.next() else { break };
-                if item.len() < std::mem::size_of::<FlowEvent>() {
-                    malformed += 1;
-                    continue;
+            // The datapath only wakes us once a batch is waiting (EVENTS_WAKEUP_BYTES); fewer
+            // events are picked up when the poll interval passes.
+            match tokio::time::timeout(POLL, self.ring.readable_mut()).await {
+                Ok(guard) => {
+                    let mut guard = guard?;
+                    drain(guard.get_inner_mut(), out, start, max, &mut malformed);
+                    if out.len() - start < max {
+                        // Drained: only now is it safe to wait for the next epoll edge.
+                        guard.clear_ready();
+                    }
                 }
-                // SAFETY: the record holds at least size_of::<FlowEvent>() bytes written by the
-                // datapath as a FlowEvent (a repr(C) plain-data type); read_unaligned makes no
-                // alignment assumption about the ring's memory.
-                out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FlowEvent>()) });
-            }
-            if out.len() - start < max {
-                // Drained: only now is it safe to wait for the next epoll edge.
-                guard.clear_ready();
+                Err(_) => drain(self.ring.get_mut(), out, start, max, &mut malformed),
             }
             if out.len() > start || malformed > 0 {
                 return Ok(malformed);
             }
         }
+    }
+}
+
+const POLL: Duration = Duration::from_millis(EVENTS_POLL_MS);
+
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    out: &mut Vec<FlowEvent>,
+    start: usize,
+    max: usize,
+    malformed: &mut u64,
+) {
+    while out.len() - start < max {
+        let Some(item) = ring.next() else { break };
+        if item.len() < std::mem::size_of::<FlowEvent>() {
+            *malformed += 1;
+            continue;
+        }
+        // SAFETY: the record holds at least size_of::<FlowEvent>() bytes written by the datapath
+        // as a FlowEvent (a repr(C) plain-data type); read_unaligned makes no alignment
+        // assumption about the ring's memory.
+        out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FlowEvent>()) });
     }
 }
