@@ -431,3 +431,137 @@ fn policy_changes_apply_on_a_running_observer_and_bad_files_keep_the_rest() {
     drop(obs);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+fn allow_port(port: u16) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: allow-{port}, namespace: x}}\nspec:\n  podSelector: {{matchLabels: {{pod: b}}}}\n  ingress:\n    - from: [{{namespaceSelector: {{matchLabels: {{ns: \"y\"}}}}}}]\n      ports: [{{port: {port}, protocol: TCP}}]\n"
+    )
+}
+
+/// Policy sets swapped many times while y/a keeps opening connections to x/b on ports 80 and
+/// 81: every connection is judged by one whole set, so each policy verdict agrees with the
+/// policy it names — allowed on port 80 only by allow-80, on 81 only by allow-81, a drop names
+/// no allowing policy — and the trace or drop event of the same connection says the same.
+#[test]
+fn hot_reload_under_traffic_never_judges_by_a_mix() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    };
+    use std::time::Duration;
+    let _guard = LabGuard;
+    let _ = flowscope(&["lab", "down"]);
+    assert!(flowscope(&["lab", "up", XYZ]).status.success());
+    let dir = std::env::temp_dir().join(format!("reload-traffic-{}", util::unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("policy.yaml");
+    std::fs::write(&file, allow_port(80)).unwrap();
+    let obs = util::Observer::start(&[
+        "--interface",
+        "fsl*",
+        "--endpoint-interface",
+        "fsl*",
+        "--endpoints",
+        "/run/flowscope/lab/endpoints.json",
+        "--policy-dir",
+        dir.to_str().unwrap(),
+        "--max-flows",
+        "65535",
+    ]);
+    let revision = || obs.status()["policy"]["revision"].as_u64().unwrap_or(0);
+    let wait_revision = |after: u64| {
+        for _ in 0..100 {
+            if revision() > after {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("policy revision did not move past {after}");
+    };
+    wait_revision(0);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let probes = Arc::new(AtomicU64::new(0));
+    let traffic = {
+        let (stop, probes) = (stop.clone(), probes.clone());
+        flowscope_lab::topology::spawn_in("fsl-y-a", move || {
+            while !stop.load(Ordering::Relaxed) {
+                for port in [80, 81] {
+                    let dst = format!("198.18.1.2:{port}").parse().unwrap();
+                    flowscope_lab::servers::probe_tcp(dst, Duration::from_millis(100));
+                    probes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+        .unwrap()
+    };
+    for round in 0..10 {
+        std::thread::sleep(Duration::from_millis(150));
+        let before = revision();
+        std::fs::write(&file, allow_port(if round % 2 == 0 { 81 } else { 80 })).unwrap();
+        wait_revision(before);
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    stop.store(true, Ordering::Relaxed);
+    traffic.join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let flows: Vec<Value> = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut ws = util::subscribe(
+            &obs.ws_url(),
+            serde_json::json!({"number": 65535, "whitelist": [
+                {"source_pod": ["y/a"], "destination_pod": ["x/b"]}]}),
+        )
+        .await;
+        util::collect_until(&mut ws, Duration::from_secs(10), |_| false).await
+    });
+    let flows: Vec<&Value> = flows.iter().map(|f| &f["flow"]).collect();
+    let verdicts: Vec<&&Value> = flows
+        .iter()
+        .filter(|f| f["event_type"]["type"] == 5)
+        .collect();
+    let port = |f: &Value| f["l4"]["TCP"]["destination_port"].as_u64().unwrap_or(0);
+    let allowed_by = |f: &Value| {
+        f["ingress_allowed_by"]
+            .as_array()
+            .map(|a| a.iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect())
+            .unwrap_or_else(Vec::<String>::new)
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for v in &verdicts {
+        let (p, verdict, names) = (port(v), v["verdict"].as_str().unwrap(), allowed_by(v));
+        match verdict {
+            "FORWARDED" => assert_eq!(names, [format!("allow-{p}")], "{v}"),
+            "DROPPED" => {
+                assert!(names.is_empty(), "{v}");
+                assert_eq!(v["drop_reason_desc"], "POLICY_DENIED", "{v}");
+            }
+            other => panic!("unexpected verdict {other}: {v}"),
+        }
+        seen.insert((p, verdict));
+        // The trace or drop event of the same packet agrees with its policy verdict.
+        let sport = v["l4"]["TCP"]["source_port"].clone();
+        let same: Vec<&&Value> = flows
+            .iter()
+            .filter(|f| {
+                f["event_type"]["type"] != 5
+                    && f["l4"]["TCP"]["source_port"] == sport
+                    && f["time"] == v["time"]
+            })
+            .collect();
+        assert!(
+            !same.is_empty() && same.iter().all(|f| f["verdict"] == v["verdict"]),
+            "{v} vs {same:?}"
+        );
+    }
+    for want in [(80, "FORWARDED"), (80, "DROPPED"), (81, "FORWARDED"), (81, "DROPPED")] {
+        assert!(
+            seen.contains(&want),
+            "{want:?} never seen in {} verdicts of {} probes: the swaps did not happen under traffic",
+            verdicts.len(),
+            probes.load(Ordering::Relaxed)
+        );
+    }
+    drop(obs);
+    let _ = std::fs::remove_dir_all(dir);
+}
