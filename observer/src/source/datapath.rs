@@ -528,6 +528,43 @@ mod tests {
         p
     }
 
+    /// An SCTP INIT chunk header after the common header (ports, tag, checksum).
+    fn sctp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let mut p = eth(0x0800);
+        ipv4(&mut p, 132, src, dst, 16, 0);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&[0; 8]);
+        p.extend_from_slice(&[1, 0, 0, 4]);
+        p
+    }
+
+    #[test]
+    fn sctp_associations_are_tracked_and_judged_by_port() {
+        use flowscope_common::{POLICY_ALLOW, direction, drop_reason};
+        let (mut h, _) = policy_harness(flowscope_common::ENFORCE_INGRESS);
+        allow(&mut h, direction::INGRESS, 400, 132, 9999, POLICY_ALLOW, 0);
+        let (ret, ev) = h.run(PROG_EGRESS, &sctp4(B4, A4, 5000, 9999));
+        assert_eq!(ret, PASS);
+        assert_eq!(
+            (ev[0].kind, ev[0].proto, ev[0].sport, ev[0].dport),
+            (kind::NEW, 132, 5000, 9999)
+        );
+        assert_eq!(
+            (ev[0].policy_ref, ev[0].policy_match),
+            (1, policy_match::L3_L4)
+        );
+        // The reply belongs to the association: conntrack, no new event.
+        let (ret, ev) = h.run(PROG_INGRESS, &sctp4(A4, B4, 9999, 5000));
+        assert_eq!(ret, PASS);
+        assert!(ev.iter().all(|e| e.kind != kind::NEW), "{ev:?}");
+        // Another port, or TCP on the same port: isolated, dropped.
+        let (ret, ev) = h.run(PROG_EGRESS, &sctp4(B4, A4, 5001, 9998));
+        assert_eq!((ret, ev[0].drop_reason), (SHOT, drop_reason::POLICY_DENIED));
+        let (ret, _) = h.run(PROG_EGRESS, &tcp4(B4, A4, 5002, 9999, tcp::SYN as u8));
+        assert_eq!(ret, SHOT);
+    }
+
     #[test]
     fn tcp_connection_reports_per_flow_not_per_packet() {
         let mut h = Harness::new(&[]);
