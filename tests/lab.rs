@@ -524,7 +524,7 @@ fn hot_reload_under_traffic_never_judges_by_a_mix() {
         .filter(|f| f["event_type"]["type"] == 5)
         .collect();
     let port = |f: &Value| f["l4"]["TCP"]["destination_port"].as_u64().unwrap_or(0);
-    let allowed_by = |f: &Value| {
+    let allowed_by = |f: &Value| -> Vec<String> {
         f["ingress_allowed_by"]
             .as_array()
             .map(|a| {
@@ -532,7 +532,7 @@ fn hot_reload_under_traffic_never_judges_by_a_mix() {
                     .map(|p| p["name"].as_str().unwrap().to_owned())
                     .collect()
             })
-            .unwrap_or_else(Vec::<String>::new)
+            .unwrap_or_default()
     };
     let mut seen = std::collections::BTreeSet::new();
     for v in &verdicts {
