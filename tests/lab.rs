@@ -663,3 +663,49 @@ fn sctp_is_enforced_by_port() {
     drop(obs);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A wide endPort range (81-65535, seven port blocks) through the real datapath: x/b accepts
+/// TCP on 81 and refuses 80, and the verdict names the policy.
+#[test]
+fn wide_port_ranges_are_enforced() {
+    use std::time::Duration;
+    let _guard = LabGuard;
+    let _ = flowscope(&["lab", "down"]);
+    assert!(flowscope(&["lab", "up", XYZ]).status.success());
+    let dir = std::env::temp_dir().join(format!("range-{}", util::unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("range.yaml"),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: high-ports, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: b}}\n  ingress:\n    - ports: [{port: 81, endPort: 65535, protocol: TCP}]\n",
+    )
+    .unwrap();
+    let obs = LabObserver::start(&dir, &[]);
+    obs.wait_revision(0);
+    let connects = |port: u16| {
+        let dst = format!("198.18.1.2:{port}").parse().unwrap();
+        flowscope_lab::topology::spawn_in("fsl-y-a", move || {
+            flowscope_lab::servers::probe_tcp(dst, Duration::from_millis(500)).connected
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+    };
+    assert!(connects(81), "81 is in the range");
+    assert!(!connects(80), "80 is not");
+    std::thread::sleep(Duration::from_millis(300));
+    let flows = obs.flows(serde_json::json!([{
+        "destination_pod": ["x/b"], "event_type": [{"type": 5}]}]));
+    let allowed = flows
+        .iter()
+        .map(|f| &f["flow"])
+        .find(|f| f["l4"]["TCP"]["destination_port"] == 81)
+        .unwrap_or_else(|| panic!("no verdict for 81: {flows:?}"));
+    assert_eq!(allowed["verdict"], "FORWARDED");
+    assert_eq!(allowed["ingress_allowed_by"][0]["name"], "high-ports");
+    assert_eq!(
+        allowed["policy_match_type"], 3,
+        "L4-Only: any peer, a port block"
+    );
+    drop(obs);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -24,6 +24,9 @@ pub const MAP_IPCACHE: &str = "FLOWSCOPE_IPCACHE";
 pub const MAP_ENDPOINTS: &str = "FLOWSCOPE_ENDPOINTS";
 /// Hash of [`PolicyKey`] -> [`PolicyValue`]: the compiled policy of every local endpoint.
 pub const MAP_POLICY: &str = "FLOWSCOPE_POLICY";
+/// LPM trie of [`PolicyRangeKey`] -> [`PolicyValue`]: policy entries for blocks of ports
+/// (`endPort` ranges), consulted only for endpoints with [`RANGES_INGRESS`] / [`RANGES_EGRESS`].
+pub const MAP_POLICY_RANGES: &str = "FLOWSCOPE_POLICY_RANGES";
 
 /// Names of the two tc programs in the object file.
 pub const PROG_INGRESS: &str = "flowscope_ingress";
@@ -50,6 +53,8 @@ pub const IPCACHE_ENTRIES: u32 = 65_536;
 pub const ENDPOINT_ENTRIES: u32 = 4_096;
 /// Compiled policy entries for all local endpoints; the compiler refuses a set that needs more.
 pub const POLICY_ENTRIES: u32 = 262_144;
+/// Port-block entries, both generations together.
+pub const POLICY_RANGE_ENTRIES: u32 = 65_536;
 
 /// Reserved identities, as Cilium numbers them.
 pub mod identity {
@@ -321,6 +326,9 @@ pub struct EndpointInfo {
 const _: () = assert!(core::mem::size_of::<EndpointInfo>() == 16);
 pub const ENFORCE_INGRESS: u32 = 1;
 pub const ENFORCE_EGRESS: u32 = 2;
+/// The endpoint has port-block entries in [`MAP_POLICY_RANGES`] for that direction.
+pub const RANGES_INGRESS: u32 = 4;
+pub const RANGES_EGRESS: u32 = 8;
 
 /// Policy directions, from the local endpoint's point of view.
 pub mod direction {
@@ -351,6 +359,22 @@ pub struct PolicyValue {
     /// `FlowEvent::rule`.
     pub policy_ref: u32,
 }
+/// Key of [`MAP_POLICY_RANGES`]: everything before `port_be` is always covered by the
+/// prefix, then the leading bits of the port (big-endian, so a prefix is a block of ports).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyRangeKey {
+    pub endpoint_id: u32,
+    /// A pod's or CIDR identity, or 0 for any.
+    pub remote_identity: u32,
+    pub direction: u8,
+    pub proto: u8,
+    pub port_be: u16,
+}
+const _: () = assert!(core::mem::size_of::<PolicyRangeKey>() == 12);
+/// Bits of [`PolicyRangeKey`] before `port_be`.
+pub const POLICY_RANGE_KEY_FIXED_BITS: u32 = 80;
+
 pub const POLICY_ALLOW: u8 = 1;
 pub const POLICY_DENY: u8 = 2;
 
@@ -368,5 +392,6 @@ mod user {
     unsafe impl aya::Pod for super::IdentityValue {}
     unsafe impl aya::Pod for super::EndpointInfo {}
     unsafe impl aya::Pod for super::PolicyKey {}
+    unsafe impl aya::Pod for super::PolicyRangeKey {}
     unsafe impl aya::Pod for super::PolicyValue {}
 }

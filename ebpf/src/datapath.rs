@@ -15,7 +15,8 @@ use flowscope_common::{
     DENY_KEY_FIXED_BITS, DenyKey, DenyValue, ENDPOINT_ENTRIES, ENFORCE_EGRESS, ENFORCE_INGRESS,
     EVENTS_RING_BYTES, EVENTS_WAKEUP_BYTES, EndpointInfo, FAMILY_IPV4, FAMILY_IPV6, FlowEvent, GENERATION_SHIFT,
     IP_KEY_FIXED_BITS, IPCACHE_ENTRIES, IdentityValue, IpKey, POLICY_DENY, POLICY_ENTRIES,
-    PolicyKey, PolicyValue, STAT_COUNT, STAT_CT_CREATED, STAT_CT_FULL, STAT_DROPPED, STAT_EVENTS,
+    POLICY_RANGE_ENTRIES, POLICY_RANGE_KEY_FIXED_BITS, PolicyKey, PolicyRangeKey, PolicyValue,
+    RANGES_EGRESS, RANGES_INGRESS, STAT_COUNT, STAT_CT_CREATED, STAT_CT_FULL, STAT_DROPPED, STAT_EVENTS,
     STAT_EVENTS_LOST, STAT_FRAGMENTS, STAT_NON_IP, STAT_PACKETS, STAT_TRUNCATED, direction,
     drop_reason, hook, identity, kind, policy_match, tcp, verdict,
 };
@@ -31,6 +32,10 @@ static DENY: LpmTrie<DenyKey, DenyValue> = LpmTrie::with_max_entries(DENY_ENTRIE
 
 #[map(name = "FLOWSCOPE_IPCACHE")]
 static IPCACHE: LpmTrie<IpKey, IdentityValue> = LpmTrie::with_max_entries(IPCACHE_ENTRIES, 0);
+
+#[map(name = "FLOWSCOPE_POLICY_RANGES")]
+static POLICY_RANGES: LpmTrie<PolicyRangeKey, PolicyValue> =
+    LpmTrie::with_max_entries(POLICY_RANGE_ENTRIES, 0);
 
 #[map(name = "FLOWSCOPE_ENDPOINTS")]
 static ENDPOINTS: HashMap<u32, EndpointInfo> = HashMap::with_max_entries(ENDPOINT_ENTRIES, 0);
@@ -299,16 +304,18 @@ fn policy(pkt: &Packet, ip: &mut Key<IpKey>, hook: u8) -> Decision {
     let Some(ep) = (unsafe { ENDPOINTS.get(&ep_key) }) else {
         return Decision::pass();
     };
-    let (dir, enforce, remote) = if hook == hook::INGRESS {
+    let (dir, enforce, ranges, remote) = if hook == hook::INGRESS {
         (
             direction::EGRESS,
             ep.flags & ENFORCE_EGRESS != 0,
+            ep.flags & RANGES_EGRESS != 0,
             &pkt.key.daddr,
         )
     } else {
         (
             direction::INGRESS,
             ep.flags & ENFORCE_INGRESS != 0,
+            ep.flags & RANGES_INGRESS != 0,
             &pkt.key.saddr,
         )
     };
@@ -334,20 +341,44 @@ fn policy(pkt: &Packet, ip: &mut Key<IpKey>, hook: u8) -> Decision {
         proto: pkt.key.proto,
         direction: dir,
     };
-    let candidates: [(bool, bool, bool, u8); 6] = [
-        (true, true, true, policy_match::L3_L4),
-        (true, true, false, policy_match::L3_PROTO),
-        (false, true, true, policy_match::L4_ONLY),
-        (false, true, false, policy_match::PROTO_ONLY),
-        (true, false, false, policy_match::L3_ONLY),
-        (false, false, false, policy_match::ALL),
+    // Most specific first (policy/src/compile.rs, `lookup`): exact port, the smallest block of
+    // ports containing it (one prefix lookup, only for endpoints with port ranges), any port
+    // of the protocol; for the remote identity, then for any; then any protocol.
+    const HASH: u8 = 0;
+    const BLOCK: u8 = 1;
+    let candidates: [(u8, bool, bool, bool, u8); 8] = [
+        (HASH, true, true, true, policy_match::L3_L4),
+        (BLOCK, true, true, true, policy_match::L3_L4),
+        (HASH, true, true, false, policy_match::L3_PROTO),
+        (HASH, false, true, true, policy_match::L4_ONLY),
+        (BLOCK, false, true, true, policy_match::L4_ONLY),
+        (HASH, false, true, false, policy_match::PROTO_ONLY),
+        (HASH, true, false, false, policy_match::L3_ONLY),
+        (HASH, false, false, false, policy_match::ALL),
     ];
-    for (by_identity, by_proto, by_port, matched) in candidates {
+    for (form, by_identity, by_proto, by_port, matched) in candidates {
         key.remote_identity = if by_identity { remote_identity } else { 0 };
         key.proto = if by_proto { pkt.key.proto } else { 0 };
         key.port = if by_port { pkt.key.dport } else { 0 };
-        // SAFETY: read-only lookup.
-        if let Some(v) = unsafe { POLICY.get(&key) } {
+        let found = if form == HASH {
+            // SAFETY: read-only lookup.
+            unsafe { POLICY.get(&key) }
+        } else if ranges {
+            let range_key = Key::new(
+                POLICY_RANGE_KEY_FIXED_BITS + 16,
+                PolicyRangeKey {
+                    endpoint_id: key.endpoint_id,
+                    remote_identity: key.remote_identity,
+                    direction: dir,
+                    proto: key.proto,
+                    port_be: key.port.to_be(),
+                },
+            );
+            POLICY_RANGES.get(&range_key)
+        } else {
+            None
+        };
+        if let Some(v) = found {
             let deny = v.action == POLICY_DENY;
             return Decision {
                 verdict: if deny {

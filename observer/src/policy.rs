@@ -12,12 +12,14 @@ use std::{
 use anyhow::Context as _;
 use flowscope_common::{
     ENFORCE_EGRESS, ENFORCE_INGRESS, EndpointInfo, POLICY_ALLOW, POLICY_DENY, PolicyKey,
-    PolicyValue, direction,
+    PolicyRangeKey, PolicyValue, RANGES_EGRESS, RANGES_INGRESS, direction,
 };
 use flowscope_model::flow::Policy as FlowPolicy;
 use flowscope_policy::{
     PolicySet, Protocol, World,
-    compile::{self, Decision, EndpointIdentity, WORLD_IPV4_IDENTITY, WORLD_IPV6_IDENTITY},
+    compile::{
+        self, Decision, EXACT_PORT, EndpointIdentity, WORLD_IPV4_IDENTITY, WORLD_IPV6_IDENTITY,
+    },
     verdict::{NamedPort, Namespace, Pod},
 };
 use ipnet::IpNet;
@@ -236,6 +238,7 @@ pub fn install(
 
     let mut attributions = Attributions::new();
     let mut entries = Vec::new();
+    let mut ranges = Vec::new();
     let mut endpoints = Vec::new();
     for tables in &compiled.endpoints {
         let Some(&(identity, spec)) = pods.get(&tables.endpoint_id) else {
@@ -250,11 +253,23 @@ pub fn install(
             (direction::INGRESS, &tables.ingress),
             (direction::EGRESS, &tables.egress),
         ] {
+            let ingress = dir == direction::INGRESS;
             if table.enforced {
-                flags |= if dir == direction::INGRESS {
+                flags |= if ingress {
                     ENFORCE_INGRESS
                 } else {
                     ENFORCE_EGRESS
+                };
+            }
+            if table
+                .entries
+                .iter()
+                .any(|e| !matches!(e.port_bits, 0 | EXACT_PORT))
+            {
+                flags |= if ingress {
+                    RANGES_INGRESS
+                } else {
+                    RANGES_EGRESS
                 };
             }
             for e in &table.entries {
@@ -272,20 +287,35 @@ pub fn install(
                             .collect(),
                     }),
                 );
-                entries.push((
-                    PolicyKey {
-                        endpoint_id: tables.endpoint_id,
-                        remote_identity: e.remote_identity,
-                        port: e.port,
-                        proto: e.protocol,
-                        direction: dir,
-                    },
-                    PolicyValue {
-                        action: if deny { POLICY_DENY } else { POLICY_ALLOW },
-                        _pad: [0; 3],
-                        policy_ref: index,
-                    },
-                ));
+                let value = PolicyValue {
+                    action: if deny { POLICY_DENY } else { POLICY_ALLOW },
+                    _pad: [0; 3],
+                    policy_ref: index,
+                };
+                if matches!(e.port_bits, 0 | EXACT_PORT) {
+                    entries.push((
+                        PolicyKey {
+                            endpoint_id: tables.endpoint_id,
+                            remote_identity: e.remote_identity,
+                            port: e.port,
+                            proto: e.protocol,
+                            direction: dir,
+                        },
+                        value,
+                    ));
+                } else {
+                    ranges.push((
+                        PolicyRangeKey {
+                            endpoint_id: tables.endpoint_id,
+                            remote_identity: e.remote_identity,
+                            direction: dir,
+                            proto: e.protocol,
+                            port_be: e.port.to_be(),
+                        },
+                        e.port_bits,
+                        value,
+                    ));
+                }
             }
         }
         endpoints.push((
@@ -308,8 +338,8 @@ pub fn install(
         ipcache.extend(spec.ips.iter().map(|ip| (IpNet::from(*ip), *identity)));
     }
     let enforced = endpoints.len();
-    dp.install_policy(&endpoints, &entries, &ipcache)?;
-    Ok((attributions, entries.len(), enforced))
+    dp.install_policy(&endpoints, &entries, &ranges, &ipcache)?;
+    Ok((attributions, entries.len() + ranges.len(), enforced))
 }
 
 /// Names, sizes and modification times of a directory's files.

@@ -14,15 +14,19 @@
 //! [`lookup`] is the reference the datapath follows. It probes, and stops at the first hit:
 //!
 //! 1. `(identity, protocol, port)`
-//! 2. `(identity, protocol, 0)`
-//! 3. `(0, protocol, port)`
-//! 4. `(0, protocol, 0)`
-//! 5. `(identity, 0, 0)`
-//! 6. `(0, 0, 0)`
+//! 2. `(identity, protocol, port block)`, the smallest block containing the port
+//! 3. `(identity, protocol, 0)`
+//! 4. `(0, protocol, port)`
+//! 5. `(0, protocol, port block)`
+//! 6. `(0, protocol, 0)`
+//! 7. `(identity, 0, 0)`
+//! 8. `(0, 0, 0)`
 //!
 //! Not found: dropped when the table is [`DirectionTable::enforced`], allowed otherwise.
 //! There is no `(x, 0, port)` form: a rule naming a port without a protocol (Cilium's `ANY`)
-//! becomes one entry per protocol.
+//! becomes one entry per protocol. A port range (`endPort`) becomes the few aligned power-of-two
+//! blocks that tile it (at most 30 for any range), which the datapath finds with one
+//! longest-prefix lookup, as Cilium does; a single port is an exact key.
 //!
 //! # Why that order gives the right answer
 //!
@@ -76,10 +80,8 @@ pub const CIDR_IDENTITY_BASE: u32 = 1 << 24;
 pub const WORLD_IPV4_IDENTITY: u32 = 9;
 /// Cilium's `reserved:world-ipv6`.
 pub const WORLD_IPV6_IDENTITY: u32 = 10;
-/// The widest `endPort` range compiled into one entry per port. Wider ranges need a
-/// prefix-match form of the table that does not exist yet, so they are refused rather than
-/// turned into tens of thousands of entries.
-pub const MAX_RANGE_PORTS: u32 = 4096;
+/// [`Entry::port_bits`] of a single port.
+pub const EXACT_PORT: u8 = 16;
 /// The wildcard, in every field of a key.
 pub const ANY: u32 = 0;
 
@@ -167,8 +169,12 @@ pub struct Entry {
     pub remote_identity: u32,
     /// 6, 17, 132, or 0 for any.
     pub protocol: u8,
-    /// The destination port, or 0 for any.
+    /// The destination port, or 0 for any; with [`Entry::port_bits`] between 1 and 15, the
+    /// first port of a block.
     pub port: u16,
+    /// How many leading bits of the port are fixed: [`EXACT_PORT`] for one port, 0 for any
+    /// port, else the block of the `2^(16 - port_bits)` ports starting at `port`.
+    pub port_bits: u8,
     /// Allowed, or dropped by a deny rule.
     pub decision: Decision,
     /// For [`Decision::Allow`] the allowing policies, for [`Decision::Deny`] the denying ones
@@ -190,21 +196,6 @@ pub enum Decision {
 /// Why a set cannot be compiled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CompileError {
-    /// A port range too wide for per-port entries.
-    #[error(
-        "{policy}: {rule}: port range {start}-{end} spans more than {MAX_RANGE_PORTS} ports, \
-         which the tables cannot hold yet; split the rule or narrow the range"
-    )]
-    PortRangeTooWide {
-        /// The policy.
-        policy: PolicyId,
-        /// The rule, as a field path such as `ingress[0].ports[1]`.
-        rule: String,
-        /// First port.
-        start: u16,
-        /// Last port.
-        end: u16,
-    },
     /// A pod of the world without an identity.
     #[error("pod {namespace}/{pod} has no endpoint identity")]
     MissingIdentity {
@@ -228,7 +219,28 @@ pub enum CompileError {
     },
 }
 
-type Key = (u32, u8, u16);
+/// (remote identity, protocol, port, port bits); see [`Entry`].
+type Key = (u32, u8, u16, u8);
+
+impl Entry {
+    fn key(&self) -> Key {
+        (
+            self.remote_identity,
+            self.protocol,
+            self.port,
+            self.port_bits,
+        )
+    }
+}
+
+/// The block of `bits` leading bits containing `port`, as (first port, bits).
+fn block_of(port: u16, bits: u8) -> (u16, u8) {
+    if bits == 0 {
+        (0, 0)
+    } else {
+        (port & (u16::MAX << (EXACT_PORT - bits)), bits)
+    }
+}
 
 /// Probes `table` in the datapath's order (see the module documentation). `None` means no
 /// rule speaks of the connection: dropped if [`DirectionTable::enforced`], else allowed.
@@ -238,23 +250,50 @@ pub fn lookup(
     protocol: u8,
     port: u16,
 ) -> Option<&Entry> {
-    let (id, p, n) = (remote_identity, protocol, port);
-    [
-        (id, p, n),
-        (id, p, 0),
-        (0, p, n),
-        (0, p, 0),
-        (id, 0, 0),
-        (0, 0, 0),
-    ]
-    .into_iter()
-    .find_map(|key| {
+    let find = |key: Key| {
         table
             .entries
-            .binary_search_by_key(&key, |e| (e.remote_identity, e.protocol, e.port))
+            .binary_search_by_key(&key, Entry::key)
             .ok()
             .and_then(|i| table.entries.get(i))
-    })
+    };
+    // The longest block containing the port: what the datapath's prefix lookup returns.
+    let block = |id: u32| {
+        (1..EXACT_PORT).rev().find_map(|bits| {
+            let (first, bits) = block_of(port, bits);
+            find((id, protocol, first, bits))
+        })
+    };
+    let (id, p, n) = (remote_identity, protocol, port);
+    find((id, p, n, EXACT_PORT))
+        .or_else(|| block(id))
+        .or_else(|| find((id, p, 0, 0)))
+        .or_else(|| find((0, p, n, EXACT_PORT)))
+        .or_else(|| block(0))
+        .or_else(|| find((0, p, 0, 0)))
+        .or_else(|| find((id, 0, 0, 0)))
+        .or_else(|| find((0, 0, 0, 0)))
+}
+
+/// The aligned blocks tiling `start..=end`, largest first where they fit, as (first, bits).
+pub fn port_blocks(start: u16, end: u16) -> Vec<(u16, u8)> {
+    let mut out = Vec::new();
+    let (mut at, end) = (u32::from(start), u32::from(end));
+    while at <= end {
+        // The largest block starting at `at` (alignment) that stays within the range.
+        let mut size = if at == 0 {
+            1 << 16
+        } else {
+            1 << at.trailing_zeros()
+        };
+        while at + size - 1 > end {
+            size >>= 1;
+        }
+        let bits = EXACT_PORT - size.trailing_zeros() as u8;
+        out.push((at as u16, bits));
+        at += size;
+    }
+    out
 }
 
 /// The protocol number of `protocol`.
@@ -288,7 +327,7 @@ pub fn compile(
             .zip(tables.iter_mut())
         {
             let mut clauses = Clauses::default();
-            universe.clauses(set, local, direction, &mut clauses)?;
+            universe.clauses(set, local, direction, &mut clauses);
             *table = clauses.table();
         }
         let [ingress, egress] = tables;
@@ -305,15 +344,6 @@ pub fn compile(
 enum Direction {
     Ingress,
     Egress,
-}
-
-impl Direction {
-    fn name(self) -> &'static str {
-        match self {
-            Direction::Ingress => "ingress",
-            Direction::Egress => "egress",
-        }
-    }
 }
 
 struct PodInfo<'w> {
@@ -480,13 +510,7 @@ impl<'w> Universe<'w> {
     }
 
     /// Adds the clauses of every rule applying to pod `local` in `direction`.
-    fn clauses(
-        &self,
-        set: &PolicySet,
-        local: usize,
-        direction: Direction,
-        out: &mut Clauses,
-    ) -> Result<(), CompileError> {
+    fn clauses(&self, set: &PolicySet, local: usize, direction: Direction, out: &mut Clauses) {
         let subject = self.pods[local].pod;
         for (index, policy) in set.policies.iter().enumerate() {
             let index = index as u32;
@@ -495,15 +519,13 @@ impl<'w> Universe<'w> {
                 local,
                 direction,
                 policy: index,
-                id: || policy.id(),
                 out: &mut *out,
             };
             match &policy.body {
-                PolicyBody::Kubernetes(np) => ctx.kubernetes(np, subject)?,
-                PolicyBody::Cilium(cnp) => ctx.cilium(cnp, subject)?,
+                PolicyBody::Kubernetes(np) => ctx.kubernetes(np, subject),
+                PolicyBody::Cilium(cnp) => ctx.cilium(cnp, subject),
             }
         }
-        Ok(())
     }
 }
 
@@ -546,17 +568,16 @@ fn cidr_identities(set: &PolicySet) -> Vec<(IpNet, u32)> {
 }
 
 /// Compiling one policy for one endpoint and direction.
-struct Ctx<'u, 'w, F> {
+struct Ctx<'u, 'w> {
     universe: &'u Universe<'w>,
     local: usize,
     direction: Direction,
     policy: u32,
-    id: F,
     out: &'u mut Clauses,
 }
 
-impl<F: Fn() -> PolicyId> Ctx<'_, '_, F> {
-    fn kubernetes(&mut self, np: &NetworkPolicy, subject: &Pod) -> Result<(), CompileError> {
+impl Ctx<'_, '_> {
+    fn kubernetes(&mut self, np: &NetworkPolicy, subject: &Pod) {
         let (isolates, rules) = match self.direction {
             Direction::Ingress => (np.policy_types.ingress, &np.ingress),
             Direction::Egress => (np.policy_types.egress, &np.egress),
@@ -565,10 +586,10 @@ impl<F: Fn() -> PolicyId> Ctx<'_, '_, F> {
             || np.namespace != subject.namespace
             || !np.pod_selector.matches(&subject.labels)
         {
-            return Ok(());
+            return;
         }
         self.out.enforced = true;
-        for (r, rule) in rules.iter().enumerate() {
+        for rule in rules {
             let remotes = if rule.peers.is_empty() {
                 Remotes::All
             } else {
@@ -582,14 +603,12 @@ impl<F: Fn() -> PolicyId> Ctx<'_, '_, F> {
             if rule.ports.is_empty() {
                 specs.push(PortSpec::Any(None));
             }
-            for (p, port) in rule.ports.iter().enumerate() {
-                let path = || format!("{}[{r}].ports[{p}]", self.direction.name());
-                specs.push(self.port_spec(
+            for port in &rule.ports {
+                specs.push(port_spec(
                     Some(port.protocol),
                     port.port.as_ref(),
                     port.end_port,
-                    path,
-                )?);
+                ));
             }
             let keys = self.keys(&remotes, &specs);
             self.out.push(
@@ -601,7 +620,6 @@ impl<F: Fn() -> PolicyId> Ctx<'_, '_, F> {
                 },
             );
         }
-        Ok(())
     }
 
     fn k8s_peer(&self, np: &NetworkPolicy, peer: &NetworkPolicyPeer) -> BTreeSet<u32> {
@@ -621,8 +639,8 @@ impl<F: Fn() -> PolicyId> Ctx<'_, '_, F> {
         }
     }
 
-    fn cilium(&mut self, cnp: &CiliumNetworkPolicy, subject: &Pod) -> Result<(), CompileError> {
-        for (i, rule) in cnp.rules.iter().enumerate() {
+    fn cilium(&mut self, cnp: &CiliumNetworkPolicy, subject: &Pod) {
+        for rule in &cnp.rules {
             let Subject::Endpoints(selector) = &rule.subject else {
                 continue;
             };
@@ -634,43 +652,26 @@ impl<F: Fn() -> PolicyId> Ctx<'_, '_, F> {
             {
                 continue;
             }
-            let (isolates, allow, deny, name) = match self.direction {
-                Direction::Ingress => (
-                    rule.default_deny.ingress,
-                    &rule.ingress,
-                    &rule.ingress_deny,
-                    "ingress",
-                ),
-                Direction::Egress => (
-                    rule.default_deny.egress,
-                    &rule.egress,
-                    &rule.egress_deny,
-                    "egress",
-                ),
+            let (isolates, allow, deny) = match self.direction {
+                Direction::Ingress => {
+                    (rule.default_deny.ingress, &rule.ingress, &rule.ingress_deny)
+                }
+                Direction::Egress => (rule.default_deny.egress, &rule.egress, &rule.egress_deny),
             };
             self.out.enforced |= isolates;
-            for (j, peer_rule) in deny.iter().enumerate() {
-                let path = format!("rules[{i}].{name}Deny[{j}]");
-                self.cilium_peer_rule(cnp, peer_rule, true, &path)?;
+            for peer_rule in deny {
+                self.cilium_peer_rule(cnp, peer_rule, true);
             }
-            for (j, peer_rule) in allow.iter().enumerate() {
-                let path = format!("rules[{i}].{name}[{j}]");
-                self.cilium_peer_rule(cnp, peer_rule, false, &path)?;
+            for peer_rule in allow {
+                self.cilium_peer_rule(cnp, peer_rule, false);
             }
         }
-        Ok(())
     }
 
-    fn cilium_peer_rule(
-        &mut self,
-        cnp: &CiliumNetworkPolicy,
-        rule: &PeerRule,
-        deny: bool,
-        path: &str,
-    ) -> Result<(), CompileError> {
+    fn cilium_peer_rule(&mut self, cnp: &CiliumNetworkPolicy, rule: &PeerRule, deny: bool) {
         let u = self.universe;
         let remotes = match &rule.peers {
-            Peers::Unspecified if rule.to_ports.is_empty() => return Ok(()),
+            Peers::Unspecified if rule.to_ports.is_empty() => return,
             Peers::Unspecified => Remotes::All,
             Peers::Endpoints(selectors) => Remotes::Some(u.pod_identities(|pod| {
                 selectors.iter().any(|s| {
@@ -715,19 +716,18 @@ impl<F: Fn() -> PolicyId> Ctx<'_, '_, F> {
             };
             self.out.push(keys, self.policy, kind);
         }
-        for (k, port_rule) in rule.to_ports.iter().enumerate() {
+        for port_rule in &rule.to_ports {
             let mut specs = Vec::new();
             if port_rule.ports.is_empty() {
                 specs.push(PortSpec::Any(None));
             }
-            for (p, port) in port_rule.ports.iter().enumerate() {
+            for port in &port_rule.ports {
                 let PortProtocol {
                     port: port_ref,
                     end_port,
                     protocol,
                 } = port;
-                let where_ = || format!("{path}.toPorts[{k}].ports[{p}]");
-                specs.push(self.port_spec(*protocol, port_ref.as_ref(), *end_port, where_)?);
+                specs.push(port_spec(*protocol, port_ref.as_ref(), *end_port));
             }
             let kind = if deny {
                 Kind::Deny
@@ -740,32 +740,6 @@ impl<F: Fn() -> PolicyId> Ctx<'_, '_, F> {
             let keys = self.keys(&remotes, &specs);
             self.out.push(keys, self.policy, kind);
         }
-        Ok(())
-    }
-
-    fn port_spec<'p>(
-        &self,
-        protocol: Option<Protocol>,
-        port: Option<&'p PortRef>,
-        end: Option<u16>,
-        path: impl Fn() -> String,
-    ) -> Result<PortSpec<'p>, CompileError> {
-        Ok(match port {
-            None => PortSpec::Any(protocol),
-            Some(PortRef::Name(name)) => PortSpec::Named(protocol, name),
-            Some(PortRef::Number(start)) => {
-                let end = end.unwrap_or(*start).max(*start);
-                if u32::from(end - start) >= MAX_RANGE_PORTS {
-                    return Err(CompileError::PortRangeTooWide {
-                        policy: (self.id)(),
-                        rule: path(),
-                        start: *start,
-                        end,
-                    });
-                }
-                PortSpec::Numbers(protocol, *start, end)
-            }
-        })
     }
 
     /// The keys of `remotes` x `specs`; named ports are resolved on the destination pod,
@@ -787,12 +761,13 @@ impl<F: Fn() -> PolicyId> Ctx<'_, '_, F> {
             match spec {
                 PortSpec::Any(p) => {
                     let proto = p.map_or(0, protocol_number);
-                    out.extend(ids.iter().map(|id| (*id, proto, 0)));
+                    out.extend(ids.iter().map(|id| (*id, proto, 0, 0)));
                 }
                 PortSpec::Numbers(p, start, end) => {
+                    let blocks = port_blocks(*start, *end);
                     for id in &ids {
                         for proto in protocols(*p) {
-                            out.extend((*start..=*end).map(|n| (*id, proto, n)));
+                            out.extend(blocks.iter().map(|(n, bits)| (*id, proto, *n, *bits)));
                         }
                     }
                 }
@@ -800,7 +775,12 @@ impl<F: Fn() -> PolicyId> Ctx<'_, '_, F> {
                     let resolve = |pod: &Pod, id: u32, out: &mut BTreeSet<Key>| {
                         for declared in &pod.ports {
                             if declared.name == *name && p.is_none_or(|p| p == declared.protocol) {
-                                out.insert((id, protocol_number(declared.protocol), declared.port));
+                                out.insert((
+                                    id,
+                                    protocol_number(declared.protocol),
+                                    declared.port,
+                                    EXACT_PORT,
+                                ));
                             }
                         }
                     };
@@ -828,6 +808,16 @@ impl<F: Fn() -> PolicyId> Ctx<'_, '_, F> {
             }
         }
         out
+    }
+}
+
+fn port_spec(protocol: Option<Protocol>, port: Option<&PortRef>, end: Option<u16>) -> PortSpec<'_> {
+    match port {
+        None => PortSpec::Any(protocol),
+        Some(PortRef::Name(name)) => PortSpec::Named(protocol, name),
+        Some(PortRef::Number(start)) => {
+            PortSpec::Numbers(protocol, *start, end.unwrap_or(*start).max(*start))
+        }
     }
 }
 
@@ -866,13 +856,16 @@ impl Clauses {
     }
 
     /// The effect at `key` of every clause with a key generalising it.
-    fn entry(&self, (id, proto, port): Key) -> Option<Entry> {
+    fn entry(&self, key: Key) -> Option<Entry> {
+        let (id, proto, port, port_bits) = key;
         let (mut allow, mut deny) = (BTreeSet::new(), BTreeSet::new());
         let (mut l4, mut http) = (false, false);
         for i in [id, 0] {
             for p in [proto, 0] {
-                for n in [port, 0] {
-                    for (policy, kind) in self.by_key.get(&(i, p, n)).into_iter().flatten() {
+                // Every block containing the key's ports, down to "any port".
+                for bits in (0..=port_bits).rev() {
+                    let (n, bits) = block_of(port, bits);
+                    for (policy, kind) in self.by_key.get(&(i, p, n, bits)).into_iter().flatten() {
                         match kind {
                             Kind::Deny => {
                                 deny.insert(*policy);
@@ -898,6 +891,7 @@ impl Clauses {
             remote_identity: id,
             protocol: proto,
             port,
+            port_bits,
             decision,
             policies: policies.into_iter().collect(),
             http: decision == Decision::Allow && self.enforced && !l4 && http,
@@ -916,7 +910,17 @@ fn meet(a: Key, b: Key) -> Option<Key> {
             None
         }
     }
-    Some((field(a.0, b.0)?, field(a.1, b.1)?, field(a.2, b.2)?))
+    // Port blocks are nested or disjoint: the meet is the smaller one.
+    let contains = |(n, bits): (u16, u8), (m, _): (u16, u8)| block_of(m, bits) == (n, bits);
+    let (pa, pb) = ((a.2, a.3), (b.2, b.3));
+    let port = if pa.1 <= pb.1 && contains(pa, pb) {
+        pb
+    } else if pb.1 <= pa.1 && contains(pb, pa) {
+        pa
+    } else {
+        return None;
+    };
+    Some((field(a.0, b.0)?, field(a.1, b.1)?, port.0, port.1))
 }
 
 /// `keys` closed under [`meet`]. Keys of different identities never meet, so the wildcard

@@ -11,7 +11,7 @@ use crate::verdict::{Connection, DirectionVerdict, NamedPort, Namespace, Peer, v
 
 const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 const PODS: [&str; 3] = ["a", "b", "c"];
-const PORTS: [u16; 5] = [80, 81, 82, 443, 8080];
+const PORTS: [u16; 9] = [80, 81, 82, 443, 1023, 1024, 8080, 40000, 65535];
 
 /// Addresses outside the cluster, chosen around the CIDRs of the cases (RFC 5737, RFC 3849).
 const ADDRESSES: [&str; 7] = [
@@ -449,6 +449,27 @@ fn cases() -> Vec<(&'static str, String)> {
                 "  endpointSelector: {}\n  ingress:\n    - fromEntities: [all]\n  ingressDeny:\n    - toPorts: [{ports: [{port: \"81\", protocol: TCP}]}]\n    - fromEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: x, pod: a}}]\n      toPorts: [{ports: [{port: \"80\"}]}]\n  egress:\n    - toCIDR: [192.0.2.0/24]\n  egressDeny:\n    - toCIDR: [192.0.2.0/25]\n",
             ),
         ),
+        // Wide ranges as port blocks, meeting exact ports, peers and each other.
+        (
+            "wide_ranges_meet_ports_peers_and_each_other",
+            np(
+                "x",
+                "unprivileged-from-y",
+                "  podSelector: {}\n  ingress:\n    - from: [{namespaceSelector: {matchLabels: {ns: \"y\"}}}]\n      ports: [{port: 1024, endPort: 65535}]\n    - ports: [{port: 81, endPort: 1024, protocol: UDP}]\n",
+            ) + &cnp(
+                "x",
+                "high-from-anyone-but-not-40000",
+                "  endpointSelector: {matchLabels: {pod: a}}\n  ingress:\n    - fromEntities: [all]\n      toPorts: [{ports: [{port: \"32768\", endPort: 65535, protocol: TCP}, {port: \"80\", protocol: TCP}]}]\n  ingressDeny:\n    - fromEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: z}}]\n      toPorts: [{ports: [{port: \"39999\", endPort: 40001}]}]\n",
+            ),
+        ),
+        (
+            "egress_range_to_cidr_and_named_port",
+            np(
+                "y",
+                "egress-mix",
+                "  podSelector: {matchLabels: {pod: c}}\n  policyTypes: [Egress]\n  egress:\n    - to: [{ipBlock: {cidr: 192.0.2.0/24}}]\n      ports: [{port: 1, endPort: 1023}]\n    - ports: [{port: serve-81-tcp}, {port: 443, endPort: 8080, protocol: TCP}]\n",
+            ),
+        ),
     ]
 }
 
@@ -665,43 +686,95 @@ fn identity_of(ids: &[EndpointIdentity], ns: &str, pod: &str) -> u32 {
 
 #[test]
 fn lookup_prefers_the_more_specific_key() {
-    let entry = |remote_identity, protocol, port, policy| Entry {
+    let entry = |remote_identity, protocol, (port, port_bits), policy| Entry {
         remote_identity,
         protocol,
         port,
+        port_bits,
         decision: Decision::Allow,
         policies: vec![policy],
         http: false,
     };
+    let exact = (80, EXACT_PORT);
+    let (small, big, any) = ((80, 14), (0, 9), (0, 0)); // 80-83, 0-127, any
     let mut entries = vec![
-        entry(0, 0, 0, 6),
-        entry(300, 0, 0, 5),
-        entry(0, 6, 0, 4),
-        entry(0, 6, 80, 3),
-        entry(300, 6, 0, 2),
-        entry(300, 6, 80, 1),
+        entry(0, 0, any, 10),
+        entry(300, 0, any, 9),
+        entry(0, 6, any, 8),
+        entry(0, 6, big, 7),
+        entry(0, 6, small, 6),
+        entry(0, 6, exact, 5),
+        entry(300, 6, any, 4),
+        entry(300, 6, big, 3),
+        entry(300, 6, small, 2),
+        entry(300, 6, exact, 1),
     ];
-    entries.sort_by_key(|e| (e.remote_identity, e.protocol, e.port));
+    entries.sort_by_key(Entry::key);
     let mut table = DirectionTable {
         enforced: true,
         entries,
     };
     let order = [
-        (300, 6, 80),
-        (300, 6, 0),
-        (0, 6, 80),
-        (0, 6, 0),
-        (300, 0, 0),
-        (0, 0, 0),
+        (300, 6, exact),
+        (300, 6, small),
+        (300, 6, big),
+        (300, 6, any),
+        (0, 6, exact),
+        (0, 6, small),
+        (0, 6, big),
+        (0, 6, any),
+        (300, 0, any),
+        (0, 0, any),
     ];
-    for (expected, key) in (1..=6).zip(order) {
+    for (expected, (id, proto, (port, bits))) in (1..=10).zip(order) {
         let found = lookup(&table, 300, 6, 80).map(|e| e.policies[0]);
-        assert_eq!(found, Some(expected), "the first hit is {key:?}");
-        table
-            .entries
-            .retain(|e| (e.remote_identity, e.protocol, e.port) != key);
+        assert_eq!(
+            found,
+            Some(expected),
+            "the first hit is {:?}",
+            order[expected as usize - 1]
+        );
+        table.entries.retain(|e| e.key() != (id, proto, port, bits));
     }
     assert_eq!(lookup(&table, 300, 6, 80), None);
+}
+
+#[test]
+fn port_blocks_tile_ranges_exactly() {
+    assert_eq!(port_blocks(80, 80), [(80, EXACT_PORT)]);
+    assert_eq!(port_blocks(80, 81), [(80, 15)]);
+    assert_eq!(port_blocks(8000, 8009), [(8000, 13), (8008, 15)]);
+    assert_eq!(
+        port_blocks(1024, 65535),
+        [
+            (1024, 6),
+            (2048, 5),
+            (4096, 4),
+            (8192, 3),
+            (16384, 2),
+            (32768, 1)
+        ]
+    );
+    assert_eq!(port_blocks(0, 65535), [(0, 0)]);
+    // Every range of a sample tiles exactly: no gap, no overlap, no port outside.
+    for (start, end) in [
+        (1, 65535),
+        (1, 65534),
+        (3, 17),
+        (1000, 5095),
+        (65535, 65535),
+        (32767, 32768),
+    ] {
+        let blocks = port_blocks(start, end);
+        assert!(blocks.len() <= 30, "{start}-{end}: {} blocks", blocks.len());
+        let mut next = u32::from(start);
+        for (first, bits) in blocks {
+            assert_eq!(u32::from(first), next, "{start}-{end}");
+            assert_eq!(block_of(first, bits), (first, bits), "aligned");
+            next += 1 << (16 - u32::from(bits));
+        }
+        assert_eq!(next, u32::from(end) + 1, "{start}-{end}");
+    }
 }
 
 #[test]
@@ -805,61 +878,33 @@ fn named_ports_resolve_per_destination() {
 }
 
 #[test]
-fn end_port_ranges_become_one_entry_per_port() {
+fn end_port_ranges_become_a_few_port_blocks() {
     let yaml = np(
         "x",
         "range",
-        "  podSelector: {}\n  ingress:\n    - ports:\n        - {port: 8000, endPort: 8009, protocol: UDP}\n",
+        "  podSelector: {}\n  ingress:\n    - ports:\n        - {port: 8000, endPort: 8009, protocol: UDP}\n        - {port: 1024, endPort: 65535, protocol: TCP}\n",
     );
     let (compiled, ids) = compile_one(&yaml);
     let ingress = &tables(&compiled, &ids, "x", "c").ingress;
-    let ports: Vec<_> = ingress
-        .entries
-        .iter()
-        .map(|e| (e.remote_identity, e.protocol, e.port))
-        .collect();
-    assert_eq!(
-        ports,
-        (8000..=8009)
-            .map(|p| (ANY, PROTO_UDP, p))
-            .collect::<Vec<_>>()
+    let keys: Vec<_> = ingress.entries.iter().map(Entry::key).collect();
+    let mut want: Vec<_> = [(8000, 13), (8008, 15)]
+        .map(|(n, b)| (ANY, PROTO_UDP, n, b))
+        .to_vec();
+    want.extend(
+        port_blocks(1024, 65535)
+            .into_iter()
+            .map(|(n, b)| (ANY, PROTO_TCP, n, b)),
     );
+    want.sort();
+    assert_eq!(keys, want);
+    for port in [8000, 8007, 8008, 8009] {
+        assert!(lookup(ingress, 12345, PROTO_UDP, port).is_some(), "{port}");
+    }
     assert!(lookup(ingress, 12345, PROTO_UDP, 8010).is_none());
-    assert!(lookup(ingress, 12345, PROTO_TCP, 8005).is_none());
-}
-
-#[test]
-fn a_range_too_wide_is_refused_naming_policy_and_rule() {
-    let yaml = cnp(
-        "y",
-        "wide",
-        "  endpointSelector: {}\n  egress:\n    - toEndpoints: [{}]\n    - toEntities: [world]\n      toPorts:\n        - ports: [{port: \"443\"}]\n        - ports: [{port: \"80\"}, {port: \"1024\", endPort: 65535, protocol: TCP}]\n",
-    );
-    let world = world();
-    let err = compile(&policies(&yaml), &world, &identities(&world)).expect_err("refused");
-    assert_eq!(
-        err,
-        CompileError::PortRangeTooWide {
-            policy: PolicyId {
-                kind: crate::PolicyKind::CiliumNetworkPolicy,
-                namespace: Some("y".into()),
-                name: "wide".into(),
-            },
-            rule: "rules[0].egress[1].toPorts[1].ports[1]".into(),
-            start: 1024,
-            end: 65535,
-        }
-    );
-    assert!(err.to_string().starts_with(
-        "CiliumNetworkPolicy/y/wide: rules[0].egress[1].toPorts[1].ports[1]: port range 1024-65535"
-    ));
-    // 4096 ports is still compiled.
-    let ok = np(
-        "x",
-        "just-fits",
-        "  podSelector: {}\n  ingress:\n    - ports:\n        - {port: 1000, endPort: 5095}\n",
-    );
-    assert!(compile(&policies(&ok), &world, &identities(&world)).is_ok());
+    assert!(lookup(ingress, 12345, PROTO_UDP, 7999).is_none());
+    assert!(lookup(ingress, 12345, PROTO_TCP, 8005).is_some());
+    assert!(lookup(ingress, 12345, PROTO_TCP, 1023).is_none());
+    assert!(lookup(ingress, 12345, PROTO_TCP, 65535).is_some());
 }
 
 #[test]

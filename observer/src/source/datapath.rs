@@ -15,8 +15,9 @@ use aya::{
 use flowscope_common::{
     CONFIG_AUDIT, CONFIG_GENERATION, Config, DenyKey, DenyValue, EndpointInfo, FAMILY_IPV4,
     FAMILY_IPV6, GENERATION_SHIFT, IP_KEY_FIXED_BITS, IdentityValue, IpKey, MAP_CONFIG, MAP_DENY,
-    MAP_ENDPOINTS, MAP_EVENTS, MAP_IPCACHE, MAP_POLICY, MAP_STATS, PROG_EGRESS, PROG_INGRESS,
-    PolicyKey, PolicyValue, STAT_COUNT,
+    MAP_ENDPOINTS, MAP_EVENTS, MAP_IPCACHE, MAP_POLICY, MAP_POLICY_RANGES, MAP_STATS,
+    POLICY_RANGE_KEY_FIXED_BITS, PROG_EGRESS, PROG_INGRESS, PolicyKey, PolicyRangeKey, PolicyValue,
+    STAT_COUNT,
 };
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
@@ -139,13 +140,30 @@ impl Datapath {
         Ok(())
     }
 
+    /// Adds one compiled entry for a block of ports: the first `port_bits` bits of
+    /// `key.port_be` are fixed.
+    pub fn policy_range_insert(
+        &mut self,
+        key: PolicyRangeKey,
+        port_bits: u8,
+        value: PolicyValue,
+    ) -> anyhow::Result<()> {
+        let mut trie: LpmTrie<&mut MapData, PolicyRangeKey, PolicyValue> =
+            LpmTrie::try_from(self.map_mut(MAP_POLICY_RANGES)?)?;
+        let key = Key::new(POLICY_RANGE_KEY_FIXED_BITS + u32::from(port_bits), key);
+        trie.insert(&key, value, 0)?;
+        Ok(())
+    }
+
     /// Installs a complete compiled policy: written under the inactive generation, then the
     /// active generation flips in one map write, then the old generation is removed. No
-    /// connection is ever judged by a mix of two policy sets. Returns the new generation.
+    /// connection is ever judged by a mix of two policy sets. `ranges` are the port-block
+    /// entries with their fixed port bits. Returns the new generation.
     pub fn install_policy(
         &mut self,
         endpoints: &[(u32, EndpointInfo)],
         entries: &[(PolicyKey, PolicyValue)],
+        ranges: &[(PolicyRangeKey, u8, PolicyValue)],
         ipcache: &[(IpNet, u32)],
     ) -> anyhow::Result<u32> {
         let active = self.generation()?;
@@ -163,6 +181,11 @@ impl Datapath {
             let mut key = *key;
             key.endpoint_id |= tag;
             self.policy_insert(key, *value)?;
+        }
+        for (key, bits, value) in ranges {
+            let mut key = *key;
+            key.endpoint_id |= tag;
+            self.policy_range_insert(key, *bits, *value)?;
         }
         self.set_config_flag(CONFIG_GENERATION, next == 1)?;
         self.remove_generation(active)?;
@@ -224,6 +247,16 @@ impl Datapath {
             .collect();
         for k in old {
             let _ = pol.remove(&k);
+        }
+        let mut ranges: LpmTrie<&mut MapData, PolicyRangeKey, PolicyValue> =
+            LpmTrie::try_from(self.map_mut(MAP_POLICY_RANGES)?)?;
+        let old: Vec<Key<PolicyRangeKey>> = ranges
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| is_gen(k.data().endpoint_id))
+            .collect();
+        for k in old {
+            let _ = ranges.remove(&k);
         }
         Ok(())
     }
@@ -941,6 +974,84 @@ mod tests {
             (ev[0].policy_verdict, ev[0].policy_match),
             (1, policy_match::ALL)
         );
+    }
+
+    #[test]
+    fn port_blocks_are_found_by_longest_prefix_between_exact_and_any_port() {
+        use flowscope_common::{
+            POLICY_ALLOW, POLICY_DENY, PolicyRangeKey, PolicyValue, RANGES_INGRESS, direction,
+            drop_reason,
+        };
+        let (mut h, ifindex) = policy_harness(flowscope_common::ENFORCE_INGRESS | RANGES_INGRESS);
+        let ing = direction::INGRESS;
+        let block = |h: &mut Harness, identity, first: u16, bits, action, r| {
+            h.dp.policy_range_insert(
+                PolicyRangeKey {
+                    endpoint_id: 7,
+                    remote_identity: identity,
+                    direction: ing,
+                    proto: 6,
+                    port_be: first.to_be(),
+                },
+                bits,
+                PolicyValue {
+                    action,
+                    _pad: [0; 3],
+                    policy_ref: r,
+                },
+            )
+            .unwrap();
+        };
+        block(&mut h, 0, 1024, 6, POLICY_ALLOW, 1); // 1024-2047 from anyone
+        block(&mut h, 400, 1024, 6, POLICY_ALLOW, 2); // 1024-2047 from identity 400
+        block(&mut h, 400, 1536, 7, POLICY_DENY, 3); // but not 1536-2047 from 400
+        allow(&mut h, ing, 400, 6, 1600, POLICY_ALLOW, 4); // except 1600 exactly
+        allow(&mut h, ing, 400, 6, 0, POLICY_ALLOW, 5); // any other TCP port from 400
+        let syn = |src, sport, dport| tcp4(src, A4, sport, dport, tcp::SYN as u8);
+        let judged = |h: &mut Harness, src, sport, dport| {
+            let (ret, ev) = h.run(PROG_EGRESS, &syn(src, sport, dport));
+            (ret, ev[0].policy_ref, ev[0].policy_match)
+        };
+        let world = [198, 18, 9, 9];
+        assert_eq!(
+            judged(&mut h, world, 6000, 1500),
+            (PASS, 2, policy_match::L4_ONLY)
+        );
+        assert_eq!(
+            judged(&mut h, world, 6001, 3000).0,
+            SHOT,
+            "outside the block"
+        );
+        assert_eq!(
+            judged(&mut h, B4, 6002, 1100),
+            (PASS, 3, policy_match::L3_L4)
+        );
+        let (ret, ev) = h.run(PROG_EGRESS, &syn(B4, 6003, 1700));
+        assert_eq!(
+            (ret, ev[0].drop_reason, ev[0].policy_ref),
+            (SHOT, drop_reason::POLICY_DENY, 4),
+            "the smaller block wins"
+        );
+        assert_eq!(
+            judged(&mut h, B4, 6004, 1600),
+            (PASS, 5, policy_match::L3_L4)
+        );
+        assert_eq!(
+            judged(&mut h, B4, 6005, 80),
+            (PASS, 6, policy_match::L3_PROTO)
+        );
+        // Without the flag the blocks are not consulted.
+        h.dp.endpoint_insert(
+            ifindex,
+            flowscope_common::EndpointInfo {
+                endpoint_id: 7,
+                identity: 300,
+                flags: flowscope_common::ENFORCE_INGRESS,
+                _pad: 0,
+            },
+        )
+        .unwrap();
+        assert_eq!(judged(&mut h, world, 6006, 1500).0, SHOT);
     }
 
     #[test]
