@@ -1,0 +1,182 @@
+//! Network policy conformance through the real datapath: for every policy set in
+//! tests/policies/conformance, `flowscope connectivity test` probes every ordered pair of the
+//! xyz lab's pods on every port (TCP and UDP, 288 probes) with the set enforced by the eBPF
+//! programs, and every probe is compared with the reference semantics (`policy::verdict`):
+//! whether it connected, its verdict, and the policies that decided it.
+
+mod util;
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+};
+
+use flowscope_observer::endpoints::EndpointsFile;
+use flowscope_policy::{Connection, Peer, PolicySet, Protocol, World, load_dir, verdict};
+use serde_json::Value;
+
+const XYZ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/labs/xyz.yaml");
+const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/policies/conformance");
+
+fn flowscope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flowscope"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run flowscope")
+}
+
+struct LabGuard;
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = flowscope(&["lab", "down"]);
+    }
+}
+
+fn pod(name: &str) -> Peer {
+    let (ns, pod) = name.split_once('/').expect("ns/pod");
+    Peer::pod(ns, pod)
+}
+
+/// What a probe should show under `set`: connected, verdict, and the policies its flows name
+/// (`ns/name`): each direction the packet reached names its denying policies if any, else its
+/// allowing ones; ingress is only reached when egress let the packet out.
+fn expected(set: &PolicySet, world: &World, probe: &Value) -> (bool, &'static str, Vec<String>) {
+    let conn = Connection {
+        src: pod(probe["from"].as_str().unwrap()),
+        dst: pod(probe["to"].as_str().unwrap()),
+        port: probe["port"].as_u64().unwrap() as u16,
+        protocol: match probe["protocol"].as_str().unwrap() {
+            "TCP" => Protocol::Tcp,
+            _ => Protocol::Udp,
+        },
+    };
+    let v = verdict(set, world, &conn);
+    let mut names = BTreeSet::new();
+    for (dv, reached) in [(&v.egress, true), (&v.ingress, v.egress.allowed)] {
+        if !reached {
+            continue;
+        }
+        let deciding = if dv.denied_by.is_empty() {
+            &dv.allowed_by
+        } else {
+            &dv.denied_by
+        };
+        for id in deciding {
+            names.insert(format!(
+                "{}/{}",
+                id.namespace.as_deref().unwrap_or(""),
+                id.name
+            ));
+        }
+    }
+    let allowed = v.allowed();
+    (
+        allowed,
+        if allowed { "FORWARDED" } else { "DROPPED" },
+        names.into_iter().collect(),
+    )
+}
+
+fn run_case(file: &Path, world: &World) -> Result<usize, Vec<String>> {
+    let dir = std::env::temp_dir().join(format!("conformance-{}", util::unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(file, dir.join(file.file_name().unwrap())).unwrap();
+    let set = load_dir(&dir);
+    assert!(
+        set.errors.is_empty(),
+        "{}: {:?}",
+        file.display(),
+        set.errors
+    );
+    let out = flowscope(&[
+        "connectivity",
+        "test",
+        "--lab",
+        XYZ,
+        "--policies",
+        dir.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut probes: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    probes.pop(); // the summary
+    if probes.len() != 288 {
+        return Err(vec![format!(
+            "{} probes instead of 288: {}",
+            probes.len(),
+            String::from_utf8_lossy(&out.stderr)
+        )]);
+    }
+    let mut wrong = Vec::new();
+    for p in &probes {
+        let (connected, verdict, names) = expected(&set, world, p);
+        let mut got_names: Vec<String> = p["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_owned())
+            .collect();
+        got_names.sort();
+        if p["connected"] != connected || p["verdict"] != verdict || got_names != names {
+            wrong.push(format!(
+                "{} -> {} {}/{}: expected connected={connected} {verdict} by {names:?}, got {p}",
+                p["from"], p["to"], p["port"], p["protocol"]
+            ));
+        }
+    }
+    // A case that drops nothing, or everything, tests little: each must do both.
+    let dropped = probes.iter().filter(|p| p["verdict"] == "DROPPED").count();
+    if dropped == 0 || dropped == probes.len() {
+        wrong.push(format!("{dropped} of {} probes dropped", probes.len()));
+    }
+    if wrong.is_empty() {
+        Ok(probes.len())
+    } else {
+        Err(wrong)
+    }
+}
+
+#[test]
+fn every_conformance_case_matches_the_reference_semantics_in_the_datapath() {
+    let _guard = LabGuard;
+    let _ = flowscope(&["lab", "down"]);
+    let up = flowscope(&["lab", "up", XYZ]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let endpoints: EndpointsFile = serde_json::from_str(
+        &std::fs::read_to_string("/run/flowscope/lab/endpoints.json").unwrap(),
+    )
+    .unwrap();
+    let world = flowscope_observer::policy::world(&endpoints.endpoints);
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(CASES)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 10, "{} cases", cases.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        match run_case(case, &world) {
+            Ok(n) => eprintln!("{}: {n} probes as the reference says", case.display()),
+            Err(wrong) => failures.push(format!(
+                "{}: {} wrong, first:\n  {}",
+                case.display(),
+                wrong.len(),
+                wrong[..wrong.len().min(5)].join("\n  ")
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
