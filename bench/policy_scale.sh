@@ -127,7 +127,9 @@ for r in $(seq 1 "$ROUNDS"); do
     --listen 127.0.0.1:$PORT 2>"$DIR/observer.log" &
   OBS=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
-  for n in "${SIZES[@]}"; do
+  # Sizes in a different order each round, so none is always first after the start.
+  for i in "${!SIZES[@]}"; do
+    n=${SIZES[$(((i + r) % ${#SIZES[@]}))]}
     apply_policy "$n"
     echo "flowscope $n tcp $(iperf)" >>"$RES"
     sysctl -qw kernel.bpf_stats_enabled=1
