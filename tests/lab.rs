@@ -679,8 +679,16 @@ fn wide_port_ranges_are_enforced() {
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: high-ports, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: b}}\n  ingress:\n    - ports: [{port: 81, endPort: 65535, protocol: TCP}]\n",
     )
     .unwrap();
+    // An invalid file present from the start: reported, and the valid one still enforced.
+    std::fs::write(
+        dir.join("broken.yaml"),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: broken, namespace: x}\nspec:\n  podSelector: {}\n  ingress:\n    - ports: [{port: 90, endPort: 80}]\n",
+    )
+    .unwrap();
     let obs = LabObserver::start(&dir, &[]);
     obs.wait_revision(0);
+    let errors = obs.0.status()["policy"]["errors"].to_string();
+    assert!(errors.contains("broken.yaml:7"), "{errors}");
     let connects = |port: u16| {
         let dst = format!("198.18.1.2:{port}").parse().unwrap();
         flowscope_lab::topology::spawn_in("fsl-y-a", move || {

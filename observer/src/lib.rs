@@ -116,6 +116,7 @@ pub async fn run(
         tokio::spawn(watch_policies(
             dir,
             cfg.policy_audit,
+            cfg.endpoints_file.is_some(),
             datapath.clone(),
             registry_rx.clone(),
             ifaces_rx.clone(),
@@ -137,7 +138,11 @@ pub async fn run(
         state.clone(),
     ));
 
-    state.ready.store(true, Ordering::Relaxed);
+    // With policies, ready means enforcing them: the policy watcher says so after its first
+    // install.
+    if cfg.policy_dir.is_none() {
+        state.ready.store(true, Ordering::Relaxed);
+    }
     info!(listen = %cfg.listen, "Serving flows on ws://{}/api/v1/flows", cfg.listen);
     let app = api::router(state.clone());
     axum::serve(listener, app)
@@ -336,8 +341,9 @@ async fn watch_endpoints(path: std::path::PathBuf, out: watch::Sender<Arc<Regist
 async fn watch_policies(
     dir: std::path::PathBuf,
     audit: bool,
+    endpoints_configured: bool,
     datapath: Arc<Mutex<Datapath>>,
-    registry: watch::Receiver<Arc<Registry>>,
+    mut registry: watch::Receiver<Arc<Registry>>,
     mut attached: watch::Receiver<HashMap<u32, InterfaceInfo>>,
     out: watch::Sender<Arc<Attributions>>,
     state: Arc<AppState>,
@@ -347,6 +353,11 @@ async fn watch_policies(
     let mut last_registry: Option<Arc<Registry>> = None;
     let mut previous = Attributions::new();
     let mut revision = 0u64;
+    // Policies select pods: with an endpoints source, the first install waits for its first
+    // load, so no revision is ever installed for an empty world at start.
+    if endpoints_configured {
+        let _ = registry.changed().await;
+    }
     loop {
         tick.tick().await;
         let fingerprint = policy::fingerprint(&dir);
@@ -411,5 +422,7 @@ async fn watch_policies(
                 }
             }
         }
+        // The first attempt decides what is enforced from the start, installed or not.
+        state.ready.store(true, Ordering::Relaxed);
     }
 }
