@@ -47,6 +47,8 @@ enum Command {
     /// Endpoints (pods) an observer knows: `list`.
     #[command(subcommand)]
     Endpoint(EndpointCommand),
+    /// Show flows, like `hubble observe`: the last 20, or `--follow` them live, filtered.
+    Observe(Box<flowscope_cli::ObserveArgs>),
 }
 
 #[derive(Subcommand)]
@@ -244,6 +246,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lab(LabCommand::Down) => lab::down(),
         Command::Lab(LabCommand::Status) => lab::status(),
         Command::Lab(LabCommand::Run) => lab::run_foreground(&runtime),
+        Command::Observe(args) => {
+            let code = runtime.block_on(flowscope_cli::observe(*args))?;
+            if code != std::process::ExitCode::SUCCESS {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Policy(PolicyCommand::List { server }) => policy_list(&server),
         Command::Endpoint(EndpointCommand::List { server }) => endpoint_list(&server),
         Command::Policy(PolicyCommand::Validate { dir }) => {

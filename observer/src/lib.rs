@@ -114,9 +114,11 @@ pub async fn run(
     }
     let policy_task = cfg.policy_dir.clone().map(|dir| {
         tokio::spawn(watch_policies(
-            dir,
-            cfg.policy_audit,
-            cfg.endpoints_file.is_some(),
+            PolicySource {
+                dir,
+                audit: cfg.policy_audit,
+                endpoints_configured: cfg.endpoints_file.is_some(),
+            },
             datapath.clone(),
             registry_rx.clone(),
             ifaces_rx.clone(),
@@ -338,10 +340,20 @@ async fn watch_endpoints(path: std::path::PathBuf, out: watch::Sender<Arc<Regist
 /// Re-compiles and installs the policies whenever the manifests, the endpoints or the
 /// interfaces change. A directory with errors installs what is valid
 /// and reports the rest; a set that fails to compile keeps the previous one enforced.
-async fn watch_policies(
+/// Where policies come from and how they apply.
+struct PolicySource {
     dir: std::path::PathBuf,
     audit: bool,
+    /// An endpoints source exists: wait for its first load before the first install.
     endpoints_configured: bool,
+}
+
+async fn watch_policies(
+    PolicySource {
+        dir,
+        audit,
+        endpoints_configured,
+    }: PolicySource,
     datapath: Arc<Mutex<Datapath>>,
     mut registry: watch::Receiver<Arc<Registry>>,
     mut attached: watch::Receiver<HashMap<u32, InterfaceInfo>>,
