@@ -2,6 +2,7 @@
 //! This file only parses the command line and hands over to the library crates.
 mod client;
 mod connectivity;
+mod inspect;
 mod lab;
 
 /// The observer allocates and frees a few small strings per flow on many threads; mimalloc's
@@ -49,6 +50,29 @@ enum Command {
     Endpoint(EndpointCommand),
     /// Show flows, like `hubble observe`: the last 20, or `--follow` them live, filtered.
     Observe(Box<flowscope_cli::ObserveArgs>),
+    /// Flows held, flow rate, uptime and connected nodes, like `hubble status`.
+    Status(ServerArgs),
+    /// `nodes` or `namespaces` the server knows, like `hubble list`.
+    #[command(subcommand)]
+    List(ListCommand),
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// The observer's (or relay's) API address.
+    #[arg(long, default_value = "127.0.0.1:4244", env = "FLOWSCOPE_SERVER")]
+    server: String,
+    /// `table` (default) or `json`.
+    #[arg(short, long, value_parser = ["table", "json"], default_value = "table")]
+    output: String,
+}
+
+#[derive(Subcommand)]
+enum ListCommand {
+    /// Nodes with status, age, flow rate and buffer fill.
+    Nodes(ServerArgs),
+    /// Namespaces of the endpoints the server knows.
+    Namespaces(ServerArgs),
 }
 
 #[derive(Subcommand)]
@@ -252,6 +276,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(1);
             }
             Ok(())
+        }
+        Command::Status(a) => inspect::status(&a.server, a.output == "json"),
+        Command::List(ListCommand::Nodes(a)) => inspect::nodes(&a.server, a.output == "json"),
+        Command::List(ListCommand::Namespaces(a)) => {
+            inspect::namespaces(&a.server, a.output == "json")
         }
         Command::Policy(PolicyCommand::List { server }) => policy_list(&server),
         Command::Endpoint(EndpointCommand::List { server }) => endpoint_list(&server),

@@ -366,7 +366,52 @@ fn observe_filters_formats_and_errors_against_a_running_observer() {
     let status = follow.wait().unwrap();
     assert!(status.success(), "Ctrl-C ends a follow cleanly: {status}");
 
+    // status, list nodes, list namespaces.
+    let out = flowscope(&["status", "--server", server]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let held = everything.len();
+    assert!(
+        text.lines().any(|l| l.starts_with("Current/Max Flows: ")
+            && l.contains("/65,535 (")
+            && l.split_whitespace().nth(2).is_some_and(|n| {
+                n.split('/')
+                    .next()
+                    .unwrap()
+                    .replace(',', "")
+                    .parse::<usize>()
+                    .unwrap()
+                    >= held
+            })),
+        "{text}"
+    );
+    assert!(
+        text.contains("Flows/s: ") && text.contains("Connected Nodes: 1/1"),
+        "{text}"
+    );
+    let out = flowscope(&["list", "nodes", "--server", server]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text.lines().nth(1).unwrap_or_default();
+    assert!(
+        text.starts_with("NAME") && row.starts_with("test-node") && row.contains("Connected"),
+        "{text}"
+    );
+    let out = flowscope(&["list", "namespaces", "--server", server, "-o", "json"]);
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["namespace"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(names, ["x", "y", "z"]);
+
     // Errors: one clear line and a non-zero exit.
+    let out = flowscope(&["status", "--server", "127.0.0.1:1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the observer"));
     let out = flowscope(&["observe", "--server", "127.0.0.1:1"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());

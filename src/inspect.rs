@@ -1,0 +1,156 @@
+//! One-shot views of a running observer (or, later, a relay): `status`, `list nodes`,
+//! `list namespaces`, in the shape `hubble status` / `hubble list` print them.
+
+use serde_json::Value;
+
+use crate::client::get_json;
+
+/// `1234567` -> `1,234,567`, as Hubble prints flow counts.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Nanoseconds as `1h2m3s`, `4m5s`, `6s`.
+fn age(ns: u64) -> String {
+    let s = ns / 1_000_000_000;
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m{sec}s"),
+        (h, m, sec) => format!("{h}h{m}m{sec}s"),
+    }
+}
+
+fn fill(current: u64, max: u64) -> String {
+    let percent = if max == 0 {
+        0.0
+    } else {
+        current as f64 * 100.0 / max as f64
+    };
+    format!("{}/{} ({percent:.2}%)", thousands(current), thousands(max))
+}
+
+/// `flowscope status`: flows held, rate, uptime and nodes, like `hubble status`.
+pub fn status(server: &str, json: bool) -> anyhow::Result<()> {
+    let s = get_json(server, "/api/v1/status")?;
+    if json {
+        println!("{s}");
+        return Ok(());
+    }
+    let n = |k: &str| s[k].as_u64().unwrap_or(0);
+    println!("Healthcheck (via {server}): Ok");
+    println!(
+        "Current/Max Flows: {}",
+        fill(n("num_flows"), n("max_flows"))
+    );
+    println!("Flows/s: {:.2}", s["flows_rate"].as_f64().unwrap_or(0.0));
+    println!("Uptime: {}", age(n("uptime_ns")));
+    let lost = n("ring_lost_events") + s["datapath"]["events_lost"].as_u64().unwrap_or(0);
+    if lost > 0 {
+        println!("Events lost: {}", thousands(lost));
+    }
+    println!("Connected Nodes: 1/1");
+    Ok(())
+}
+
+/// `flowscope list nodes`: the nodes behind the server, like `hubble list nodes`.
+pub fn nodes(server: &str, json: bool) -> anyhow::Result<()> {
+    let s = get_json(server, "/api/v1/status")?;
+    let n = |k: &str| s[k].as_u64().unwrap_or(0);
+    let name = s["node_name"].as_str().unwrap_or("");
+    if json {
+        let node = serde_json::json!({
+            "name": name,
+            "version": s["version"],
+            "state": "NODE_CONNECTED",
+            "address": server,
+            "uptime_ns": n("uptime_ns"),
+            "num_flows": n("num_flows"),
+            "max_flows": n("max_flows"),
+            "seen_flows": n("seen_flows"),
+        });
+        println!("{node}");
+        return Ok(());
+    }
+    let rows = [
+        [
+            "NAME".to_string(),
+            "STATUS".into(),
+            "AGE".into(),
+            "FLOWS/S".into(),
+            "CURRENT/MAX-FLOWS".into(),
+        ],
+        [
+            name.to_string(),
+            "Connected".into(),
+            age(n("uptime_ns")),
+            format!("{:.2}", s["flows_rate"].as_f64().unwrap_or(0.0)),
+            fill(n("num_flows"), n("max_flows")),
+        ],
+    ];
+    print_table(&rows);
+    Ok(())
+}
+
+/// `flowscope list namespaces`: the namespaces of the endpoints the server knows.
+pub fn namespaces(server: &str, json: bool) -> anyhow::Result<()> {
+    let endpoints = get_json(server, "/api/v1/endpoints")?;
+    let mut names: Vec<&str> = endpoints
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e: &Value| e["namespace"].as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    if json {
+        for n in names {
+            println!("{}", serde_json::json!({ "namespace": n }));
+        }
+    } else {
+        println!("NAMESPACE");
+        for n in names {
+            println!("{n}");
+        }
+    }
+    Ok(())
+}
+
+fn print_table<const N: usize>(rows: &[[String; N]]) {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", line.join("   ").trim_end());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_ages_read_like_hubble() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(16_380), "16,380");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(fill(16_380, 16_380), "16,380/16,380 (100.00%)");
+        assert_eq!(fill(1, 3), "1/3 (33.33%)");
+        assert_eq!(age(5_000_000_000), "5s");
+        assert_eq!(age(125_000_000_000), "2m5s");
+        assert_eq!(age(3_725_000_000_000), "1h2m5s");
+    }
+}
