@@ -20,6 +20,10 @@ pub const MAP_CONFIG: &str = "FLOWSCOPE_CONFIG";
 /// LPM trie of [`IpKey`] -> [`IdentityValue`]: the security identity behind an address
 /// (pods as /32 and /128, CIDR identities for policy prefixes); a miss means `world`.
 pub const MAP_IPCACHE: &str = "FLOWSCOPE_IPCACHE";
+/// Hash of [`IpKey`] -> [`IdentityValue`]: the ipcache's host entries (/32, /128: pods, host
+/// CIDRs), looked up before [`MAP_IPCACHE`], which then holds only shorter prefixes. Most
+/// lookups are for pods, and a hash lookup does not get slower as the trie grows.
+pub const MAP_IPCACHE_HOSTS: &str = "FLOWSCOPE_IPCACHE_HOSTS";
 /// Hash of interface index -> [`EndpointInfo`]: the local endpoint behind a pod's veth.
 pub const MAP_ENDPOINTS: &str = "FLOWSCOPE_ENDPOINTS";
 /// Hash of [`PolicyKey`] -> [`PolicyValue`]: the compiled policy of every local endpoint.
@@ -39,7 +43,9 @@ pub const EVENTS_RING_BYTES: u32 = 4 << 20;
 /// The datapath wakes the observer only when this much is waiting in the ring buffer (64
 /// events); below it, the observer looks on its own every [`EVENTS_POLL_MS`]. A wakeup per event
 /// costs a self-interrupt per event, several microseconds on a virtual machine.
-pub const EVENTS_WAKEUP_BYTES: u64 = 64 * (core::mem::size_of::<FlowEvent>() as u64 + 8);
+pub const EVENTS_WAKEUP_BYTES: u64 = 64 * EVENT_RECORD_BYTES;
+/// One event in the ring buffer: the record and its 8-byte header.
+pub const EVENT_RECORD_BYTES: u64 = core::mem::size_of::<FlowEvent>() as u64 + 8;
 /// How often the observer drains events that did not reach [`EVENTS_WAKEUP_BYTES`].
 pub const EVENTS_POLL_MS: u64 = 10;
 /// Conntrack capacity. LRU: when full, the least recently used connection is forgotten (and

@@ -13,12 +13,13 @@ use aya_ebpf::{
 use flowscope_common::{
     CONFIG_AUDIT, CONFIG_GENERATION, CONNTRACK_ENTRIES, Config, CtEntry, CtKey, DENY_ENTRIES,
     DENY_KEY_FIXED_BITS, DenyKey, DenyValue, ENDPOINT_ENTRIES, ENFORCE_EGRESS, ENFORCE_INGRESS,
-    EVENTS_RING_BYTES, EVENTS_WAKEUP_BYTES, EndpointInfo, FAMILY_IPV4, FAMILY_IPV6, FlowEvent,
-    GENERATION_SHIFT, IP_KEY_FIXED_BITS, IPCACHE_ENTRIES, IdentityValue, IpKey, POLICY_DENY,
-    POLICY_ENTRIES, POLICY_RANGE_ENTRIES, POLICY_RANGE_KEY_FIXED_BITS, PolicyKey, PolicyRangeKey,
-    PolicyValue, RANGES_EGRESS, RANGES_INGRESS, STAT_COUNT, STAT_CT_CREATED, STAT_CT_FULL,
-    STAT_DROPPED, STAT_EVENTS, STAT_EVENTS_LOST, STAT_FRAGMENTS, STAT_NON_IP, STAT_PACKETS,
-    STAT_TRUNCATED, direction, drop_reason, hook, identity, kind, policy_match, tcp, verdict,
+    EVENT_RECORD_BYTES, EVENTS_RING_BYTES, EVENTS_WAKEUP_BYTES, EndpointInfo, FAMILY_IPV4,
+    FAMILY_IPV6, FlowEvent, GENERATION_SHIFT, IP_KEY_FIXED_BITS, IPCACHE_ENTRIES, IdentityValue,
+    IpKey, POLICY_DENY, POLICY_ENTRIES, POLICY_RANGE_ENTRIES, POLICY_RANGE_KEY_FIXED_BITS,
+    PolicyKey, PolicyRangeKey, PolicyValue, RANGES_EGRESS, RANGES_INGRESS, STAT_COUNT,
+    STAT_CT_CREATED, STAT_CT_FULL, STAT_DROPPED, STAT_EVENTS, STAT_EVENTS_LOST, STAT_FRAGMENTS,
+    STAT_NON_IP, STAT_PACKETS, STAT_TRUNCATED, direction, drop_reason, hook, identity, kind,
+    policy_match, tcp, verdict,
 };
 
 #[map(name = "FLOWSCOPE_EVENTS")]
@@ -32,6 +33,9 @@ static DENY: LpmTrie<DenyKey, DenyValue> = LpmTrie::with_max_entries(DENY_ENTRIE
 
 #[map(name = "FLOWSCOPE_IPCACHE")]
 static IPCACHE: LpmTrie<IpKey, IdentityValue> = LpmTrie::with_max_entries(IPCACHE_ENTRIES, 0);
+
+#[map(name = "FLOWSCOPE_IPCACHE_HOSTS")]
+static IPCACHE_HOSTS: HashMap<IpKey, IdentityValue> = HashMap::with_max_entries(IPCACHE_ENTRIES, 0);
 
 #[map(name = "FLOWSCOPE_POLICY_RANGES")]
 static POLICY_RANGES: LpmTrie<PolicyRangeKey, PolicyValue> =
@@ -333,7 +337,12 @@ fn policy(pkt: &Packet, ip: &mut Key<IpKey>, hook: u8) -> Decision {
             addr: *remote,
         },
     );
-    let remote_identity = IPCACHE.get(&*ip).map_or(identity::WORLD, |v| v.identity);
+    // Host entries first (pods), then the longest prefix; neither: the world.
+    // SAFETY: read-only lookup.
+    let remote_identity = match unsafe { IPCACHE_HOSTS.get(&ip.data) } {
+        Some(v) => v.identity,
+        None => IPCACHE.get(&*ip).map_or(identity::WORLD, |v| v.identity),
+    };
     let mut key = PolicyKey {
         endpoint_id: ep.endpoint_id,
         remote_identity,
@@ -555,12 +564,16 @@ fn emit(pkt: &Packet, c: &Counts, r: &Report) {
         (*ev).rule = r.rule;
         (*ev).policy_ref = r.policy_ref;
     }
-    // Wake the observer only when a batch is waiting; it drains the rest on its own timer.
-    let wakeup = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= EVENTS_WAKEUP_BYTES {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
+    // Wake the observer once per batch: when this event makes the waiting data cross the
+    // threshold. Below it, or while the observer is behind anyway (it drains until empty), no
+    // wakeup; the observer also looks on its own every EVENTS_POLL_MS.
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let wakeup =
+        if waiting >= EVENTS_WAKEUP_BYTES && waiting < EVENTS_WAKEUP_BYTES + EVENT_RECORD_BYTES {
+            BPF_RB_FORCE_WAKEUP
+        } else {
+            BPF_RB_NO_WAKEUP
+        };
     slot.submit(wakeup as u64);
     count(STAT_EVENTS);
 }

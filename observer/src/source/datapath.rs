@@ -15,9 +15,9 @@ use aya::{
 use flowscope_common::{
     CONFIG_AUDIT, CONFIG_GENERATION, Config, DenyKey, DenyValue, EndpointInfo, FAMILY_IPV4,
     FAMILY_IPV6, GENERATION_SHIFT, IP_KEY_FIXED_BITS, IdentityValue, IpKey, MAP_CONFIG, MAP_DENY,
-    MAP_ENDPOINTS, MAP_EVENTS, MAP_IPCACHE, MAP_POLICY, MAP_POLICY_RANGES, MAP_STATS,
-    POLICY_RANGE_KEY_FIXED_BITS, PROG_EGRESS, PROG_INGRESS, PolicyKey, PolicyRangeKey, PolicyValue,
-    STAT_COUNT,
+    MAP_ENDPOINTS, MAP_EVENTS, MAP_IPCACHE, MAP_IPCACHE_HOSTS, MAP_POLICY, MAP_POLICY_RANGES,
+    MAP_STATS, POLICY_RANGE_KEY_FIXED_BITS, PROG_EGRESS, PROG_INGRESS, PolicyKey, PolicyRangeKey,
+    PolicyValue, STAT_COUNT,
 };
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
@@ -117,10 +117,16 @@ impl Datapath {
 
     /// Records the security identity behind a prefix (a pod's /32 or /128, a policy CIDR).
     pub fn ipcache_insert(&mut self, net: IpNet, identity: u32) -> anyhow::Result<()> {
-        let mut trie: LpmTrie<&mut MapData, IpKey, IdentityValue> =
-            LpmTrie::try_from(self.map_mut(MAP_IPCACHE)?)?;
         let key = ipcache_key(net);
-        trie.insert(&key, IdentityValue { identity }, 0)?;
+        if net.prefix_len() == net.max_prefix_len() {
+            let mut hosts: AyaHashMap<&mut MapData, IpKey, IdentityValue> =
+                AyaHashMap::try_from(self.map_mut(MAP_IPCACHE_HOSTS)?)?;
+            hosts.insert(key.data(), IdentityValue { identity }, 0)?;
+        } else {
+            let mut trie: LpmTrie<&mut MapData, IpKey, IdentityValue> =
+                LpmTrie::try_from(self.map_mut(MAP_IPCACHE)?)?;
+            trie.insert(&key, IdentityValue { identity }, 0)?;
+        }
         Ok(())
     }
 
@@ -262,10 +268,16 @@ impl Datapath {
     }
 
     fn ipcache_remove(&mut self, net: IpNet) -> anyhow::Result<()> {
-        let mut trie: LpmTrie<&mut MapData, IpKey, IdentityValue> =
-            LpmTrie::try_from(self.map_mut(MAP_IPCACHE)?)?;
         let key = ipcache_key(net);
-        let _ = trie.remove(&key);
+        if net.prefix_len() == net.max_prefix_len() {
+            let mut hosts: AyaHashMap<&mut MapData, IpKey, IdentityValue> =
+                AyaHashMap::try_from(self.map_mut(MAP_IPCACHE_HOSTS)?)?;
+            let _ = hosts.remove(&key.data());
+        } else {
+            let mut trie: LpmTrie<&mut MapData, IpKey, IdentityValue> =
+                LpmTrie::try_from(self.map_mut(MAP_IPCACHE)?)?;
+            let _ = trie.remove(&key);
+        }
         Ok(())
     }
 
@@ -380,6 +392,25 @@ impl Datapath {
         self.ebpf
             .map_mut(name)
             .ok_or_else(|| anyhow!("map {name} missing from the object"))
+    }
+
+    /// Runs program `prog` ([`PROG_INGRESS`] or [`PROG_EGRESS`]) `repeat` times on a crafted
+    /// Ethernet frame in the kernel (BPF_PROG_TEST_RUN), for tests and benchmarks: its return
+    /// code and the kernel's average run time. The packet's interface is the loopback's.
+    pub fn test_run(
+        &mut self,
+        prog: &str,
+        packet: &[u8],
+        repeat: u32,
+    ) -> anyhow::Result<(u32, std::time::Duration)> {
+        use aya::programs::{TestRun as _, TestRunOptions};
+        let opts = TestRunOptions {
+            data_in: Some(packet),
+            repeat,
+            ..TestRunOptions::default()
+        };
+        let r = self.classifier(prog)?.test_run(opts)?;
+        Ok((r.return_value, r.duration))
     }
 
     fn classifier(&mut self, name: &str) -> anyhow::Result<&mut SchedClassifier> {

@@ -26,18 +26,20 @@ impl EventReader {
         let mut malformed = 0;
         let start = out.len();
         loop {
-            // The datapath only wakes us once a batch is waiting (EVENTS_WAKEUP_BYTES); fewer
-            // events are picked up when the poll interval passes.
-            match tokio::time::timeout(POLL, self.ring.readable_mut()).await {
-                Ok(guard) => {
-                    let mut guard = guard?;
-                    drain(guard.get_inner_mut(), out, start, max, &mut malformed);
-                    if out.len() - start < max {
-                        // Drained: only now is it safe to wait for the next epoll edge.
-                        guard.clear_ready();
-                    }
+            // Whatever is waiting first: the datapath wakes us only once per batch
+            // (EVENTS_WAKEUP_BYTES), so the ring may hold events without a wakeup.
+            drain(self.ring.get_mut(), out, start, max, &mut malformed);
+            if out.len() > start || malformed > 0 {
+                return Ok(malformed);
+            }
+            // Empty: wait for a wakeup, or the poll interval for a batch below the threshold.
+            if let Ok(guard) = tokio::time::timeout(POLL, self.ring.readable_mut()).await {
+                let mut guard = guard?;
+                drain(guard.get_inner_mut(), out, start, max, &mut malformed);
+                if out.len() - start < max {
+                    // Drained: only now is it safe to wait for the next epoll edge.
+                    guard.clear_ready();
                 }
-                Err(_) => drain(self.ring.get_mut(), out, start, max, &mut malformed),
             }
             if out.len() > start || malformed > 0 {
                 return Ok(malformed);
