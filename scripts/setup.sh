@@ -6,7 +6,7 @@ set -euo pipefail
 log() { printf '[setup] %s\n' "$*"; }
 
 need_apt=()
-for pkg in llvm-22-dev iproute2 iputils-ping iperf3 iptables bpftool tcpdump python3 python3-websockets curl ca-certificates; do
+for pkg in llvm-22-dev iproute2 iputils-ping iperf3 iptables prometheus bpftool tcpdump python3 python3-websockets curl ca-certificates; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

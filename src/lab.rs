@@ -38,8 +38,17 @@ pub fn observer_config(
         endpoints_file: Some(topology::endpoints_path()),
         policy_dir,
         policy_audit,
+        metrics_listen: None,
+        metrics: None,
+        metrics_prefix: Default::default(),
     }
 }
+
+/// The flow metrics the demo records: every family, with source and destination namespaces,
+/// so the seed's Prometheus sees which namespaces talk and what is dropped between them.
+pub const DEMO_METRICS: &str = "flow:sourceContext=namespace;destinationContext=namespace,\
+drop:sourceContext=namespace;destinationContext=namespace,tcp,port-distribution,icmp,\
+policy:sourceContext=namespace;destinationContext=namespace,dns,httpV2";
 
 /// The seed's policies (deploy/network-policies), built in so the demo needs no checkout.
 const SEED_POLICIES: [(&str, &str); 4] = [
@@ -145,6 +154,7 @@ pub fn demo(
     policies: Option<PathBuf>,
     audit: bool,
     listen: SocketAddr,
+    metrics_listen: SocketAddr,
     node_name: String,
 ) -> anyhow::Result<()> {
     let lab = Lab::load(file)?;
@@ -165,6 +175,7 @@ pub fn demo(
             "flowscope demo: {} pods from {} on this machine, their traffic and the observer.\n\
              Flows:  ws://{listen}/api/v1/flows   (send {{\"follow\":true}})\n\
              Status: http://{listen}/api/v1/status\n\
+             Metrics: http://{metrics_listen}/metrics\n\
              Ctrl-C stops the demo and removes its pods.",
             lab.pods.len(),
             lab.source
@@ -181,10 +192,10 @@ pub fn demo(
             policies.display(),
             if audit { " (audit mode)" } else { "" }
         );
-        let observed = runtime.block_on(flowscope_observer::run(
-            observer_config(listen, node_name, Some(policies), audit),
-            crate::shutdown_signal(),
-        ));
+        let mut config = observer_config(listen, node_name, Some(policies), audit);
+        config.metrics_listen = Some(metrics_listen);
+        config.metrics = Some(DEMO_METRICS.parse().context("the demo's metrics")?);
+        let observed = runtime.block_on(flowscope_observer::run(config, crate::shutdown_signal()));
         runner.stop();
         observed
     })();

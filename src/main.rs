@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the per-node observer: attach the datapath to interfaces, serve flows.
-    Observer(ObserverArgs),
+    Observer(Box<ObserverArgs>),
     /// The main job on one machine: the built-in lab (the seed's cluster as network
     /// namespaces) with its traffic, and the observer with its API on localhost. Ctrl-C
     /// removes everything.
@@ -113,6 +113,9 @@ struct DemoArgs {
     /// Report what the policies would drop as AUDIT; drop nothing.
     #[arg(long)]
     policy_audit_mode: bool,
+    /// Where Prometheus scrapes the demo's metrics (every flow family, by namespace).
+    #[arg(long, default_value = "127.0.0.1:9965", value_name = "ADDR")]
+    metrics_listen: SocketAddr,
 }
 
 #[derive(Subcommand)]
@@ -189,6 +192,53 @@ struct ObserverArgs {
     /// Evaluate policies and report what they would drop as AUDIT; drop nothing.
     #[arg(long)]
     policy_audit_mode: bool,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+}
+
+/// Prometheus metrics, as Hubble's `--hubble-metrics` / `--hubble-metrics-server`.
+#[derive(Args)]
+struct MetricsArgs {
+    /// Serve Prometheus metrics (`GET /metrics`, text or OpenMetrics) on ADDR: the observer's
+    /// health always, flow metrics with --metrics. Default 127.0.0.1:9965 when --metrics is
+    /// given, else no metrics server.
+    #[arg(long, value_name = "ADDR", env = "FLOWSCOPE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Flow metrics in Hubble's syntax, e.g.
+    /// "flow,drop,tcp,port-distribution,icmp,policy,dns:query,httpV2:sourceContext=workload-name|pod;destinationContext=namespace".
+    #[arg(long, value_name = "METRICS")]
+    metrics: Option<flowscope_observer::metrics::MetricsConfig>,
+    /// Metric name prefix: `flowscope`, or `hubble` so Hubble's dashboards work unchanged.
+    #[arg(long, value_name = "NAME", default_value = "flowscope")]
+    metrics_prefix: flowscope_observer::metrics::Prefix,
+    /// Series per metric family; flows beyond are counted in *_metrics_series_refused_total.
+    #[arg(long, value_name = "N")]
+    metrics_series_limit: Option<usize>,
+}
+
+impl MetricsArgs {
+    /// The listen address and config: a metrics config without an address serves on the
+    /// default one.
+    fn resolve(
+        self,
+    ) -> (
+        Option<SocketAddr>,
+        Option<flowscope_observer::metrics::MetricsConfig>,
+        flowscope_observer::metrics::Prefix,
+    ) {
+        let mut config = self.metrics;
+        if let (Some(c), Some(limit)) = (config.as_mut(), self.metrics_series_limit) {
+            c.series_limit = limit;
+        }
+        let listen = self.metrics_listen.or_else(|| {
+            config.as_ref().map(|_| {
+                flowscope_observer::metrics::DEFAULT_LISTEN
+                    .parse()
+                    .expect("default")
+            })
+        });
+        (listen, config, self.metrics_prefix)
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -244,6 +294,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(n) => n,
                 None => hostname(),
             };
+            let (metrics_listen, metrics, metrics_prefix) = a.metrics.resolve();
             let config = ObserverConfig {
                 interfaces: a.interfaces,
                 endpoint_interfaces: a.endpoint_interfaces,
@@ -255,6 +306,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 endpoints_file: a.endpoints,
                 policy_dir: a.policy_dir,
                 policy_audit: a.policy_audit_mode,
+                metrics_listen,
+                metrics,
+                metrics_prefix,
             };
             runtime.block_on(flowscope_observer::run(config, shutdown_signal()))
         }
@@ -264,6 +318,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             a.policies,
             a.policy_audit_mode,
             a.listen,
+            a.metrics_listen,
             hostname(),
         ),
         Command::Lab(LabCommand::Up { file }) => lab::up(file.as_deref()),

@@ -9,31 +9,15 @@ mod util;
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
 };
 
 use flowscope_observer::endpoints::EndpointsFile;
 use flowscope_policy::{Connection, Peer, PolicySet, Protocol, World, load_dir, verdict};
 use serde_json::Value;
+use util::{LabGuard, flowscope};
 
 const XYZ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/labs/xyz.yaml");
 const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/policies/conformance");
-
-fn flowscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowscope"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run flowscope")
-}
-
-struct LabGuard;
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        let _ = flowscope(&["lab", "down"]);
-    }
-}
 
 fn pod(name: &str) -> Peer {
     let (ns, pod) = name.split_once('/').expect("ns/pod");

@@ -32,6 +32,7 @@ fn start_demo(port: u16) -> Demo {
     let demo = Demo(
         Command::new(env!("CARGO_BIN_EXE_flowscope"))
             .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -5,29 +5,13 @@ mod util;
 
 use std::{
     path::Path,
-    process::{Command, Output, Stdio},
+    process::{Command, Output},
 };
 
 use serde_json::Value;
+use util::{LabGuard, flowscope};
 
 const XYZ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/labs/xyz.yaml");
-
-fn flowscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowscope"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run flowscope")
-}
-
-/// Removes the lab when a test ends, pass or fail.
-struct LabGuard;
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        let _ = flowscope(&["lab", "down"]);
-    }
-}
 
 fn lab_namespaces() -> Vec<String> {
     std::fs::read_dir("/run/netns")
@@ -396,13 +380,7 @@ impl LabObserver {
 
 /// Probes TCP port 80 of `dst` from inside `from`'s namespace.
 fn reachable(from: &str, dst: &str) -> bool {
-    let dst: std::net::SocketAddr = format!("{dst}:80").parse().unwrap();
-    flowscope_lab::topology::spawn_in(from, move || {
-        flowscope_lab::servers::probe_tcp(dst, std::time::Duration::from_millis(500)).connected
-    })
-    .unwrap()
-    .join()
-    .unwrap()
+    util::tcp_probe(from, dst, 80)
 }
 
 fn deny_ingress(pod: &str) -> String {
@@ -689,15 +667,7 @@ fn wide_port_ranges_are_enforced() {
     obs.wait_revision(0);
     let errors = obs.0.status()["policy"]["errors"].to_string();
     assert!(errors.contains("broken.yaml:7"), "{errors}");
-    let connects = |port: u16| {
-        let dst = format!("198.18.1.2:{port}").parse().unwrap();
-        flowscope_lab::topology::spawn_in("fsl-y-a", move || {
-            flowscope_lab::servers::probe_tcp(dst, Duration::from_millis(500)).connected
-        })
-        .unwrap()
-        .join()
-        .unwrap()
-    };
+    let connects = |port: u16| util::tcp_probe("fsl-y-a", "198.18.1.2", port);
     assert!(connects(81), "81 is in the range");
     assert!(!connects(80), "80 is not");
     std::thread::sleep(Duration::from_millis(300));

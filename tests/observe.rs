@@ -6,50 +6,15 @@ mod util;
 
 use std::{
     io::{BufRead as _, BufReader},
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
 use serde_json::Value;
+use util::{LabGuard, flowscope, tcp_probe, udp_probe};
 
 const XYZ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/labs/xyz.yaml");
 const X_DENY_ALLOW_Y: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/policies/x-deny-allow-y");
-
-fn flowscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowscope"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run flowscope")
-}
-
-struct LabGuard;
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        let _ = flowscope(&["lab", "down"]);
-    }
-}
-
-fn tcp_probe(from: &str, dst: &str, port: u16) -> bool {
-    let dst = format!("{dst}:{port}").parse().unwrap();
-    flowscope_lab::topology::spawn_in(from, move || {
-        flowscope_lab::servers::probe_tcp(dst, Duration::from_millis(400)).connected
-    })
-    .unwrap()
-    .join()
-    .unwrap()
-}
-
-fn udp_probe(from: &str, dst: &str, port: u16) -> bool {
-    let dst = format!("{dst}:{port}").parse().unwrap();
-    flowscope_lab::topology::spawn_in(from, move || {
-        flowscope_lab::servers::probe_udp(dst, Duration::from_millis(400)).connected
-    })
-    .unwrap()
-    .join()
-    .unwrap()
-}
 
 /// Runs `observe` against `server` with `args` and `-o json`, returning the flows.
 fn observe_json(server: &str, args: &[&str]) -> Vec<Value> {

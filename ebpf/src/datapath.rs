@@ -293,10 +293,11 @@ impl Decision {
 /// policy isolates the endpoint in that direction, allowed otherwise.
 #[inline(always)]
 fn policy(pkt: &Packet, ip: &mut Key<IpKey>, hook: u8) -> Decision {
-    // IPv6 neighbour discovery (router/neighbour solicitations and advertisements, redirects)
-    // is how a link works at all; policies are about workloads, so it always passes, as in
-    // Cilium.
-    if pkt.key.proto == IPPROTO_ICMPV6 && (133..=137).contains(&pkt.icmp_type) {
+    // IPv6 link control — neighbour discovery (router/neighbour solicitations and
+    // advertisements, redirects: 133-137) and multicast listener discovery (MLD queries,
+    // reports, done: 130-132, 143) — is how a link works at all; policies are about
+    // workloads, so it always passes, as in Cilium.
+    if pkt.key.proto == IPPROTO_ICMPV6 && matches!(pkt.icmp_type, 130..=137 | 143) {
         return Decision::pass();
     }
     // Read once: this connection is judged by one complete policy generation.

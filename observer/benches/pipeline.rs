@@ -3,9 +3,12 @@
 //! (one thread: pipeline + API server) is the bottleneck. Reports flows/s decoded and stored,
 //! flows/s delivered, and checks that every flow was either delivered or reported lost.
 //!
-//! Run: `cargo bench -p flowscope-observer --bench pipeline -- [SECONDS] [RING] [BURST]`.
+//! Run: `cargo bench -p flowscope-observer --bench pipeline -- [SECONDS] [RING] [BURST] [METRICS]`.
 //! BURST (default 1) is how many batches the producer stores before letting the API task run:
 //! above 1 it outruns the subscriber on purpose, and the losses must all be reported.
+//! METRICS is `compare` (default: rounds with flow metrics off and on, alternating, then the
+//! ratio of the median rates), `off`, `on` (the comparison's configuration), or a `--metrics`
+//! configuration of its own. With metrics on, another thread scrapes them once a second.
 
 use std::{
     sync::{Arc, Mutex, atomic::Ordering},
@@ -15,13 +18,28 @@ use std::{
 use flowscope_common::{FlowEvent, hook, kind, tcp, verdict};
 use flowscope_observer::{
     api::{self, AppState, RuntimeStatus},
-    parse::Decoder,
+    endpoints::{EndpointSpec, Registry},
+    metrics::{self, Format, MetricsConfig, Prefix},
+    parse::{Decoder, InterfaceInfo},
     pipeline::{FlowStore, Pipeline, PipelineCounters},
 };
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
 const BATCH: usize = 1024;
+/// Rounds of each setting in `compare` mode.
+const ROUNDS: usize = 3;
+/// Pod-level context on most families: with the bench's 11,000 or so source pods, families
+/// reach the series limit and refuse, the most expensive regime.
+const METRICS_HEAVY: &str = "flow:sourceContext=pod;destinationContext=pod,\
+    drop:sourceContext=pod,tcp:sourceContext=pod;labelsContext=source_ip,\
+    port-distribution:sourceContext=pod,icmp,policy";
+/// Every family, with endpoint context labels where they cost the most (pods and namespaces).
+const METRICS_ON: &str = "flow:sourceContext=namespace;destinationContext=namespace,\
+    drop:sourceContext=namespace;destinationContext=namespace,tcp,port-distribution,icmp,\
+    policy:sourceContext=pod;destinationContext=pod,dns:query;ignoreAAAA,\
+    httpV2:sourceContext=workload-name|pod;destinationContext=namespace;\
+    labelsContext=source_namespace,destination_namespace";
 
 // The same allocator as the `flowscope` binary.
 #[global_allocator]
@@ -49,12 +67,87 @@ fn event(i: u64) -> FlowEvent {
     e
 }
 
+/// Sources 198.18.0.0/18 are pods in 16 namespaces, the destination a server pod.
+fn registry() -> Registry {
+    let mut specs: Vec<EndpointSpec> = (0..16_384u32)
+        .map(|i| EndpointSpec {
+            namespace: format!("ns-{}", i % 16),
+            pod_name: format!("client-{i}"),
+            ips: vec![std::net::Ipv4Addr::new(198, 18, (i >> 8) as u8, i as u8).into()],
+            labels: [("app".to_string(), format!("client-{}", i % 16))].into(),
+            ..EndpointSpec::default()
+        })
+        .collect();
+    specs.push(EndpointSpec {
+        namespace: "shop".into(),
+        pod_name: "server-0".into(),
+        ips: vec![std::net::Ipv4Addr::new(198, 19, 0, 1).into()],
+        ..EndpointSpec::default()
+    });
+    Registry::build(&specs)
+}
+
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     let seconds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
     let capacity: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(4095);
     let burst: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let mode = args.next().unwrap_or_else(|| "compare".into());
+    let config = |text: &str| {
+        MetricsConfig::parse(text).unwrap_or_else(|e| {
+            eprintln!("METRICS: {e}");
+            std::process::exit(2)
+        })
+    };
+    match mode.as_str() {
+        "off" => {
+            run(seconds, capacity, burst, None);
+        }
+        "on" => {
+            run(seconds, capacity, burst, Some(config(METRICS_ON)));
+        }
+        "compare" => {
+            let settings = [
+                ("off", None),
+                ("on", Some(config(METRICS_ON))),
+                ("heavy", Some(config(METRICS_HEAVY))),
+            ];
+            let mut rates = vec![Vec::new(); settings.len()];
+            for round in 1..=ROUNDS {
+                for ((name, config), rates) in settings.iter().zip(rates.iter_mut()) {
+                    match config {
+                        Some(c) => println!("--- round {round}: metrics {name} ({c})"),
+                        None => println!("--- round {round}: metrics {name}"),
+                    }
+                    rates.push(run(seconds, capacity, burst, config.clone()));
+                }
+            }
+            let medians: Vec<f64> = rates
+                .into_iter()
+                .map(|mut v| {
+                    v.sort_by(f64::total_cmp);
+                    v[v.len() / 2]
+                })
+                .collect();
+            let off = medians[0];
+            println!("median of {ROUNDS} rounds, flows decoded and stored per second:");
+            for ((name, _), rate) in settings.iter().zip(&medians) {
+                println!(
+                    "  metrics {name:<5} {rate:>9.0} flows/s  ratio {:.3}x  ({:+.0} ns per flow)",
+                    rate / off,
+                    1e9 / rate - 1e9 / off
+                );
+            }
+            println!("target: ratio >= 0.9x with metrics on");
+        }
+        text => {
+            run(seconds, capacity, burst, Some(config(text)));
+        }
+    }
+}
 
+/// One run; returns the flows decoded and stored per second.
+fn run(seconds: u64, capacity: usize, burst: usize, metrics: Option<MetricsConfig>) -> f64 {
     let store = Arc::new(FlowStore::new(capacity).expect("capacity"));
     let (_shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
@@ -70,6 +163,26 @@ fn main() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     listener.set_nonblocking(true).expect("nonblocking");
+    let (exporter, recorder) = match &metrics {
+        Some(config) => {
+            let (e, r) = metrics::setup(&Prefix::default(), Some(config), None);
+            (Some(e), Some(r))
+        }
+        None => (None, None),
+    };
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A Prometheus that scrapes once a second, far more often than usual.
+    let scraper = exporter.clone().map(|exporter| {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut bytes = 0;
+            while !done.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(1));
+                bytes = exporter.render(Format::Text).expect("render").len();
+            }
+            bytes
+        })
+    });
 
     // The observer side: one thread, one core.
     let st = state.clone();
@@ -90,7 +203,22 @@ fn main() {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 let counters = Arc::new(PipelineCounters::default());
-                let mut pipeline = Pipeline::new(Decoder::new("bench"), store.clone(), counters);
+                let mut decoder = Decoder::new("bench");
+                decoder.set_registry(Arc::new(registry()));
+                decoder.set_interfaces(
+                    [(
+                        1,
+                        InterfaceInfo {
+                            name: "lxc0".into(),
+                            endpoint: true,
+                        },
+                    )]
+                    .into(),
+                );
+                let mut pipeline = Pipeline::new(decoder, store.clone(), counters);
+                if let Some(r) = recorder {
+                    pipeline.set_metrics(r);
+                }
                 let mut batch = Vec::with_capacity(BATCH);
                 let start = Instant::now();
                 let mut produced = 0u64;
@@ -105,7 +233,8 @@ fn main() {
                     tokio::task::yield_now().await;
                 }
                 let elapsed = start.elapsed();
-                (produced, elapsed)
+                let series = pipeline.metrics_mut().map_or(0, |m| m.series());
+                (produced, elapsed, series)
             })
         })
         .expect("spawn");
@@ -151,8 +280,12 @@ fn main() {
         })
         .expect("spawn");
 
-    let (produced, elapsed) = observer.join().expect("observer thread");
+    let (produced, elapsed, series) = observer.join().expect("observer thread");
     let (flows, lost, lost_msgs, span) = client.join().expect("client thread");
+    done.store(true, Ordering::Relaxed);
+    if let Some(bytes) = scraper.map(|s| s.join().expect("scraper thread")) {
+        println!("metrics                  {series} series, a scrape is {bytes} bytes");
+    }
     let rate = produced as f64 / elapsed.as_secs_f64();
     println!("ring capacity            {capacity}, producer burst {burst} x {BATCH} events");
     println!(
@@ -177,4 +310,5 @@ fn main() {
     if accounted != produced {
         std::process::exit(1);
     }
+    rate
 }

@@ -1,10 +1,12 @@
 //! The per-node observer. Data flows through the modules in this order:
 //! `source` (kernel programs, ring buffer, interfaces) -> `pipeline` (decode with `parse`,
-//! batch) -> `store` (recent history) -> `api` (WebSocket and HTTP).
+//! batch, count in `metrics`) -> `store` (recent history) -> `api` (WebSocket and HTTP), and
+//! `metrics` (Prometheus, on its own listener).
 pub mod api;
 pub mod clock;
 pub mod endpoints;
 pub mod event;
+pub mod metrics;
 pub mod parse;
 pub mod pipeline;
 pub mod policy;
@@ -60,6 +62,12 @@ pub struct ObserverConfig {
     pub policy_dir: Option<std::path::PathBuf>,
     /// Evaluate and report policies, drop nothing (verdict AUDIT).
     pub policy_audit: bool,
+    /// Where to serve `GET /metrics` (Prometheus); None serves no metrics.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Flow metrics to record, in Hubble's syntax; None records only the observer's health.
+    pub metrics: Option<metrics::MetricsConfig>,
+    /// First part of every metric name: `flowscope`, or `hubble` for Hubble's dashboards.
+    pub metrics_prefix: metrics::Prefix,
 }
 
 /// Runs the observer until `shutdown` completes; detaches everything on the way out.
@@ -73,6 +81,15 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
+    let metrics_listener = match cfg.metrics_listen {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => {
+            if cfg.metrics.is_some() {
+                warn!("Flow metrics are configured but not served: no metrics listen address");
+            }
+            None
+        }
+    };
 
     let mut datapath = Datapath::load(cfg.summary_interval.as_nanos() as u64, &cfg.deny)?;
     let events = EventReader::new(datapath.take_events()?)?;
@@ -129,7 +146,23 @@ pub async fn run(
 
     let decoder = Decoder::new(&cfg.node_name);
     let counters = Arc::new(PipelineCounters::default());
-    let pipeline = Pipeline::new(decoder, store, counters);
+    let mut pipeline = Pipeline::new(decoder, store, counters.clone());
+    let metrics_task = metrics_listener.map(|listener| {
+        let health = metrics::Health {
+            state: state.clone(),
+            counters,
+        };
+        let (exporter, recorder) =
+            metrics::setup(&cfg.metrics_prefix, cfg.metrics.as_ref(), Some(health));
+        pipeline.set_metrics(recorder);
+        if let Ok(addr) = listener.local_addr() {
+            info!(listen = %addr, "Serving metrics on http://{addr}/metrics");
+        }
+        let mut stop = state.shutdown.clone();
+        tokio::spawn(metrics::serve(listener, exporter, async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        }))
+    });
     let pipe = tokio::spawn(run_pipeline(
         pipeline,
         events,
@@ -159,6 +192,9 @@ pub async fn run(
     pipe.abort();
     for t in [registry_task, policy_task].into_iter().flatten() {
         t.abort();
+    }
+    if let Some(t) = metrics_task {
+        let _ = t.await;
     }
     let _ = watcher.await;
     let _ = pipe.await;

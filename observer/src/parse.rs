@@ -127,6 +127,11 @@ impl Decoder {
         self.registry = registry;
     }
 
+    /// The endpoints the decoder resolves addresses with.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
     pub fn set_attributions(&mut self, attributions: Arc<Attributions>) {
         self.attributions = attributions;
     }
@@ -171,33 +176,91 @@ impl Decoder {
 }
 
 impl FlowRecord {
-    pub fn to_flow(&self) -> Flow {
-        let ev = &self.ev;
-        let endpoint_side = self.iface.as_ref().is_some_and(|i| i.endpoint);
-        let (src, dst) = addrs(ev);
-        let dropped = ev.verdict == verdict::DROPPED;
+    /// The interface's far end is a workload (a pod veth).
+    pub fn endpoint_side(&self) -> bool {
+        self.iface.as_ref().is_some_and(|i| i.endpoint)
+    }
 
-        let traffic_direction = match (endpoint_side, ev.origin_hook == hook::INGRESS) {
+    pub fn verdict(&self) -> Verdict {
+        match self.ev.verdict {
+            verdict::DROPPED => Verdict::Dropped,
+            verdict::AUDIT => Verdict::Audit,
+            _ => Verdict::Forwarded,
+        }
+    }
+
+    /// Cilium's policy-verdict notification (derived from a NEW or DROP event).
+    pub fn is_policy_verdict(&self) -> bool {
+        self.ev.kind == kind::POLICY_VERDICT
+    }
+
+    /// The connection's direction as seen from the workload.
+    pub fn traffic_direction(&self) -> TrafficDirection {
+        match (self.endpoint_side(), self.ev.origin_hook == hook::INGRESS) {
             (true, true) | (false, false) => TrafficDirection::Egress,
             (true, false) | (false, true) => TrafficDirection::Ingress,
-        };
-        let (point, trace_sub) = match (endpoint_side, ev.hook == hook::INGRESS) {
+        }
+    }
+
+    /// Where the packet was seen, with Cilium's trace sub-type for that point.
+    pub fn observation_point(&self) -> (TraceObservationPoint, i32) {
+        match (self.endpoint_side(), self.ev.hook == hook::INGRESS) {
             (true, true) => (TraceObservationPoint::FromEndpoint, TRACE_FROM_ENDPOINT),
             (true, false) => (TraceObservationPoint::ToEndpoint, TRACE_TO_ENDPOINT),
             (false, true) => (TraceObservationPoint::FromNetwork, TRACE_FROM_NETWORK),
             (false, false) => (TraceObservationPoint::ToNetwork, TRACE_TO_NETWORK),
-        };
+        }
+    }
+
+    /// Hubble's `event_type`: policy verdict, drop (with its reason) or trace (with its point).
+    pub fn event_type(&self) -> CiliumEventType {
+        if self.is_policy_verdict() {
+            CiliumEventType {
+                event_type: EVENT_POLICY_VERDICT,
+                sub_type: 0,
+            }
+        } else if self.ev.verdict == verdict::DROPPED {
+            CiliumEventType {
+                event_type: EVENT_DROP,
+                sub_type: self.ev.drop_reason as i32,
+            }
+        } else {
+            CiliumEventType {
+                event_type: EVENT_TRACE,
+                sub_type: self.observation_point().1,
+            }
+        }
+    }
+
+    /// Source and destination addresses.
+    pub fn addrs(&self) -> (IpAddr, IpAddr) {
+        addrs(&self.ev)
+    }
+
+    /// Hubble's `is_reply`; None when the event does not say.
+    pub fn is_reply(&self) -> Option<bool> {
+        if self.is_policy_verdict() {
+            // As Cilium's policy verdict notifications: the direction of the packet within
+            // its connection is not part of the event.
+            None
+        } else if self.ev.verdict == verdict::DROPPED && self.ev.kind == kind::DROP {
+            // A packet dropped on a connection's first packet is by definition a request.
+            Some(false)
+        } else {
+            Some(self.ev.is_reply != 0)
+        }
+    }
+
+    pub fn to_flow(&self) -> Flow {
+        let ev = &self.ev;
+        let (src, dst) = addrs(ev);
         let l4 = layer4(ev);
         let summary = summary(ev, &l4);
-        let policy_verdict = ev.kind == kind::POLICY_VERDICT;
+        let policy_verdict = self.is_policy_verdict();
         Flow {
             time: Some(Timestamp::from_unix_nanos(self.time_ns)),
             uuid: uuid(self.node.uuid_prefix, self.seq),
-            verdict: match ev.verdict {
-                verdict::DROPPED => Verdict::Dropped,
-                verdict::AUDIT => Verdict::Audit,
-                _ => Verdict::Forwarded,
-            },
+            verdict: self.verdict(),
             // An AUDIT flow keeps the reason it would have been dropped for.
             drop_reason: ev.drop_reason as u32,
             drop_reason_desc: if ev.drop_reason != 0 {
@@ -224,37 +287,13 @@ impl FlowRecord {
             destination: Some((*self.dst).clone()),
             flow_type: FlowType::L3L4,
             node_name: self.node.node_name.to_string(),
-            is_reply: if policy_verdict {
-                // As Cilium's policy verdict notifications: the direction of the packet within
-                // its connection is not part of the event.
-                None
-            } else if dropped && ev.kind == kind::DROP {
-                // A packet dropped on a connection's first packet is by definition a request.
-                Some(false)
-            } else {
-                Some(ev.is_reply != 0)
-            },
-            event_type: Some(if policy_verdict {
-                CiliumEventType {
-                    event_type: EVENT_POLICY_VERDICT,
-                    sub_type: 0,
-                }
-            } else if dropped {
-                CiliumEventType {
-                    event_type: EVENT_DROP,
-                    sub_type: ev.drop_reason as i32,
-                }
-            } else {
-                CiliumEventType {
-                    event_type: EVENT_TRACE,
-                    sub_type: trace_sub,
-                }
-            }),
-            traffic_direction,
+            is_reply: self.is_reply(),
+            event_type: Some(self.event_type()),
+            traffic_direction: self.traffic_direction(),
             trace_observation_point: if policy_verdict {
                 TraceObservationPoint::default()
             } else {
-                point
+                self.observation_point().0
             },
             policy_match_type: if policy_verdict {
                 ev.policy_match as u32

@@ -1,5 +1,6 @@
 //! The observer's one writer: datapath events in, flows into the store, in batches.
-//! Also turns datapath losses (ring buffer reservations that failed) into lost events.
+//! Also turns datapath losses (ring buffer reservations that failed) into lost events, and
+//! counts each batch in the flow metrics (when enabled) just before storing it.
 
 use std::{
     sync::{
@@ -14,6 +15,7 @@ use flowscope_model::flow::{LostEvent, LostEventSource};
 
 use crate::{
     event::{Cached, Record},
+    metrics::FlowMetrics,
     parse::Decoder,
     source::datapath::{DatapathStats, MAX_CPUS},
     store::{self, CapacityError, Read, Ring, Start},
@@ -110,6 +112,7 @@ pub struct Pipeline {
     batch: Vec<Arc<Record>>,
     lost_seen: [u64; MAX_CPUS],
     rate: RateWindow,
+    metrics: Option<FlowMetrics>,
 }
 
 impl Pipeline {
@@ -121,7 +124,25 @@ impl Pipeline {
             batch: Vec::with_capacity(1024),
             lost_seen: [0; MAX_CPUS],
             rate: RateWindow::new(),
+            metrics: None,
         }
+    }
+
+    /// Counts every stored batch in these flow metrics from now on.
+    pub fn set_metrics(&mut self, metrics: FlowMetrics) {
+        self.metrics = Some(metrics);
+    }
+
+    pub fn metrics_mut(&mut self) -> Option<&mut FlowMetrics> {
+        self.metrics.as_mut()
+    }
+
+    /// Records the batch in the metrics, then stores it in one write.
+    fn store_batch(&mut self) {
+        if let Some(m) = &mut self.metrics {
+            m.record(&self.batch, self.decoder.registry());
+        }
+        self.store.push_batch(&mut self.batch);
     }
 
     /// Decodes a batch of datapath events and appends them to the store in one write.
@@ -144,7 +165,7 @@ impl Pipeline {
             .events_decoded
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         self.rate.add(events.len() as u64);
-        self.store.push_batch(&mut self.batch);
+        self.store_batch();
     }
 
     /// Compares the datapath's per-CPU loss counters with the last look and stores one
@@ -181,7 +202,7 @@ impl Pipeline {
             }
         }
         if !self.batch.is_empty() {
-            self.store.push_batch(&mut self.batch);
+            self.store_batch();
         }
     }
 
@@ -200,8 +221,12 @@ impl Pipeline {
         &self.counters
     }
 
+    /// Once a second: closes the rate window's second and ages the metrics' series.
     pub fn tick(&mut self) {
         self.rate.tick();
+        if let Some(m) = &mut self.metrics {
+            m.tick(self.decoder.registry(), Instant::now());
+        }
     }
 }
 

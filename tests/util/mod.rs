@@ -347,3 +347,44 @@ pub async fn collect_until(
     }
     got
 }
+
+/// Runs the `flowscope` binary under test with `args` (stdin closed) and returns its output.
+pub fn flowscope(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_flowscope"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run flowscope")
+}
+
+/// Removes the lab when a test ends, pass or fail.
+pub struct LabGuard;
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = flowscope(&["lab", "down"]);
+    }
+}
+
+/// Opens a TCP connection to `dst:port` from inside network namespace `netns` (a lab pod):
+/// whether it connected within 500 ms.
+pub fn tcp_probe(netns: &str, dst: &str, port: u16) -> bool {
+    let dst: SocketAddr = format!("{dst}:{port}").parse().expect("address");
+    flowscope_lab::topology::spawn_in(netns, move || {
+        flowscope_lab::servers::probe_tcp(dst, Duration::from_millis(500)).connected
+    })
+    .expect("spawn in netns")
+    .join()
+    .expect("probe thread")
+}
+
+/// Sends a UDP datagram to `dst:port` from inside `netns` and waits up to 500 ms for the echo.
+pub fn udp_probe(netns: &str, dst: &str, port: u16) -> bool {
+    let dst: SocketAddr = format!("{dst}:{port}").parse().expect("address");
+    flowscope_lab::topology::spawn_in(netns, move || {
+        flowscope_lab::servers::probe_udp(dst, Duration::from_millis(500)).connected
+    })
+    .expect("spawn in netns")
+    .join()
+    .expect("probe thread")
+}

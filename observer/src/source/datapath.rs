@@ -1164,6 +1164,11 @@ mod tests {
             "neighbour solicitation"
         );
         assert_eq!(
+            h.run(PROG_INGRESS, &icmp6(143)).0,
+            PASS,
+            "MLDv2 listener report"
+        );
+        assert_eq!(
             h.run(PROG_INGRESS, &icmp6(128)).0,
             SHOT,
             "echo request is policy's to judge"

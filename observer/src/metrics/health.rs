@@ -1,0 +1,255 @@
+//! The observer's own health, always served: read at scrape time from what the observer keeps
+//! anyway (pipeline counters, datapath statistics, store, subscribers, policy status), so
+//! nothing is counted twice. Also Hubble's `lost_events_total`, which adds the subscribers'
+//! own losses to the lost-event records the pipeline counted.
+
+use std::{
+    fmt,
+    sync::{Arc, atomic::Ordering},
+};
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+};
+
+use super::flows::LostCounters;
+use crate::{api::AppState, pipeline::PipelineCounters};
+
+/// Where the health metrics come from.
+#[derive(Clone)]
+pub struct Health {
+    pub state: Arc<AppState>,
+    pub counters: Arc<PipelineCounters>,
+}
+
+impl fmt::Debug for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Health").finish_non_exhaustive()
+    }
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    ConstCounter::new(value).encode(m)
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> fmt::Result {
+    let m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(value).encode(m)
+}
+
+fn gauge_f64(e: &mut DescriptorEncoder, name: &str, help: &str, value: f64) -> fmt::Result {
+    let m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(value).encode(m)
+}
+
+impl Collector for Health {
+    fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
+        let c = &self.counters;
+        let st = &self.state;
+        counter(
+            &mut e,
+            "observer_events_decoded",
+            "Datapath events read from the ring buffer and decoded",
+            c.events_decoded.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "observer_events_malformed",
+            "Ring buffer records of an unexpected size, skipped (a kernel/userspace mismatch)",
+            c.malformed.load(Ordering::Relaxed),
+        )?;
+
+        let s = st.store.status();
+        gauge(
+            &mut e,
+            "observer_flows",
+            "Flows in the flow store",
+            s.len as i64,
+        )?;
+        gauge(
+            &mut e,
+            "observer_flows_capacity",
+            "Flows the flow store holds (--max-flows)",
+            s.capacity as i64,
+        )?;
+        counter(
+            &mut e,
+            "observer_flows_stored",
+            "Flows and lost-event records written to the flow store",
+            s.total_written,
+        )?;
+        let window = match (s.oldest_time_ns, s.newest_time_ns) {
+            (Some(old), Some(new)) => (new - old).max(0) as f64 / 1e9,
+            _ => 0.0,
+        };
+        gauge_f64(
+            &mut e,
+            "observer_flows_window_seconds",
+            "Time between the oldest and the newest flow in the store: how far back requests can see",
+            window,
+        )?;
+        gauge(
+            &mut e,
+            "observer_subscribers",
+            "Flow streams being served",
+            st.subscribers.load(Ordering::Relaxed) as i64,
+        )?;
+
+        // Copied out under the lock; encoded after it is released.
+        let (dp, interfaces, endpoints, policy) = match st.runtime.lock() {
+            Ok(rt) => (
+                rt.datapath.clone(),
+                rt.interfaces.len(),
+                rt.registry.len(),
+                rt.policy.as_ref().map(|p| {
+                    (
+                        p.revision,
+                        p.errors.len(),
+                        p.policies,
+                        p.entries,
+                        p.enforced_endpoints,
+                    )
+                }),
+            ),
+            Err(_) => return Ok(()),
+        };
+        gauge(
+            &mut e,
+            "datapath_interfaces",
+            "Interfaces the datapath programs are attached to (ingress and egress each)",
+            interfaces as i64,
+        )?;
+        for (name, help, value) in [
+            (
+                "datapath_packets",
+                "Packets seen by the datapath",
+                dp.packets,
+            ),
+            (
+                "datapath_events",
+                "Events the datapath wrote to the ring buffer",
+                dp.events,
+            ),
+            (
+                "datapath_events_lost",
+                "Events the datapath could not write because the ring buffer was full",
+                dp.events_lost,
+            ),
+            (
+                "datapath_truncated_packets",
+                "Packets too short for their headers, passed untouched",
+                dp.truncated_packets,
+            ),
+            (
+                "datapath_non_ip_packets",
+                "Packets that are not IPv4 or IPv6, passed untouched",
+                dp.non_ip_packets,
+            ),
+            (
+                "datapath_fragments",
+                "IP fragments after the first, tracked by addresses only",
+                dp.fragments,
+            ),
+            (
+                "datapath_dropped_packets",
+                "Packets dropped by the datapath",
+                dp.dropped_packets,
+            ),
+            (
+                "datapath_conntrack_created",
+                "Connection tracking entries created",
+                dp.connections_created,
+            ),
+            (
+                "datapath_conntrack_full",
+                "Connection tracking inserts that failed",
+                dp.conntrack_full,
+            ),
+        ] {
+            counter(&mut e, name, help, value)?;
+        }
+        gauge(
+            &mut e,
+            "endpoints",
+            "Endpoints (pods) the observer knows",
+            endpoints as i64,
+        )?;
+        let (revision, errors, policies, entries, enforced) = policy.unwrap_or_default();
+        gauge(
+            &mut e,
+            "policy_revision",
+            "Revision of the installed policy set (0: none installed)",
+            revision as i64,
+        )?;
+        gauge(
+            &mut e,
+            "policy_errors",
+            "Errors of the last policy load (manifests skipped, or a set that was not installed)",
+            errors as i64,
+        )?;
+        gauge(
+            &mut e,
+            "policies",
+            "Policies in the installed set",
+            policies as i64,
+        )?;
+        gauge(
+            &mut e,
+            "policy_entries",
+            "Policy map entries installed in the datapath",
+            entries as i64,
+        )?;
+        gauge(
+            &mut e,
+            "policy_enforced_endpoints",
+            "Endpoints with a policy-isolated direction",
+            enforced as i64,
+        )?;
+        Ok(())
+    }
+}
+
+/// Hubble's `lost_events_total{source}`.
+#[derive(Clone)]
+pub(crate) struct LostEvents {
+    pub counters: LostCounters,
+    /// Readers overtaken by the writer count their losses here.
+    pub state: Option<Arc<AppState>>,
+}
+
+impl fmt::Debug for LostEvents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LostEvents").finish_non_exhaustive()
+    }
+}
+
+impl Collector for LostEvents {
+    fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
+        let subscribers = self
+            .state
+            .as_ref()
+            .map_or(0, |s| s.ring_lost.load(Ordering::Relaxed));
+        let c = &self.counters;
+        let mut m = e.encode_descriptor(
+            "lost_events",
+            "Number of lost events",
+            None,
+            MetricType::Counter,
+        )?;
+        for (source, value) in [
+            ("perf_event_ring_buffer", c.perf_ring_buffer.get()),
+            ("observer_events_queue", c.events_queue.get()),
+            (
+                "hubble_ring_buffer",
+                c.hubble_ring_buffer.get() + subscribers,
+            ),
+        ] {
+            let labels = [("source", source)];
+            ConstCounter::new(value).encode(m.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
