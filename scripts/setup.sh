@@ -6,7 +6,7 @@ set -euo pipefail
 log() { printf '[setup] %s\n' "$*"; }
 
 need_apt=()
-for pkg in llvm-22-dev iproute2 iputils-ping iperf3 iptables prometheus bpftool tcpdump python3 python3-websockets curl ca-certificates; do
+for pkg in llvm-22-dev iproute2 iputils-ping iperf3 iptables prometheus bpftool tcpdump python3 python3-venv python3-websockets curl ca-certificates; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -29,6 +29,15 @@ if ! command -v bpf-linker >/dev/null 2>&1; then
   log "cargo install bpf-linker (llvm-22)"
   LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 LLVM_PREFIX=/usr/lib/llvm-22 \
     cargo install bpf-linker --version 0.13.0 --no-default-features --features llvm-22
+fi
+
+# kubernetes-validate (PyPI) checks deploy/kubernetes against the Kubernetes API schemas it
+# bundles (offline), in its own virtualenv (Debian's Python is externally managed).
+VENV=/opt/flowscope/venv
+if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
+  log "pip install kubernetes-validate (into $VENV)"
+  /usr/bin/python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q kubernetes-validate
 fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then
