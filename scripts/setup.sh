@@ -6,9 +6,12 @@ set -euo pipefail
 log() { printf '[setup] %s\n' "$*"; }
 
 need_apt=()
-for pkg in llvm-22-dev iproute2 iputils-ping iperf3 iptables prometheus bpftool tcpdump python3 python3-venv python3-websockets curl ca-certificates; do
+# chromium: the web UI's browser tests (Debian's Chromium, driven by playwright-core from npm).
+for pkg in llvm-22-dev iproute2 iputils-ping iperf3 iptables prometheus bpftool tcpdump python3 python3-venv python3-websockets curl ca-certificates chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+# Any Node.js with npm will do (a machine may carry a newer one than Debian's; keep it).
+{ command -v node && command -v npm; } >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -29,6 +32,26 @@ if ! command -v bpf-linker >/dev/null 2>&1; then
   log "cargo install bpf-linker (llvm-22)"
   LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 LLVM_PREFIX=/usr/lib/llvm-22 \
     cargo install bpf-linker --version 0.13.0 --no-default-features --features llvm-22
+fi
+
+# The web UI (ui/) builds for wasm32; wasm-bindgen-cli must be exactly the wasm-bindgen version
+# in Cargo.lock (scripts/build-ui.sh checks it). No --locked: the crates.io mirror may lag the
+# newest versions of wasm-bindgen-cli's own dependencies.
+rustup target list --installed | grep -q '^wasm32-unknown-unknown$' || {
+  log "rustup target add wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+}
+wasm_bindgen=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' "$(dirname "$0")/../Cargo.lock")
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }')" != "$wasm_bindgen" ]; then
+  log "cargo install wasm-bindgen-cli --version =$wasm_bindgen"
+  cargo install wasm-bindgen-cli --version "=$wasm_bindgen"
+fi
+
+# playwright-core (pinned in tests/ui/package-lock.json) drives /usr/bin/chromium; it downloads
+# no browser.
+if [ ! -d "$(dirname "$0")/../tests/ui/node_modules/playwright-core" ]; then
+  log "npm ci (tests/ui: playwright-core)"
+  npm ci --prefix "$(dirname "$0")/../tests/ui" --no-audit --no-fund >/dev/null
 fi
 
 # kubernetes-validate (PyPI) checks deploy/kubernetes against the Kubernetes API schemas it

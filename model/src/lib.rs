@@ -7,10 +7,12 @@
 //!
 //! - [`flow`]: [`Flow`] and the [`GetFlowsResponse`] envelope streamed to clients.
 //! - [`filter`]: [`GetFlowsRequest`], [`FlowFilter`] and the compiled [`FilterSet`].
+//! - [`graph`]: the service map, [`graph::ServiceGraph`], that flows aggregate into.
 //! - [`time`]: the nanosecond [`Timestamp`] and [`parse_time`] for `--since`/`--until` values.
 
 pub mod filter;
 pub mod flow;
+pub mod graph;
 mod pbjson;
 pub mod time;
 

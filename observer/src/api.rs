@@ -2,6 +2,8 @@
 //! - `GET /api/v1/flows` (WebSocket): the first client message is a `GetFlowsRequest`; the server
 //!   answers with `hubble observe -o json` lines: flows and lost events.
 //! - `GET /api/v1/status`, `/healthz`, `/readyz`.
+//! - `GET /api/v1/graph`: the service map of the stored flows (`graph`).
+//! - `GET /` and `/ui/*`: the web UI (`ui`).
 
 use std::{
     sync::{
@@ -120,6 +122,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/endpoints", get(endpoints))
         .route("/api/v1/policies", get(policies))
+        .route("/api/v1/graph", get(crate::graph::graph))
+        .route("/", get(crate::ui::index))
+        .route("/ui/{file}", get(crate::ui::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)

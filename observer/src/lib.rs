@@ -6,12 +6,14 @@ pub mod api;
 pub mod clock;
 pub mod endpoints;
 pub mod event;
+pub mod graph;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;
 pub mod policy;
 pub mod source;
 pub mod store;
+pub mod ui;
 
 use std::{
     collections::HashMap,

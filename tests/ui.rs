@@ -1,0 +1,142 @@
+//! The web UI in a real browser: Debian's headless Chromium, driven by `tests/ui/*.mjs`
+//! (playwright-core), against
+//! - `flowscope demo` (the lab with the seed's policies): the map's workloads, a red edge on a
+//!   path the policies deny and green ones on allowed paths, namespace view, selection,
+//!   filters and the link, pause, details, column chooser, export, status bar;
+//! - the replay server (`tests/ui/replay-server.mjs`, 5,000 synthetic flows/s): no long task
+//!   over 100 ms, keeping up, a click answered in time, flat memory.
+//!
+//! Screenshots, the export, the load test's trace and figures are kept in
+//! `$CARGO_TARGET_TMPDIR/ui-artifacts/`. Needs `scripts/setup.sh` (chromium, node,
+//! tests/ui/node_modules) and a binary built after `scripts/build-ui.sh`.
+
+mod util;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use util::{free_port, http_get};
+
+/// A browser test script gets this long; it prints its steps as it goes.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The running demo; killed, and its lab removed, when the test ends.
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+        let _ = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+            .args(["lab", "down"])
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+fn tests_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui")
+}
+
+fn artifacts(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("ui-artifacts")
+        .join(name);
+    std::fs::create_dir_all(&dir).expect("artifacts dir");
+    dir
+}
+
+fn check_prerequisites() {
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "no /usr/bin/chromium: run scripts/setup.sh"
+    );
+    assert!(
+        tests_dir().join("node_modules/playwright-core").exists(),
+        "no tests/ui/node_modules/playwright-core: run scripts/setup.sh"
+    );
+}
+
+/// Runs a test script with `env`, bounded in time; panics with its output if it fails.
+fn run_script(script: &str, env: &[(&str, String)]) {
+    let mut cmd = Command::new("node");
+    cmd.arg(tests_dir().join(script))
+        .current_dir(tests_dir())
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run node");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for node") {
+            assert!(status.success(), "{script} failed: {status}");
+            return;
+        }
+        if started.elapsed() > SCRIPT_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{script} did not finish within {SCRIPT_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn ui_against_the_demo_lab() {
+    check_prerequisites();
+    let port = free_port();
+    let _demo = Demo(
+        Command::new(env!("CARGO_BIN_EXE_flowscope"))
+            .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn demo"),
+    );
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ready = (0..300).any(|_| {
+        let ok = http_get(addr, "/readyz").is_some_and(|(c, _)| c == 200);
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok
+    });
+    assert!(ready, "demo not ready");
+    let (code, index) = http_get(addr, "/").expect("GET /");
+    assert_eq!(code, 200);
+    assert!(
+        index.contains("flowscope_ui.js"),
+        "the binary was built without the UI: run scripts/build-ui.sh, then rebuild"
+    );
+    let dir = artifacts("demo");
+    run_script(
+        "ui.test.mjs",
+        &[
+            ("FLOWSCOPE_URL", format!("http://127.0.0.1:{port}")),
+            ("ARTIFACTS", dir.display().to_string()),
+        ],
+    );
+}
+
+#[test]
+fn ui_stays_responsive_at_5000_flows_per_second() {
+    check_prerequisites();
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("ui/dist/index.html");
+    assert!(dist.exists(), "no ui/dist: run scripts/build-ui.sh");
+    let dir = artifacts("load");
+    run_script(
+        "perf.test.mjs",
+        &[
+            ("PORT", free_port().to_string()),
+            ("RATE", "5000".into()),
+            ("SECONDS", "40".into()),
+            ("ARTIFACTS", dir.display().to_string()),
+        ],
+    );
+}

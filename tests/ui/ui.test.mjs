@@ -1,0 +1,203 @@
+// The web UI against a running `flowscope demo` (the lab with the seed's policies):
+//   FLOWSCOPE_URL=http://127.0.0.1:4244 ARTIFACTS=dir node tests/ui/ui.test.mjs
+// Checks the map's workloads and verdict colours on paths the policies deny and allow, the
+// namespace view, selection, filters (and that the link reproduces them), pause, details
+// (labels become filters), column chooser, export and the status bar; screenshots go to
+// ARTIFACTS. Prints "N passed, N failed"; exits 1 on any failure.
+import fs from "node:fs";
+import path from "node:path";
+import {
+  Steps, artifacts, assert, edge, edgeColour, eventually, launch, longTasks, node, watchLongTasks,
+} from "./lib.mjs";
+
+const BASE = (process.env.FLOWSCOPE_URL || "http://127.0.0.1:4244").replace(/\/$/, "");
+const GREEN = "rgb(49, 164, 19)";
+const RED = "rgb(197, 0, 0)";
+const dir = artifacts();
+
+const browser = await launch();
+const context = await browser.newContext({ viewport: { width: 1600, height: 1000 }, acceptDownloads: true });
+const page = await context.newPage();
+const consoleErrors = [];
+page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+page.on("pageerror", (e) => consoleErrors.push(String(e)));
+await watchLongTasks(page);
+const t = new Steps(page, dir);
+const shot = (name) => page.screenshot({ path: path.join(dir, `${name}.png`) });
+const rowsText = (column) =>
+  page.$$eval(`[data-test=row] .td[data-column=${column}]`, (tds) => tds.map((td) => td.textContent));
+const rowAttr = (attr) => page.$$eval("[data-test=row]", (rows, a) => rows.map((r) => r.getAttribute(a)), attr);
+
+await t.step("page loads and connects", async () => {
+  await page.goto(BASE + "/");
+  await page.waitForSelector("[data-test=conn][data-state=open]", { timeout: 20000 });
+});
+
+await t.step("map shows the lab's workloads grouped by namespace", async () => {
+  for (const id of ["default/frontend", "default/my-api", "default/postgres", "kube-system/kube-dns", "monitoring/prometheus"]) {
+    await page.waitForSelector(node(id), { timeout: 30000 });
+  }
+  for (const ns of ["default", "kube-system", "monitoring"]) {
+    assert(await page.$(`g.island[data-namespace="${ns}"]`), `no island for ${ns}`);
+  }
+  await shot("map-all-namespaces");
+});
+
+await t.step("a denied path is red, allowed paths are green", async () => {
+  const denied = await eventually(() => edgeColour(page, "default/frontend", "default/my-api", 8080), 30000, "frontend -> my-api edge");
+  assert(denied.class === "dropped", `frontend -> my-api is ${denied.class}, want dropped (${denied.id})`);
+  assert(denied.stroke === RED, `frontend -> my-api stroke ${denied.stroke}`);
+  const scrape = await eventually(() => edgeColour(page, "monitoring/prometheus", "default/frontend", 80), 30000, "prometheus -> frontend edge");
+  assert(scrape.class === "forwarded", `prometheus -> frontend is ${scrape.class}, want forwarded`);
+  assert(scrape.stroke === GREEN, `prometheus -> frontend stroke ${scrape.stroke}`);
+  const dns = await eventually(() => edgeColour(page, "default/frontend", "kube-system/kube-dns", 53), 30000, "frontend -> kube-dns:53");
+  assert(dns.class === "forwarded", `frontend -> kube-dns:53 is ${dns.class}, want forwarded`);
+  assert(dns.id.endsWith(":53/UDP"), dns.id);
+  const label = await page.$eval(`g.edge[data-edge="${dns.id}"] .edge-label`, (e) => e.textContent);
+  assert(label.includes("53/UDP"), `label ${label}`);
+});
+
+await t.step("the graph API serves the same map", async () => {
+  const g = await page.evaluate(async () => (await fetch("/api/v1/graph")).json());
+  const ids = g.nodes.map((n) => n.id);
+  assert(ids.includes("default/frontend") && ids.includes("kube-system/kube-dns"), ids.join(","));
+  const e = g.edges.find((e) => e.id === "default/frontend->default/my-api:8080/TCP");
+  assert(e && e.class === "dropped" && e.verdicts.DROPPED > 0, JSON.stringify(e));
+  assert(g.namespaces.includes("monitoring"), g.namespaces.join(","));
+});
+
+await t.step("namespace selection shows the namespace and its peers", async () => {
+  await page.selectOption("[data-test=namespace]", "kube-system");
+  await eventually(async () => !(await page.$(node("default/postgres"))), 5000, "postgres hidden");
+  assert(await page.$(node("kube-system/kube-dns")), "kube-dns shown");
+  assert(await page.$(node("default/frontend")), "a peer of kube-dns shown");
+  await eventually(async () => {
+    const edges = await rowAttr("data-edge");
+    return edges.length > 0 && edges.every((e) => e.includes("kube-system/"));
+  }, 10000, "table rows all touch kube-system");
+  assert(page.url().includes("ns=kube-system"), page.url());
+  await shot("map-kube-system");
+  await page.selectOption("[data-test=namespace]", "");
+  await page.waitForSelector(node("default/postgres"), { timeout: 5000 });
+});
+
+await t.step("clicking a node filters the table", async () => {
+  await page.click(`${node("default/my-api")} rect`);
+  await page.waitForSelector("[data-test=selection]");
+  await eventually(async () => {
+    const edges = await rowAttr("data-edge");
+    return edges.length > 0 && edges.every((e) => e.includes("default/my-api"));
+  }, 10000, "rows of my-api only");
+  assert(decodeURIComponent(page.url()).includes("sel=node:default/my-api"), page.url());
+  await shot("node-selected");
+  await page.click("[data-test=selection] button.x");
+});
+
+await t.step("clicking an edge filters the table to it", async () => {
+  const id = "default/frontend->default/my-api:8080/TCP";
+  await page.dispatchEvent(`g.edge[data-edge="${id}"] .hit`, "click");
+  await eventually(async () => {
+    const edges = await rowAttr("data-edge");
+    return edges.length > 0 && edges.every((e) => e === id);
+  }, 10000, "rows of the edge only");
+  const verdicts = await rowAttr("data-verdict");
+  assert(verdicts.every((v) => v === "DROPPED"), verdicts.join(","));
+  await page.click("[data-test=selection] button.x");
+});
+
+await t.step("filters go to the server and stay in the URL", async () => {
+  await page.fill("[data-test=filter-input]", "from:pod=default/frontend");
+  await page.press("[data-test=filter-input]", "Enter");
+  await page.selectOption("[data-test=verdict]", "DROPPED");
+  await page.waitForSelector("[data-test=conn][data-state=open]");
+  await eventually(async () => {
+    const src = await rowsText("source");
+    const v = await rowAttr("data-verdict");
+    return src.length > 0 && src.every((s) => s.startsWith("default/frontend")) && v.every((x) => x === "DROPPED");
+  }, 20000, "only dropped flows from frontend");
+  const url = decodeURIComponent(page.url());
+  assert(url.includes("f=from:pod=default/frontend") && url.includes("verdict=DROPPED"), url);
+  await shot("filtered");
+  // The link reproduces the view.
+  const other = await context.newPage();
+  await other.goto(page.url());
+  await other.waitForSelector("[data-test=filter-chip]");
+  const chip = await other.textContent("[data-test=filter-chip]");
+  assert(chip.includes("from:pod=default/frontend"), chip);
+  assert((await other.inputValue("[data-test=verdict]")) === "DROPPED", "verdict from the link");
+  await other.close();
+  // Back to everything.
+  await page.click("[data-test=filter-chip] button.x");
+  await page.selectOption("[data-test=verdict]", "");
+  await eventually(async () => (await rowAttr("data-verdict")).some((v) => v === "FORWARDED"), 20000, "unfiltered again");
+});
+
+await t.step("pause keeps the rows still, resume shows the new ones", async () => {
+  await page.click("[data-test=pause]");
+  const first = await page.textContent("[data-test=row]");
+  await page.waitForTimeout(3000);
+  assert((await page.textContent("[data-test=row]")) === first, "rows moved while paused");
+  const label = await page.textContent("[data-test=pause]");
+  const pending = Number((label.match(/\((\d+) new\)/) || [])[1]);
+  assert(pending > 0, `pause button: ${label}`);
+  await page.click("[data-test=pause]");
+  await eventually(async () => (await page.textContent("[data-test=row]")) !== first, 10000, "rows move after resume");
+});
+
+await t.step("details panel; a label becomes a filter in one click", async () => {
+  await page.click("[data-test=row]");
+  await page.waitForSelector("[data-test=details]");
+  const labels = await page.$$("[data-test=details] [data-test=detail-label]");
+  assert(labels.length > 0, "no label chips");
+  await shot("details");
+  const label = await labels[0].textContent();
+  await labels[0].click();
+  await eventually(async () => {
+    const chips = await page.$$eval("[data-test=filter-chip]", (c) => c.map((x) => x.textContent));
+    return chips.some((c) => c.includes(`from:label=${label}`));
+  }, 5000, `chip for ${label}`);
+  await page.click("[data-test=filter-chip] button.x");
+});
+
+await t.step("column chooser", async () => {
+  await page.click("[data-test=columns]");
+  await page.check('[data-test=columns-menu] input[data-column="drop_reason"]');
+  await page.click("[data-test=columns]");
+  await page.waitForSelector('.thead .th[data-column="drop_reason"]');
+  assert(decodeURIComponent(page.url()).includes("drop_reason"), page.url());
+  await eventually(async () => (await rowsText("drop_reason")).some((r) => r.startsWith("POLICY_DEN")), 15000, "a drop reason shown");
+});
+
+await t.step("export writes the table's flows as Hubble JSON", async () => {
+  const shown = Number((await page.textContent("[data-test=row-count]")).match(/\d+/)[0]);
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("[data-test=export]")]);
+  const file = path.join(dir, "export.json");
+  await download.saveAs(file);
+  const lines = fs.readFileSync(file, "utf8").split("\n").filter(Boolean);
+  assert(lines.length > 0 && Math.abs(lines.length - shown) <= 0, `${lines.length} lines, ${shown} rows shown`);
+  for (const line of lines) {
+    const v = JSON.parse(line);
+    assert(v.flow && v.flow.verdict && v.node_name !== undefined, line.slice(0, 200));
+  }
+  const times = lines.map((l) => JSON.parse(l).flow.time);
+  assert([...times].sort().join() === times.join(), "exported oldest first");
+});
+
+await t.step("status bar: connection, rate, lost events, nodes", async () => {
+  await eventually(async () => /[1-9][0-9.]* flows\/s/.test(await page.textContent("[data-test=rate]")), 10000, "a rate");
+  const nodes = await page.textContent("[data-test=nodes]");
+  assert(/1 connected, 0 unavailable/.test(nodes), nodes);
+  assert(/lost events: \d+/.test(await page.textContent("[data-test=lost]")), "lost events shown");
+  await shot("status");
+});
+
+await t.step("no page errors, no long tasks over 100 ms", async () => {
+  assert(consoleErrors.length === 0, consoleErrors.join("\n"));
+  const tasks = (await longTasks(page)).map((t) => t.duration);
+  const worst = Math.max(0, ...tasks);
+  console.log(`     long tasks: ${tasks.length}, longest ${worst.toFixed(0)} ms`);
+  assert(worst <= 100, `a ${worst} ms task`);
+});
+
+await browser.close();
+process.exit(t.finish());
