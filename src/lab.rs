@@ -173,7 +173,8 @@ pub fn demo(
         let runner = Runner::start(&lab.plan, &lab.pods, lab.dns_table())?;
         println!(
             "flowscope demo: {} pods from {} on this machine, their traffic and the observer.\n\
-             Flows:  ws://{listen}/api/v1/flows   (send {{\"follow\":true}})\n\
+             UI:     http://{listen}/   (service map and flows)\n\
+             Flows:  ws://{listen}/api/v1/flows   (or `flowscope observe -f`)\n\
              Status: http://{listen}/api/v1/status\n\
              Metrics: http://{metrics_listen}/metrics\n\
              Ctrl-C stops the demo and removes its pods.",
