@@ -275,6 +275,8 @@ fn main() {
                 .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
+        // Colours for people, plain text for log files and journald.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Err(err) = run(cli) {
         // One clear chain of causes, never a backtrace: this is what users read.
