@@ -412,10 +412,10 @@ fn summary(ev: &FlowEvent, l4: &Option<Layer4>) -> String {
         Some(Layer4::Udp(_)) => s.push_str("UDP"),
         Some(Layer4::Sctp(_)) => s.push_str("SCTP"),
         Some(Layer4::IcmpV4(i)) => {
-            let _ = write!(s, "ICMPv4 {}", icmpv4_name(i.icmp_type));
+            let _ = write!(s, "ICMPv4 {}", Icmp::v4_name(i.icmp_type));
         }
         Some(Layer4::IcmpV6(i)) => {
-            let _ = write!(s, "ICMPv6 {}", icmpv6_name(i.icmp_type));
+            let _ = write!(s, "ICMPv6 {}", Icmp::v6_name(i.icmp_type));
         }
         Some(Layer4::Vrrp(_) | Layer4::Igmp(_)) | None => {
             let _ = write!(s, "IP protocol {}", ev.proto);
@@ -429,32 +429,6 @@ fn summary(ev: &FlowEvent, l4: &Option<Layer4>) -> String {
         );
     }
     s
-}
-
-fn icmpv4_name(t: u32) -> String {
-    match t {
-        0 => "EchoReply".into(),
-        3 => "DestinationUnreachable".into(),
-        5 => "Redirect".into(),
-        8 => "EchoRequest".into(),
-        11 => "TimeExceeded".into(),
-        t => format!("Type{t}"),
-    }
-}
-
-fn icmpv6_name(t: u32) -> String {
-    match t {
-        1 => "DestinationUnreachable".into(),
-        2 => "PacketTooBig".into(),
-        3 => "TimeExceeded".into(),
-        128 => "EchoRequest".into(),
-        129 => "EchoReply".into(),
-        133 => "RouterSolicitation".into(),
-        134 => "RouterAdvertisement".into(),
-        135 => "NeighborSolicitation".into(),
-        136 => "NeighborAdvertisement".into(),
-        t => format!("Type{t}"),
-    }
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -631,40 +631,22 @@ fn write_default_summary(out: &mut String, flow: &Flow) {
         Some(Layer4::Udp(_)) => out.push_str("UDP"),
         Some(Layer4::Sctp(_)) => out.push_str("SCTP"),
         Some(Layer4::IcmpV4(icmp)) => {
-            let _ = write!(out, "ICMPv4 {}", icmpv4_name(icmp.icmp_type));
+            let _ = write!(
+                out,
+                "ICMPv4 {}",
+                flowscope_model::flow::Icmp::v4_name(icmp.icmp_type)
+            );
         }
         Some(Layer4::IcmpV6(icmp)) => {
-            let _ = write!(out, "ICMPv6 {}", icmpv6_name(icmp.icmp_type));
+            let _ = write!(
+                out,
+                "ICMPv6 {}",
+                flowscope_model::flow::Icmp::v6_name(icmp.icmp_type)
+            );
         }
         Some(Layer4::Vrrp(_)) => out.push_str("VRRP"),
         Some(Layer4::Igmp(_)) => out.push_str("IGMP"),
         None => {}
-    }
-}
-
-fn icmpv4_name(t: u32) -> String {
-    match t {
-        0 => "EchoReply".into(),
-        3 => "DestinationUnreachable".into(),
-        5 => "Redirect".into(),
-        8 => "EchoRequest".into(),
-        11 => "TimeExceeded".into(),
-        t => format!("Type{t}"),
-    }
-}
-
-fn icmpv6_name(t: u32) -> String {
-    match t {
-        1 => "DestinationUnreachable".into(),
-        2 => "PacketTooBig".into(),
-        3 => "TimeExceeded".into(),
-        128 => "EchoRequest".into(),
-        129 => "EchoReply".into(),
-        133 => "RouterSolicitation".into(),
-        134 => "RouterAdvertisement".into(),
-        135 => "NeighborSolicitation".into(),
-        136 => "NeighborAdvertisement".into(),
-        t => format!("Type{t}"),
     }
 }
 

@@ -9,6 +9,7 @@
 use serde::de::{self, Deserializer};
 use serde::ser::{SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 use crate::pbjson::{is_default, lenient_enum, nullable, u64_string};
 use crate::time::Timestamp;
@@ -603,6 +604,37 @@ pub struct Icmp {
     /// ICMP code.
     #[serde(skip_serializing_if = "is_default", deserialize_with = "nullable")]
     pub code: u32,
+}
+
+impl Icmp {
+    /// The name Hubble's summaries give an ICMPv4 type ("EchoRequest"), else `Type<N>`.
+    pub fn v4_name(icmp_type: u32) -> Cow<'static, str> {
+        Cow::Borrowed(match icmp_type {
+            0 => "EchoReply",
+            3 => "DestinationUnreachable",
+            5 => "Redirect",
+            8 => "EchoRequest",
+            11 => "TimeExceeded",
+            t => return Cow::Owned(format!("Type{t}")),
+        })
+    }
+
+    /// The name Hubble's summaries give an ICMPv6 type ("NeighborSolicitation"), else
+    /// `Type<N>`.
+    pub fn v6_name(icmp_type: u32) -> Cow<'static, str> {
+        Cow::Borrowed(match icmp_type {
+            1 => "DestinationUnreachable",
+            2 => "PacketTooBig",
+            3 => "TimeExceeded",
+            128 => "EchoRequest",
+            129 => "EchoReply",
+            133 => "RouterSolicitation",
+            134 => "RouterAdvertisement",
+            135 => "NeighborSolicitation",
+            136 => "NeighborAdvertisement",
+            t => return Cow::Owned(format!("Type{t}")),
+        })
+    }
 }
 
 /// A VRRP advertisement.
