@@ -164,6 +164,16 @@ impl Decoder {
         }
     }
 
+    /// The policy-verdict event of a decoded NEW or DROP record: the same packet, endpoints
+    /// and attribution (nothing looked up again), its own sequence number.
+    pub fn policy_verdict(&mut self, of: &FlowRecord) -> FlowRecord {
+        self.seq += 1;
+        let mut verdict = of.clone();
+        verdict.seq = self.seq;
+        verdict.ev.kind = kind::POLICY_VERDICT;
+        verdict
+    }
+
     fn endpoint(&self, addr: IpAddr) -> Arc<Endpoint> {
         if let Some(ep) = self.registry.get(&addr) {
             ep.clone()

@@ -150,16 +150,12 @@ impl Pipeline {
         for ev in events {
             // A connection an endpoint's policy judged: Cilium's policy verdict notification
             // first, then the trace or drop event, both from one datapath record.
+            let record = self.decoder.record(ev);
             if ev.policy_verdict != 0 && matches!(ev.kind, kind::NEW | kind::DROP) {
-                let verdict = FlowEvent {
-                    kind: kind::POLICY_VERDICT,
-                    ..*ev
-                };
-                self.batch
-                    .push(Arc::new(Record::Flow(self.decoder.record(&verdict))));
+                let verdict = self.decoder.policy_verdict(&record);
+                self.batch.push(Arc::new(Record::Flow(verdict)));
             }
-            self.batch
-                .push(Arc::new(Record::Flow(self.decoder.record(ev))));
+            self.batch.push(Arc::new(Record::Flow(record)));
         }
         self.counters
             .events_decoded
