@@ -65,8 +65,7 @@ fn expected(set: &PolicySet, world: &World, probe: &Value) -> (bool, &'static st
 }
 
 fn run_case(file: &Path, world: &World) -> Result<usize, Vec<String>> {
-    let dir = std::env::temp_dir().join(format!("conformance-{}", util::unique()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = util::TempDir::new("conformance");
     std::fs::copy(file, dir.join(file.file_name().unwrap())).unwrap();
     let set = load_dir(&dir);
     assert!(
@@ -85,7 +84,6 @@ fn run_case(file: &Path, world: &World) -> Result<usize, Vec<String>> {
         "-o",
         "json",
     ]);
-    let _ = std::fs::remove_dir_all(&dir);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let mut probes: Vec<Value> = stdout
         .lines()

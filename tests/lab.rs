@@ -130,8 +130,7 @@ fn bad_lab_files_are_refused_before_anything_is_created() {
         ("namespaces: [{name: x}\n", "lab.yaml"),
     ];
     for (yaml, needle) in cases {
-        let dir = std::env::temp_dir().join(format!("bad-{}", util::unique()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = util::TempDir::new("bad");
         let file = dir.join("lab.yaml");
         std::fs::write(&file, yaml).unwrap();
         let out = flowscope(&["lab", "up", file.to_str().unwrap()]);
@@ -144,7 +143,6 @@ fn bad_lab_files_are_refused_before_anything_is_created() {
             "{yaml}: created {:?}",
             lab_namespaces()
         );
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
@@ -182,8 +180,7 @@ fn connectivity_test_probes_every_pair_and_checks_expectations() {
         && p["protocol"] == "UDP"));
 
     // The output works as an expectation file; one wrong line is a mismatch, exit 1.
-    let dir = std::env::temp_dir().join(format!("expect-{}", util::unique()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = util::TempDir::new("expect");
     let good = dir.join("good.json");
     std::fs::write(&good, &stdout).unwrap();
     let ok = flowscope(&[
@@ -224,7 +221,6 @@ fn connectivity_test_probes_every_pair_and_checks_expectations() {
     assert_eq!(msg.matches("MISMATCH").count(), 1, "{msg}");
     // The table: a row per source, `.` for reachable.
     assert!(msg.contains("TCP/80"), "{msg}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -394,8 +390,7 @@ fn policy_changes_apply_on_a_running_observer_and_bad_files_keep_the_rest() {
     let _guard = LabGuard;
     let _ = flowscope(&["lab", "down"]);
     assert!(flowscope(&["lab", "up", XYZ]).status.success());
-    let dir = std::env::temp_dir().join(format!("reload-{}", util::unique()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = util::TempDir::new("reload");
     let obs = LabObserver::start(&dir, &[]);
     let revision = || obs.revision();
     let wait_revision = |after: u64| obs.wait_revision(after);
@@ -437,7 +432,6 @@ fn policy_changes_apply_on_a_running_observer_and_bad_files_keep_the_rest() {
     wait_revision(before);
     assert!(reachable("fsl-y-a", xb) && reachable("fsl-y-a", xc));
     drop(obs);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn allow_port(port: u16) -> String {
@@ -460,8 +454,7 @@ fn hot_reload_under_traffic_never_judges_by_a_mix() {
     let _guard = LabGuard;
     let _ = flowscope(&["lab", "down"]);
     assert!(flowscope(&["lab", "up", XYZ]).status.success());
-    let dir = std::env::temp_dir().join(format!("reload-traffic-{}", util::unique()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = util::TempDir::new("reload-traffic");
     let file = dir.join("policy.yaml");
     std::fs::write(&file, allow_port(80)).unwrap();
     let obs = LabObserver::start(&dir, &["--max-flows", "65535"]);
@@ -553,7 +546,6 @@ fn hot_reload_under_traffic_never_judges_by_a_mix() {
         );
     }
     drop(obs);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Sends one SCTP INIT to `dst:port` from the current namespace through a raw socket (the
@@ -603,8 +595,7 @@ fn sctp_is_enforced_by_port() {
     let _guard = LabGuard;
     let _ = flowscope(&["lab", "down"]);
     assert!(flowscope(&["lab", "up", XYZ]).status.success());
-    let dir = std::env::temp_dir().join(format!("sctp-{}", util::unique()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = util::TempDir::new("sctp");
     std::fs::write(
         dir.join("sctp.yaml"),
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: allow-sctp, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: b}}\n  ingress:\n    - from: [{namespaceSelector: {matchLabels: {ns: \"y\"}}}]\n      ports: [{port: 9999, protocol: SCTP}]\n",
@@ -639,7 +630,6 @@ fn sctp_is_enforced_by_port() {
     assert_eq!(denied["verdict"], "DROPPED", "{denied}");
     assert_eq!(denied["drop_reason_desc"], "POLICY_DENIED");
     drop(obs);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A wide endPort range (81-65535, seven port blocks) through the real datapath: x/b accepts
@@ -650,8 +640,7 @@ fn wide_port_ranges_are_enforced() {
     let _guard = LabGuard;
     let _ = flowscope(&["lab", "down"]);
     assert!(flowscope(&["lab", "up", XYZ]).status.success());
-    let dir = std::env::temp_dir().join(format!("range-{}", util::unique()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = util::TempDir::new("range");
     std::fs::write(
         dir.join("range.yaml"),
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: high-ports, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: b}}\n  ingress:\n    - ports: [{port: 81, endPort: 65535, protocol: TCP}]\n",
@@ -685,5 +674,4 @@ fn wide_port_ranges_are_enforced() {
         "L4-Only: any peer, a port block"
     );
     drop(obs);
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -108,8 +108,7 @@ fn prometheus_scrapes_the_flows_the_policies_decided() {
     ]);
 
     // A real Prometheus scraping the observer every second.
-    let dir = std::env::temp_dir().join(format!("prometheus-{}", util::unique()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = util::TempDir::new("prometheus");
     let config = dir.join("prometheus.yml");
     std::fs::write(
         &config,
@@ -248,5 +247,4 @@ fn prometheus_scrapes_the_flows_the_policies_decided() {
         assert!(body.contains("flowscope_drop_total"), "{body}");
     }
     drop(obs);
-    let _ = std::fs::remove_dir_all(&dir);
 }
