@@ -56,7 +56,15 @@ pub fn status(server: &str, json: bool) -> anyhow::Result<()> {
     if lost > 0 {
         println!("Events lost: {}", thousands(lost));
     }
-    println!("Connected Nodes: 1/1");
+    // Hubble's ServerStatus fields when the server aggregates nodes (a relay); an observer is
+    // one node, connected since it answered.
+    let connected = s["num_connected_nodes"].as_u64().unwrap_or(1);
+    let unavailable = s["num_unavailable_nodes"].as_u64().unwrap_or(0);
+    println!("Connected Nodes: {connected}/{}", connected + unavailable);
+    if let Some(nodes) = s["unavailable_nodes"].as_array().filter(|n| !n.is_empty()) {
+        let names: Vec<&str> = nodes.iter().filter_map(Value::as_str).collect();
+        println!("Unavailable Nodes: {}", names.join(", "));
+    }
     Ok(())
 }
 
