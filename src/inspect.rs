@@ -1,4 +1,4 @@
-//! One-shot views of a running observer (or, later, a relay): `status`, `list nodes`,
+//! One-shot views of a running observer or relay: `status`, `list nodes`,
 //! `list namespaces`, in the shape `hubble status` / `hubble list` print them.
 
 use serde_json::Value;
@@ -68,41 +68,55 @@ pub fn status(server: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `flowscope list nodes`: the nodes behind the server, like `hubble list nodes`.
+/// `flowscope list nodes`: the nodes behind the server, like `hubble list nodes`: an observer
+/// is one, a relay lists each of its observers with its state.
 pub fn nodes(server: &str, json: bool) -> anyhow::Result<()> {
-    let s = get_json(server, "/api/v1/status")?;
-    let n = |k: &str| s[k].as_u64().unwrap_or(0);
-    let name = s["node_name"].as_str().unwrap_or("");
+    let nodes = get_json(server, "/api/v1/nodes")?;
+    let nodes = nodes.as_array().cloned().unwrap_or_default();
     if json {
-        let node = serde_json::json!({
-            "name": name,
-            "version": s["version"],
-            "state": "NODE_CONNECTED",
-            "address": server,
-            "uptime_ns": n("uptime_ns"),
-            "num_flows": n("num_flows"),
-            "max_flows": n("max_flows"),
-            "seen_flows": n("seen_flows"),
-        });
-        println!("{node}");
+        for node in &nodes {
+            println!("{node}");
+        }
         return Ok(());
     }
-    let rows = [
-        [
-            "NAME".to_string(),
-            "STATUS".into(),
-            "AGE".into(),
-            "FLOWS/S".into(),
-            "CURRENT/MAX-FLOWS".into(),
-        ],
-        [
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "STATUS".into(),
+        "AGE".into(),
+        "FLOWS/S".into(),
+        "CURRENT/MAX-FLOWS".into(),
+    ]];
+    for node in &nodes {
+        let n = |k: &str| node[k].as_u64().unwrap_or(0);
+        let connected = node["state"] == "NODE_CONNECTED";
+        let status = match node["state"].as_str().unwrap_or("") {
+            "NODE_CONNECTED" => "Connected",
+            "NODE_UNAVAILABLE" => "Unavailable",
+            "NODE_GONE" => "Gone",
+            "NODE_ERROR" => "Error",
+            _ => "Unknown",
+        };
+        let name = node["name"].as_str().unwrap_or("");
+        rows.push([
             name.to_string(),
-            "Connected".into(),
-            age(n("uptime_ns")),
-            format!("{:.2}", s["flows_rate"].as_f64().unwrap_or(0.0)),
-            fill(n("num_flows"), n("max_flows")),
-        ],
-    ];
+            status.into(),
+            if connected {
+                age(n("uptime_ns"))
+            } else {
+                "N/A".into()
+            },
+            if connected {
+                format!("{:.2}", node["flows_rate"].as_f64().unwrap_or(0.0))
+            } else {
+                "N/A".into()
+            },
+            if connected {
+                fill(n("num_flows"), n("max_flows"))
+            } else {
+                "N/A".into()
+            },
+        ]);
+    }
     print_table(&rows);
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The observer's HTTP and WebSocket API (axum):
 //! - `GET /api/v1/flows` (WebSocket): the first client message is a `GetFlowsRequest`; the server
 //!   answers with `hubble observe -o json` lines: flows and lost events.
-//! - `GET /api/v1/status`, `/healthz`, `/readyz`.
+//! - `GET /api/v1/status`, `/api/v1/nodes`, `/healthz`, `/readyz`.
 //! - `GET /api/v1/graph`: the service map of the stored flows (`graph`).
 //! - `GET /` and `/ui/*`: the web UI (`ui`).
 
@@ -120,6 +120,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/v1/flows", get(flows))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/endpoints", get(endpoints))
         .route("/api/v1/policies", get(policies))
         .route("/api/v1/graph", get(crate::graph::graph))
@@ -174,6 +175,44 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<StatusBody> {
         newest_flow_time: ts(s.newest_time_ns),
         runtime,
     })
+}
+
+/// One node as Hubble's `GetNodes` returns it (`flowscope list nodes`); a relay answers the
+/// same shape for each of its observers.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct NodeInfo {
+    pub name: String,
+    pub version: String,
+    pub address: String,
+    /// `NODE_CONNECTED`, `NODE_UNAVAILABLE`, ...
+    pub state: flowscope_model::flow::NodeState,
+    pub uptime_ns: u64,
+    pub num_flows: u64,
+    pub max_flows: u64,
+    pub seen_flows: u64,
+    pub flows_rate: f64,
+    /// Why the node is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `GET /api/v1/nodes`: this observer, the one node it is.
+async fn nodes(State(st): State<Arc<AppState>>) -> Json<Vec<NodeInfo>> {
+    let s = st.store.status();
+    let rate = st.runtime.lock().map(|r| r.flows_rate).unwrap_or(0.0);
+    Json(vec![NodeInfo {
+        name: st.node_name.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        address: String::new(),
+        state: flowscope_model::flow::NodeState::Connected,
+        uptime_ns: st.started.elapsed().as_nanos() as u64,
+        num_flows: s.len as u64,
+        max_flows: s.capacity as u64,
+        seen_flows: s.total_written,
+        flows_rate: rate,
+        error: None,
+    }])
 }
 
 /// One line of `flowscope endpoint list`, like `cilium endpoint list`.
@@ -310,7 +349,7 @@ async fn serve_flows(socket: WebSocket, st: Arc<AppState>) {
     }
 }
 
-fn parse_request(text: &str) -> Result<(GetFlowsRequest, FilterSet), String> {
+pub fn parse_request(text: &str) -> Result<(GetFlowsRequest, FilterSet), String> {
     let req: GetFlowsRequest =
         serde_json::from_str(text).map_err(|e| format!("invalid request: {e}"))?;
     req.validate()
@@ -322,7 +361,7 @@ fn parse_request(text: &str) -> Result<(GetFlowsRequest, FilterSet), String> {
 
 /// Sends the full reason as a JSON error line (a close reason is capped at 123 bytes), then
 /// closes with 1007 (invalid payload data) and as much of the reason as fits.
-async fn refuse(tx: &mut SplitSink<WebSocket, Message>, reason: String) {
+pub async fn refuse(tx: &mut SplitSink<WebSocket, Message>, reason: String) {
     let line = serde_json::json!({ "error": { "code": "INVALID_ARGUMENT", "message": reason } });
     let _ = tx.send(Message::Text(line.to_string().into())).await;
     let mut short = reason;

@@ -39,10 +39,10 @@ pub struct GraphQuery {
 }
 
 /// What a graph request asks for, checked.
-struct GraphRequest {
-    view: GraphView,
-    config: GraphConfig,
-    flows: GetFlowsRequest,
+pub struct GraphRequest {
+    pub view: GraphView,
+    pub config: GraphConfig,
+    pub flows: GetFlowsRequest,
 }
 
 fn comma_list(value: Option<&str>) -> Vec<String> {
@@ -56,7 +56,8 @@ fn comma_list(value: Option<&str>) -> Vec<String> {
 }
 
 impl GraphQuery {
-    fn parse(&self) -> Result<GraphRequest, String> {
+    /// Checks the query parameters; the error names the one at fault.
+    pub fn parse(&self) -> Result<GraphRequest, String> {
         let mut config = GraphConfig::default();
         let labels = comma_list(self.labels.as_deref());
         if labels.len() > MAX_NAME_LABELS {

@@ -3,6 +3,8 @@
 //! when the test fails.
 #![allow(dead_code)]
 
+pub mod prom;
+
 use std::{
     net::{Ipv4Addr, SocketAddr, TcpListener},
     process::{Child, Command, Stdio},
@@ -224,9 +226,14 @@ pub struct Observer {
 impl Observer {
     pub fn start(args: &[&str]) -> Observer {
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        Observer::start_at(api, "test-node", args)
+    }
+
+    /// An observer named `node` serving its API on `api`.
+    pub fn start_at(api: SocketAddr, node: &str, args: &[&str]) -> Observer {
         let child = Command::new(env!("CARGO_BIN_EXE_flowscope"))
             .arg("observer")
-            .args(["--listen", &api.to_string(), "--node-name", "test-node"])
+            .args(["--listen", &api.to_string(), "--node-name", node])
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

@@ -124,6 +124,11 @@ impl Format {
 }
 
 impl Exporter {
+    /// Serves another registry (the relay's) with the same formats and negotiation.
+    pub fn from_registry(registry: Registry) -> Arc<Exporter> {
+        Arc::new(Exporter { registry })
+    }
+
     pub fn render(&self, format: Format) -> Result<String, std::fmt::Error> {
         let mut out = String::with_capacity(16 * 1024);
         match format {
