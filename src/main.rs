@@ -32,6 +32,9 @@ struct Cli {
 enum Command {
     /// Run the per-node observer: attach the datapath to interfaces, serve flows.
     Observer(Box<ObserverArgs>),
+    /// One view of many observers, like Hubble Relay: their flows merged in time order, status,
+    /// nodes and the web UI, on one address.
+    Relay(RelayArgs),
     /// The main job on one machine: the built-in lab (the seed's cluster as network
     /// namespaces) with its traffic, and the observer with its API on localhost. Ctrl-C
     /// removes everything.
@@ -97,6 +100,40 @@ enum PolicyCommand {
         #[arg(long, default_value = "127.0.0.1:4244", env = "FLOWSCOPE_SERVER")]
         server: String,
     },
+}
+
+#[derive(Args)]
+struct RelayArgs {
+    /// Address of the relay's API (flows WebSocket, HTTP and the web UI).
+    #[arg(long, default_value = flowscope_relay::DEFAULT_LISTEN, env = "FLOWSCOPE_RELAY_LISTEN")]
+    listen: SocketAddr,
+    /// An observer's API address, `[NAME=]HOST:PORT` (repeatable). The name is shown until
+    /// the observer tells its own.
+    #[arg(long = "peer", value_name = "[NAME=]HOST:PORT")]
+    peers: Vec<flowscope_relay::PeerSpec>,
+    /// A file of observers, one `[NAME=]HOST:PORT` per line (`#` comments), re-read when it
+    /// changes. Bad lines are reported (log and status); the others are used.
+    #[arg(long, value_name = "FILE")]
+    peers_file: Option<PathBuf>,
+    /// `HOST:PORT` of a DNS name with one address per observer, e.g. a Kubernetes headless
+    /// Service (`flowscope-peers.kube-system.svc.cluster.local:4244`); re-resolved every 2 s.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
+    peer_service: Option<String>,
+    /// Where Prometheus scrapes the relay's metrics (peers, flows forwarded, merge queue).
+    #[arg(long, default_value = flowscope_relay::DEFAULT_METRICS_LISTEN, value_name = "ADDR",
+        env = "FLOWSCOPE_RELAY_METRICS_LISTEN")]
+    metrics_listen: SocketAddr,
+    /// Serve no metrics.
+    #[arg(long, conflicts_with = "metrics_listen")]
+    no_metrics: bool,
+    /// Metric name prefix: `flowscope`, or `hubble`.
+    #[arg(long, value_name = "NAME", default_value = "flowscope")]
+    metrics_prefix: flowscope_observer::metrics::Prefix,
+}
+
+fn parse_host_port(s: &str) -> Result<String, String> {
+    flowscope_relay::peers::check_host_port(s)?;
+    Ok(s.to_string())
 }
 
 #[derive(Args)]
@@ -259,7 +296,7 @@ fn main() {
     // Long-running roles log what they attach and serve; one-shot commands only warnings.
     let serving = matches!(
         cli.command,
-        Command::Observer(_) | Command::Demo(_) | Command::Lab(LabCommand::Run)
+        Command::Observer(_) | Command::Relay(_) | Command::Demo(_) | Command::Lab(LabCommand::Run)
     );
     if !serving {
         // One-shot commands end quietly when their output pipe closes (`| head`), as other
@@ -313,6 +350,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 metrics_prefix,
             };
             runtime.block_on(flowscope_observer::run(config, shutdown_signal()))
+        }
+        Command::Relay(a) => {
+            if a.peers.is_empty() && a.peers_file.is_none() && a.peer_service.is_none() {
+                anyhow::bail!(
+                    "the relay needs observers: give --peer HOST:PORT, --peers-file FILE or \
+                     --peer-service HOST:PORT"
+                );
+            }
+            if let Some(file) = &a.peers_file {
+                std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read the peers file {}", file.display()))?;
+            }
+            let config = flowscope_relay::RelayConfig {
+                listen: a.listen,
+                discovery: flowscope_relay::Discovery {
+                    peers: a.peers,
+                    peers_file: a.peers_file,
+                    peer_service: a.peer_service,
+                },
+                metrics_listen: (!a.no_metrics).then_some(a.metrics_listen),
+                metrics_prefix: a.metrics_prefix,
+            };
+            runtime.block_on(flowscope_relay::run(config, shutdown_signal()))
         }
         Command::Demo(a) => lab::demo(
             &runtime,

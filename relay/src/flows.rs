@@ -1,0 +1,596 @@
+//! `GET /api/v1/flows` on the relay: one request, answered from every connected observer.
+//!
+//! As Hubble's relay: the request is checked, then forwarded unchanged to each connected
+//! observer (so `number` means N per node); the client first gets `node_status` lines naming
+//! the connected and the unavailable nodes, then the observers' lines merged in time order
+//! ([`SortBuffer`]). A node whose stream fails gets a `NODE_UNAVAILABLE` line with the reason;
+//! when following, the relay re-attaches to it once it answers again, asking for the flows
+//! since the last one it forwarded from it (none are lost if the observer still holds them),
+//! and attaches to observers that join while the stream runs.
+//!
+//! Memory is bounded per request: each observer's lines go through a bounded channel (a slow
+//! client slows the observers' sends, whose own buffers count what they must drop), and the
+//! merge holds at most [`SORT_BUFFER_MAX`] lines.
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{
+        State, WebSocketUpgrade,
+        ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
+    },
+    response::Response,
+};
+use flowscope_model::{
+    Timestamp,
+    filter::GetFlowsRequest,
+    flow::{GetFlowsResponse, NodeState, NodeStatusEvent},
+};
+use flowscope_observer::api::{parse_request, refuse};
+use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite;
+use tracing::debug;
+
+use crate::{RelayState, merge::SortBuffer, peers::Peer};
+
+/// Lines the merge holds at most per request.
+pub const SORT_BUFFER_MAX: usize = 1024;
+/// A quiet observer holds the others' flows back this long at most (Hubble's relay flushes its
+/// sort buffer every second too).
+pub const IDLE_FLUSH: Duration = Duration::from_secs(1);
+/// Lines in flight from the observers to the merge, per request.
+const CHANNEL_LINES: usize = 4096;
+/// How long connecting to an observer's flow API may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a following stream looks for observers to (re)attach to, besides on changes.
+const REATTACH_INTERVAL: Duration = Duration::from_secs(2);
+/// How long the client may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+pub async fn flows(ws: WebSocketUpgrade, State(st): State<Arc<RelayState>>) -> Response {
+    ws.max_message_size(MAX_REQUEST_BYTES)
+        .on_upgrade(move |socket| serve(socket, st))
+}
+
+/// What an observer's stream sends the merge.
+enum Msg {
+    Line {
+        source: usize,
+        time_ns: i64,
+        flow: bool,
+        line: Utf8Bytes,
+    },
+    /// The observer ended the stream (request complete).
+    End { source: usize },
+    /// The stream failed; the message says why.
+    Failed { source: usize, error: String },
+}
+
+/// One observer attached to this request.
+struct Attached {
+    peer: Arc<Peer>,
+    /// Still streaming.
+    open: bool,
+    /// Time of the newest line forwarded from it, to resume after a failure.
+    last_ns: Option<i64>,
+    failed_at: Option<Instant>,
+    task: tokio::task::AbortHandle,
+}
+
+async fn serve(socket: WebSocket, st: Arc<RelayState>) {
+    let (mut tx, mut rx) = socket.split();
+    let request = match tokio::time::timeout(REQUEST_TIMEOUT, rx.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => parse_request(t.as_str()),
+        Ok(Some(Ok(Message::Binary(b)))) => match std::str::from_utf8(&b) {
+            Ok(t) => parse_request(t),
+            Err(_) => Err("request is not UTF-8 JSON".to_string()),
+        },
+        Ok(Some(Ok(_))) => Err("the first message must be a JSON GetFlowsRequest".to_string()),
+        Ok(_) => return,
+        Err(_) => Err(format!(
+            "no request within {}s: send a JSON GetFlowsRequest first",
+            REQUEST_TIMEOUT.as_secs()
+        )),
+    };
+    let request = match request {
+        Ok((request, _filters)) => request,
+        Err(reason) => {
+            refuse(&mut tx, reason).await;
+            return;
+        }
+    };
+    st.metrics.requests.inc();
+    let (gone_tx, mut gone) = tokio::sync::oneshot::channel::<()>();
+    let drain = tokio::spawn(async move {
+        while let Some(Ok(msg)) = rx.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+        let _ = gone_tx.send(());
+    });
+    let mut merge = Merge::new(&st, request);
+    let result = merge.run(&mut tx, &mut gone).await;
+    merge.stop();
+    drain.abort();
+    st.metrics.requests.dec();
+    let close = match result {
+        Ok(()) => Some((1000, "end of flows")),
+        Err(End::Shutdown) => Some((1001, "relay shutting down")),
+        Err(End::Gone) => None,
+    };
+    if let Some((code, reason)) = close {
+        let _ = tx
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })))
+            .await;
+    }
+}
+
+enum End {
+    Gone,
+    Shutdown,
+}
+
+struct Merge<'a> {
+    st: &'a RelayState,
+    request: GetFlowsRequest,
+    attached: BTreeMap<String, (usize, Attached)>,
+    sources: Vec<String>,
+    buffer: SortBuffer<(bool, Utf8Bytes)>,
+    tx: mpsc::Sender<Msg>,
+    rx: mpsc::Receiver<Msg>,
+    /// Lines counted in the merge-queue gauge now.
+    queued: i64,
+}
+
+impl<'a> Merge<'a> {
+    fn new(st: &'a RelayState, request: GetFlowsRequest) -> Self {
+        let (tx, rx) = mpsc::channel(CHANNEL_LINES);
+        Merge {
+            st,
+            request,
+            attached: BTreeMap::new(),
+            sources: Vec::new(),
+            buffer: SortBuffer::new(SORT_BUFFER_MAX, IDLE_FLUSH),
+            tx,
+            rx,
+            queued: 0,
+        }
+    }
+
+    /// Starts streaming from `peer` with `request`; returns its source index.
+    fn attach(&mut self, peer: Arc<Peer>, request: &GetFlowsRequest, last_ns: Option<i64>) {
+        let now = Instant::now();
+        let source = self.buffer.add_source(now);
+        self.sources.push(peer.address.clone());
+        let text = serde_json::to_string(request).unwrap_or_default();
+        let task =
+            tokio::spawn(pump(peer.address.clone(), text, source, self.tx.clone())).abort_handle();
+        if let Some((_, old)) = self.attached.get(&peer.address) {
+            old.task.abort();
+        }
+        self.attached.insert(
+            peer.address.clone(),
+            (
+                source,
+                Attached {
+                    peer,
+                    open: true,
+                    last_ns,
+                    failed_at: None,
+                    task,
+                },
+            ),
+        );
+    }
+
+    fn stop(&mut self) {
+        for (_, a) in self.attached.values() {
+            a.task.abort();
+        }
+        self.st.metrics.merge_queue.dec_by(self.queued);
+        self.queued = 0;
+    }
+
+    async fn run(
+        &mut self,
+        tx: &mut SplitSink<WebSocket, Message>,
+        gone: &mut tokio::sync::oneshot::Receiver<()>,
+    ) -> Result<(), End> {
+        let follow = self.request.follow;
+        let until_ns = self.request.until.map(|t| t.as_unix_nanos());
+        let mut changes = self.st.pool.subscribe();
+        let mut shutdown = self.st.shutdown.clone();
+        // Who is there now: connected nodes get the request, the others are reported.
+        let (mut connected, mut unavailable) = (Vec::new(), Vec::new());
+        for peer in self.st.pool.peers() {
+            if peer.is_connected() {
+                connected.push(peer.name());
+                let request = self.request.clone();
+                self.attach(peer, &request, None);
+            } else {
+                unavailable.push(peer.name());
+            }
+        }
+        changes.mark_unchanged();
+        if !connected.is_empty() {
+            send_status(tx, NodeState::Connected, connected, String::new()).await?;
+        }
+        if !unavailable.is_empty() {
+            send_status(tx, NodeState::Unavailable, unavailable, String::new()).await?;
+        }
+        tx.flush().await.map_err(|_| End::Gone)?;
+
+        let mut inbox = Vec::with_capacity(256);
+        let mut out = Vec::with_capacity(256);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_scan = Instant::now();
+        loop {
+            let mut statuses: Vec<(NodeState, Vec<String>, String)> = Vec::new();
+            tokio::select! {
+                n = self.rx.recv_many(&mut inbox, 256) => {
+                    debug_assert!(n > 0, "the merge holds a sender");
+                }
+                _ = tick.tick() => {}
+                _ = changes.changed(), if follow => {
+                    self.reattach(&mut statuses);
+                    last_scan = Instant::now();
+                }
+                _ = &mut *gone => return Err(End::Gone),
+                _ = shutdown.changed() => return Err(End::Shutdown),
+            }
+            if follow && last_scan.elapsed() >= REATTACH_INTERVAL {
+                self.reattach(&mut statuses);
+                last_scan = Instant::now();
+            }
+            for msg in inbox.drain(..) {
+                self.take(msg, &mut statuses);
+            }
+            let now = Instant::now();
+            // Everything ended: the request is complete, unless following, which waits for
+            // observers to come back until `until`.
+            let until_passed = until_ns.is_some_and(|u| now_unix_nanos() > u);
+            let finished = self.buffer.open_sources() == 0 && (!follow || until_passed);
+            if finished {
+                self.buffer.drain(now, &mut out);
+            } else {
+                self.buffer.pop_ready(now, &mut out);
+            }
+            let flows = send(tx, &mut out, statuses).await?;
+            let held = self.buffer.len() as i64;
+            self.st.metrics.merge_queue.inc_by(held - self.queued);
+            self.queued = held;
+            self.st.metrics.flows_forwarded.inc_by(flows);
+            if finished {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Takes one message from an observer's stream.
+    fn take(&mut self, msg: Msg, statuses: &mut Vec<(NodeState, Vec<String>, String)>) {
+        match msg {
+            Msg::Line {
+                source,
+                time_ns,
+                flow,
+                line,
+            } => {
+                let Some((current, a)) = self
+                    .sources
+                    .get(source)
+                    .and_then(|addr| self.attached.get_mut(addr))
+                else {
+                    return;
+                };
+                // A line from a stream this request has replaced since.
+                if *current != source {
+                    return;
+                }
+                if flow {
+                    a.last_ns = Some(a.last_ns.map_or(time_ns, |l| l.max(time_ns)));
+                }
+                self.buffer.push(source, time_ns, (flow, line));
+            }
+            Msg::End { source } => {
+                self.buffer.end(source);
+                if let Some((current, a)) = self
+                    .sources
+                    .get(source)
+                    .and_then(|addr| self.attached.get_mut(addr))
+                    && *current == source
+                {
+                    a.open = false;
+                }
+            }
+            Msg::Failed { source, error } => {
+                self.buffer.end(source);
+                let Some(address) = self.sources.get(source) else {
+                    return;
+                };
+                if let Some((current, a)) = self.attached.get_mut(address)
+                    && *current == source
+                {
+                    a.open = false;
+                    a.failed_at = Some(Instant::now());
+                    self.st.metrics.peer_stream_errors.inc();
+                    debug!(peer = %a.peer.name(), "Flow stream failed: {error}");
+                    self.st.pool.report_offline(address, &error);
+                    statuses.push((NodeState::Unavailable, vec![a.peer.name()], error));
+                }
+            }
+        }
+    }
+
+    /// Following: attach to observers that connected since, and re-attach to those whose
+    /// stream failed and that answer again.
+    fn reattach(&mut self, statuses: &mut Vec<(NodeState, Vec<String>, String)>) {
+        let mut joined = Vec::new();
+        for peer in self.st.pool.peers() {
+            if !peer.is_connected() {
+                continue;
+            }
+            let resume = match self.attached.get(&peer.address) {
+                None => None,
+                Some((_, a)) if a.open => continue,
+                // Ended on its own (`until` reached): nothing more to ask.
+                Some((_, a)) if a.failed_at.is_none() => continue,
+                Some((_, a)) => {
+                    if a.failed_at.is_some_and(|t| t.elapsed() < REATTACH_INTERVAL) {
+                        continue;
+                    }
+                    Some(a.last_ns)
+                }
+            };
+            // New flows only for a node that joins; for one that comes back, the flows since
+            // the last one forwarded from it.
+            let mut request = self.request.clone();
+            request.number = 0;
+            request.first = false;
+            request.since = match resume {
+                Some(Some(last)) => Some(Timestamp::from_unix_nanos(last.saturating_add(1))),
+                _ => None,
+            };
+            let last = resume.flatten();
+            joined.push(peer.name());
+            self.attach(peer, &request, last);
+        }
+        if !joined.is_empty() {
+            statuses.push((NodeState::Connected, joined, String::new()));
+        }
+    }
+}
+
+/// Sends node status lines, then `out`, and flushes once; returns the flows sent.
+async fn send(
+    tx: &mut SplitSink<WebSocket, Message>,
+    out: &mut Vec<(bool, Utf8Bytes)>,
+    statuses: Vec<(NodeState, Vec<String>, String)>,
+) -> Result<u64, End> {
+    if out.is_empty() && statuses.is_empty() {
+        return Ok(0);
+    }
+    for (state, names, message) in statuses {
+        send_status(tx, state, names, message).await?;
+    }
+    let mut flows = 0;
+    for (flow, line) in out.drain(..) {
+        flows += u64::from(flow);
+        tx.feed(Message::Text(line)).await.map_err(|_| End::Gone)?;
+    }
+    tx.flush().await.map_err(|_| End::Gone)?;
+    Ok(flows)
+}
+
+async fn send_status(
+    tx: &mut SplitSink<WebSocket, Message>,
+    state: NodeState,
+    node_names: Vec<String>,
+    message: String,
+) -> Result<(), End> {
+    let response = GetFlowsResponse::from_node_status(
+        NodeStatusEvent {
+            state_change: state,
+            node_names,
+            message,
+        },
+        "",
+        Timestamp::from_unix_nanos(now_unix_nanos()),
+    );
+    let line = serde_json::to_string(&response.as_ref()).unwrap_or_default();
+    tx.feed(Message::Text(line.into()))
+        .await
+        .map_err(|_| End::Gone)
+}
+
+/// The flow lines the connected observers answer `request` with (not following), unordered,
+/// for the relay's own views (the graph). The channel ends when every observer has answered;
+/// dropping it stops the streams.
+pub fn history(st: &RelayState, request: &GetFlowsRequest) -> mpsc::Receiver<Utf8Bytes> {
+    let (tx, mut rx) = mpsc::channel(CHANNEL_LINES);
+    let (out_tx, out_rx) = mpsc::channel(CHANNEL_LINES);
+    let text = serde_json::to_string(request).unwrap_or_default();
+    let pumps: Vec<_> = st
+        .pool
+        .peers()
+        .into_iter()
+        .filter(|p| p.is_connected())
+        .enumerate()
+        .map(|(i, p)| tokio::spawn(pump(p.address.clone(), text.clone(), i, tx.clone())))
+        .collect();
+    drop(tx);
+    tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if let Msg::Line {
+                flow: true, line, ..
+            } = msg
+                && out_tx.send(line).await.is_err()
+            {
+                break;
+            }
+        }
+        for p in pumps {
+            p.abort();
+        }
+    });
+    out_rx
+}
+
+/// Streams one observer's answer to `request` into the merge.
+async fn pump(address: String, request: String, source: usize, tx: mpsc::Sender<Msg>) {
+    let error = match stream_from(&address, request, source, &tx).await {
+        Ok(()) => {
+            let _ = tx.send(Msg::End { source }).await;
+            return;
+        }
+        Err(e) => e,
+    };
+    let _ = tx.send(Msg::Failed { source, error }).await;
+}
+
+async fn stream_from(
+    address: &str,
+    request: String,
+    source: usize,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<(), String> {
+    let url = format!("ws://{address}/api/v1/flows");
+    let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(&url))
+        .await
+        .map_err(|_| format!("no WebSocket connection to {address} within 5 s"))?
+        .map_err(|e| format!("connecting to {url}: {e}"))?;
+    ws.send(tungstenite::Message::Text(request.into()))
+        .await
+        .map_err(|e| format!("sending the request to {address}: {e}"))?;
+    while let Some(msg) = ws.next().await {
+        match msg.map_err(|e| format!("reading flows from {address}: {e}"))? {
+            tungstenite::Message::Text(text) => {
+                let bytes: bytes::Bytes = text.into();
+                let Ok(line) = Utf8Bytes::try_from(bytes) else {
+                    continue;
+                };
+                let (time_ns, kind) = line_head(&line);
+                if kind == Kind::Error {
+                    return Err(format!(
+                        "{address} refused the request: {}",
+                        error_message(&line)
+                    ));
+                }
+                let msg = Msg::Line {
+                    source,
+                    time_ns: time_ns.unwrap_or_else(now_unix_nanos),
+                    flow: kind == Kind::Flow,
+                    line,
+                };
+                if tx.send(msg).await.is_err() {
+                    return Ok(());
+                }
+            }
+            tungstenite::Message::Close(frame) => {
+                return match frame {
+                    Some(f) if u16::from(f.code) == 1000 => Ok(()),
+                    Some(f) => Err(format!(
+                        "{address} closed the stream: {} {}",
+                        u16::from(f.code),
+                        f.reason
+                    )),
+                    None => Err(format!("{address} closed the stream")),
+                };
+            }
+            _ => {}
+        }
+    }
+    Err(format!("{address}: connection closed"))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Flow,
+    Other,
+    Error,
+}
+
+/// The time and kind of one `GetFlowsResponse` line, without building the flow. Observers
+/// write the kind first and the time last; a line laid out otherwise is parsed in full.
+fn line_head(line: &str) -> (Option<i64>, Kind) {
+    let kind = if line.starts_with("{\"flow\":") {
+        Some(Kind::Flow)
+    } else if line.starts_with("{\"lost_events\":") || line.starts_with("{\"node_status\":") {
+        Some(Kind::Other)
+    } else if line.starts_with("{\"error\":") {
+        return (None, Kind::Error);
+    } else {
+        None
+    };
+    let fast = kind.and_then(|k| {
+        let tail = line.strip_suffix("\"}")?;
+        let at = tail.rfind("\"time\":\"")?;
+        let ts: Timestamp = tail[at + 8..].parse().ok()?;
+        Some((Some(ts.as_unix_nanos()), k))
+    });
+    if let Some(head) = fast {
+        return head;
+    }
+    #[derive(serde::Deserialize)]
+    struct Head {
+        time: Option<Timestamp>,
+        flow: Option<serde::de::IgnoredAny>,
+        error: Option<serde::de::IgnoredAny>,
+    }
+    match serde_json::from_str::<Head>(line) {
+        Ok(h) if h.error.is_some() => (None, Kind::Error),
+        Ok(h) => (
+            h.time.map(|t| t.as_unix_nanos()),
+            if h.flow.is_some() {
+                Kind::Flow
+            } else {
+                Kind::Other
+            },
+        ),
+        Err(_) => (None, Kind::Other),
+    }
+}
+
+fn error_message(line: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| line.chars().take(200).collect())
+}
+
+pub fn now_unix_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_heads_are_read_without_building_the_flow() {
+        let flow = r#"{"flow":{"time":"2026-11-25T10:00:00.000000001Z","verdict":"FORWARDED"},"node_name":"n1","time":"2026-11-25T10:00:00.000000001Z"}"#;
+        let t: Timestamp = "2026-11-25T10:00:00.000000001Z".parse().unwrap();
+        assert_eq!(line_head(flow), (Some(t.as_unix_nanos()), Kind::Flow));
+        let lost = r#"{"lost_events":{"source":"HUBBLE_RING_BUFFER","num_events_lost":"3"},"node_name":"n1","time":"2026-11-25T10:00:00.000000001Z"}"#;
+        assert_eq!(line_head(lost), (Some(t.as_unix_nanos()), Kind::Other));
+        // Another server's field order: parsed in full.
+        let other = r#"{"time":"2026-11-25T10:00:00.000000001Z","node_name":"n1","flow":{"verdict":"DROPPED"}}"#;
+        assert_eq!(line_head(other), (Some(t.as_unix_nanos()), Kind::Flow));
+        let err = r#"{"error":{"code":"INVALID_ARGUMENT","message":"bad"}}"#;
+        assert_eq!(line_head(err).1, Kind::Error);
+        assert_eq!(error_message(err), "bad");
+    }
+}

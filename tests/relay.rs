@@ -1,0 +1,516 @@
+//! The relay end to end, as root: two real observers with their kernel programs on their own
+//! test hosts (two "nodes"), real traffic, the real relay binary in front of them, the CLI and
+//! a WebSocket client against the relay, and a real Prometheus scraping the relay's metrics.
+
+mod util;
+
+use std::{
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use util::{
+    Observer, Received, TestHost, flowscope, free_port, http_get, next,
+    prom::{Prometheus, promtool_accepts, scrape},
+    subscribe,
+};
+
+/// A running `flowscope relay`, killed on drop.
+struct Relay {
+    child: Child,
+    api: SocketAddr,
+    metrics: SocketAddr,
+}
+
+impl Relay {
+    fn start(args: &[&str]) -> Relay {
+        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+            .arg("relay")
+            .args(["--listen", &api.to_string()])
+            .args(["--metrics-listen", &metrics.to_string()])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn flowscope relay");
+        let mut r = Relay {
+            child,
+            api,
+            metrics,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = r.child.try_wait().unwrap() {
+                panic!("relay exited early: {status}");
+            }
+            if http_get(r.api, "/readyz").is_some_and(|(c, _)| c == 200) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "relay not ready within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        r
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let (code, body) = http_get(self.api, path).expect(path);
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+
+    fn status(&self) -> Value {
+        self.get("/api/v1/status")
+    }
+
+    /// Waits until the relay counts `connected` connected and `unavailable` unavailable nodes.
+    fn wait_nodes(&self, connected: u64, unavailable: u64, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let s = self.status();
+            if s["num_connected_nodes"] == connected && s["num_unavailable_nodes"] == unavailable {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "want {connected} connected, {unavailable} unavailable: {s:#}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn server(&self) -> String {
+        self.api.to_string()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `flowscope observe ... -o jsonpb` against `server`: the JSON lines on stdout.
+fn observe(server: &str, args: &[&str]) -> (Vec<Value>, String) {
+    let mut all = vec!["observe", "--server", server, "-o", "jsonpb"];
+    all.extend_from_slice(args);
+    let out = flowscope(&all);
+    assert!(out.status.success(), "observe {args:?}: {}", text(&out));
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (lines, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// (node, time, source, destination) of each flow line.
+fn flow_keys(lines: &[Value]) -> Vec<(String, String, String, String)> {
+    lines
+        .iter()
+        .filter(|l| l.get("flow").is_some())
+        .map(|l| {
+            (
+                l["node_name"].as_str().unwrap_or_default().to_string(),
+                l["time"].as_str().unwrap_or_default().to_string(),
+                l["flow"]["IP"]["source"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                l["flow"]["IP"]["destination"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+fn rfc3339_now() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%NZ"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Waits for a `node_status` line with `state` naming `node` on a following stream, skipping
+/// flows; returns the flows seen meanwhile.
+async fn wait_status(ws: &mut util::Ws, state: &str, node: &str, within: Duration) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut flows = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match next(ws, left).await {
+            Some(Received::Json(v)) => {
+                let s = &v["node_status"];
+                if s["state_change"] == state
+                    && s["node_names"]
+                        .as_array()
+                        .is_some_and(|n| n.iter().any(|x| x == node))
+                {
+                    return flows;
+                }
+                if v.get("flow").is_some() {
+                    flows.push(v);
+                }
+            }
+            other => panic!("no {state} for {node} (got {other:?})"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_merges_two_nodes_in_time_order_and_follows_one_leaving_and_coming_back() {
+    let h1 = TestHost::new();
+    let h2 = TestHost::new();
+    let api_b: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let oa = Observer::start_at(
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        "node-a",
+        &["--interface", &h1.host_if],
+    );
+    let ob = Observer::start_at(api_b, "node-b", &["--interface", &h2.host_if]);
+    // One peer named on the command line, one known only by address until it answers.
+    let relay = Relay::start(&[
+        "--peer",
+        &format!("node-a={}", oa.api),
+        "--peer",
+        &api_b.to_string(),
+    ]);
+    let status = relay.wait_nodes(2, 0, Duration::from_secs(10));
+    assert_eq!(status["unavailable_nodes"], json!([]));
+
+    // Traffic on both nodes, interleaved in time.
+    let t0 = rfc3339_now();
+    for _ in 0..2 {
+        assert!(h1.ping(&h1.host_ip.to_string(), 2));
+        assert!(h2.ping(&h2.host_ip.to_string(), 2));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let t1 = rfc3339_now();
+    let window = ["--since", t0.as_str(), "--until", t1.as_str()];
+
+    // The relay's answer is exactly the union of the observers' answers, in time order.
+    let (via_relay, _) = observe(&relay.server(), &window);
+    let (direct_a, _) = observe(&oa.api.to_string(), &window);
+    let (direct_b, _) = observe(&api_b.to_string(), &window);
+    let relayed = flow_keys(&via_relay);
+    let mut union = flow_keys(&direct_a);
+    union.extend(flow_keys(&direct_b));
+    assert!(
+        relayed.iter().filter(|k| k.0 == "node-a").count() >= 4
+            && relayed.iter().filter(|k| k.0 == "node-b").count() >= 4,
+        "echo requests and replies from both nodes: {relayed:#?}"
+    );
+    let mut sorted_relayed = relayed.clone();
+    sorted_relayed.sort();
+    union.sort();
+    assert_eq!(sorted_relayed, union, "relay vs observers");
+    let times: Vec<i128> = via_relay
+        .iter()
+        .filter(|l| l.get("flow").is_some())
+        .map(|l| {
+            let t = l["time"].as_str().unwrap();
+            let out = Command::new("date")
+                .args(["-u", "-d", t, "+%s%N"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        })
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "flows out of time order: {relayed:#?}"
+    );
+
+    // Filters are applied for every node: only node-b's flows.
+    let (only_b, _) = observe(
+        &relay.server(),
+        &[&window[..], &["--node-name", "node-b"]].concat(),
+    );
+    assert_eq!(flow_keys(&only_b), {
+        let mut b = flow_keys(&direct_b);
+        b.sort_by(|x, y| x.1.cmp(&y.1));
+        b
+    });
+    // `--last N` is N per node, as with Hubble Relay.
+    let (last, _) = observe(&relay.server(), &["--last", "2"]);
+    let keys = flow_keys(&last);
+    assert_eq!(keys.len(), 4, "{keys:#?}");
+    assert_eq!(keys.iter().filter(|k| k.0 == "node-b").count(), 2);
+
+    // The service map counts both nodes' flows in the window.
+    let req = url_encode(&json!({"since": t0, "until": t1}).to_string());
+    let graph = relay.get(&format!("/api/v1/graph?request={req}"));
+    let graph_a: Value = serde_json::from_str(
+        &http_get(oa.api, &format!("/api/v1/graph?request={req}"))
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    let graph_b: Value = serde_json::from_str(
+        &http_get(api_b, &format!("/api/v1/graph?request={req}"))
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    assert_eq!(
+        graph["flows"].as_u64(),
+        Some(graph_a["flows"].as_u64().unwrap() + graph_b["flows"].as_u64().unwrap()),
+        "{graph:#}"
+    );
+    assert!(graph["flows"].as_u64().unwrap() >= 8);
+    // The same UI page as an observer's.
+    let (code, page) = http_get(relay.api, "/").unwrap();
+    assert_eq!(code, 200);
+    assert!(page.contains("<html"), "{page}");
+
+    // status and list nodes, as hubble prints them against a relay.
+    let out = flowscope(&["status", "--server", &relay.server()]);
+    assert!(
+        text(&out).contains("Connected Nodes: 2/2"),
+        "{}",
+        text(&out)
+    );
+    let out = flowscope(&["list", "nodes", "--server", &relay.server()]);
+    let listed = text(&out);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("node-a") && l.contains("Connected"))
+            && listed
+                .lines()
+                .any(|l| l.starts_with("node-b") && l.contains("Connected")),
+        "{listed}"
+    );
+
+    // A real Prometheus scrapes the relay.
+    let prom = Prometheus::start(&[("relay", &relay.metrics.to_string())]);
+    let soon = || Instant::now() + Duration::from_secs(15);
+    prom.wait_for("flowscope_relay_peers{state=\"connected\"}", 2.0, soon());
+    assert!(
+        prom.query("flowscope_relay_flows_forwarded_total")
+            .is_some_and(|v| v >= relayed.len() as f64),
+        "flows forwarded"
+    );
+    prom.wait_for("flowscope_relay_merge_queue_depth", 0.0, soon());
+
+    // Following: the stream names the connected nodes first, then flows arrive from both.
+    let mut ws = subscribe(
+        &format!("ws://{}/api/v1/flows", relay.api),
+        json!({"follow": true}),
+    )
+    .await;
+    match next(&mut ws, Duration::from_secs(5)).await {
+        Some(Received::Json(v)) => {
+            assert_eq!(v["node_status"]["state_change"], "NODE_CONNECTED", "{v}");
+            let names = v["node_status"]["node_names"].as_array().unwrap();
+            assert_eq!(names.len(), 2, "{v}");
+        }
+        other => panic!("expected the connected nodes first, got {other:?}"),
+    }
+    prom.wait_for("flowscope_relay_flow_requests", 1.0, soon());
+
+    // node-b goes away: the stream says so at once, status and metrics follow.
+    drop(ob);
+    wait_status(
+        &mut ws,
+        "NODE_UNAVAILABLE",
+        "node-b",
+        Duration::from_secs(10),
+    )
+    .await;
+    let s = relay.wait_nodes(1, 1, Duration::from_secs(10));
+    assert_eq!(s["unavailable_nodes"], json!(["node-b"]), "{s:#}");
+    prom.wait_for("flowscope_relay_peers{state=\"unavailable\"}", 1.0, soon());
+    prom.wait_for("flowscope_relay_peer_up{node=\"node-b\"}", 0.0, soon());
+    prom.wait_for("flowscope_relay_peer_up{node=\"node-a\"}", 1.0, soon());
+    let out = flowscope(&["status", "--server", &relay.server()]);
+    assert!(
+        text(&out).contains("Connected Nodes: 1/2") && text(&out).contains("node-b"),
+        "{}",
+        text(&out)
+    );
+    let out = flowscope(&["list", "nodes", "--server", &relay.server()]);
+    assert!(
+        text(&out)
+            .lines()
+            .any(|l| l.starts_with("node-b") && l.contains("Unavailable")),
+        "{}",
+        text(&out)
+    );
+    // A query still answers with the nodes there, and warns about the one missing.
+    let (lines, stderr) = observe(&relay.server(), &["--last", "3"]);
+    assert!(flow_keys(&lines).iter().all(|k| k.0 == "node-a"));
+    assert!(
+        stderr.contains("NODE_UNAVAILABLE") && stderr.contains("node-b"),
+        "{stderr}"
+    );
+
+    // node-b comes back at the same address: the following stream re-attaches to it, and its
+    // new flows arrive.
+    let _ob = Observer::start_at(api_b, "node-b", &["--interface", &h2.host_if]);
+    wait_status(&mut ws, "NODE_CONNECTED", "node-b", Duration::from_secs(30)).await;
+    relay.wait_nodes(2, 0, Duration::from_secs(10));
+    assert!(h2.ping(&h2.host_ip.to_string(), 2));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut from_b = 0;
+    while from_b == 0 {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match next(&mut ws, left).await {
+            Some(Received::Json(v)) if v["node_name"] == "node-b" && v.get("flow").is_some() => {
+                from_b += 1
+            }
+            Some(Received::Json(_)) => {}
+            other => panic!("no flow from node-b after it came back: {other:?}"),
+        }
+    }
+    prom.wait_for("flowscope_relay_peers{state=\"connected\"}", 2.0, soon());
+
+    // An independent parser reads the relay's exposition, in both formats.
+    let (code, ctype, body) = scrape(&relay.metrics.to_string(), "text/plain");
+    assert_eq!(code, 200);
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    promtool_accepts(&body);
+    for family in [
+        "flowscope_relay_peers",
+        "flowscope_relay_peer_up",
+        "flowscope_relay_flows_forwarded_total",
+        "flowscope_relay_merge_queue_depth",
+    ] {
+        assert!(body.contains(family), "{family} missing: {body}");
+    }
+    let (_, ctype, body) = scrape(
+        &relay.metrics.to_string(),
+        "application/openmetrics-text; version=1.0.0",
+    );
+    assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
+    assert!(body.trim_end().ends_with("# EOF"));
+}
+
+#[test]
+fn bad_relay_input_gets_a_clear_error_and_good_input_is_kept() {
+    let run = |args: &[&str]| {
+        let mut all = vec!["relay", "--listen", "127.0.0.1:0", "--no-metrics"];
+        all.extend_from_slice(args);
+        flowscope(&all)
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("the relay needs observers"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&["--peer", "10.0.0.7"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("expected HOST:PORT"), "{}", text(&out));
+    let out = run(&["--peer", "2001:db8::1:4244"]);
+    assert!(text(&out).contains("[2001:db8::1]:4244"), "{}", text(&out));
+    let out = run(&["--peers-file", "/nonexistent/peers"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("cannot read the peers file /nonexistent/peers"),
+        "{}",
+        text(&out)
+    );
+
+    // A peers file with a bad line: the good lines are followed, the bad one is reported by
+    // file and line; a change to the file is picked up.
+    let dir = util::TempDir::new("relay-peers");
+    let file = dir.join("peers");
+    let dead1 = format!("127.0.0.1:{}", free_port());
+    std::fs::write(&file, format!("# observers\nfar={dead1}\nnode-x:99999\n")).unwrap();
+    let relay = Relay::start(&["--peers-file", file.to_str().unwrap()]);
+    let s = relay.status();
+    assert_eq!(s["relay"]["peers"], 1, "{s:#}");
+    let errors = s["relay"]["discovery_errors"].to_string();
+    assert!(
+        errors.contains(&format!("{}:3:", file.display())) && errors.contains("99999"),
+        "{errors}"
+    );
+    // Nothing answers there: unavailable, with the reason.
+    let nodes = relay.get("/api/v1/nodes");
+    assert_eq!(nodes[0]["name"], "far");
+    assert_eq!(nodes[0]["state"], "NODE_UNAVAILABLE", "{nodes:#}");
+    assert!(
+        nodes[0]["error"].as_str().unwrap().contains("connecting"),
+        "{nodes:#}"
+    );
+    let dead2 = format!("127.0.0.1:{}", free_port());
+    std::fs::write(&file, format!("far={dead1}\n{dead2}\n")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = relay.status();
+        if s["relay"]["peers"] == 2 && s["relay"]["discovery_errors"] == json!([]) {
+            assert_eq!(s["num_unavailable_nodes"], 2);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "peers file change not seen: {s:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A bad flow request is refused by the relay itself, with the reason.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut ws = subscribe(
+            &format!("ws://{}/api/v1/flows", relay.api),
+            json!({"whitelist": [{"verdikt": ["DROPPED"]}]}),
+        )
+        .await;
+        match next(&mut ws, Duration::from_secs(5)).await {
+            Some(Received::Json(v)) => {
+                assert_eq!(v["error"]["code"], "INVALID_ARGUMENT", "{v}");
+                assert!(
+                    v["error"]["message"].as_str().unwrap().contains("verdikt"),
+                    "{v}"
+                );
+            }
+            other => panic!("expected an error line, got {other:?}"),
+        }
+        // With every node unavailable, a query ends at once and says why.
+        let mut ws = subscribe(
+            &format!("ws://{}/api/v1/flows", relay.api),
+            json!({"number": 10}),
+        )
+        .await;
+        match next(&mut ws, Duration::from_secs(5)).await {
+            Some(Received::Json(v)) => {
+                assert_eq!(v["node_status"]["state_change"], "NODE_UNAVAILABLE", "{v}")
+            }
+            other => panic!("expected the unavailable nodes, got {other:?}"),
+        }
+        assert!(matches!(
+            next(&mut ws, Duration::from_secs(5)).await,
+            Some(Received::Closed(1000, _))
+        ));
+    });
+}
