@@ -2,7 +2,8 @@
 //! (playwright-core), against
 //! - `flowscope demo` (the lab with the seed's policies): the map's workloads, a red edge on a
 //!   path the policies deny and green ones on allowed paths, namespace view, selection,
-//!   filters and the link, pause, details, column chooser, export, status bar;
+//!   filters and the link, pause, details, column chooser, export, status bar; then the same
+//!   through `flowscope relay` in front of the demo's observer;
 //! - the replay server (`tests/ui/replay-server.mjs`, 5,000 synthetic flows/s): no long task
 //!   over 100 ms, keeping up, a click answered in time, flat memory.
 //!
@@ -36,6 +37,16 @@ impl Drop for Demo {
             .args(["lab", "down"])
             .stdout(Stdio::null())
             .status();
+    }
+}
+
+/// Another server the test started (the relay), killed when the test ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -120,6 +131,36 @@ fn ui_against_the_demo_lab() {
         &[
             ("FLOWSCOPE_URL", format!("http://127.0.0.1:{port}")),
             ("ARTIFACTS", dir.display().to_string()),
+        ],
+    );
+
+    // The same page through a relay in front of the demo's observer: map, table, filters and
+    // the status bar's node count come from the relay's merged stream and views.
+    let relay_port = free_port();
+    let _relay = Killed(
+        Command::new(env!("CARGO_BIN_EXE_flowscope"))
+            .args(["relay", "--listen", &format!("127.0.0.1:{relay_port}")])
+            .args(["--no-metrics", "--peer", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn relay"),
+    );
+    let relay: std::net::SocketAddr = format!("127.0.0.1:{relay_port}").parse().unwrap();
+    let connected = (0..100).any(|_| {
+        let ok = http_get(relay, "/api/v1/status")
+            .is_some_and(|(c, body)| c == 200 && body.contains("\"num_connected_nodes\":1"));
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok
+    });
+    assert!(connected, "relay never connected to the demo's observer");
+    run_script(
+        "ui.test.mjs",
+        &[
+            ("FLOWSCOPE_URL", format!("http://{relay}")),
+            ("ARTIFACTS", artifacts("relay").display().to_string()),
         ],
     );
 }
