@@ -129,6 +129,11 @@ struct RelayArgs {
     /// Metric name prefix: `flowscope`, or `hubble`.
     #[arg(long, value_name = "NAME", default_value = "flowscope")]
     metrics_prefix: flowscope_observer::metrics::Prefix,
+    /// Flow streams served at once; more are refused with RESOURCE_EXHAUSTED (each holds a
+    /// connection to every observer).
+    #[arg(long, value_name = "N", default_value_t = flowscope_relay::DEFAULT_MAX_FLOW_REQUESTS as u32,
+        value_parser = clap::value_parser!(u32).range(1..=65536))]
+    max_flow_requests: u32,
 }
 
 fn parse_host_port(s: &str) -> Result<String, String> {
@@ -371,6 +376,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 metrics_listen: (!a.no_metrics).then_some(a.metrics_listen),
                 metrics_prefix: a.metrics_prefix,
+                max_flow_requests: a.max_flow_requests as usize,
             };
             runtime.block_on(flowscope_relay::run(config, shutdown_signal()))
         }

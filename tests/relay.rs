@@ -192,12 +192,16 @@ async fn the_relay_merges_two_nodes_in_time_order_and_follows_one_leaving_and_co
         &["--interface", &h1.host_if],
     );
     let ob = Observer::start_at(api_b, "node-b", &["--interface", &h2.host_if]);
-    // One peer named on the command line, one known only by address until it answers.
+    // One peer named on the command line, one in a peers file, known only by its address
+    // until it answers.
+    let dir = util::TempDir::new("relay-peers");
+    let peers_file = dir.join("peers");
+    std::fs::write(&peers_file, format!("{api_b}\n")).unwrap();
     let relay = Relay::start(&[
         "--peer",
         &format!("node-a={}", oa.api),
-        "--peer",
-        &api_b.to_string(),
+        "--peers-file",
+        peers_file.to_str().unwrap(),
     ]);
     let status = relay.wait_nodes(2, 0, Duration::from_secs(10));
     assert_eq!(status["unavailable_nodes"], json!([]));
@@ -389,6 +393,12 @@ async fn the_relay_merges_two_nodes_in_time_order_and_follows_one_leaving_and_co
     }
     prom.wait_for("flowscope_relay_peers{state=\"connected\"}", 2.0, soon());
 
+    // node-b is taken out of the peers file: the stream says it is gone, the relay forgets it.
+    std::fs::write(&peers_file, "# no more node-b\n").unwrap();
+    wait_status(&mut ws, "NODE_GONE", "node-b", Duration::from_secs(10)).await;
+    let s = relay.wait_nodes(1, 0, Duration::from_secs(5));
+    assert_eq!(s["relay"]["peers"], 1, "{s:#}");
+
     // An independent parser reads the relay's exposition, in both formats.
     let (code, ctype, body) = scrape(&relay.metrics.to_string(), "text/plain");
     assert_eq!(code, 200);
@@ -443,7 +453,12 @@ fn bad_relay_input_gets_a_clear_error_and_good_input_is_kept() {
     let file = dir.join("peers");
     let dead1 = format!("127.0.0.1:{}", free_port());
     std::fs::write(&file, format!("# observers\nfar={dead1}\nnode-x:99999\n")).unwrap();
-    let relay = Relay::start(&["--peers-file", file.to_str().unwrap()]);
+    let relay = Relay::start(&[
+        "--peers-file",
+        file.to_str().unwrap(),
+        "--max-flow-requests",
+        "1",
+    ]);
     let s = relay.status();
     assert_eq!(s["relay"]["peers"], 1, "{s:#}");
     let errors = s["relay"]["discovery_errors"].to_string();
@@ -512,5 +527,49 @@ fn bad_relay_input_gets_a_clear_error_and_good_input_is_kept() {
             next(&mut ws, Duration::from_secs(5)).await,
             Some(Received::Closed(1000, _))
         ));
+
+        // Streams are bounded (--max-flow-requests 1): a second one at the same time is refused
+        // with the reason; once the first ends, a new one is served.
+        let url = format!("ws://{}/api/v1/flows", relay.api);
+        let mut first = subscribe(&url, json!({"follow": true})).await;
+        assert!(matches!(
+            next(&mut first, Duration::from_secs(5)).await,
+            Some(Received::Json(_))
+        ));
+        let mut second = subscribe(&url, json!({"follow": true})).await;
+        match next(&mut second, Duration::from_secs(5)).await {
+            Some(Received::Json(v)) => {
+                assert_eq!(v["error"]["code"], "RESOURCE_EXHAUSTED", "{v}");
+                assert!(
+                    v["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("--max-flow-requests"),
+                    "{v}"
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(matches!(
+            next(&mut second, Duration::from_secs(5)).await,
+            Some(Received::Closed(1013, _))
+        ));
+        drop(first);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut third = subscribe(&url, json!({"follow": true})).await;
+            match next(&mut third, Duration::from_secs(5)).await {
+                Some(Received::Json(v)) if v.get("node_status").is_some() => break,
+                other => assert!(Instant::now() < deadline, "not served again: {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     });
+    let (_, _, metrics) = scrape(&relay.metrics.to_string(), "text/plain");
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("flowscope_relay_flow_requests_refused_total ") && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
 }

@@ -362,7 +362,17 @@ pub fn parse_request(text: &str) -> Result<(GetFlowsRequest, FilterSet), String>
 /// Sends the full reason as a JSON error line (a close reason is capped at 123 bytes), then
 /// closes with 1007 (invalid payload data) and as much of the reason as fits.
 pub async fn refuse(tx: &mut SplitSink<WebSocket, Message>, reason: String) {
-    let line = serde_json::json!({ "error": { "code": "INVALID_ARGUMENT", "message": reason } });
+    refuse_with(tx, "INVALID_ARGUMENT", 1007, reason).await
+}
+
+/// As [`refuse`], with a gRPC-style `code` in the error line and a WebSocket close code.
+pub async fn refuse_with(
+    tx: &mut SplitSink<WebSocket, Message>,
+    code: &str,
+    close_code: u16,
+    reason: String,
+) {
+    let line = serde_json::json!({ "error": { "code": code, "message": reason } });
     let _ = tx.send(Message::Text(line.to_string().into())).await;
     let mut short = reason;
     if short.len() > MAX_CLOSE_REASON {
@@ -375,7 +385,7 @@ pub async fn refuse(tx: &mut SplitSink<WebSocket, Message>, reason: String) {
     }
     let _ = tx
         .send(Message::Close(Some(CloseFrame {
-            code: 1007,
+            code: close_code,
             reason: short.into(),
         })))
         .await;

@@ -30,7 +30,7 @@ use flowscope_model::{
     filter::GetFlowsRequest,
     flow::{GetFlowsResponse, NodeState, NodeStatusEvent},
 };
-use flowscope_observer::api::{parse_request, refuse};
+use flowscope_observer::api::{parse_request, refuse, refuse_with};
 use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
@@ -105,7 +105,18 @@ async fn serve(socket: WebSocket, st: Arc<RelayState>) {
             return;
         }
     };
-    st.metrics.requests.inc();
+    // Each stream holds a connection to every observer and a merge buffer: their number is
+    // bounded, and a client over the bound is told so (and may retry).
+    if st.metrics.requests.inc() >= st.max_requests as i64 {
+        st.metrics.requests.dec();
+        st.metrics.requests_refused.inc();
+        let reason = format!(
+            "the relay serves at most {} flow streams at once (--max-flow-requests); try again later",
+            st.max_requests
+        );
+        refuse_with(&mut tx, "RESOURCE_EXHAUSTED", 1013, reason).await;
+        return;
+    }
     let (gone_tx, mut gone) = tokio::sync::oneshot::channel::<()>();
     let drain = tokio::spawn(async move {
         while let Some(Ok(msg)) = rx.next().await {
@@ -335,8 +346,28 @@ impl<'a> Merge<'a> {
     /// Following: attach to observers that connected since, and re-attach to those whose
     /// stream failed and that answer again.
     fn reattach(&mut self, statuses: &mut Vec<(NodeState, Vec<String>, String)>) {
+        let peers = self.st.pool.peers();
+        // Observers no longer among the peers (removed from the peers file or the peer
+        // service): their streams end, and the client is told they are gone.
+        let gone: Vec<String> = self
+            .attached
+            .keys()
+            .filter(|a| !peers.iter().any(|p| &p.address == *a))
+            .cloned()
+            .collect();
+        let mut gone_names = Vec::new();
+        for address in gone {
+            if let Some((source, a)) = self.attached.remove(&address) {
+                a.task.abort();
+                self.buffer.end(source);
+                gone_names.push(a.peer.name());
+            }
+        }
+        if !gone_names.is_empty() {
+            statuses.push((NodeState::Gone, gone_names, String::new()));
+        }
         let mut joined = Vec::new();
-        for peer in self.st.pool.peers() {
+        for peer in peers {
             if !peer.is_connected() {
                 continue;
             }

@@ -43,13 +43,19 @@ pub struct RelayConfig {
     /// None: no metrics server.
     pub metrics_listen: Option<SocketAddr>,
     pub metrics_prefix: Prefix,
+    /// Flow streams served at once at most.
+    pub max_flow_requests: usize,
 }
+
+/// Flow streams a relay serves at once by default.
+pub const DEFAULT_MAX_FLOW_REQUESTS: usize = 256;
 
 /// What the handlers share.
 pub struct RelayState {
     pub pool: Arc<peers::Pool>,
     pub metrics: metrics::RelayMetrics,
     pub started: std::time::Instant,
+    pub max_requests: usize,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -78,6 +84,7 @@ pub async fn run(
         pool: pool.clone(),
         metrics,
         started: std::time::Instant::now(),
+        max_requests: config.max_flow_requests,
         shutdown: shutdown_rx.clone(),
     });
     let discovery = tokio::spawn(peers::discover(pool.clone(), config.discovery.clone()));

@@ -5,7 +5,8 @@
 //! - `relay_flows_forwarded_total`: flows sent to clients;
 //! - `relay_merge_queue_depth`: flows held in the requests' merge buffers now;
 //! - `relay_flow_requests`: flow streams being served; `relay_peer_stream_errors_total`:
-//!   observer streams that failed mid-request.
+//!   observer streams that failed mid-request; `relay_flow_requests_refused_total`: streams
+//!   refused over `--max-flow-requests`.
 //!
 //! Peer states are read from the pool when scraped; the others are atomics the flow streams
 //! update once per batch.
@@ -27,6 +28,7 @@ pub struct RelayMetrics {
     pub flows_forwarded: Counter,
     pub merge_queue: Gauge,
     pub requests: Gauge,
+    pub requests_refused: Counter,
     pub peer_stream_errors: Counter,
 }
 
@@ -91,6 +93,11 @@ pub fn register(prefix: &Prefix, pool: Arc<Pool>) -> (Registry, RelayMetrics) {
         "relay_flow_requests",
         "Flow streams being served",
         m.requests.clone(),
+    );
+    registry.register(
+        "relay_flow_requests_refused",
+        "Flow streams refused because --max-flow-requests were being served",
+        m.requests_refused.clone(),
     );
     registry.register(
         "relay_peer_stream_errors",
