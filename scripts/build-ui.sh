@@ -26,6 +26,11 @@ mkdir -p "$staging"
 wasm-bindgen --target web --no-typescript --out-dir "$staging" \
   "$target_dir/wasm32-unknown-unknown/$profile/flowscope_ui.wasm"
 cp ui/static/index.html ui/static/style.css "$staging/"
+# Compressed once here, served to browsers that accept gzip (observer/src/ui.rs): the wasm
+# shrinks to about a third, which matters over `kubectl port-forward` and slow links.
+for f in "$staging"/*.wasm "$staging"/*.js "$staging"/*.css; do
+  gzip -9 -n -k "$f"
+done
 # Swap in whole, so a failed build never leaves half a UI for the observer to embed.
 rm -rf "$dist"
 mv "$staging" "$dist"

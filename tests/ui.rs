@@ -50,6 +50,30 @@ impl Drop for Killed {
     }
 }
 
+/// GET with an optional Accept-Encoding: the response head and the raw body (not chunked: the
+/// UI's files are sent with a length).
+fn raw_get(addr: std::net::SocketAddr, path: &str, encoding: Option<&str>) -> (String, Vec<u8>) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let accept = encoding
+        .map(|e| format!("Accept-Encoding: {e}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("http head");
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    (head, buf[split + 4..].to_vec())
+}
+
 fn tests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui")
 }
@@ -125,6 +149,47 @@ fn ui_against_the_demo_lab() {
         index.contains("flowscope_ui.js"),
         "the binary was built without the UI: run scripts/build-ui.sh, then rebuild"
     );
+    // The wasm goes compressed to clients that accept gzip, and unpacks to the same bytes.
+    let plain = raw_get(addr, "/ui/flowscope_ui_bg.wasm", None);
+    let packed = raw_get(addr, "/ui/flowscope_ui_bg.wasm", Some("gzip, deflate, br"));
+    assert!(
+        !plain.0.to_ascii_lowercase().contains("content-encoding"),
+        "{}",
+        plain.0
+    );
+    assert!(
+        packed
+            .0
+            .to_ascii_lowercase()
+            .contains("content-encoding: gzip"),
+        "{}",
+        packed.0
+    );
+    assert!(
+        packed.1.len() * 2 < plain.1.len(),
+        "gzip {} vs {}",
+        packed.1.len(),
+        plain.1.len()
+    );
+    let mut gunzip = Command::new("gzip")
+        .arg("-dc")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    // Written from another thread: gzip's output fills its pipe long before its input ends.
+    let mut stdin = gunzip.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write as _;
+        stdin.write_all(&packed.1).unwrap();
+    });
+    let unpacked = gunzip.wait_with_output().unwrap().stdout;
+    feeder.join().unwrap();
+    assert!(
+        unpacked == plain.1,
+        "gunzipped wasm differs from the plain one"
+    );
+
     let dir = artifacts("demo");
     run_script(
         "ui.test.mjs",

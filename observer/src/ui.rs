@@ -5,11 +5,14 @@
 //! wherever it runs from. Without a built UI the page says how to build one. Setting
 //! `FLOWSCOPE_UI_DIR` serves the files from that directory instead, read on each request:
 //! rebuild the UI and reload the page, no observer rebuild.
+//!
+//! `build-ui.sh` also writes a gzip copy of the large files (`NAME.gz`); a browser that
+//! accepts gzip gets it with `Content-Encoding: gzip` (no compression at request time).
 
 use axum::{
     body::Bytes,
     extract::Path,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 
@@ -53,21 +56,55 @@ fn file(name: &str) -> Option<Bytes> {
         .map(|(_, bytes)| Bytes::from_static(bytes))
 }
 
-fn respond(name: &str, bytes: Bytes) -> Response {
-    (
+/// Whether an `Accept-Encoding` header admits gzip (not refused with `q=0`).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+fn respond(name: &str, headers: &HeaderMap) -> Option<Response> {
+    let gzipped = accepts_gzip(headers)
+        .then(|| file(&format!("{name}.gz")))
+        .flatten();
+    let (bytes, encoding) = match gzipped {
+        Some(b) => (b, Some("gzip")),
+        None => (file(name)?, None),
+    };
+    let mut response = (
         [
             (header::CONTENT_TYPE, content_type(name)),
             // Names carry no content hash: always revalidate, so a new build shows at once.
             (header::CACHE_CONTROL, "no-cache"),
+            (header::VARY, "accept-encoding"),
         ],
         bytes,
     )
-        .into_response()
+        .into_response();
+    if let Some(e) = encoding {
+        response.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            header::HeaderValue::from_static(e),
+        );
+    }
+    Some(response)
 }
 
-pub async fn index() -> Response {
-    match file("index.html") {
-        Some(bytes) => respond("index.html", bytes),
+pub async fn index(headers: HeaderMap) -> Response {
+    match respond("index.html", &headers) {
+        Some(r) => r,
         None => (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
             NOT_BUILT,
@@ -76,9 +113,13 @@ pub async fn index() -> Response {
     }
 }
 
-pub async fn asset(Path(name): Path<String>) -> Response {
-    match file(&name) {
-        Some(bytes) => respond(&name, bytes),
+pub async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    // The compressed copies are an encoding of their file, not files of their own.
+    let name = name
+        .strip_suffix(".gz")
+        .map_or(name.clone(), |_| String::new());
+    match respond(&name, &headers) {
+        Some(r) => r,
         None => (StatusCode::NOT_FOUND, "no such UI file").into_response(),
     }
 }
@@ -94,5 +135,20 @@ mod tests {
         assert!(file("../Cargo.toml").is_none());
         assert!(file(".hidden").is_none());
         assert!(file("").is_none());
+    }
+
+    #[test]
+    fn gzip_only_when_accepted() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::ACCEPT_ENCODING, v.parse().unwrap());
+            m
+        };
+        assert!(accepts_gzip(&h("gzip, deflate, br")));
+        assert!(accepts_gzip(&h("br;q=1.0, GZIP;q=0.5")));
+        assert!(accepts_gzip(&h("*")));
+        assert!(!accepts_gzip(&h("gzip;q=0, br")));
+        assert!(!accepts_gzip(&h("identity")));
+        assert!(!accepts_gzip(&HeaderMap::new()));
     }
 }
