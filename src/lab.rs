@@ -41,6 +41,8 @@ pub fn observer_config(
         metrics_listen: None,
         metrics: None,
         metrics_prefix: Default::default(),
+        // The lab's pods resolve each other's names: show those lookups.
+        dns_visibility: true,
     }
 }
 

@@ -234,6 +234,11 @@ struct ObserverArgs {
     /// Evaluate policies and report what they would drop as AUDIT; drop nothing.
     #[arg(long)]
     policy_audit_mode: bool,
+    /// L7 visibility, comma-separated: `dns` turns DNS messages on UDP port 53 into L7 flows
+    /// (query, types, answers, TTL, rcode; `--protocol dns`, the `dns` metrics). Only those
+    /// fields are kept of a message.
+    #[arg(long, value_name = "PROTOCOLS", value_delimiter = ',', value_parser = ["dns"])]
+    l7_visibility: Vec<String>,
     #[command(flatten)]
     metrics: MetricsArgs,
 }
@@ -350,6 +355,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 endpoints_file: a.endpoints,
                 policy_dir: a.policy_dir,
                 policy_audit: a.policy_audit_mode,
+                dns_visibility: a.l7_visibility.iter().any(|p| p == "dns"),
                 metrics_listen,
                 metrics,
                 metrics_prefix,

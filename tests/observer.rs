@@ -584,3 +584,133 @@ async fn flows_name_the_workloads_of_the_endpoints_file() {
     assert!(none.is_empty(), "{none:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--l7-visibility dns`: a pod's lookups become Hubble's L7 DNS flows (query, types,
+/// answers, TTL, rcode, latency), once each, at the pod's interface, and feed the `dns`
+/// metrics; without the option there are none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_lookups_become_l7_flows_and_metrics() {
+    use flowscope_lab::servers::{self, App, DnsTable, Protocol, ServeSpec};
+    let h = TestHost::new();
+    let table = Arc::new(DnsTable::new());
+    table.insert("svc-a.test.local", std::net::Ipv4Addr::new(198, 19, 77, 9));
+    let _dns = servers::serve(
+        &[ServeSpec {
+            port: 53,
+            protocol: Protocol::Udp,
+            app: App::Dns,
+        }],
+        h.host_ip.into(),
+        table,
+    )
+    .expect("DNS server on the host side");
+    let metrics = format!("127.0.0.1:{}", util::free_port());
+    let obs = Observer::start(&[
+        "--interface",
+        &h.host_if,
+        "--endpoint-interface",
+        &h.host_if,
+        "--l7-visibility",
+        "dns",
+        "--metrics-listen",
+        &metrics,
+        "--metrics",
+        "flow,dns:query",
+    ]);
+    let mut ws = subscribe(
+        &obs.ws_url(),
+        json!({"follow": true, "whitelist": [{"protocol": ["dns"]}]}),
+    )
+    .await;
+    let server = SocketAddr::new(h.host_ip.into(), 53);
+    let found =
+        h.run_in(move || servers::dns_query(server, "svc-a.test.local", Duration::from_secs(2)));
+    assert_eq!(found, Ok(vec![std::net::Ipv4Addr::new(198, 19, 77, 9)]));
+    let missing =
+        h.run_in(move || servers::dns_query(server, "nothing.test.local", Duration::from_secs(2)));
+    assert_eq!(missing, Err("NXDOMAIN".to_string()));
+
+    let got = collect_until(&mut ws, WAIT, |v| v.len() >= 4).await;
+    let flows: Vec<&Value> = got.iter().map(|v| &v["flow"]).collect();
+    assert_eq!(
+        flows.len(),
+        4,
+        "one query and one response per lookup: {got:#?}"
+    );
+    for f in &flows {
+        assert_eq!(f["Type"], "L7", "{f}");
+        assert_eq!(f["event_type"]["type"], 129, "{f}");
+        assert_eq!(f["traffic_direction"], "EGRESS", "{f}");
+        assert_eq!(f["verdict"], "FORWARDED", "{f}");
+    }
+    let (query, answer) = (flows[0], flows[1]);
+    assert_eq!(query["l7"]["type"], "REQUEST", "{query}");
+    assert_eq!(query["l7"]["dns"]["query"], "svc-a.test.local.");
+    assert_eq!(query["l7"]["dns"]["qtypes"], json!(["A"]));
+    assert_eq!(query["IP"]["source"], h.ns_ip.to_string());
+    assert_eq!(query["l4"]["UDP"]["destination_port"], 53);
+    assert_eq!(answer["l7"]["type"], "RESPONSE", "{answer}");
+    assert_eq!(answer["is_reply"], true);
+    assert_eq!(answer["l7"]["dns"]["ips"], json!(["198.19.77.9"]));
+    assert_eq!(answer["l7"]["dns"]["rrtypes"], json!(["A"]));
+    assert!(
+        answer["l7"]["dns"]["ttl"].as_u64().is_some_and(|t| t > 0),
+        "{answer}"
+    );
+    let latency: u64 = answer["l7"]["latency_ns"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(latency > 0 && latency < 2_000_000_000, "{answer}");
+    assert_eq!(
+        answer["Summary"],
+        "DNS Answer \"198.19.77.9\" TTL: 30 (svc-a.test.local. A)"
+    );
+    let nx = flows[3];
+    assert_eq!(nx["l7"]["dns"]["query"], "nothing.test.local.");
+    assert_eq!(nx["l7"]["dns"]["rcode"], 3, "{nx}");
+    // Nothing more: the L3/L4 events of the same packets are not DNS flows.
+    assert!(next(&mut ws, Duration::from_millis(500)).await.is_none());
+
+    // The dns metrics count the lookups by response code.
+    let (_, body) = util::http_get(metrics.parse().unwrap(), "/metrics").unwrap();
+    let value = |prefix: &str| -> f64 {
+        body.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(value("flowscope_dns_queries_total{"), 2.0, "{body}");
+    assert_eq!(
+        value("flowscope_dns_responses_total{rcode=\"Non-Existent Domain\""),
+        1.0,
+        "{body}"
+    );
+    assert_eq!(
+        value("flowscope_dns_responses_total{rcode=\"No Error\""),
+        1.0,
+        "{body}"
+    );
+    assert!(body.contains("query=\"svc-a.test.local.\""), "{body}");
+    drop(obs);
+
+    // Without the option: the same lookups are L3/L4 flows only.
+    let plain = Observer::start(&[
+        "--interface",
+        &h.host_if,
+        "--endpoint-interface",
+        &h.host_if,
+    ]);
+    let mut ws = subscribe(&plain.ws_url(), json!({"follow": true})).await;
+    let found =
+        h.run_in(move || servers::dns_query(server, "svc-a.test.local", Duration::from_secs(2)));
+    assert!(found.is_ok());
+    let got = collect_until(&mut ws, Duration::from_secs(2), |_| false).await;
+    assert!(
+        got.iter()
+            .any(|v| v["flow"]["l4"]["UDP"]["destination_port"] == 53),
+        "{got:#?}"
+    );
+    assert!(got.iter().all(|v| v["flow"]["Type"] != "L7"), "{got:#?}");
+}

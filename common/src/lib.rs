@@ -103,6 +103,9 @@ pub mod kind {
     /// Never sent by the datapath: the observer's policy-verdict event, derived from a NEW or
     /// DROP event whose `policy_verdict` is set (Cilium's policy verdict notification).
     pub const POLICY_VERDICT: u8 = 5;
+    /// A DNS message (UDP port 53) with its first bytes: sent as a [`super::DnsEvent`] when
+    /// [`super::CONFIG_DNS`] is set, besides the packet's own events.
+    pub const DNS: u8 = 6;
 }
 
 /// Which policy map key decided a connection; numbered as Hubble's `policy_match_type`
@@ -227,6 +230,23 @@ pub struct FlowEvent {
 const _: () = assert!(core::mem::size_of::<FlowEvent>() == 120);
 const _: () = assert!(core::mem::align_of::<FlowEvent>() == 8);
 
+/// Bytes of a DNS message the datapath copies: a whole classic (non-EDNS) UDP message.
+pub const DNS_PAYLOAD_MAX: usize = 512;
+
+/// A DNS message seen on UDP port 53 (kind [`kind::DNS`]): the packet's header fields and the
+/// start of the message, for the observer's L7 DNS flows. Nothing else of a payload leaves the
+/// kernel, and the observer keeps only the DNS fields it parses from this.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DnsEvent {
+    pub flow: FlowEvent,
+    /// Bytes of `payload` that hold the message (the rest is not written).
+    pub len: u16,
+    pub _pad: [u8; 6],
+    pub payload: [u8; DNS_PAYLOAD_MAX],
+}
+const _: () = assert!(core::mem::size_of::<DnsEvent>() == 640);
+
 /// Conntrack key: one connection as seen on one interface, in its original direction.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -297,6 +317,8 @@ pub const CONFIG_AUDIT: u64 = 1;
 /// generation, then this bit flips: a packet reads it once and sees one complete set, never a
 /// mix. [`MAP_ENDPOINTS`] keys and `EndpointInfo::endpoint_id` carry the generation in bit 31.
 pub const CONFIG_GENERATION: u64 = 2;
+/// Report DNS messages on UDP port 53 as [`DnsEvent`]s (L7 DNS visibility).
+pub const CONFIG_DNS: u64 = 4;
 /// Bit 31 of endpoint keys and ids: the policy generation they belong to.
 pub const GENERATION_SHIFT: u32 = 31;
 

@@ -5,21 +5,21 @@ use aya_ebpf::{
         BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_SHOT,
         TC_ACT_UNSPEC,
     },
-    helpers::{bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns},
+    helpers::{bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_skb_load_bytes},
     macros::{classifier, map},
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::TcContext,
 };
 use flowscope_common::{
-    CONFIG_AUDIT, CONFIG_GENERATION, CONNTRACK_ENTRIES, Config, CtEntry, CtKey, DENY_ENTRIES,
-    DENY_KEY_FIXED_BITS, DenyKey, DenyValue, ENDPOINT_ENTRIES, ENFORCE_EGRESS, ENFORCE_INGRESS,
-    EVENT_RECORD_BYTES, EVENTS_RING_BYTES, EVENTS_WAKEUP_BYTES, EndpointInfo, FAMILY_IPV4,
-    FAMILY_IPV6, FlowEvent, GENERATION_SHIFT, IP_KEY_FIXED_BITS, IPCACHE_ENTRIES, IdentityValue,
-    IpKey, POLICY_DENY, POLICY_ENTRIES, POLICY_RANGE_ENTRIES, POLICY_RANGE_KEY_FIXED_BITS,
-    PolicyKey, PolicyRangeKey, PolicyValue, RANGES_EGRESS, RANGES_INGRESS, STAT_COUNT,
-    STAT_CT_CREATED, STAT_CT_FULL, STAT_DROPPED, STAT_EVENTS, STAT_EVENTS_LOST, STAT_FRAGMENTS,
-    STAT_NON_IP, STAT_PACKETS, STAT_TRUNCATED, direction, drop_reason, hook, identity, kind,
-    policy_match, tcp, verdict,
+    CONFIG_AUDIT, CONFIG_DNS, CONFIG_GENERATION, CONNTRACK_ENTRIES, Config, CtEntry, CtKey,
+    DENY_ENTRIES, DENY_KEY_FIXED_BITS, DNS_PAYLOAD_MAX, DenyKey, DenyValue, DnsEvent,
+    ENDPOINT_ENTRIES, ENFORCE_EGRESS, ENFORCE_INGRESS, EVENT_RECORD_BYTES, EVENTS_RING_BYTES,
+    EVENTS_WAKEUP_BYTES, EndpointInfo, FAMILY_IPV4, FAMILY_IPV6, FlowEvent, GENERATION_SHIFT,
+    IP_KEY_FIXED_BITS, IPCACHE_ENTRIES, IdentityValue, IpKey, POLICY_DENY, POLICY_ENTRIES,
+    POLICY_RANGE_ENTRIES, POLICY_RANGE_KEY_FIXED_BITS, PolicyKey, PolicyRangeKey, PolicyValue,
+    RANGES_EGRESS, RANGES_INGRESS, STAT_COUNT, STAT_CT_CREATED, STAT_CT_FULL, STAT_DROPPED,
+    STAT_EVENTS, STAT_EVENTS_LOST, STAT_FRAGMENTS, STAT_NON_IP, STAT_PACKETS, STAT_TRUNCATED,
+    direction, drop_reason, hook, identity, kind, policy_match, tcp, verdict,
 };
 
 #[map(name = "FLOWSCOPE_EVENTS")]
@@ -127,6 +127,8 @@ struct Packet {
     icmp_type: u8,
     icmp_code: u8,
     len: u32,
+    /// Offset of a UDP packet's payload, else 0.
+    payload_off: u32,
 }
 
 /// Reads a whole header with one `bpf_skb_load_bytes` call, which also reaches paged data.
@@ -167,13 +169,11 @@ fn try_classify(ctx: &TcContext, hook: u8) -> Result<i32, Skip> {
         dir = 1;
     }
     let Some(entry) = entry else {
-        return Ok(new_connection(
-            pkt,
-            &mut scratch.entry,
-            &mut scratch.ip,
-            hook,
-            now,
-        ));
+        let action = new_connection(pkt, &mut scratch.entry, &mut scratch.ip, hook, now);
+        if action != TC_ACT_SHOT {
+            dns(ctx, pkt, hook, 0);
+        }
+        return Ok(action);
     };
     // SAFETY: the pointer comes from a successful map lookup and stays valid for this program run;
     // counters are updated with atomic adds because every CPU may hit the same entry.
@@ -190,8 +190,74 @@ fn try_classify(ctx: &TcContext, hook: u8) -> Result<i32, Skip> {
             emit(pkt, &Counts::of(e), &forwarded(kind::SUMMARY, hook, dir));
         }
     }
+    dns(ctx, pkt, hook, dir);
     Ok(PASS)
 }
+
+/// A forwarded DNS message (UDP port 53 on either side) with DNS visibility on: its first
+/// bytes go to the observer as a [`DnsEvent`], which it parses into an L7 DNS flow.
+#[inline(always)]
+fn dns(ctx: &TcContext, pkt: &Packet, hook: u8, dir: usize) {
+    if pkt.payload_off == 0 || (pkt.key.sport != 53 && pkt.key.dport != 53) {
+        return;
+    }
+    if !CONFIG.get(0).is_some_and(|c| c.flags & CONFIG_DNS != 0) {
+        return;
+    }
+    emit_dns(ctx, pkt, hook, dir);
+}
+
+#[inline(never)]
+fn emit_dns(ctx: &TcContext, pkt: &Packet, hook: u8, dir: usize) {
+    let avail = pkt.len.saturating_sub(pkt.payload_off);
+    if avail == 0 {
+        return;
+    }
+    let len = if avail > DNS_PAYLOAD_MAX as u32 {
+        DNS_PAYLOAD_MAX as u32
+    } else {
+        avail
+    };
+    let Some(mut slot) = EVENTS.reserve::<DnsEvent>(0) else {
+        count(STAT_EVENTS_LOST);
+        return;
+    };
+    let ev = slot.as_mut_ptr();
+    let counts = Counts {
+        packets: [0; 2],
+        bytes: [0; 2],
+        origin_hook: hook,
+    };
+    // The verifier must see the length within 1..=DNS_PAYLOAD_MAX; LLVM rewrites the bounds
+    // above into a form it cannot follow, so the bound is applied again to an opaque value.
+    let len = (core::hint::black_box(len - 1) & (DNS_PAYLOAD_MAX as u32 - 1)) + 1;
+    // SAFETY: `ev` points to a reserved, exclusively owned slot of size_of::<DnsEvent>()
+    // bytes; `len` is 1..=DNS_PAYLOAD_MAX, the size of `payload`.
+    let copied = unsafe {
+        fill(
+            &mut (*ev).flow,
+            pkt,
+            &counts,
+            &forwarded(kind::DNS, hook, dir),
+        );
+        (*ev).len = len as u16;
+        (*ev)._pad = [0; 6];
+        bpf_skb_load_bytes(
+            ctx.skb.skb.cast(),
+            pkt.payload_off,
+            (*ev).payload.as_mut_ptr().cast(),
+            len,
+        )
+    };
+    if copied != 0 {
+        slot.discard(0);
+        return;
+    }
+    submit(slot, DNS_RECORD_BYTES);
+}
+
+/// Bytes a [`DnsEvent`] takes in the ring buffer (record header included).
+const DNS_RECORD_BYTES: u64 = core::mem::size_of::<DnsEvent>() as u64 + 8;
 
 /// First packet of a connection on this interface: decide, remember, report.
 #[inline(always)]
@@ -533,9 +599,18 @@ fn emit(pkt: &Packet, c: &Counts, r: &Report) {
         count(STAT_EVENTS_LOST);
         return;
     };
-    let ev = slot.as_mut_ptr();
-    // SAFETY: `ev` points to a reserved, exclusively owned slot of size_of::<FlowEvent>() bytes;
-    // every field is written before submit, padding included.
+    // SAFETY: the slot is reserved, exclusively owned and of size_of::<FlowEvent>() bytes.
+    unsafe { fill(slot.as_mut_ptr(), pkt, c, r) };
+    submit(slot, EVENT_RECORD_BYTES);
+}
+
+/// Writes every field of the event at `ev`, padding included.
+///
+/// # Safety
+/// `ev` points to writable memory of size_of::<FlowEvent>() bytes owned by the caller.
+#[inline(always)]
+unsafe fn fill(ev: *mut FlowEvent, pkt: &Packet, c: &Counts, r: &Report) {
+    // SAFETY: the caller's promise.
     unsafe {
         (*ev).ts_ns = bpf_ktime_get_boot_ns();
         (*ev).packets = c.packets;
@@ -565,16 +640,19 @@ fn emit(pkt: &Packet, c: &Counts, r: &Report) {
         (*ev).rule = r.rule;
         (*ev).policy_ref = r.policy_ref;
     }
-    // Wake the observer once per batch: when this event makes the waiting data cross the
-    // threshold. Below it, or while the observer is behind anyway (it drains until empty), no
-    // wakeup; the observer also looks on its own every EVENTS_POLL_MS.
+}
+
+/// Submits a filled slot. Wakes the observer once per batch: when this record makes the
+/// waiting data cross the threshold. Below it, or while the observer is behind anyway (it
+/// drains until empty), no wakeup; the observer also looks on its own every EVENTS_POLL_MS.
+#[inline(always)]
+fn submit<T: 'static>(slot: aya_ebpf::maps::ring_buf::RingBufEntry<T>, record_bytes: u64) {
     let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    let wakeup =
-        if waiting >= EVENTS_WAKEUP_BYTES && waiting < EVENTS_WAKEUP_BYTES + EVENT_RECORD_BYTES {
-            BPF_RB_FORCE_WAKEUP
-        } else {
-            BPF_RB_NO_WAKEUP
-        };
+    let wakeup = if waiting >= EVENTS_WAKEUP_BYTES && waiting < EVENTS_WAKEUP_BYTES + record_bytes {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
     slot.submit(wakeup as u64);
     count(STAT_EVENTS);
 }
@@ -622,6 +700,7 @@ fn parse(ctx: &TcContext, pkt: &mut Packet) -> Result<(), Skip> {
     pkt.tcp_flags = 0;
     pkt.icmp_type = 0;
     pkt.icmp_code = 0;
+    pkt.payload_off = 0;
     pkt.len = skb.len;
     let mut proto = be16(&eth, 12);
     let mut off = ETH_HLEN;
@@ -662,6 +741,9 @@ fn parse(ctx: &TcContext, pkt: &mut Packet) -> Result<(), Skip> {
             let ports: [u8; 4] = load(ctx, l4)?;
             pkt.key.sport = be16(&ports, 0);
             pkt.key.dport = be16(&ports, 2);
+            if l4_proto == IPPROTO_UDP {
+                pkt.payload_off = (l4 + 8) as u32;
+            }
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             let icmp: [u8; 8] = load(ctx, l4)?;

@@ -4,6 +4,7 @@
 //! `metrics` (Prometheus, on its own listener).
 pub mod api;
 pub mod clock;
+pub mod dns;
 pub mod endpoints;
 pub mod event;
 pub mod graph;
@@ -70,6 +71,8 @@ pub struct ObserverConfig {
     pub metrics: Option<metrics::MetricsConfig>,
     /// First part of every metric name: `flowscope`, or `hubble` for Hubble's dashboards.
     pub metrics_prefix: metrics::Prefix,
+    /// L7 DNS visibility: DNS messages on UDP port 53 become L7 flows (query, answers, rcode).
+    pub dns_visibility: bool,
 }
 
 /// Runs the observer until `shutdown` completes; detaches everything on the way out.
@@ -125,6 +128,12 @@ pub async fn run(
         .map(|path| tokio::spawn(watch_endpoints(path, registry_tx)));
 
     let (attributions_tx, attributions_rx) = watch::channel(Arc::new(Attributions::new()));
+    if cfg.dns_visibility {
+        datapath
+            .lock()
+            .map_err(|_| anyhow::anyhow!("datapath lock"))?
+            .set_dns(true)?;
+    }
     if cfg.policy_audit {
         datapath
             .lock()
@@ -280,6 +289,7 @@ async fn run_pipeline(
     state: Arc<AppState>,
 ) {
     let mut batch = Vec::with_capacity(EVENT_BATCH);
+    let mut dns_batch: Vec<Box<[u8]>> = Vec::new();
     let mut second = tokio::time::interval(Duration::from_secs(1));
     pipeline
         .decoder
@@ -289,7 +299,7 @@ async fn run_pipeline(
         .set_host_addrs(interfaces::host_addrs().unwrap_or_default());
     loop {
         tokio::select! {
-            r = events.read_batch(&mut batch, EVENT_BATCH) => match r {
+            r = events.read_batch(&mut batch, &mut dns_batch, EVENT_BATCH) => match r {
                 Ok(malformed) => {
                     if malformed > 0 {
                         pipeline.note_malformed(malformed);
@@ -308,7 +318,7 @@ async fn run_pipeline(
                         pipeline.decoder.set_interfaces(ifaces.borrow_and_update().clone());
                         pipeline.decoder.set_host_addrs(interfaces::host_addrs().unwrap_or_default());
                     }
-                    pipeline.process(&batch);
+                    pipeline.process_with_dns(&batch, &mut dns_batch);
                     batch.clear();
                 }
                 Err(err) => {

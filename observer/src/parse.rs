@@ -13,13 +13,14 @@ use flowscope_model::{
     Timestamp,
     flow::{
         CiliumEventType, DropReason, Endpoint, Ethernet, Flow, FlowType, Icmp, Ip, IpVersion,
-        Layer4, NetworkInterface, Sctp, Tcp, TcpFlags, TraceObservationPoint, TrafficDirection,
-        Udp, Verdict,
+        L7FlowType, L7Record, Layer4, Layer7, NetworkInterface, Sctp, Tcp, TcpFlags,
+        TraceObservationPoint, TrafficDirection, Udp, Verdict,
     },
 };
 
 use crate::{
     clock::BootClock,
+    dns::{self, DnsMessage, Pending},
     endpoints::Registry,
     policy::{Attribution, Attributions},
 };
@@ -33,6 +34,7 @@ pub const IDENTITY_WORLD: u32 = 2;
 const EVENT_DROP: i32 = 1;
 const EVENT_TRACE: i32 = 4;
 const EVENT_POLICY_VERDICT: i32 = 5;
+const EVENT_L7: i32 = 129;
 const TRACE_TO_ENDPOINT: i32 = 0;
 const TRACE_FROM_ENDPOINT: i32 = 5;
 const TRACE_FROM_NETWORK: i32 = 10;
@@ -68,6 +70,8 @@ pub struct FlowRecord {
     pub node: Arc<NodeContext>,
     /// The policies that decided the connection, when the event names a policy entry.
     pub attribution: Option<Arc<Attribution>>,
+    /// The DNS message of an L7 DNS flow (a `kind::DNS` event).
+    pub dns: Option<Arc<DnsMessage>>,
 }
 
 /// Turns datapath events into records: node, clock, interfaces and endpoints.
@@ -81,6 +85,7 @@ pub struct Decoder {
     host: Arc<Endpoint>,
     world: Arc<Endpoint>,
     seq: u64,
+    pending_dns: Pending,
 }
 
 impl Decoder {
@@ -105,6 +110,7 @@ impl Decoder {
             host: reserved(IDENTITY_HOST, "reserved:host"),
             world: reserved(IDENTITY_WORLD, "reserved:world"),
             seq: 0,
+            pending_dns: Pending::default(),
         }
     }
 
@@ -161,7 +167,45 @@ impl Decoder {
                 .policy_ref
                 .checked_sub(1)
                 .and_then(|r| self.attributions.get(&r).cloned()),
+            dns: None,
         }
+    }
+
+    /// An L7 DNS flow from a `kind::DNS` event and its message, or None when the payload is
+    /// not a DNS message. A response gets the latency since its query at the same point.
+    ///
+    /// Like Cilium's DNS proxy, which sits on a pod's egress, a lookup is reported once, where
+    /// the client pod is: its query leaving the pod (tc ingress of its veth) and the response
+    /// entering it (tc egress). The same messages passing the server pod's veth, or an
+    /// interface that is no pod's, are not reported again.
+    pub fn dns_record(&mut self, ev: &FlowEvent, payload: &[u8]) -> Option<FlowRecord> {
+        let client_side = self.interfaces.get(&ev.ifindex).is_some_and(|i| i.endpoint);
+        if !client_side {
+            return None;
+        }
+        let mut message = dns::parse(payload)?;
+        let at_client = if message.response {
+            ev.hook == hook::EGRESS && ev.sport == 53
+        } else {
+            ev.hook == hook::INGRESS && ev.dport == 53
+        };
+        if !at_client {
+            return None;
+        }
+        let mut record = self.record(ev);
+        // The lookup's connection starts at the client pod's egress, whichever message this is
+        // (Hubble's DNS flows are EGRESS both ways).
+        record.ev.origin_hook = hook::INGRESS;
+        let (saddr, daddr, sport, dport) = (ev.saddr, ev.daddr, ev.sport, ev.dport);
+        if message.response {
+            let key = (ev.ifindex, daddr, dport, message.id);
+            message.latency_ns = self.pending_dns.response(&key, record.time_ns);
+        } else {
+            self.pending_dns
+                .query((ev.ifindex, saddr, sport, message.id), record.time_ns);
+        }
+        record.dns = Some(Arc::new(message));
+        Some(record)
     }
 
     /// The policy-verdict event of a decoded NEW or DROP record: the same packet, endpoints
@@ -224,7 +268,12 @@ impl FlowRecord {
 
     /// Hubble's `event_type`: policy verdict, drop (with its reason) or trace (with its point).
     pub fn event_type(&self) -> CiliumEventType {
-        if self.is_policy_verdict() {
+        if self.dns.is_some() {
+            CiliumEventType {
+                event_type: EVENT_L7,
+                sub_type: 0,
+            }
+        } else if self.is_policy_verdict() {
             CiliumEventType {
                 event_type: EVENT_POLICY_VERDICT,
                 sub_type: 0,
@@ -249,7 +298,9 @@ impl FlowRecord {
 
     /// Hubble's `is_reply`; None when the event does not say.
     pub fn is_reply(&self) -> Option<bool> {
-        if self.is_policy_verdict() {
+        if let Some(m) = &self.dns {
+            Some(m.response)
+        } else if self.is_policy_verdict() {
             // As Cilium's policy verdict notifications: the direction of the packet within
             // its connection is not part of the event.
             None
@@ -267,7 +318,7 @@ impl FlowRecord {
         let l4 = layer4(ev);
         let summary = summary(ev, &l4);
         let policy_verdict = self.is_policy_verdict();
-        Flow {
+        let mut flow = Flow {
             time: Some(Timestamp::from_unix_nanos(self.time_ns)),
             uuid: uuid(self.node.uuid_prefix, self.seq),
             verdict: self.verdict(),
@@ -316,7 +367,23 @@ impl FlowRecord {
             }),
             summary,
             ..attributed(self.attribution.as_deref())
+        };
+        if let Some(m) = &self.dns {
+            // As Hubble's L7 flows: the record, no trace point, the proxy's summary.
+            flow.flow_type = FlowType::L7;
+            flow.trace_observation_point = TraceObservationPoint::default();
+            flow.summary = dns::summary(m);
+            flow.l7 = Some(Layer7 {
+                l7_type: if m.response {
+                    L7FlowType::Response
+                } else {
+                    L7FlowType::Request
+                },
+                latency_ns: m.latency_ns,
+                record: Some(L7Record::Dns(m.dns.clone())),
+            });
         }
+        flow
     }
 }
 

@@ -147,7 +147,22 @@ impl Pipeline {
 
     /// Decodes a batch of datapath events and appends them to the store in one write.
     pub fn process(&mut self, events: &[FlowEvent]) {
+        self.process_with_dns(events, &mut Vec::new());
+    }
+
+    /// As [`Pipeline::process`], with the messages of the batch's DNS events in order; they
+    /// are parsed into L7 DNS flows and then dropped (`dns` is left empty).
+    pub fn process_with_dns(&mut self, events: &[FlowEvent], dns: &mut Vec<Box<[u8]>>) {
+        let mut messages = dns.drain(..);
         for ev in events {
+            if ev.kind == kind::DNS {
+                if let Some(message) = messages.next()
+                    && let Some(record) = self.decoder.dns_record(ev, &message)
+                {
+                    self.batch.push(Arc::new(Record::Flow(record)));
+                }
+                continue;
+            }
             // A connection an endpoint's policy judged: Cilium's policy verdict notification
             // first, then the trace or drop event, both from one datapath record.
             let record = self.decoder.record(ev);

@@ -518,6 +518,21 @@ impl FlowMetrics {
         self.sync_endpoints(endpoints, Instant::now());
         for (i, record) in records.iter().enumerate() {
             match &**record {
+                // L7 DNS flows feed the dns family and count as L7 flows; their packets are
+                // counted by their own L3/L4 events.
+                Record::Flow(f) if f.dns.is_some() => {
+                    if let Some(m) = &f.dns {
+                        let rec = DnsRecord {
+                            query: &m.dns.query,
+                            qtypes: &m.dns.qtypes,
+                            rrtypes: &m.dns.rrtypes,
+                            rcode: m.dns.rcode,
+                            ips_returned: m.dns.ips.len(),
+                            response: m.response,
+                        };
+                        self.record_dns(f, &rec);
+                    }
+                }
                 Record::Flow(f) if self.any_l4 => {
                     let sig = Signature::of(f, self.needs);
                     self.batch.entry(sig).or_insert((0, i)).0 += 1;

@@ -13,11 +13,11 @@ use aya::{
     programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
 };
 use flowscope_common::{
-    CONFIG_AUDIT, CONFIG_GENERATION, Config, DenyKey, DenyValue, EndpointInfo, FAMILY_IPV4,
-    FAMILY_IPV6, GENERATION_SHIFT, IP_KEY_FIXED_BITS, IdentityValue, IpKey, MAP_CONFIG, MAP_DENY,
-    MAP_ENDPOINTS, MAP_EVENTS, MAP_IPCACHE, MAP_IPCACHE_HOSTS, MAP_POLICY, MAP_POLICY_RANGES,
-    MAP_STATS, POLICY_RANGE_KEY_FIXED_BITS, PROG_EGRESS, PROG_INGRESS, PolicyKey, PolicyRangeKey,
-    PolicyValue, STAT_COUNT,
+    CONFIG_AUDIT, CONFIG_DNS, CONFIG_GENERATION, Config, DenyKey, DenyValue, EndpointInfo,
+    FAMILY_IPV4, FAMILY_IPV6, GENERATION_SHIFT, IP_KEY_FIXED_BITS, IdentityValue, IpKey,
+    MAP_CONFIG, MAP_DENY, MAP_ENDPOINTS, MAP_EVENTS, MAP_IPCACHE, MAP_IPCACHE_HOSTS, MAP_POLICY,
+    MAP_POLICY_RANGES, MAP_STATS, POLICY_RANGE_KEY_FIXED_BITS, PROG_EGRESS, PROG_INGRESS,
+    PolicyKey, PolicyRangeKey, PolicyValue, STAT_COUNT,
 };
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
@@ -113,6 +113,11 @@ impl Datapath {
     /// Policy audit mode: connections the policy would drop pass, reported as AUDIT.
     pub fn set_audit(&mut self, on: bool) -> anyhow::Result<()> {
         self.set_config_flag(CONFIG_AUDIT, on)
+    }
+
+    /// DNS visibility: DNS messages on UDP port 53 are reported with their first bytes.
+    pub fn set_dns(&mut self, on: bool) -> anyhow::Result<()> {
+        self.set_config_flag(CONFIG_DNS, on)
     }
 
     /// Records the security identity behind a prefix (a pod's /32 or /128, a policy CIDR).

@@ -4,7 +4,7 @@
 use std::{io, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
-use flowscope_common::{EVENTS_POLL_MS, FlowEvent};
+use flowscope_common::{DnsEvent, EVENTS_POLL_MS, FlowEvent, kind};
 use tokio::io::unix::AsyncFd;
 
 pub struct EventReader {
@@ -20,22 +20,28 @@ impl EventReader {
         Ok(EventReader { ring })
     }
 
-    /// Waits for events and appends up to `max` of them to `out`. Returns how many records had
-    /// an unexpected size (a build mismatch between kernel and userspace; never expected).
-    pub async fn read_batch(&mut self, out: &mut Vec<FlowEvent>, max: usize) -> io::Result<u64> {
+    /// Waits for events and appends up to `max` of them to `out`; the message of each DNS
+    /// event (`kind::DNS`) goes to `dns`, in the same order. Returns how many records had an
+    /// unexpected size (a build mismatch between kernel and userspace; never expected).
+    pub async fn read_batch(
+        &mut self,
+        out: &mut Vec<FlowEvent>,
+        dns: &mut Vec<Box<[u8]>>,
+        max: usize,
+    ) -> io::Result<u64> {
         let mut malformed = 0;
         let start = out.len();
         loop {
             // Whatever is waiting first: the datapath wakes us only once per batch
             // (EVENTS_WAKEUP_BYTES), so the ring may hold events without a wakeup.
-            drain(self.ring.get_mut(), out, start, max, &mut malformed);
+            drain(self.ring.get_mut(), out, dns, start, max, &mut malformed);
             if out.len() > start || malformed > 0 {
                 return Ok(malformed);
             }
             // Empty: wait for a wakeup, or the poll interval for a batch below the threshold.
             if let Ok(guard) = tokio::time::timeout(POLL, self.ring.readable_mut()).await {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), out, start, max, &mut malformed);
+                drain(guard.get_inner_mut(), out, dns, start, max, &mut malformed);
                 if out.len() - start < max {
                     // Drained: only now is it safe to wait for the next epoll edge.
                     guard.clear_ready();
@@ -53,6 +59,7 @@ const POLL: Duration = Duration::from_millis(EVENTS_POLL_MS);
 fn drain(
     ring: &mut RingBuf<MapData>,
     out: &mut Vec<FlowEvent>,
+    dns: &mut Vec<Box<[u8]>>,
     start: usize,
     max: usize,
     malformed: &mut u64,
@@ -66,6 +73,19 @@ fn drain(
         // SAFETY: the record holds at least size_of::<FlowEvent>() bytes written by the datapath
         // as a FlowEvent (a repr(C) plain-data type); read_unaligned makes no alignment
         // assumption about the ring's memory.
-        out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FlowEvent>()) });
+        let ev = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FlowEvent>()) };
+        if ev.kind == kind::DNS {
+            // A DnsEvent: the FlowEvent, then the message's length and bytes.
+            if item.len() < std::mem::size_of::<DnsEvent>() {
+                *malformed += 1;
+                continue;
+            }
+            let at = std::mem::offset_of!(DnsEvent, len);
+            let len = u16::from_ne_bytes([item[at], item[at + 1]]) as usize;
+            let body = std::mem::offset_of!(DnsEvent, payload);
+            let len = len.min(item.len() - body);
+            dns.push(item[body..body + len].into());
+        }
+        out.push(ev);
     }
 }
