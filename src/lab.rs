@@ -43,6 +43,7 @@ pub fn observer_config(
         metrics_prefix: Default::default(),
         // The lab's pods resolve each other's names: show those lookups.
         dns_visibility: true,
+        max_subscribers: flowscope_observer::DEFAULT_MAX_SUBSCRIBERS,
     }
 }
 

@@ -239,6 +239,10 @@ struct ObserverArgs {
     /// fields are kept of a message.
     #[arg(long, value_name = "PROTOCOLS", value_delimiter = ',', value_parser = ["dns"])]
     l7_visibility: Vec<String>,
+    /// Flow streams served at once; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, value_name = "N", default_value_t = flowscope_observer::DEFAULT_MAX_SUBSCRIBERS as u32,
+        value_parser = clap::value_parser!(u32).range(1..=65536))]
+    max_subscribers: u32,
     #[command(flatten)]
     metrics: MetricsArgs,
 }
@@ -356,6 +360,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 policy_dir: a.policy_dir,
                 policy_audit: a.policy_audit_mode,
                 dns_visibility: a.l7_visibility.iter().any(|p| p == "dns"),
+                max_subscribers: a.max_subscribers as usize,
                 metrics_listen,
                 metrics,
                 metrics_prefix,

@@ -714,3 +714,51 @@ async fn dns_lookups_become_l7_flows_and_metrics() {
     );
     assert!(got.iter().all(|v| v["flow"]["Type"] != "L7"), "{got:#?}");
 }
+
+/// Flow streams are bounded (`--max-subscribers`): one more is refused with the reason and
+/// close code 1013, and served once a stream ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_streams_are_bounded_and_the_refusal_says_why() {
+    let h = TestHost::new();
+    let obs = Observer::start(&["--interface", &h.host_if, "--max-subscribers", "1"]);
+    let first = subscribe(&obs.ws_url(), json!({"follow": true})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut second = subscribe(&obs.ws_url(), json!({"follow": true})).await;
+    match next(&mut second, WAIT).await {
+        Some(Received::Json(v)) => {
+            assert_eq!(v["error"]["code"], "RESOURCE_EXHAUSTED", "{v}");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("--max-subscribers"),
+                "{v}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(matches!(
+        next(&mut second, WAIT).await,
+        Some(Received::Closed(1013, _))
+    ));
+    assert_eq!(obs.status()["subscribers"], 1);
+    drop(first);
+    let deadline = std::time::Instant::now() + WAIT;
+    while obs.status()["subscribers"] != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first stream never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Served again: a history request ends normally.
+    let mut third = subscribe(&obs.ws_url(), json!({"number": 1})).await;
+    let mut closed = None;
+    while let Some(r) = next(&mut third, WAIT).await {
+        if let Received::Closed(code, _) = r {
+            closed = Some(code);
+            break;
+        }
+    }
+    assert_eq!(closed, Some(1000));
+}

@@ -158,6 +158,7 @@ fn run(seconds: u64, capacity: usize, burst: usize, metrics: Option<MetricsConfi
         ready: true.into(),
         ring_lost: 0.into(),
         subscribers: 0.into(),
+        max_subscribers: 1024,
         shutdown: shutdown_rx,
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -112,6 +112,8 @@ pub struct AppState {
     /// Flows subscribers missed because the store overwrote them first.
     pub ring_lost: AtomicU64,
     pub subscribers: AtomicU64,
+    /// Flow streams served at once at most (`--max-subscribers`).
+    pub max_subscribers: u64,
     /// Becomes true on shutdown: streams close with "going away".
     pub shutdown: watch::Receiver<bool>,
 }
@@ -316,7 +318,17 @@ async fn serve_flows(socket: WebSocket, st: Arc<AppState>) {
             return;
         }
     };
-    st.subscribers.fetch_add(1, Ordering::Relaxed);
+    // Each stream is a task and a socket: their number is bounded, and a client over the
+    // bound is told so (and may retry).
+    if st.subscribers.fetch_add(1, Ordering::Relaxed) >= st.max_subscribers {
+        st.subscribers.fetch_sub(1, Ordering::Relaxed);
+        let reason = format!(
+            "the observer serves at most {} flow streams at once (--max-subscribers); try again later",
+            st.max_subscribers
+        );
+        refuse_with(&mut tx, "RESOURCE_EXHAUSTED", 1013, reason).await;
+        return;
+    }
     // The client sends nothing after its request; reading on keeps pings answered and tells us
     // when it leaves.
     let (gone_tx, gone) = tokio::sync::oneshot::channel::<()>();

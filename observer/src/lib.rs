@@ -73,7 +73,12 @@ pub struct ObserverConfig {
     pub metrics_prefix: metrics::Prefix,
     /// L7 DNS visibility: DNS messages on UDP port 53 become L7 flows (query, answers, rcode).
     pub dns_visibility: bool,
+    /// Flow streams served at once; more are refused (RESOURCE_EXHAUSTED).
+    pub max_subscribers: usize,
 }
+
+/// Flow streams an observer serves at once by default.
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 1024;
 
 /// Runs the observer until `shutdown` completes; detaches everything on the way out.
 pub async fn run(
@@ -108,6 +113,7 @@ pub async fn run(
         ready: false.into(),
         ring_lost: 0.into(),
         subscribers: 0.into(),
+        max_subscribers: cfg.max_subscribers as u64,
         shutdown: shutdown_rx,
     });
 

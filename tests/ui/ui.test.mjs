@@ -179,7 +179,13 @@ await t.step("export writes the table's flows as Hubble JSON", async () => {
     const v = JSON.parse(line);
     assert(v.flow && v.flow.verdict && v.node_name !== undefined, line.slice(0, 200));
   }
-  const times = lines.map((l) => JSON.parse(l).flow.time);
+  // RFC 3339 with 0, 3, 6 or 9 fractional digits (as protojson writes them): compare padded
+  // to nanoseconds, not as written ("…873Z" is before "…873280Z").
+  const nanos = (t) => {
+    const m = t.match(/^(.*?)(?:\.(\d+))?Z$/);
+    return `${m[1]}.${(m[2] || "").padEnd(9, "0")}`;
+  };
+  const times = lines.map((l) => nanos(JSON.parse(l).flow.time));
   assert([...times].sort().join() === times.join(), "exported oldest first");
 });
 

@@ -1163,6 +1163,7 @@ fn app_state(store: Arc<FlowStore>) -> Arc<AppState> {
         ready: true.into(),
         ring_lost: 0.into(),
         subscribers: 0.into(),
+        max_subscribers: 1024,
         shutdown: rx,
     })
 }
