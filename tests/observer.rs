@@ -601,7 +601,7 @@ async fn dns_lookups_become_l7_flows_and_metrics() {
             app: App::Dns,
         }],
         h.host_ip.into(),
-        table,
+        table.clone(),
     )
     .expect("DNS server on the host side");
     let metrics = format!("127.0.0.1:{}", util::free_port());
@@ -693,6 +693,42 @@ async fn dns_lookups_become_l7_flows_and_metrics() {
         "{body}"
     );
     assert!(body.contains("query=\"svc-a.test.local.\""), "{body}");
+
+    // The pod's later traffic to an address it resolved carries the name both ways
+    // (`destination_names`, `source_names` on replies), and `--fqdn` filters select it.
+    let host_ip = h.host_ip;
+    let resolved =
+        h.run_in(move || servers::dns_query(server, "gw.test.local", Duration::from_secs(2)));
+    assert_eq!(
+        resolved,
+        Err("NXDOMAIN".to_string()),
+        "not in the table yet"
+    );
+    table.insert("gw.test.local", host_ip);
+    let resolved =
+        h.run_in(move || servers::dns_query(server, "gw.test.local", Duration::from_secs(2)));
+    assert_eq!(resolved, Ok(vec![host_ip]));
+    let mut named = subscribe(
+        &obs.ws_url(),
+        json!({"follow": true, "whitelist": [{"destination_fqdn": ["gw.test.local"]}, {"source_fqdn": ["*.test.local"]}]}),
+    )
+    .await;
+    assert!(h.ping(&host_ip.to_string(), 1));
+    let got = collect_until(&mut named, WAIT, |v| v.len() >= 2).await;
+    assert!(got.len() >= 2, "{got:#?}");
+    let request = got
+        .iter()
+        .find(|v| v["flow"]["IP"]["source"] == h.ns_ip.to_string())
+        .expect("the echo request");
+    assert_eq!(
+        request["flow"]["destination_names"],
+        json!(["gw.test.local"])
+    );
+    let reply = got
+        .iter()
+        .find(|v| v["flow"]["IP"]["destination"] == h.ns_ip.to_string())
+        .expect("the echo reply");
+    assert_eq!(reply["flow"]["source_names"], json!(["gw.test.local"]));
     drop(obs);
 
     // Without the option: the same lookups are L3/L4 flows only.

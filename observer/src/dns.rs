@@ -3,7 +3,11 @@
 //! addresses, CNAMEs, record types and TTL, plus the latency since its query. Nothing else of
 //! the message is kept; the payload is dropped once parsed.
 
-use std::{collections::HashMap, net::Ipv4Addr, net::Ipv6Addr};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
 
 use flowscope_model::flow::Dns;
 use simple_dns::{Packet, PacketFlag, QTYPE, TYPE, rdata::RData};
@@ -108,6 +112,55 @@ impl Pending {
     }
 }
 
+/// Names a pod's lookups returned for an address, at most this many pairs; when full, expired
+/// pairs go, and new ones are not learnt until some expire.
+const FQDN_MAX: usize = 65_536;
+/// A name is kept at least this long after its answer, whatever its TTL (connections often
+/// outlive short TTLs).
+const FQDN_MIN_TTL_NS: i64 = 60_000_000_000;
+
+/// What each pod's DNS lookups returned (Cilium's per-endpoint FQDN cache): flows between a
+/// pod and an address it resolved carry the names (`destination_names`, `source_names`), so
+/// `--fqdn` filters and the printers can show them.
+#[derive(Default)]
+pub struct FqdnCache {
+    names: HashMap<(IpAddr, IpAddr), (Arc<Vec<String>>, i64)>,
+}
+
+impl FqdnCache {
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// `client` resolved `name` to `ip` at `now_ns`, valid `ttl` seconds.
+    pub fn learn(&mut self, client: IpAddr, ip: IpAddr, name: &str, ttl: u32, now_ns: i64) {
+        let expires = now_ns + (i64::from(ttl) * 1_000_000_000).max(FQDN_MIN_TTL_NS);
+        if self.names.len() >= FQDN_MAX && !self.names.contains_key(&(client, ip)) {
+            self.names.retain(|_, (_, e)| *e > now_ns);
+            if self.names.len() >= FQDN_MAX {
+                return;
+            }
+        }
+        let name = name.trim_end_matches('.');
+        let entry = self
+            .names
+            .entry((client, ip))
+            .or_insert_with(|| (Arc::new(Vec::new()), expires));
+        entry.1 = entry.1.max(expires);
+        if !entry.0.iter().any(|n| n == name) {
+            Arc::make_mut(&mut entry.0).push(name.to_string());
+        }
+    }
+
+    /// The names `client` resolved `ip` to, still valid at `now_ns`.
+    pub fn get(&self, client: IpAddr, ip: IpAddr, now_ns: i64) -> Option<Arc<Vec<String>>> {
+        self.names
+            .get(&(client, ip))
+            .filter(|(_, expires)| *expires > now_ns)
+            .map(|(names, _)| names.clone())
+    }
+}
+
 /// Hubble's summary of a DNS flow: `DNS Query name. A` or
 /// `DNS Answer "1.2.3.4" TTL: 30 (name. A)`, `DNS Answer RCode: Non-Existent Domain (name. A)`.
 pub fn summary(m: &DnsMessage) -> String {
@@ -191,6 +244,30 @@ mod tests {
             "{}",
             summary(&nx)
         );
+    }
+
+    #[test]
+    fn names_are_per_client_and_expire() {
+        let (pod, other, ip) = (
+            "198.18.1.1".parse().unwrap(),
+            "198.18.1.2".parse().unwrap(),
+            "198.18.9.9".parse().unwrap(),
+        );
+        let mut c = FqdnCache::default();
+        c.learn(pod, ip, "api.example.com.", 30, 0);
+        c.learn(pod, ip, "www.example.com.", 30, 0);
+        c.learn(pod, ip, "api.example.com.", 30, 0);
+        assert_eq!(
+            c.get(pod, ip, 1).as_deref(),
+            Some(&vec![
+                "api.example.com".to_string(),
+                "www.example.com".to_string()
+            ])
+        );
+        assert_eq!(c.get(other, ip, 1), None);
+        // Kept for the minimum of a minute, not the 30 s TTL.
+        assert!(c.get(pod, ip, 59_000_000_000).is_some());
+        assert!(c.get(pod, ip, 61_000_000_000).is_none());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use flowscope_model::{
 
 use crate::{
     clock::BootClock,
-    dns::{self, DnsMessage, Pending},
+    dns::{self, DnsMessage, FqdnCache, Pending},
     endpoints::Registry,
     policy::{Attribution, Attributions},
 };
@@ -72,6 +72,10 @@ pub struct FlowRecord {
     pub attribution: Option<Arc<Attribution>>,
     /// The DNS message of an L7 DNS flow (a `kind::DNS` event).
     pub dns: Option<Arc<DnsMessage>>,
+    /// Names the destination pod resolved the source address to, and the source pod the
+    /// destination address (Hubble's `source_names`, `destination_names`).
+    pub source_names: Option<Arc<Vec<String>>>,
+    pub destination_names: Option<Arc<Vec<String>>>,
 }
 
 /// Turns datapath events into records: node, clock, interfaces and endpoints.
@@ -86,6 +90,7 @@ pub struct Decoder {
     world: Arc<Endpoint>,
     seq: u64,
     pending_dns: Pending,
+    fqdn: FqdnCache,
 }
 
 impl Decoder {
@@ -111,6 +116,7 @@ impl Decoder {
             world: reserved(IDENTITY_WORLD, "reserved:world"),
             seq: 0,
             pending_dns: Pending::default(),
+            fqdn: FqdnCache::default(),
         }
     }
 
@@ -155,8 +161,18 @@ impl Decoder {
     pub fn record(&mut self, ev: &FlowEvent) -> FlowRecord {
         let (src, dst) = addrs(ev);
         self.seq += 1;
+        let time_ns = self.clock.to_unix_nanos(ev.ts_ns);
+        // Two lookups per flow, only once some pod's lookups were seen (DNS visibility).
+        let (source_names, destination_names) = if self.fqdn.is_empty() {
+            (None, None)
+        } else {
+            (
+                self.fqdn.get(dst, src, time_ns),
+                self.fqdn.get(src, dst, time_ns),
+            )
+        };
         FlowRecord {
-            time_ns: self.clock.to_unix_nanos(ev.ts_ns),
+            time_ns,
             seq: self.seq,
             ev: *ev,
             iface: self.interfaces.get(&ev.ifindex).cloned(),
@@ -168,6 +184,8 @@ impl Decoder {
                 .checked_sub(1)
                 .and_then(|r| self.attributions.get(&r).cloned()),
             dns: None,
+            source_names,
+            destination_names,
         }
     }
 
@@ -200,6 +218,13 @@ impl Decoder {
         if message.response {
             let key = (ev.ifindex, daddr, dport, message.id);
             message.latency_ns = self.pending_dns.response(&key, record.time_ns);
+            let client = addrs(ev).1;
+            for ip in &message.dns.ips {
+                if let Ok(ip) = ip.parse() {
+                    let (name, ttl) = (&message.dns.query, message.dns.ttl);
+                    self.fqdn.learn(client, ip, name, ttl, record.time_ns);
+                }
+            }
         } else {
             self.pending_dns
                 .query((ev.ifindex, saddr, sport, message.id), record.time_ns);
@@ -366,6 +391,12 @@ impl FlowRecord {
                 name: i.name.clone(),
             }),
             summary,
+            source_names: self.source_names.as_deref().cloned().unwrap_or_default(),
+            destination_names: self
+                .destination_names
+                .as_deref()
+                .cloned()
+                .unwrap_or_default(),
             ..attributed(self.attribution.as_deref())
         };
         if let Some(m) = &self.dns {
