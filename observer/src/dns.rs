@@ -124,8 +124,11 @@ const FQDN_MIN_TTL_NS: i64 = 60_000_000_000;
 /// `--fqdn` filters and the printers can show them.
 #[derive(Default)]
 pub struct FqdnCache {
-    names: HashMap<(IpAddr, IpAddr), (Arc<Vec<String>>, i64)>,
+    /// (client, resolved address) -> (names, expiry in Unix nanoseconds).
+    names: HashMap<(IpAddr, IpAddr), Names>,
 }
+
+type Names = (Arc<Vec<String>>, i64);
 
 impl FqdnCache {
     pub fn is_empty(&self) -> bool {
