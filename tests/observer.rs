@@ -760,23 +760,7 @@ async fn flow_streams_are_bounded_and_the_refusal_says_why() {
     let first = subscribe(&obs.ws_url(), json!({"follow": true})).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut second = subscribe(&obs.ws_url(), json!({"follow": true})).await;
-    match next(&mut second, WAIT).await {
-        Some(Received::Json(v)) => {
-            assert_eq!(v["error"]["code"], "RESOURCE_EXHAUSTED", "{v}");
-            assert!(
-                v["error"]["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("--max-subscribers"),
-                "{v}"
-            );
-        }
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-    assert!(matches!(
-        next(&mut second, WAIT).await,
-        Some(Received::Closed(1013, _))
-    ));
+    util::assert_refused(&mut second, "RESOURCE_EXHAUSTED", "--max-subscribers", 1013).await;
     assert_eq!(obs.status()["subscribers"], 1);
     drop(first);
     let deadline = std::time::Instant::now() + WAIT;

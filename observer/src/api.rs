@@ -27,7 +27,10 @@ use flowscope_model::{
     filter::{FilterSet, GetFlowsRequest},
     flow::{LostEvent, LostEventSource},
 };
-use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink};
+use futures_util::{
+    SinkExt as _, StreamExt as _,
+    stream::{SplitSink, SplitStream},
+};
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::debug;
@@ -297,18 +300,8 @@ enum End {
 
 async fn serve_flows(socket: WebSocket, st: Arc<AppState>) {
     let (mut tx, mut rx) = socket.split();
-    let request = match tokio::time::timeout(REQUEST_TIMEOUT, rx.next()).await {
-        Ok(Some(Ok(Message::Text(t)))) => parse_request(t.as_str()),
-        Ok(Some(Ok(Message::Binary(b)))) => match std::str::from_utf8(&b) {
-            Ok(t) => parse_request(t),
-            Err(_) => Err("request is not UTF-8 JSON".to_string()),
-        },
-        Ok(Some(Ok(_))) => Err("the first message must be a JSON GetFlowsRequest".to_string()),
-        Ok(_) => return,
-        Err(_) => Err(format!(
-            "no request within {}s: send a JSON GetFlowsRequest first",
-            REQUEST_TIMEOUT.as_secs()
-        )),
+    let Some(request) = read_request(&mut rx).await else {
+        return;
     };
     let (request, filters) = match request {
         Ok(r) => r,
@@ -359,6 +352,29 @@ async fn serve_flows(socket: WebSocket, st: Arc<AppState>) {
             })))
             .await;
     }
+}
+
+/// The client's first message as a checked request: None when it left without one, an error
+/// (for [`refuse`]) when what it sent is not a valid `GetFlowsRequest` or nothing came within
+/// [`REQUEST_TIMEOUT`]. The relay reads its clients' requests the same way.
+pub async fn read_request(
+    rx: &mut SplitStream<WebSocket>,
+) -> Option<Result<(GetFlowsRequest, FilterSet), String>> {
+    Some(
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => parse_request(t.as_str()),
+            Ok(Some(Ok(Message::Binary(b)))) => match std::str::from_utf8(&b) {
+                Ok(t) => parse_request(t),
+                Err(_) => Err("request is not UTF-8 JSON".to_string()),
+            },
+            Ok(Some(Ok(_))) => Err("the first message must be a JSON GetFlowsRequest".to_string()),
+            Ok(_) => return None,
+            Err(_) => Err(format!(
+                "no request within {}s: send a JSON GetFlowsRequest first",
+                REQUEST_TIMEOUT.as_secs()
+            )),
+        },
+    )
 }
 
 pub fn parse_request(text: &str) -> Result<(GetFlowsRequest, FilterSet), String> {

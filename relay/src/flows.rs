@@ -30,7 +30,7 @@ use flowscope_model::{
     filter::GetFlowsRequest,
     flow::{GetFlowsResponse, NodeState, NodeStatusEvent},
 };
-use flowscope_observer::api::{parse_request, refuse, refuse_with};
+use flowscope_observer::api::{read_request, refuse, refuse_with};
 use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
@@ -49,8 +49,6 @@ const CHANNEL_LINES: usize = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a following stream looks for observers to (re)attach to, besides on changes.
 const REATTACH_INTERVAL: Duration = Duration::from_secs(2);
-/// How long the client may take to send its request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_REQUEST_BYTES: usize = 1 << 20;
 
 pub async fn flows(ws: WebSocketUpgrade, State(st): State<Arc<RelayState>>) -> Response {
@@ -85,18 +83,8 @@ struct Attached {
 
 async fn serve(socket: WebSocket, st: Arc<RelayState>) {
     let (mut tx, mut rx) = socket.split();
-    let request = match tokio::time::timeout(REQUEST_TIMEOUT, rx.next()).await {
-        Ok(Some(Ok(Message::Text(t)))) => parse_request(t.as_str()),
-        Ok(Some(Ok(Message::Binary(b)))) => match std::str::from_utf8(&b) {
-            Ok(t) => parse_request(t),
-            Err(_) => Err("request is not UTF-8 JSON".to_string()),
-        },
-        Ok(Some(Ok(_))) => Err("the first message must be a JSON GetFlowsRequest".to_string()),
-        Ok(_) => return,
-        Err(_) => Err(format!(
-            "no request within {}s: send a JSON GetFlowsRequest first",
-            REQUEST_TIMEOUT.as_secs()
-        )),
+    let Some(request) = read_request(&mut rx).await else {
+        return;
     };
     let request = match request {
         Ok((request, _filters)) => request,
@@ -600,10 +588,7 @@ fn error_message(line: &str) -> String {
 }
 
 pub fn now_unix_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
+    Timestamp::now().as_unix_nanos()
 }
 
 #[cfg(test)]

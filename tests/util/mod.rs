@@ -334,6 +334,23 @@ pub async fn next(ws: &mut Ws, timeout: Duration) -> Option<Received> {
     }
 }
 
+/// The server refused the stream: an error line with `code` whose message mentions
+/// `mentions`, then the close frame with `close_code`.
+pub async fn assert_refused(ws: &mut Ws, code: &str, mentions: &str, close_code: u16) {
+    match next(ws, Duration::from_secs(5)).await {
+        Some(Received::Json(v)) => {
+            assert_eq!(v["error"]["code"], code, "{v}");
+            let message = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(mentions), "{v}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    match next(ws, Duration::from_secs(5)).await {
+        Some(Received::Closed(c, _)) => assert_eq!(c, close_code),
+        other => panic!("expected close {close_code}, got {other:?}"),
+    }
+}
+
 /// Collects JSON messages until `pred` has matched `want` of them or `timeout` passes.
 pub async fn collect_until(
     ws: &mut Ws,
