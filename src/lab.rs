@@ -41,9 +41,11 @@ pub fn observer_config(
         metrics_listen: None,
         metrics: None,
         metrics_prefix: Default::default(),
-        // The lab's pods resolve each other's names: show those lookups.
+        // The lab's pods resolve each other's names and talk HTTP: show those lookups and
+        // requests.
         dns_visibility: true,
         max_subscribers: flowscope_observer::DEFAULT_MAX_SUBSCRIBERS,
+        http_ports: crate::DEFAULT_HTTP_PORTS.to_vec(),
     }
 }
 

@@ -136,6 +136,54 @@ struct RelayArgs {
     max_flow_requests: u32,
 }
 
+/// One `--l7-visibility` item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum L7 {
+    Dns,
+    Http(u16),
+}
+
+/// TCP ports `--l7-visibility http` watches.
+pub const DEFAULT_HTTP_PORTS: [u16; 2] = [80, 8080];
+
+fn parse_l7(s: &str) -> Result<L7, String> {
+    match s.trim() {
+        "dns" => Ok(L7::Dns),
+        "http" => Ok(L7::Http(0)),
+        other => match other.strip_prefix("http:").map(str::parse::<u16>) {
+            Some(Ok(port)) if port > 0 => Ok(L7::Http(port)),
+            Some(_) => Err(format!(
+                "{other:?}: the port must be a number from 1 to 65535"
+            )),
+            None => Err(format!("{other:?}: expected dns, http or http:PORT")),
+        },
+    }
+}
+
+/// The TCP ports of the `http` items (`http` alone: 80 and 8080), each once.
+fn http_ports(items: &[L7]) -> anyhow::Result<Vec<u16>> {
+    let mut ports = Vec::new();
+    for item in items {
+        let add: &[u16] = match item {
+            L7::Http(0) => &DEFAULT_HTTP_PORTS,
+            L7::Http(p) => std::slice::from_ref(p),
+            L7::Dns => &[],
+        };
+        for p in add {
+            if !ports.contains(p) {
+                ports.push(*p);
+            }
+        }
+    }
+    anyhow::ensure!(
+        ports.len() <= flowscope_common::HTTP_PORTS_MAX,
+        "--l7-visibility: at most {} HTTP ports, got {} ({ports:?})",
+        flowscope_common::HTTP_PORTS_MAX,
+        ports.len()
+    );
+    Ok(ports)
+}
+
 fn parse_host_port(s: &str) -> Result<String, String> {
     flowscope_relay::peers::check_host_port(s)?;
     Ok(s.to_string())
@@ -235,10 +283,12 @@ struct ObserverArgs {
     #[arg(long)]
     policy_audit_mode: bool,
     /// L7 visibility, comma-separated: `dns` turns DNS messages on UDP port 53 into L7 flows
-    /// (query, types, answers, TTL, rcode; `--protocol dns`, the `dns` metrics). Only those
-    /// fields are kept of a message.
-    #[arg(long, value_name = "PROTOCOLS", value_delimiter = ',', value_parser = ["dns"])]
-    l7_visibility: Vec<String>,
+    /// (query, types, answers, TTL, rcode); `http` HTTP/1.x requests and responses on TCP
+    /// ports 80 and 8080 (method, URL, status, latency), `http:PORT` on PORT (8 ports at
+    /// most). `--protocol dns|http` and the `dns` and `httpV2` metrics read them. Only those
+    /// fields are kept of a payload.
+    #[arg(long, value_name = "PROTOCOLS", value_delimiter = ',', value_parser = parse_l7)]
+    l7_visibility: Vec<L7>,
     /// Flow streams served at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, value_name = "N", default_value_t = flowscope_observer::DEFAULT_MAX_SUBSCRIBERS as u32,
         value_parser = clap::value_parser!(u32).range(1..=65536))]
@@ -359,8 +409,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 endpoints_file: a.endpoints,
                 policy_dir: a.policy_dir,
                 policy_audit: a.policy_audit_mode,
-                dns_visibility: a.l7_visibility.iter().any(|p| p == "dns"),
+                dns_visibility: a.l7_visibility.contains(&L7::Dns),
                 max_subscribers: a.max_subscribers as usize,
+                http_ports: http_ports(&a.l7_visibility)?,
                 metrics_listen,
                 metrics,
                 metrics_prefix,

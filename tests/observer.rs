@@ -782,3 +782,107 @@ async fn flow_streams_are_bounded_and_the_refusal_says_why() {
     }
     assert_eq!(closed, Some(1000));
 }
+
+/// `--l7-visibility http:PORT`: HTTP/1.x requests to a pod and its responses become Hubble's
+/// L7 HTTP flows at the server pod's interface (method, URL, protocol, status, latency), once
+/// each, and feed the `httpV2` metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_exchanges_become_l7_flows_and_metrics() {
+    use flowscope_lab::servers::{self, App, DnsTable, Protocol, ServeSpec};
+    let h = TestHost::new();
+    // The server is the "pod" in the namespace; the client is on the host side.
+    let ns_ip = h.ns_ip;
+    let _server = h.run_in(move || {
+        servers::serve(
+            &[ServeSpec {
+                port: 8080,
+                protocol: Protocol::Tcp,
+                app: App::Http,
+            }],
+            ns_ip.into(),
+            Arc::new(DnsTable::new()),
+        )
+        .expect("HTTP server in the namespace")
+    });
+    let metrics = format!("127.0.0.1:{}", util::free_port());
+    let obs = Observer::start(&[
+        "--interface",
+        &h.host_if,
+        "--endpoint-interface",
+        &h.host_if,
+        "--l7-visibility",
+        "http:8080",
+        "--metrics-listen",
+        &metrics,
+        "--metrics",
+        "flow,httpV2",
+    ]);
+    let mut ws = subscribe(
+        &obs.ws_url(),
+        json!({"follow": true, "whitelist": [{"protocol": ["http"]}]}),
+    )
+    .await;
+    let dst = SocketAddr::new(ns_ip.into(), 8080);
+    for (method, path) in [("GET", "/api/items"), ("POST", "/api/orders")] {
+        let r = servers::http_request(dst, method, path, Duration::from_secs(2));
+        assert!(r.connected, "{method} {path}: {r:?}");
+    }
+    let got = collect_until(&mut ws, WAIT, |v| v.len() >= 4).await;
+    let flows: Vec<&Value> = got.iter().map(|v| &v["flow"]).collect();
+    assert_eq!(
+        flows.len(),
+        4,
+        "a request and a response per exchange: {got:#?}"
+    );
+    for f in &flows {
+        assert_eq!(f["Type"], "L7", "{f}");
+        assert_eq!(f["traffic_direction"], "INGRESS", "{f}");
+        assert_eq!(f["l7"]["http"]["protocol"], "HTTP/1.1", "{f}");
+    }
+    let (get, get_res, post, post_res) = (flows[0], flows[1], flows[2], flows[3]);
+    assert_eq!(get["l7"]["type"], "REQUEST");
+    assert_eq!(get["l7"]["http"]["method"], "GET");
+    assert_eq!(
+        get["l7"]["http"]["url"],
+        format!("http://{ns_ip}:8080/api/items")
+    );
+    assert_eq!(get["IP"]["destination"], ns_ip.to_string());
+    assert_eq!(get_res["l7"]["type"], "RESPONSE");
+    assert_eq!(get_res["is_reply"], true);
+    assert_eq!(get_res["l7"]["http"]["code"], 200);
+    assert_eq!(
+        get_res["l7"]["http"]["method"], "GET",
+        "the request's line on the response"
+    );
+    assert!(get_res["l7"]["latency_ns"].as_str().is_some(), "{get_res}");
+    assert_eq!(post["l7"]["http"]["method"], "POST");
+    assert_eq!(
+        post_res["l7"]["http"]["url"],
+        format!("http://{ns_ip}:8080/api/orders")
+    );
+    assert!(next(&mut ws, Duration::from_millis(500)).await.is_none());
+
+    // httpV2: requests by method and status, and their duration.
+    let (_, body) = util::http_get(metrics.parse().unwrap(), "/metrics").unwrap();
+    let value = |prefix: &str| -> f64 {
+        body.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        value("flowscope_http_requests_total{method=\"GET\""),
+        1.0,
+        "{body}"
+    );
+    assert_eq!(
+        value("flowscope_http_requests_total{method=\"POST\""),
+        1.0,
+        "{body}"
+    );
+    assert_eq!(
+        value("flowscope_http_request_duration_seconds_count"),
+        2.0,
+        "{body}"
+    );
+}

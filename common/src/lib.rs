@@ -103,9 +103,12 @@ pub mod kind {
     /// Never sent by the datapath: the observer's policy-verdict event, derived from a NEW or
     /// DROP event whose `policy_verdict` is set (Cilium's policy verdict notification).
     pub const POLICY_VERDICT: u8 = 5;
-    /// A DNS message (UDP port 53) with its first bytes: sent as a [`super::DnsEvent`] when
+    /// A DNS message (UDP port 53) with its first bytes: sent as an [`super::L7Event`] when
     /// [`super::CONFIG_DNS`] is set, besides the packet's own events.
     pub const DNS: u8 = 6;
+    /// A TCP segment on one of [`super::Config::http_ports`] that starts an HTTP/1.x request
+    /// or response head: sent as an [`super::L7Event`] when [`super::CONFIG_HTTP`] is set.
+    pub const HTTP: u8 = 7;
 }
 
 /// Which policy map key decided a connection; numbered as Hubble's `policy_match_type`
@@ -230,22 +233,27 @@ pub struct FlowEvent {
 const _: () = assert!(core::mem::size_of::<FlowEvent>() == 120);
 const _: () = assert!(core::mem::align_of::<FlowEvent>() == 8);
 
-/// Bytes of a DNS message the datapath copies: a whole classic (non-EDNS) UDP message.
-pub const DNS_PAYLOAD_MAX: usize = 512;
+/// Bytes of a payload the datapath copies for L7 visibility: a whole classic (non-EDNS) DNS
+/// message, or an HTTP request or response head of ordinary size. A power of two (the
+/// datapath masks the length with it).
+pub const L7_PAYLOAD_MAX: usize = 512;
 
-/// A DNS message seen on UDP port 53 (kind [`kind::DNS`]): the packet's header fields and the
-/// start of the message, for the observer's L7 DNS flows. Nothing else of a payload leaves the
-/// kernel, and the observer keeps only the DNS fields it parses from this.
+/// A DNS message ([`kind::DNS`]) or the start of an HTTP head ([`kind::HTTP`]): the packet's
+/// header fields and the first bytes of its payload, for the observer's L7 flows. Nothing else
+/// of a payload leaves the kernel, and the observer keeps only the L7 fields it parses.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct DnsEvent {
+pub struct L7Event {
     pub flow: FlowEvent,
-    /// Bytes of `payload` that hold the message (the rest is not written).
+    /// Bytes of `payload` that hold data (the rest is not written).
     pub len: u16,
     pub _pad: [u8; 6],
-    pub payload: [u8; DNS_PAYLOAD_MAX],
+    pub payload: [u8; L7_PAYLOAD_MAX],
 }
-const _: () = assert!(core::mem::size_of::<DnsEvent>() == 640);
+const _: () = assert!(core::mem::size_of::<L7Event>() == 640);
+
+/// TCP ports [`Config::http_ports`] holds at most.
+pub const HTTP_PORTS_MAX: usize = 8;
 
 /// Conntrack key: one connection as seen on one interface, in its original direction.
 #[repr(C)]
@@ -310,6 +318,8 @@ pub struct Config {
     pub summary_interval_ns: u64,
     /// [`CONFIG_AUDIT`] and friends.
     pub flags: u64,
+    /// With [`CONFIG_HTTP`]: the TCP ports whose HTTP heads are reported (0: unused slot).
+    pub http_ports: [u16; HTTP_PORTS_MAX],
 }
 /// Policy audit mode: evaluate and report, drop nothing (verdict AUDIT instead of DROPPED).
 pub const CONFIG_AUDIT: u64 = 1;
@@ -317,8 +327,10 @@ pub const CONFIG_AUDIT: u64 = 1;
 /// generation, then this bit flips: a packet reads it once and sees one complete set, never a
 /// mix. [`MAP_ENDPOINTS`] keys and `EndpointInfo::endpoint_id` carry the generation in bit 31.
 pub const CONFIG_GENERATION: u64 = 2;
-/// Report DNS messages on UDP port 53 as [`DnsEvent`]s (L7 DNS visibility).
+/// Report DNS messages on UDP port 53 as [`L7Event`]s (L7 DNS visibility).
 pub const CONFIG_DNS: u64 = 4;
+/// Report HTTP/1.x heads on [`Config::http_ports`] as [`L7Event`]s (L7 HTTP visibility).
+pub const CONFIG_HTTP: u64 = 8;
 /// Bit 31 of endpoint keys and ids: the policy generation they belong to.
 pub const GENERATION_SHIFT: u32 = 31;
 

@@ -11,11 +11,11 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use flowscope_common::{
-    CONFIG_AUDIT, CONFIG_DNS, CONFIG_GENERATION, CONNTRACK_ENTRIES, Config, CtEntry, CtKey,
-    DENY_ENTRIES, DENY_KEY_FIXED_BITS, DNS_PAYLOAD_MAX, DenyKey, DenyValue, DnsEvent,
-    ENDPOINT_ENTRIES, ENFORCE_EGRESS, ENFORCE_INGRESS, EVENT_RECORD_BYTES, EVENTS_RING_BYTES,
-    EVENTS_WAKEUP_BYTES, EndpointInfo, FAMILY_IPV4, FAMILY_IPV6, FlowEvent, GENERATION_SHIFT,
-    IP_KEY_FIXED_BITS, IPCACHE_ENTRIES, IdentityValue, IpKey, POLICY_DENY, POLICY_ENTRIES,
+    CONFIG_AUDIT, CONFIG_DNS, CONFIG_GENERATION, CONFIG_HTTP, CONNTRACK_ENTRIES, Config, CtEntry,
+    CtKey, DENY_ENTRIES, DENY_KEY_FIXED_BITS, DenyKey, DenyValue, ENDPOINT_ENTRIES, ENFORCE_EGRESS,
+    ENFORCE_INGRESS, EVENT_RECORD_BYTES, EVENTS_RING_BYTES, EVENTS_WAKEUP_BYTES, EndpointInfo,
+    FAMILY_IPV4, FAMILY_IPV6, FlowEvent, GENERATION_SHIFT, HTTP_PORTS_MAX, IP_KEY_FIXED_BITS,
+    IPCACHE_ENTRIES, IdentityValue, IpKey, L7_PAYLOAD_MAX, L7Event, POLICY_DENY, POLICY_ENTRIES,
     POLICY_RANGE_ENTRIES, POLICY_RANGE_KEY_FIXED_BITS, PolicyKey, PolicyRangeKey, PolicyValue,
     RANGES_EGRESS, RANGES_INGRESS, STAT_COUNT, STAT_CT_CREATED, STAT_CT_FULL, STAT_DROPPED,
     STAT_EVENTS, STAT_EVENTS_LOST, STAT_FRAGMENTS, STAT_NON_IP, STAT_PACKETS, STAT_TRUNCATED,
@@ -171,7 +171,7 @@ fn try_classify(ctx: &TcContext, hook: u8) -> Result<i32, Skip> {
     let Some(entry) = entry else {
         let action = new_connection(pkt, &mut scratch.entry, &mut scratch.ip, hook, now);
         if action != TC_ACT_SHOT {
-            dns(ctx, pkt, hook, 0);
+            l7(ctx, pkt, hook, 0);
         }
         return Ok(action);
     };
@@ -190,35 +190,72 @@ fn try_classify(ctx: &TcContext, hook: u8) -> Result<i32, Skip> {
             emit(pkt, &Counts::of(e), &forwarded(kind::SUMMARY, hook, dir));
         }
     }
-    dns(ctx, pkt, hook, dir);
+    l7(ctx, pkt, hook, dir);
     Ok(PASS)
 }
 
-/// A forwarded DNS message (UDP port 53 on either side) with DNS visibility on: its first
-/// bytes go to the observer as a [`DnsEvent`], which it parses into an L7 DNS flow.
+/// L7 visibility of a forwarded packet with a payload: a DNS message (UDP port 53 on either
+/// side, with DNS visibility on), or a segment starting an HTTP/1.x head on one of the HTTP
+/// ports (with HTTP visibility on). Its first bytes go to the observer as an [`L7Event`]. Per
+/// packet this costs a few compares, and for TCP segments on an HTTP port one 8-byte load.
 #[inline(always)]
-fn dns(ctx: &TcContext, pkt: &Packet, hook: u8, dir: usize) {
-    if pkt.payload_off == 0 || (pkt.key.sport != 53 && pkt.key.dport != 53) {
+fn l7(ctx: &TcContext, pkt: &Packet, hook: u8, dir: usize) {
+    if pkt.payload_off == 0 || pkt.len <= pkt.payload_off {
         return;
     }
-    if !CONFIG.get(0).is_some_and(|c| c.flags & CONFIG_DNS != 0) {
+    let Some(config) = CONFIG.get(0) else {
+        return;
+    };
+    if pkt.key.proto == IPPROTO_UDP {
+        if (pkt.key.sport == 53 || pkt.key.dport == 53) && config.flags & CONFIG_DNS != 0 {
+            emit_l7(ctx, pkt, hook, dir);
+        }
         return;
     }
-    emit_dns(ctx, pkt, hook, dir);
+    if pkt.key.proto != IPPROTO_TCP || config.flags & CONFIG_HTTP == 0 {
+        return;
+    }
+    let mut on_port = false;
+    for i in 0..HTTP_PORTS_MAX {
+        let p = config.http_ports[i];
+        if p != 0 && (p == pkt.key.dport || p == pkt.key.sport) {
+            on_port = true;
+        }
+    }
+    if !on_port {
+        return;
+    }
+    let Ok(head) = ctx.load::<[u8; 8]>(pkt.payload_off as usize) else {
+        return;
+    };
+    let starts_head = matches!(
+        &head[..4],
+        b"GET " | b"POST" | b"PUT " | b"DELE" | b"HEAD" | b"PATC" | b"OPTI" | b"CONN" | b"TRAC"
+    ) || &head[..7] == b"HTTP/1.";
+    if starts_head {
+        emit_l7(ctx, pkt, hook, dir);
+    }
 }
 
+/// Sends the packet's first payload bytes: a DNS message for UDP, an HTTP head for TCP (the
+/// kind follows from the protocol rather than a sixth-register argument).
 #[inline(never)]
-fn emit_dns(ctx: &TcContext, pkt: &Packet, hook: u8, dir: usize) {
+fn emit_l7(ctx: &TcContext, pkt: &Packet, hook: u8, dir: usize) {
+    let l7_kind = if pkt.key.proto == IPPROTO_UDP {
+        kind::DNS
+    } else {
+        kind::HTTP
+    };
     let avail = pkt.len.saturating_sub(pkt.payload_off);
     if avail == 0 {
         return;
     }
-    let len = if avail > DNS_PAYLOAD_MAX as u32 {
-        DNS_PAYLOAD_MAX as u32
+    let len = if avail > L7_PAYLOAD_MAX as u32 {
+        L7_PAYLOAD_MAX as u32
     } else {
         avail
     };
-    let Some(mut slot) = EVENTS.reserve::<DnsEvent>(0) else {
+    let Some(mut slot) = EVENTS.reserve::<L7Event>(0) else {
         count(STAT_EVENTS_LOST);
         return;
     };
@@ -228,17 +265,17 @@ fn emit_dns(ctx: &TcContext, pkt: &Packet, hook: u8, dir: usize) {
         bytes: [0; 2],
         origin_hook: hook,
     };
-    // The verifier must see the length within 1..=DNS_PAYLOAD_MAX; LLVM rewrites the bounds
+    // The verifier must see the length within 1..=L7_PAYLOAD_MAX; LLVM rewrites the bounds
     // above into a form it cannot follow, so the bound is applied again to an opaque value.
-    let len = (core::hint::black_box(len - 1) & (DNS_PAYLOAD_MAX as u32 - 1)) + 1;
-    // SAFETY: `ev` points to a reserved, exclusively owned slot of size_of::<DnsEvent>()
-    // bytes; `len` is 1..=DNS_PAYLOAD_MAX, the size of `payload`.
+    let len = (core::hint::black_box(len - 1) & (L7_PAYLOAD_MAX as u32 - 1)) + 1;
+    // SAFETY: `ev` points to a reserved, exclusively owned slot of size_of::<L7Event>()
+    // bytes; `len` is 1..=L7_PAYLOAD_MAX, the size of `payload`.
     let copied = unsafe {
         fill(
             &mut (*ev).flow,
             pkt,
             &counts,
-            &forwarded(kind::DNS, hook, dir),
+            &forwarded(l7_kind, hook, dir),
         );
         (*ev).len = len as u16;
         (*ev)._pad = [0; 6];
@@ -253,11 +290,11 @@ fn emit_dns(ctx: &TcContext, pkt: &Packet, hook: u8, dir: usize) {
         slot.discard(0);
         return;
     }
-    submit(slot, DNS_RECORD_BYTES);
+    submit(slot, L7_RECORD_BYTES);
 }
 
-/// Bytes a [`DnsEvent`] takes in the ring buffer (record header included).
-const DNS_RECORD_BYTES: u64 = core::mem::size_of::<DnsEvent>() as u64 + 8;
+/// Bytes an [`L7Event`] takes in the ring buffer (record header included).
+const L7_RECORD_BYTES: u64 = core::mem::size_of::<L7Event>() as u64 + 8;
 
 /// First packet of a connection on this interface: decide, remember, report.
 #[inline(always)]
@@ -736,6 +773,7 @@ fn parse(ctx: &TcContext, pkt: &mut Packet) -> Result<(), Skip> {
                 return Err(Skip::Truncated);
             }
             pkt.tcp_flags = th[13] as u16 | (((th[12] & 1) as u16) << 8);
+            pkt.payload_off = (l4 + (th[12] >> 4) as usize * 4) as u32;
         }
         IPPROTO_UDP | IPPROTO_SCTP => {
             let ports: [u8; 4] = load(ctx, l4)?;

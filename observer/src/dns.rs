@@ -1,4 +1,4 @@
-//! L7 DNS visibility: a DNS message the datapath copied (`DnsEvent`, UDP port 53) becomes
+//! L7 DNS visibility: a DNS message the datapath copied (an `L7Event`, UDP port 53) becomes
 //! Hubble's `Layer7.dns` record: the query name and types, and for a response its rcode,
 //! addresses, CNAMEs, record types and TTL, plus the latency since its query. Nothing else of
 //! the message is kept; the payload is dropped once parsed.

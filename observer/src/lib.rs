@@ -8,6 +8,7 @@ pub mod dns;
 pub mod endpoints;
 pub mod event;
 pub mod graph;
+pub mod http;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;
@@ -75,6 +76,8 @@ pub struct ObserverConfig {
     pub dns_visibility: bool,
     /// Flow streams served at once; more are refused (RESOURCE_EXHAUSTED).
     pub max_subscribers: usize,
+    /// L7 HTTP visibility on these TCP ports (HTTP/1.x heads become L7 flows).
+    pub http_ports: Vec<u16>,
 }
 
 /// Flow streams an observer serves at once by default.
@@ -139,6 +142,12 @@ pub async fn run(
             .lock()
             .map_err(|_| anyhow::anyhow!("datapath lock"))?
             .set_dns(true)?;
+    }
+    if !cfg.http_ports.is_empty() {
+        datapath
+            .lock()
+            .map_err(|_| anyhow::anyhow!("datapath lock"))?
+            .set_http_ports(&cfg.http_ports)?;
     }
     if cfg.policy_audit {
         datapath

@@ -22,6 +22,7 @@ use crate::{
     clock::BootClock,
     dns::{self, DnsMessage, FqdnCache, Pending},
     endpoints::Registry,
+    http::{self, HttpMessage},
     policy::{Attribution, Attributions},
 };
 
@@ -72,6 +73,8 @@ pub struct FlowRecord {
     pub attribution: Option<Arc<Attribution>>,
     /// The DNS message of an L7 DNS flow (a `kind::DNS` event).
     pub dns: Option<Arc<DnsMessage>>,
+    /// The HTTP head of an L7 HTTP flow (a `kind::HTTP` event).
+    pub http: Option<Arc<HttpMessage>>,
     /// Names the destination pod resolved the source address to, and the source pod the
     /// destination address (Hubble's `source_names`, `destination_names`).
     pub source_names: Option<Arc<Vec<String>>>,
@@ -90,6 +93,7 @@ pub struct Decoder {
     world: Arc<Endpoint>,
     seq: u64,
     pending_dns: Pending,
+    pending_http: http::Pending,
     fqdn: FqdnCache,
 }
 
@@ -116,6 +120,7 @@ impl Decoder {
             world: reserved(IDENTITY_WORLD, "reserved:world"),
             seq: 0,
             pending_dns: Pending::default(),
+            pending_http: http::Pending::default(),
             fqdn: FqdnCache::default(),
         }
     }
@@ -184,6 +189,7 @@ impl Decoder {
                 .checked_sub(1)
                 .and_then(|r| self.attributions.get(&r).cloned()),
             dns: None,
+            http: None,
             source_names,
             destination_names,
         }
@@ -230,6 +236,41 @@ impl Decoder {
                 .query((ev.ifindex, saddr, sport, message.id), record.time_ns);
         }
         record.dns = Some(Arc::new(message));
+        Some(record)
+    }
+
+    /// An L7 HTTP flow from a `kind::HTTP` event and the start of its head, or None when it is
+    /// not an HTTP/1.x head. Like the proxy of an ingress visibility rule, an exchange is
+    /// reported once, at the server pod's interface (reporter `server`): the request entering
+    /// the pod (tc egress of its veth), the response leaving it (tc ingress). A response gets
+    /// its request's method, URL and latency.
+    pub fn http_record(&mut self, ev: &FlowEvent, payload: &[u8]) -> Option<FlowRecord> {
+        let server_side = self.interfaces.get(&ev.ifindex).is_some_and(|i| i.endpoint);
+        if !server_side {
+            return None;
+        }
+        let mut message = http::parse(payload)?;
+        let expected_hook = if message.response {
+            hook::INGRESS
+        } else {
+            hook::EGRESS
+        };
+        if ev.hook != expected_hook {
+            return None;
+        }
+        let mut record = self.record(ev);
+        // The exchange's connection comes into the server pod: INGRESS both ways.
+        record.ev.origin_hook = hook::EGRESS;
+        if message.response {
+            let key = (ev.ifindex, ev.daddr, ev.dport);
+            self.pending_http
+                .response(&key, record.time_ns, &mut message);
+        } else {
+            let key = (ev.ifindex, ev.saddr, ev.sport);
+            self.pending_http
+                .request(key, record.time_ns, &message.http);
+        }
+        record.http = Some(Arc::new(message));
         Some(record)
     }
 
@@ -293,7 +334,7 @@ impl FlowRecord {
 
     /// Hubble's `event_type`: policy verdict, drop (with its reason) or trace (with its point).
     pub fn event_type(&self) -> CiliumEventType {
-        if self.dns.is_some() {
+        if self.dns.is_some() || self.http.is_some() {
             CiliumEventType {
                 event_type: EVENT_L7,
                 sub_type: 0,
@@ -324,6 +365,8 @@ impl FlowRecord {
     /// Hubble's `is_reply`; None when the event does not say.
     pub fn is_reply(&self) -> Option<bool> {
         if let Some(m) = &self.dns {
+            Some(m.response)
+        } else if let Some(m) = &self.http {
             Some(m.response)
         } else if self.is_policy_verdict() {
             // As Cilium's policy verdict notifications: the direction of the packet within
@@ -412,6 +455,20 @@ impl FlowRecord {
                 },
                 latency_ns: m.latency_ns,
                 record: Some(L7Record::Dns(m.dns.clone())),
+            });
+        }
+        if let Some(m) = &self.http {
+            flow.flow_type = FlowType::L7;
+            flow.trace_observation_point = TraceObservationPoint::default();
+            flow.summary = http::summary(m);
+            flow.l7 = Some(Layer7 {
+                l7_type: if m.response {
+                    L7FlowType::Response
+                } else {
+                    L7FlowType::Request
+                },
+                latency_ns: m.latency_ns,
+                record: Some(L7Record::Http(m.http.clone())),
             });
         }
         flow

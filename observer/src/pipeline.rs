@@ -150,15 +150,21 @@ impl Pipeline {
         self.process_with_dns(events, &mut Vec::new());
     }
 
-    /// As [`Pipeline::process`], with the messages of the batch's DNS events in order; they
-    /// are parsed into L7 DNS flows and then dropped (`dns` is left empty).
+    /// As [`Pipeline::process`], with the payloads of the batch's L7 events (DNS, HTTP) in
+    /// order; they are parsed into L7 flows and then dropped (`dns` is left empty).
     pub fn process_with_dns(&mut self, events: &[FlowEvent], dns: &mut Vec<Box<[u8]>>) {
         let mut messages = dns.drain(..);
         for ev in events {
-            if ev.kind == kind::DNS {
-                if let Some(message) = messages.next()
-                    && let Some(record) = self.decoder.dns_record(ev, &message)
-                {
+            if ev.kind == kind::DNS || ev.kind == kind::HTTP {
+                let Some(payload) = messages.next() else {
+                    continue;
+                };
+                let record = if ev.kind == kind::DNS {
+                    self.decoder.dns_record(ev, &payload)
+                } else {
+                    self.decoder.http_record(ev, &payload)
+                };
+                if let Some(record) = record {
                     self.batch.push(Arc::new(Record::Flow(record)));
                 }
                 continue;

@@ -533,6 +533,18 @@ impl FlowMetrics {
                         self.record_dns(f, &rec);
                     }
                 }
+                Record::Flow(f) if f.http.is_some() => {
+                    if let Some(m) = &f.http {
+                        let rec = HttpRecord {
+                            method: &m.http.method,
+                            protocol: &m.http.protocol,
+                            code: m.http.code,
+                            latency: std::time::Duration::from_nanos(m.latency_ns),
+                            response: m.response,
+                        };
+                        self.record_http(f, &rec);
+                    }
+                }
                 Record::Flow(f) if self.any_l4 => {
                     let sig = Signature::of(f, self.needs);
                     self.batch.entry(sig).or_insert((0, i)).0 += 1;

@@ -84,6 +84,7 @@ impl Datapath {
             Config {
                 summary_interval_ns,
                 flags: 0,
+                http_ports: [0; flowscope_common::HTTP_PORTS_MAX],
             },
             0,
         )?;
@@ -113,6 +114,26 @@ impl Datapath {
     /// Policy audit mode: connections the policy would drop pass, reported as AUDIT.
     pub fn set_audit(&mut self, on: bool) -> anyhow::Result<()> {
         self.set_config_flag(CONFIG_AUDIT, on)
+    }
+
+    /// HTTP visibility on these TCP ports (at most `HTTP_PORTS_MAX`): segments starting an
+    /// HTTP/1.x request or response head are reported with their first bytes.
+    pub fn set_http_ports(&mut self, ports: &[u16]) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            ports.len() <= flowscope_common::HTTP_PORTS_MAX,
+            "at most {} HTTP visibility ports, got {}",
+            flowscope_common::HTTP_PORTS_MAX,
+            ports.len()
+        );
+        {
+            let mut config: Array<&mut MapData, Config> =
+                Array::try_from(self.map_mut(MAP_CONFIG)?)?;
+            let mut c = config.get(&0, 0)?;
+            c.http_ports = [0; flowscope_common::HTTP_PORTS_MAX];
+            c.http_ports[..ports.len()].copy_from_slice(ports);
+            config.set(0, c, 0)?;
+        }
+        self.set_config_flag(flowscope_common::CONFIG_HTTP, !ports.is_empty())
     }
 
     /// DNS visibility: DNS messages on UDP port 53 are reported with their first bytes.

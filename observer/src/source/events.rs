@@ -4,7 +4,7 @@
 use std::{io, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
-use flowscope_common::{DnsEvent, EVENTS_POLL_MS, FlowEvent, kind};
+use flowscope_common::{EVENTS_POLL_MS, FlowEvent, L7Event, kind};
 use tokio::io::unix::AsyncFd;
 
 pub struct EventReader {
@@ -20,8 +20,8 @@ impl EventReader {
         Ok(EventReader { ring })
     }
 
-    /// Waits for events and appends up to `max` of them to `out`; the message of each DNS
-    /// event (`kind::DNS`) goes to `dns`, in the same order. Returns how many records had an
+    /// Waits for events and appends up to `max` of them to `out`; the payload of each L7
+    /// event (`kind::DNS`, `kind::HTTP`) goes to `dns`, in the same order. Returns how many records had an
     /// unexpected size (a build mismatch between kernel and userspace; never expected).
     pub async fn read_batch(
         &mut self,
@@ -74,15 +74,15 @@ fn drain(
         // as a FlowEvent (a repr(C) plain-data type); read_unaligned makes no alignment
         // assumption about the ring's memory.
         let ev = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FlowEvent>()) };
-        if ev.kind == kind::DNS {
-            // A DnsEvent: the FlowEvent, then the message's length and bytes.
-            if item.len() < std::mem::size_of::<DnsEvent>() {
+        if ev.kind == kind::DNS || ev.kind == kind::HTTP {
+            // An L7Event: the FlowEvent, then the payload's length and first bytes.
+            if item.len() < std::mem::size_of::<L7Event>() {
                 *malformed += 1;
                 continue;
             }
-            let at = std::mem::offset_of!(DnsEvent, len);
+            let at = std::mem::offset_of!(L7Event, len);
             let len = u16::from_ne_bytes([item[at], item[at + 1]]) as usize;
-            let body = std::mem::offset_of!(DnsEvent, payload);
+            let body = std::mem::offset_of!(L7Event, payload);
             let len = len.min(item.len() - body);
             dns.push(item[body..body + len].into());
         }
