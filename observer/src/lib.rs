@@ -304,7 +304,7 @@ async fn run_pipeline(
     state: Arc<AppState>,
 ) {
     let mut batch = Vec::with_capacity(EVENT_BATCH);
-    let mut dns_batch: Vec<Box<[u8]>> = Vec::new();
+    let mut payloads: Vec<Box<[u8]>> = Vec::new();
     let mut second = tokio::time::interval(Duration::from_secs(1));
     pipeline
         .decoder
@@ -314,7 +314,7 @@ async fn run_pipeline(
         .set_host_addrs(interfaces::host_addrs().unwrap_or_default());
     loop {
         tokio::select! {
-            r = events.read_batch(&mut batch, &mut dns_batch, EVENT_BATCH) => match r {
+            r = events.read_batch(&mut batch, &mut payloads, EVENT_BATCH) => match r {
                 Ok(malformed) => {
                     if malformed > 0 {
                         pipeline.note_malformed(malformed);
@@ -333,7 +333,7 @@ async fn run_pipeline(
                         pipeline.decoder.set_interfaces(ifaces.borrow_and_update().clone());
                         pipeline.decoder.set_host_addrs(interfaces::host_addrs().unwrap_or_default());
                     }
-                    pipeline.process_with_dns(&batch, &mut dns_batch);
+                    pipeline.process_with_payloads(&batch, &mut payloads);
                     batch.clear();
                 }
                 Err(err) => {

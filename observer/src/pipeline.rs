@@ -147,13 +147,13 @@ impl Pipeline {
 
     /// Decodes a batch of datapath events and appends them to the store in one write.
     pub fn process(&mut self, events: &[FlowEvent]) {
-        self.process_with_dns(events, &mut Vec::new());
+        self.process_with_payloads(events, &mut Vec::new());
     }
 
     /// As [`Pipeline::process`], with the payloads of the batch's L7 events (DNS, HTTP) in
-    /// order; they are parsed into L7 flows and then dropped (`dns` is left empty).
-    pub fn process_with_dns(&mut self, events: &[FlowEvent], dns: &mut Vec<Box<[u8]>>) {
-        let mut messages = dns.drain(..);
+    /// order; they are parsed into L7 flows and then dropped (`payloads` is left empty).
+    pub fn process_with_payloads(&mut self, events: &[FlowEvent], payloads: &mut Vec<Box<[u8]>>) {
+        let mut messages = payloads.drain(..);
         for ev in events {
             if ev.kind == kind::DNS || ev.kind == kind::HTTP {
                 let Some(payload) = messages.next() else {

@@ -159,6 +159,14 @@ await t.step("details panel; a label becomes a filter in one click", async () =>
   await page.click("[data-test=filter-chip] button.x");
 });
 
+await t.step("L7 info: the lab's DNS lookups and HTTP requests", async () => {
+  await eventually(async () => {
+    const l7 = await rowsText("l7");
+    return l7.some((c) => c.startsWith("DNS ") && c.includes(".svc.cluster.local")) &&
+      l7.some((c) => /^GET http:\/\/\S+\/metrics/.test(c));
+  }, 15000, "DNS and HTTP rows with their L7 details");
+});
+
 await t.step("column chooser", async () => {
   await page.click("[data-test=columns]");
   await page.check('[data-test=columns-menu] input[data-column="drop_reason"]');

@@ -21,12 +21,12 @@ impl EventReader {
     }
 
     /// Waits for events and appends up to `max` of them to `out`; the payload of each L7
-    /// event (`kind::DNS`, `kind::HTTP`) goes to `dns`, in the same order. Returns how many records had an
+    /// event (`kind::DNS`, `kind::HTTP`) goes to `payloads`, in the same order. Returns how many records had an
     /// unexpected size (a build mismatch between kernel and userspace; never expected).
     pub async fn read_batch(
         &mut self,
         out: &mut Vec<FlowEvent>,
-        dns: &mut Vec<Box<[u8]>>,
+        payloads: &mut Vec<Box<[u8]>>,
         max: usize,
     ) -> io::Result<u64> {
         let mut malformed = 0;
@@ -34,14 +34,28 @@ impl EventReader {
         loop {
             // Whatever is waiting first: the datapath wakes us only once per batch
             // (EVENTS_WAKEUP_BYTES), so the ring may hold events without a wakeup.
-            drain(self.ring.get_mut(), out, dns, start, max, &mut malformed);
+            drain(
+                self.ring.get_mut(),
+                out,
+                payloads,
+                start,
+                max,
+                &mut malformed,
+            );
             if out.len() > start || malformed > 0 {
                 return Ok(malformed);
             }
             // Empty: wait for a wakeup, or the poll interval for a batch below the threshold.
             if let Ok(guard) = tokio::time::timeout(POLL, self.ring.readable_mut()).await {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), out, dns, start, max, &mut malformed);
+                drain(
+                    guard.get_inner_mut(),
+                    out,
+                    payloads,
+                    start,
+                    max,
+                    &mut malformed,
+                );
                 if out.len() - start < max {
                     // Drained: only now is it safe to wait for the next epoll edge.
                     guard.clear_ready();
@@ -59,7 +73,7 @@ const POLL: Duration = Duration::from_millis(EVENTS_POLL_MS);
 fn drain(
     ring: &mut RingBuf<MapData>,
     out: &mut Vec<FlowEvent>,
-    dns: &mut Vec<Box<[u8]>>,
+    payloads: &mut Vec<Box<[u8]>>,
     start: usize,
     max: usize,
     malformed: &mut u64,
@@ -84,7 +98,7 @@ fn drain(
             let len = u16::from_ne_bytes([item[at], item[at + 1]]) as usize;
             let body = std::mem::offset_of!(L7Event, payload);
             let len = len.min(item.len() - body);
-            dns.push(item[body..body + len].into());
+            payloads.push(item[body..body + len].into());
         }
         out.push(ev);
     }
