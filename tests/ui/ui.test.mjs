@@ -177,8 +177,11 @@ await t.step("column chooser", async () => {
 });
 
 await t.step("export writes the table's flows as Hubble JSON", async () => {
+  // Paused, so the rows counted are the rows exported (new flows arrive several a second).
+  await page.click("[data-test=pause]");
   const shown = Number((await page.textContent("[data-test=row-count]")).match(/\d+/)[0]);
   const [download] = await Promise.all([page.waitForEvent("download"), page.click("[data-test=export]")]);
+  await page.click("[data-test=pause]");
   const file = path.join(dir, "export.json");
   await download.saveAs(file);
   const lines = fs.readFileSync(file, "utf8").split("\n").filter(Boolean);
