@@ -675,12 +675,7 @@ async fn dns_lookups_become_l7_flows_and_metrics() {
 
     // The dns metrics count the lookups by response code.
     let (_, body) = util::http_get(metrics.parse().unwrap(), "/metrics").unwrap();
-    let value = |prefix: &str| -> f64 {
-        body.lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
+    let value = |prefix: &str| util::metric_sum(&body, prefix);
     assert_eq!(value("flowscope_dns_queries_total{"), 2.0, "{body}");
     assert_eq!(
         value("flowscope_dns_responses_total{rcode=\"Non-Existent Domain\""),
@@ -864,12 +859,7 @@ async fn http_exchanges_become_l7_flows_and_metrics() {
 
     // httpV2: requests by method and status, and their duration.
     let (_, body) = util::http_get(metrics.parse().unwrap(), "/metrics").unwrap();
-    let value = |prefix: &str| -> f64 {
-        body.lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
+    let value = |prefix: &str| util::metric_sum(&body, prefix);
     assert_eq!(
         value("flowscope_http_requests_total{method=\"GET\""),
         1.0,

@@ -334,7 +334,7 @@ impl FlowRecord {
 
     /// Hubble's `event_type`: policy verdict, drop (with its reason) or trace (with its point).
     pub fn event_type(&self) -> CiliumEventType {
-        if self.dns.is_some() || self.http.is_some() {
+        if self.l7_response().is_some() {
             CiliumEventType {
                 event_type: EVENT_L7,
                 sub_type: 0,
@@ -362,12 +362,49 @@ impl FlowRecord {
         addrs(&self.ev)
     }
 
+    /// For an L7 flow (DNS or HTTP): whether it is a response.
+    fn l7_response(&self) -> Option<bool> {
+        match (&self.dns, &self.http) {
+            (Some(m), _) => Some(m.response),
+            (_, Some(m)) => Some(m.response),
+            _ => None,
+        }
+    }
+
+    /// For an L7 flow: Hubble's `Layer7` and the summary line.
+    fn layer7(&self) -> Option<(Layer7, String)> {
+        let (response, latency_ns, record, summary) = match (&self.dns, &self.http) {
+            (Some(m), _) => (
+                m.response,
+                m.latency_ns,
+                L7Record::Dns(m.dns.clone()),
+                dns::summary(m),
+            ),
+            (_, Some(m)) => (
+                m.response,
+                m.latency_ns,
+                L7Record::Http(m.http.clone()),
+                http::summary(m),
+            ),
+            _ => return None,
+        };
+        let l7_type = if response {
+            L7FlowType::Response
+        } else {
+            L7FlowType::Request
+        };
+        let l7 = Layer7 {
+            l7_type,
+            latency_ns,
+            record: Some(record),
+        };
+        Some((l7, summary))
+    }
+
     /// Hubble's `is_reply`; None when the event does not say.
     pub fn is_reply(&self) -> Option<bool> {
-        if let Some(m) = &self.dns {
-            Some(m.response)
-        } else if let Some(m) = &self.http {
-            Some(m.response)
+        if let Some(response) = self.l7_response() {
+            Some(response)
         } else if self.is_policy_verdict() {
             // As Cilium's policy verdict notifications: the direction of the packet within
             // its connection is not part of the event.
@@ -442,34 +479,12 @@ impl FlowRecord {
                 .unwrap_or_default(),
             ..attributed(self.attribution.as_deref())
         };
-        if let Some(m) = &self.dns {
+        if let Some((l7, summary)) = self.layer7() {
             // As Hubble's L7 flows: the record, no trace point, the proxy's summary.
             flow.flow_type = FlowType::L7;
             flow.trace_observation_point = TraceObservationPoint::default();
-            flow.summary = dns::summary(m);
-            flow.l7 = Some(Layer7 {
-                l7_type: if m.response {
-                    L7FlowType::Response
-                } else {
-                    L7FlowType::Request
-                },
-                latency_ns: m.latency_ns,
-                record: Some(L7Record::Dns(m.dns.clone())),
-            });
-        }
-        if let Some(m) = &self.http {
-            flow.flow_type = FlowType::L7;
-            flow.trace_observation_point = TraceObservationPoint::default();
-            flow.summary = http::summary(m);
-            flow.l7 = Some(Layer7 {
-                l7_type: if m.response {
-                    L7FlowType::Response
-                } else {
-                    L7FlowType::Request
-                },
-                latency_ns: m.latency_ns,
-                record: Some(L7Record::Http(m.http.clone())),
-            });
+            flow.summary = summary;
+            flow.l7 = Some(l7);
         }
         flow
     }

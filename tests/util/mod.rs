@@ -334,6 +334,15 @@ pub async fn next(ws: &mut Ws, timeout: Duration) -> Option<Received> {
     }
 }
 
+/// The sum of the samples in a Prometheus text exposition whose line starts with `prefix`
+/// (a family name with `{` and some leading labels, to select series).
+pub fn metric_sum(body: &str, prefix: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The server refused the stream: an error line with `code` whose message mentions
 /// `mentions`, then the close frame with `close_code`.
 pub async fn assert_refused(ws: &mut Ws, code: &str, mentions: &str, close_code: u16) {
