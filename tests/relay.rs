@@ -554,3 +554,86 @@ fn bad_relay_input_gets_a_clear_error_and_good_input_is_kept() {
         "{metrics}"
     );
 }
+
+/// An observer that refuses the forwarded request (here: its stream bound is reached) is
+/// Hubble's NODE_ERROR for that request, with the observer's reason; the other nodes answer,
+/// `observe` says which node failed, and the node stays connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_refusing_the_request_is_a_node_error_with_its_reason() {
+    let h1 = TestHost::new();
+    let h2 = TestHost::new();
+    let oa = Observer::start_at(
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        "node-a",
+        &["--interface", &h1.host_if],
+    );
+    let ob = Observer::start_at(
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        "node-b",
+        &["--interface", &h2.host_if, "--max-subscribers", "1"],
+    );
+    let relay = Relay::start(&["--peer", &oa.api.to_string(), "--peer", &ob.api.to_string()]);
+    relay.wait_nodes(2, 0, Duration::from_secs(10));
+    assert!(h1.ping(&h1.host_ip.to_string(), 1));
+    // node-b's only stream is taken.
+    let _held = subscribe(&ob.ws_url(), json!({"follow": true})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let server = relay.server();
+    let out = tokio::task::spawn_blocking(move || {
+        flowscope(&["observe", "--server", &server, "--last", "5"])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("on 1 nodes: node-b") && stderr.contains("--max-subscribers"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.lines().any(|l| l.contains(&h1.host_ip.to_string())),
+        "node-a still answers: {stdout}"
+    );
+    // On the wire: NODE_ERROR naming node-b, and the stream ends normally.
+    let mut ws = subscribe(
+        &format!("ws://{}/api/v1/flows", relay.api),
+        json!({"number": 1}),
+    )
+    .await;
+    let mut error = None;
+    loop {
+        match next(&mut ws, Duration::from_secs(5)).await {
+            Some(Received::Json(v)) if v["node_status"]["state_change"] == "NODE_ERROR" => {
+                error = Some(v)
+            }
+            Some(Received::Json(_)) => {}
+            Some(Received::Closed(code, _)) => {
+                assert_eq!(code, 1000);
+                break;
+            }
+            None => panic!("the stream did not end"),
+        }
+    }
+    let error = error.expect("a NODE_ERROR line");
+    assert_eq!(
+        error["node_status"]["node_names"],
+        json!(["node-b"]),
+        "{error}"
+    );
+    assert!(
+        error["node_status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("RESOURCE_EXHAUSTED")
+            || error["node_status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("--max-subscribers"),
+        "{error}"
+    );
+    // A refusal is not an outage: node-b stays connected.
+    let s = relay.status();
+    assert_eq!(s["num_connected_nodes"], 2, "{s:#}");
+}

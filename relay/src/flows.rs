@@ -68,6 +68,9 @@ enum Msg {
     End { source: usize },
     /// The stream failed; the message says why.
     Failed { source: usize, error: String },
+    /// The observer refused the request (its error line): Hubble's NODE_ERROR, not retried for
+    /// this request.
+    Refused { source: usize, error: String },
 }
 
 /// One observer attached to this request.
@@ -312,6 +315,19 @@ impl<'a> Merge<'a> {
                     a.open = false;
                 }
             }
+            Msg::Refused { source, error } => {
+                self.buffer.end(source);
+                if let Some((current, a)) = self
+                    .sources
+                    .get(source)
+                    .and_then(|addr| self.attached.get_mut(addr))
+                    && *current == source
+                {
+                    a.open = false;
+                    self.st.metrics.peer_stream_errors.inc();
+                    statuses.push((NodeState::Error, vec![a.peer.name()], error));
+                }
+            }
             Msg::Failed { source, error } => {
                 self.buffer.end(source);
                 let Some(address) = self.sources.get(source) else {
@@ -467,14 +483,26 @@ pub fn history(st: &RelayState, request: &GetFlowsRequest) -> mpsc::Receiver<Utf
 
 /// Streams one observer's answer to `request` into the merge.
 async fn pump(address: String, request: String, source: usize, tx: mpsc::Sender<Msg>) {
-    let error = match stream_from(&address, request, source, &tx).await {
-        Ok(()) => {
-            let _ = tx.send(Msg::End { source }).await;
-            return;
-        }
-        Err(e) => e,
+    let msg = match stream_from(&address, request, source, &tx).await {
+        Ok(()) => Msg::End { source },
+        Err(StreamError::Refused(error)) => Msg::Refused { source, error },
+        Err(StreamError::Failed(error)) => Msg::Failed { source, error },
     };
-    let _ = tx.send(Msg::Failed { source, error }).await;
+    let _ = tx.send(msg).await;
+}
+
+/// Why an observer's stream ended early.
+enum StreamError {
+    /// The connection failed or closed abnormally: the node is unavailable for now.
+    Failed(String),
+    /// The observer answered the request with an error line.
+    Refused(String),
+}
+
+impl From<String> for StreamError {
+    fn from(e: String) -> Self {
+        StreamError::Failed(e)
+    }
 }
 
 async fn stream_from(
@@ -482,7 +510,7 @@ async fn stream_from(
     request: String,
     source: usize,
     tx: &mpsc::Sender<Msg>,
-) -> Result<(), String> {
+) -> Result<(), StreamError> {
     let url = format!("ws://{address}/api/v1/flows");
     let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(&url))
         .await
@@ -500,10 +528,10 @@ async fn stream_from(
                 };
                 let (time_ns, kind) = line_head(&line);
                 if kind == Kind::Error {
-                    return Err(format!(
+                    return Err(StreamError::Refused(format!(
                         "{address} refused the request: {}",
                         error_message(&line)
-                    ));
+                    )));
                 }
                 let msg = Msg::Line {
                     source,
@@ -518,18 +546,18 @@ async fn stream_from(
             tungstenite::Message::Close(frame) => {
                 return match frame {
                     Some(f) if u16::from(f.code) == 1000 => Ok(()),
-                    Some(f) => Err(format!(
+                    Some(f) => Err(StreamError::Failed(format!(
                         "{address} closed the stream: {} {}",
                         u16::from(f.code),
                         f.reason
-                    )),
-                    None => Err(format!("{address} closed the stream")),
+                    ))),
+                    None => Err(StreamError::Failed(format!("{address} closed the stream"))),
                 };
             }
             _ => {}
         }
     }
-    Err(format!("{address}: connection closed"))
+    Err(StreamError::Failed(format!("{address}: connection closed")))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
