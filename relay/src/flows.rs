@@ -56,26 +56,37 @@ pub async fn flows(ws: WebSocketUpgrade, State(st): State<Arc<RelayState>>) -> R
         .on_upgrade(move |socket| serve(socket, st))
 }
 
+/// One stream from one observer: its source in the merge (one per observer, kept when it is
+/// re-attached) and which attachment it is, so lines still in flight from a stream that was
+/// replaced are told apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StreamId {
+    source: usize,
+    epoch: u32,
+}
+
 /// What an observer's stream sends the merge.
 enum Msg {
     Line {
-        source: usize,
+        id: StreamId,
         time_ns: i64,
         flow: bool,
         line: Utf8Bytes,
     },
     /// The observer ended the stream (request complete).
-    End { source: usize },
+    End { id: StreamId },
     /// The stream failed; the message says why.
-    Failed { source: usize, error: String },
+    Failed { id: StreamId, error: String },
     /// The observer refused the request (its error line): Hubble's NODE_ERROR, not retried for
     /// this request.
-    Refused { source: usize, error: String },
+    Refused { id: StreamId, error: String },
 }
 
 /// One observer attached to this request.
 struct Attached {
     peer: Arc<Peer>,
+    /// The stream now attached.
+    id: StreamId,
     /// Still streaming.
     open: bool,
     /// Time of the newest line forwarded from it, to resume after a failure.
@@ -145,7 +156,11 @@ enum End {
 struct Merge<'a> {
     st: &'a RelayState,
     request: GetFlowsRequest,
-    attached: BTreeMap<String, (usize, Attached)>,
+    attached: BTreeMap<String, Attached>,
+    /// Each observer's source in the merge and its last attachment, kept when it leaves, so
+    /// re-attaching reuses the source: a long follow with a flapping node stays the same size.
+    slots: BTreeMap<String, StreamId>,
+    /// The observer of each source.
     sources: Vec<String>,
     buffer: SortBuffer<(bool, Utf8Bytes)>,
     tx: mpsc::Sender<Msg>,
@@ -161,6 +176,7 @@ impl<'a> Merge<'a> {
             st,
             request,
             attached: BTreeMap::new(),
+            slots: BTreeMap::new(),
             sources: Vec::new(),
             buffer: SortBuffer::new(SORT_BUFFER_MAX, IDLE_FLUSH),
             tx,
@@ -169,34 +185,53 @@ impl<'a> Merge<'a> {
         }
     }
 
-    /// Starts streaming from `peer` with `request`; returns its source index.
+    /// Starts streaming from `peer` with `request`, replacing its previous stream if any.
     fn attach(&mut self, peer: Arc<Peer>, request: &GetFlowsRequest, last_ns: Option<i64>) {
         let now = Instant::now();
-        let source = self.buffer.add_source(now);
-        self.sources.push(peer.address.clone());
+        let id = match self.slots.get(&peer.address) {
+            Some(prev) => {
+                self.buffer.reopen(prev.source, now);
+                StreamId {
+                    source: prev.source,
+                    epoch: prev.epoch.wrapping_add(1),
+                }
+            }
+            None => {
+                self.sources.push(peer.address.clone());
+                StreamId {
+                    source: self.buffer.add_source(now),
+                    epoch: 0,
+                }
+            }
+        };
+        self.slots.insert(peer.address.clone(), id);
         let text = serde_json::to_string(request).unwrap_or_default();
         let task =
-            tokio::spawn(pump(peer.address.clone(), text, source, self.tx.clone())).abort_handle();
-        if let Some((_, old)) = self.attached.get(&peer.address) {
+            tokio::spawn(pump(peer.address.clone(), text, id, self.tx.clone())).abort_handle();
+        if let Some(old) = self.attached.get(&peer.address) {
             old.task.abort();
         }
         self.attached.insert(
             peer.address.clone(),
-            (
-                source,
-                Attached {
-                    peer,
-                    open: true,
-                    last_ns,
-                    failed_at: None,
-                    task,
-                },
-            ),
+            Attached {
+                peer,
+                id,
+                open: true,
+                last_ns,
+                failed_at: None,
+                task,
+            },
         );
     }
 
+    /// The attachment `id` belongs to, if it is still the current one.
+    fn current(&mut self, id: StreamId) -> Option<&mut Attached> {
+        let address = self.sources.get(id.source)?;
+        self.attached.get_mut(address).filter(|a| a.id == id)
+    }
+
     fn stop(&mut self) {
-        for (_, a) in self.attached.values() {
+        for a in self.attached.values() {
             a.task.abort();
         }
         self.st.metrics.merge_queue.dec_by(self.queued);
@@ -279,69 +314,49 @@ impl<'a> Merge<'a> {
         }
     }
 
-    /// Takes one message from an observer's stream.
+    /// Takes one message from an observer's stream. Messages of a stream that was replaced or
+    /// removed since are dropped.
     fn take(&mut self, msg: Msg, statuses: &mut Vec<(NodeState, Vec<String>, String)>) {
         match msg {
             Msg::Line {
-                source,
+                id,
                 time_ns,
                 flow,
                 line,
             } => {
-                let Some((current, a)) = self
-                    .sources
-                    .get(source)
-                    .and_then(|addr| self.attached.get_mut(addr))
-                else {
+                let Some(a) = self.current(id) else {
                     return;
                 };
-                // A line from a stream this request has replaced since.
-                if *current != source {
-                    return;
-                }
                 if flow {
                     a.last_ns = Some(a.last_ns.map_or(time_ns, |l| l.max(time_ns)));
                 }
-                self.buffer.push(source, time_ns, (flow, line));
+                self.buffer.push(id.source, time_ns, (flow, line));
             }
-            Msg::End { source } => {
-                self.buffer.end(source);
-                if let Some((current, a)) = self
-                    .sources
-                    .get(source)
-                    .and_then(|addr| self.attached.get_mut(addr))
-                    && *current == source
-                {
+            Msg::End { id } => {
+                if let Some(a) = self.current(id) {
                     a.open = false;
+                    self.buffer.end(id.source);
                 }
             }
-            Msg::Refused { source, error } => {
-                self.buffer.end(source);
-                if let Some((current, a)) = self
-                    .sources
-                    .get(source)
-                    .and_then(|addr| self.attached.get_mut(addr))
-                    && *current == source
-                {
+            Msg::Refused { id, error } => {
+                if let Some(a) = self.current(id) {
                     a.open = false;
+                    let name = a.peer.name();
+                    self.buffer.end(id.source);
                     self.st.metrics.peer_stream_errors.inc();
-                    statuses.push((NodeState::Error, vec![a.peer.name()], error));
+                    statuses.push((NodeState::Error, vec![name], error));
                 }
             }
-            Msg::Failed { source, error } => {
-                self.buffer.end(source);
-                let Some(address) = self.sources.get(source) else {
-                    return;
-                };
-                if let Some((current, a)) = self.attached.get_mut(address)
-                    && *current == source
-                {
+            Msg::Failed { id, error } => {
+                if let Some(a) = self.current(id) {
                     a.open = false;
                     a.failed_at = Some(Instant::now());
+                    let (name, address) = (a.peer.name(), a.peer.address.clone());
+                    self.buffer.end(id.source);
                     self.st.metrics.peer_stream_errors.inc();
-                    debug!(peer = %a.peer.name(), "Flow stream failed: {error}");
-                    self.st.pool.report_offline(address, &error);
-                    statuses.push((NodeState::Unavailable, vec![a.peer.name()], error));
+                    debug!(peer = %name, "Flow stream failed: {error}");
+                    self.st.pool.report_offline(&address, &error);
+                    statuses.push((NodeState::Unavailable, vec![name], error));
                 }
             }
         }
@@ -361,9 +376,9 @@ impl<'a> Merge<'a> {
             .collect();
         let mut gone_names = Vec::new();
         for address in gone {
-            if let Some((source, a)) = self.attached.remove(&address) {
+            if let Some(a) = self.attached.remove(&address) {
                 a.task.abort();
-                self.buffer.end(source);
+                self.buffer.end(a.id.source);
                 gone_names.push(a.peer.name());
             }
         }
@@ -377,10 +392,10 @@ impl<'a> Merge<'a> {
             }
             let resume = match self.attached.get(&peer.address) {
                 None => None,
-                Some((_, a)) if a.open => continue,
+                Some(a) if a.open => continue,
                 // Ended on its own (`until` reached): nothing more to ask.
-                Some((_, a)) if a.failed_at.is_none() => continue,
-                Some((_, a)) => {
+                Some(a) if a.failed_at.is_none() => continue,
+                Some(a) => {
                     if a.failed_at.is_some_and(|t| t.elapsed() < REATTACH_INTERVAL) {
                         continue;
                     }
@@ -461,7 +476,10 @@ pub fn history(st: &RelayState, request: &GetFlowsRequest) -> mpsc::Receiver<Utf
         .into_iter()
         .filter(|p| p.is_connected())
         .enumerate()
-        .map(|(i, p)| tokio::spawn(pump(p.address.clone(), text.clone(), i, tx.clone())))
+        .map(|(source, p)| {
+            let id = StreamId { source, epoch: 0 };
+            tokio::spawn(pump(p.address.clone(), text.clone(), id, tx.clone()))
+        })
         .collect();
     drop(tx);
     tokio::spawn(async move {
@@ -482,11 +500,11 @@ pub fn history(st: &RelayState, request: &GetFlowsRequest) -> mpsc::Receiver<Utf
 }
 
 /// Streams one observer's answer to `request` into the merge.
-async fn pump(address: String, request: String, source: usize, tx: mpsc::Sender<Msg>) {
-    let msg = match stream_from(&address, request, source, &tx).await {
-        Ok(()) => Msg::End { source },
-        Err(StreamError::Refused(error)) => Msg::Refused { source, error },
-        Err(StreamError::Failed(error)) => Msg::Failed { source, error },
+async fn pump(address: String, request: String, id: StreamId, tx: mpsc::Sender<Msg>) {
+    let msg = match stream_from(&address, request, id, &tx).await {
+        Ok(()) => Msg::End { id },
+        Err(StreamError::Refused(error)) => Msg::Refused { id, error },
+        Err(StreamError::Failed(error)) => Msg::Failed { id, error },
     };
     let _ = tx.send(msg).await;
 }
@@ -508,7 +526,7 @@ impl From<String> for StreamError {
 async fn stream_from(
     address: &str,
     request: String,
-    source: usize,
+    id: StreamId,
     tx: &mpsc::Sender<Msg>,
 ) -> Result<(), StreamError> {
     let url = format!("ws://{address}/api/v1/flows");
@@ -534,7 +552,7 @@ async fn stream_from(
                     )));
                 }
                 let msg = Msg::Line {
-                    source,
+                    id,
                     time_ns: time_ns.unwrap_or_else(now_unix_nanos),
                     flow: kind == Kind::Flow,
                     line,

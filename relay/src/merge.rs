@@ -76,6 +76,16 @@ impl<T> SortBuffer<T> {
         self.sources.len() - 1
     }
 
+    /// The stream of `source` starts again (a re-attached observer): it is waited for again.
+    pub fn reopen(&mut self, source: usize, now: Instant) {
+        if let Some(s) = self.sources.get_mut(source) {
+            s.open = true;
+            if s.buffered == 0 {
+                s.empty_since = now;
+            }
+        }
+    }
+
     /// The stream ended: it is no longer waited for.
     pub fn end(&mut self, source: usize) {
         if let Some(s) = self.sources.get_mut(source) {
@@ -214,6 +224,30 @@ mod tests {
         assert_eq!(out, [0, 1, 2, 3, 4, 5, 6]);
         b.drain(t0, &mut out);
         assert_eq!(out, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_reopened_source_is_waited_for_again() {
+        let t0 = Instant::now();
+        let mut b = SortBuffer::new(1000, IDLE);
+        let a = b.add_source(t0);
+        let c = b.add_source(t0);
+        let mut out = Vec::new();
+        b.end(c);
+        b.push(a, 1, 1);
+        b.pop_ready(t0, &mut out);
+        assert_eq!(out, [1], "an ended source is not waited for");
+        b.reopen(c, t0);
+        b.push(a, 2, 2);
+        b.pop_ready(t0, &mut out);
+        assert_eq!(out, [1], "the reopened source may still send older flows");
+        b.push(c, 1, 1);
+        b.pop_ready(t0, &mut out);
+        assert_eq!(out, [1, 1]);
+        assert_eq!(b.open_sources(), 2);
+        b.end(c);
+        b.pop_ready(t0, &mut out);
+        assert_eq!(out, [1, 1, 2]);
     }
 
     #[test]
