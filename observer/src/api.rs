@@ -291,11 +291,51 @@ async fn flows(ws: WebSocketUpgrade, State(st): State<Arc<AppState>>) -> Respons
 }
 
 /// Why a stream ended early.
-enum End {
+pub enum End {
     /// The client went away or the socket failed: nothing more to send.
     Gone,
-    /// The observer is shutting down.
+    /// The server is shutting down.
     Shutdown,
+}
+
+/// The client sends nothing after its request; reading on keeps pings answered, and the
+/// receiver completes when it leaves. Abort the task when the stream ends.
+pub fn watch_client(
+    mut rx: SplitStream<WebSocket>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let (gone_tx, gone) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        while let Some(Ok(msg)) = rx.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+        let _ = gone_tx.send(());
+    });
+    (task, gone)
+}
+
+/// Closes a flow stream that ended: 1000 when the request is complete, 1001 with `shutdown`
+/// when the server is going away, nothing when the client already left.
+pub async fn close_stream(
+    tx: &mut SplitSink<WebSocket, Message>,
+    result: Result<(), End>,
+    shutdown: &'static str,
+) {
+    let (code, reason) = match result {
+        Ok(()) => (1000, "end of flows"),
+        Err(End::Shutdown) => (1001, shutdown),
+        Err(End::Gone) => return,
+    };
+    let _ = tx
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
 }
 
 async fn serve_flows(socket: WebSocket, st: Arc<AppState>) {
@@ -322,36 +362,14 @@ async fn serve_flows(socket: WebSocket, st: Arc<AppState>) {
         refuse_with(&mut tx, "RESOURCE_EXHAUSTED", 1013, reason).await;
         return;
     }
-    // The client sends nothing after its request; reading on keeps pings answered and tells us
-    // when it leaves.
-    let (gone_tx, gone) = tokio::sync::oneshot::channel::<()>();
-    let drain = tokio::spawn(async move {
-        while let Some(Ok(msg)) = rx.next().await {
-            if matches!(msg, Message::Close(_)) {
-                break;
-            }
-        }
-        let _ = gone_tx.send(());
-    });
+    let (drain, gone) = watch_client(rx);
     let result = tokio::select! {
         r = stream(&mut tx, &st, &request, &filters) => r,
         _ = gone => Err(End::Gone),
     };
     drain.abort();
     st.subscribers.fetch_sub(1, Ordering::Relaxed);
-    let close = match result {
-        Ok(()) => Some((1000, "end of flows")),
-        Err(End::Shutdown) => Some((1001, "observer shutting down")),
-        Err(End::Gone) => None,
-    };
-    if let Some((code, reason)) = close {
-        let _ = tx
-            .send(Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            })))
-            .await;
-    }
+    close_stream(&mut tx, result, "observer shutting down").await;
 }
 
 /// The client's first message as a checked request: None when it left without one, an error

@@ -21,7 +21,7 @@ use std::{
 use axum::{
     extract::{
         State, WebSocketUpgrade,
-        ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
+        ws::{Message, Utf8Bytes, WebSocket},
     },
     response::Response,
 };
@@ -30,7 +30,7 @@ use flowscope_model::{
     filter::GetFlowsRequest,
     flow::{GetFlowsResponse, NodeState, NodeStatusEvent},
 };
-use flowscope_observer::api::{read_request, refuse, refuse_with};
+use flowscope_observer::api::{End, close_stream, read_request, refuse, refuse_with, watch_client};
 use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
@@ -119,38 +119,13 @@ async fn serve(socket: WebSocket, st: Arc<RelayState>) {
         refuse_with(&mut tx, "RESOURCE_EXHAUSTED", 1013, reason).await;
         return;
     }
-    let (gone_tx, mut gone) = tokio::sync::oneshot::channel::<()>();
-    let drain = tokio::spawn(async move {
-        while let Some(Ok(msg)) = rx.next().await {
-            if matches!(msg, Message::Close(_)) {
-                break;
-            }
-        }
-        let _ = gone_tx.send(());
-    });
+    let (drain, mut gone) = watch_client(rx);
     let mut merge = Merge::new(&st, request);
     let result = merge.run(&mut tx, &mut gone).await;
     merge.stop();
     drain.abort();
     st.metrics.requests.dec();
-    let close = match result {
-        Ok(()) => Some((1000, "end of flows")),
-        Err(End::Shutdown) => Some((1001, "relay shutting down")),
-        Err(End::Gone) => None,
-    };
-    if let Some((code, reason)) = close {
-        let _ = tx
-            .send(Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            })))
-            .await;
-    }
-}
-
-enum End {
-    Gone,
-    Shutdown,
+    close_stream(&mut tx, result, "relay shutting down").await;
 }
 
 struct Merge<'a> {
