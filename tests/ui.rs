@@ -15,40 +15,14 @@ mod util;
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use util::{free_port, http_get};
+use util::{Demo, Killed, free_port, http_get};
 
 /// A browser test script gets this long; it prints its steps as it goes.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// The running demo; killed, and its lab removed, when the test ends.
-struct Demo(Child);
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-        let _ = Command::new(env!("CARGO_BIN_EXE_flowscope"))
-            .args(["lab", "down"])
-            .stdout(Stdio::null())
-            .status();
-    }
-}
-
-/// Another server the test started (the relay), killed when the test ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// GET with an optional Accept-Encoding: the response head and the raw body (not chunked: the
 /// UI's files are sent with a length).

@@ -390,6 +390,33 @@ pub fn flowscope(args: &[&str]) -> std::process::Output {
         .expect("run flowscope")
 }
 
+/// A process the test started (a relay, a server), killed when the test ends.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running `flowscope demo`: killed, and its lab removed, when the test ends (pass or fail)
+/// unless it already stopped.
+pub struct Demo(pub Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+        let _ = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+            .args(["lab", "down"])
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
 /// Removes the lab when a test ends, pass or fail.
 pub struct LabGuard;
 
