@@ -5,28 +5,12 @@
 mod util;
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
 use serde_json::{Value, json};
-use util::{collect_until, free_port, http_get, subscribe};
-
-/// The running demo; killed, and its lab removed, if the test fails before stopping it.
-struct Demo(Child);
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-        let _ = Command::new(env!("CARGO_BIN_EXE_flowscope"))
-            .args(["lab", "down"])
-            .stdout(Stdio::null())
-            .status();
-    }
-}
+use util::{Demo, collect_until, free_port, http_get, subscribe};
 
 fn start_demo(port: u16) -> Demo {
     let demo = Demo(
@@ -60,7 +44,29 @@ fn leftovers() -> String {
         .join("\n")
 }
 
-fn flowscope_links() -> usize {
+/// The tcx links a process holds (its programs attached to interfaces), by link id, from its
+/// file descriptors. Other tests' observers may hold links of their own meanwhile; these are
+/// the demo's.
+fn tcx_links_of(pid: u32) -> Vec<u64> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_to_string(fd.path()).ok())
+        .filter(|info| {
+            info.lines()
+                .any(|l| l.split_whitespace().eq(["link_type:", "tcx"]))
+        })
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("link_id:"))
+                .and_then(|id| id.trim().parse().ok())
+        })
+        .collect()
+}
+
+/// How many of these link ids still exist in the kernel.
+fn links_alive(ids: &[u64]) -> usize {
     let out = Command::new("bpftool")
         .args(["-j", "link", "show"])
         .output()
@@ -70,16 +76,7 @@ fn flowscope_links() -> usize {
         .as_array()
         .map(|a| {
             a.iter()
-                // Debian's bpftool prints tcx links as type 11.
-                .filter(|l| l["type"] == "tcx" || l["type"] == 11)
-                .filter(|l| {
-                    let id = l["prog_id"].to_string();
-                    let p = Command::new("bpftool")
-                        .args(["-j", "prog", "show", "id", &id])
-                        .output()
-                        .unwrap();
-                    String::from_utf8_lossy(&p.stdout).contains("flowscope_")
-                })
+                .filter(|l| l["id"].as_u64().is_some_and(|id| ids.contains(&id)))
                 .count()
         })
         .unwrap_or(0)
@@ -148,9 +145,10 @@ async fn demo_runs_the_seed_cluster_and_cleans_up() {
             "{f}"
         );
     }
+    let links = tcx_links_of(demo.0.id());
     assert!(
-        flowscope_links() >= 12,
-        "two programs on each of six pod veths"
+        links.len() >= 12 && links_alive(&links) == links.len(),
+        "two programs on each of six pod veths: {links:?}"
     );
 
     // Policy-verdict events (Hubble's type 5) at connection setup, with direction, match type
@@ -231,5 +229,5 @@ async fn demo_runs_the_seed_cluster_and_cleans_up() {
     let status = demo.0.wait().unwrap();
     assert!(status.success(), "{status}");
     assert_eq!(leftovers(), "", "demo left pods behind");
-    assert_eq!(flowscope_links(), 0, "tc links left attached");
+    assert_eq!(links_alive(&links), 0, "tc links left attached");
 }
