@@ -4,10 +4,11 @@
 //!   path the policies deny and green ones on allowed paths, namespace view, selection,
 //!   filters and the link, pause, details, column chooser, export, status bar; then the same
 //!   through `flowscope relay` in front of the demo's observer;
-//! - the replay server (`tests/ui/replay-server.mjs`, 5,000 synthetic flows/s): no long task
-//!   over 100 ms, keeping up, a click answered in time, flat memory.
+//! - the replay server (`tests/ui/replay-server.mjs`, 5,000 synthetic flows/s): every
+//!   workload on the map, the table bounded, pause and the namespace view under load.
 //!
-//! Screenshots, the export, the load test's trace and figures are kept in
+//! How fast the page is under load is measured by `bench/ui.sh`, not asserted here.
+//! Screenshots and the export are kept in
 //! `$CARGO_TARGET_TMPDIR/ui-artifacts/`. Needs `scripts/setup.sh` (chromium, node,
 //! tests/ui/node_modules) and a binary built after `scripts/build-ui.sh`.
 
@@ -205,17 +206,17 @@ fn ui_against_the_demo_lab() {
 }
 
 #[test]
-fn ui_stays_responsive_at_5000_flows_per_second() {
+fn ui_under_a_5000_flows_per_second_stream() {
     check_prerequisites();
     let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("ui/dist/index.html");
     assert!(dist.exists(), "no ui/dist: run scripts/build-ui.sh");
     let dir = artifacts("load");
     run_script(
-        "perf.test.mjs",
+        "load.test.mjs",
         &[
             ("PORT", free_port().to_string()),
             ("RATE", "5000".into()),
-            ("SECONDS", "40".into()),
+            ("SECONDS", "15".into()),
             ("ARTIFACTS", dir.display().to_string()),
         ],
     );

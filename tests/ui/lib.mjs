@@ -106,3 +106,34 @@ export async function watchLongTasks(page) {
 export async function longTasks(page) {
   return page.evaluate(() => window.__longTasks || []);
 }
+
+/** A free TCP port on loopback. */
+export async function freePort() {
+  const net = await import("node:net");
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts `replay-server.mjs` (the UI's stand-in observer) sending `rate` flows/s on `port`;
+ * resolves with the child once it listens. Its later messages pass through to stderr.
+ */
+export async function startReplayServer(port, rate) {
+  const { spawn } = await import("node:child_process");
+  const here = path.dirname(new URL(import.meta.url).pathname);
+  const server = spawn(process.execPath, [path.join(here, "replay-server.mjs"), String(port), String(rate)], {
+    stdio: ["ignore", "inherit", "pipe"],
+  });
+  await new Promise((resolve, reject) => {
+    server.stderr.on("data", (d) => {
+      process.stderr.write(d);
+      if (String(d).includes("flows/s on")) resolve();
+    });
+    server.on("exit", (code) => reject(new Error(`replay server exited: ${code}`)));
+  });
+  return server;
+}

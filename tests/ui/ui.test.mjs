@@ -7,7 +7,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import {
-  Steps, artifacts, assert, edge, edgeColour, eventually, launch, longTasks, node, watchLongTasks,
+  Steps, artifacts, assert, edge, edgeColour, eventually, launch, node,
 } from "./lib.mjs";
 
 const BASE = (process.env.FLOWSCOPE_URL || "http://127.0.0.1:4244").replace(/\/$/, "");
@@ -21,7 +21,6 @@ const page = await context.newPage();
 const consoleErrors = [];
 page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
 page.on("pageerror", (e) => consoleErrors.push(String(e)));
-await watchLongTasks(page);
 const t = new Steps(page, dir);
 const shot = (name) => page.screenshot({ path: path.join(dir, `${name}.png`) });
 const rowsText = (column) =>
@@ -208,12 +207,8 @@ await t.step("status bar: connection, rate, lost events, nodes", async () => {
   await shot("status");
 });
 
-await t.step("no page errors, no long tasks over 100 ms", async () => {
+await t.step("no page errors", async () => {
   assert(consoleErrors.length === 0, consoleErrors.join("\n"));
-  const tasks = (await longTasks(page)).map((t) => t.duration);
-  const worst = Math.max(0, ...tasks);
-  console.log(`     long tasks: ${tasks.length}, longest ${worst.toFixed(0)} ms`);
-  assert(worst <= 100, `a ${worst} ms task`);
 });
 
 await browser.close();
