@@ -665,7 +665,7 @@ async fn dns_lookups_become_l7_flows_and_metrics() {
     assert!(latency > 0 && latency < 2_000_000_000, "{answer}");
     assert_eq!(
         answer["Summary"],
-        "DNS Answer \"198.19.77.9\" TTL: 30 (svc-a.test.local. A)"
+        "DNS Answer \"198.19.77.9\" TTL: 30 (Query svc-a.test.local. A)"
     );
     let nx = flows[3];
     assert_eq!(nx["l7"]["dns"]["query"], "nothing.test.local.");

@@ -164,38 +164,6 @@ impl FqdnCache {
     }
 }
 
-/// Hubble's summary of a DNS flow: `DNS Query name. A` or
-/// `DNS Answer "1.2.3.4" TTL: 30 (name. A)`, `DNS Answer RCode: Non-Existent Domain (name. A)`.
-pub fn summary(m: &DnsMessage) -> String {
-    let q = format!("{} {}", m.dns.query, m.dns.qtypes.join(","));
-    if !m.response {
-        return format!("DNS Query {q}");
-    }
-    if m.dns.rcode != 0 {
-        let name = match m.dns.rcode {
-            1 => "Format Error",
-            2 => "Server Failure",
-            3 => "Non-Existent Domain",
-            4 => "Not Implemented",
-            5 => "Query Refused",
-            _ => "Error",
-        };
-        return format!("DNS Answer RCode: {name} ({q})");
-    }
-    let answers: Vec<&str> = m
-        .dns
-        .ips
-        .iter()
-        .chain(&m.dns.cnames)
-        .map(String::as_str)
-        .collect();
-    format!(
-        "DNS Answer \"{}\" TTL: {} ({q})",
-        answers.join(","),
-        m.dns.ttl
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,7 +186,6 @@ mod tests {
         assert_eq!(q.id, 0x1234);
         assert_eq!(q.dns.query, "my-api.default.svc.cluster.local.");
         assert_eq!(q.dns.qtypes, ["A"]);
-        assert_eq!(summary(&q), "DNS Query my-api.default.svc.cluster.local. A");
 
         // The answer: QR set, one A record pointing back at the name (compression pointer).
         let mut a = query();
@@ -232,21 +199,12 @@ mod tests {
         assert_eq!(a.dns.ttl, 30);
         assert_eq!(a.dns.rrtypes, ["A"]);
         assert_eq!(a.dns.rcode, 0);
-        assert_eq!(
-            summary(&a),
-            "DNS Answer \"198.18.1.2\" TTL: 30 (my-api.default.svc.cluster.local. A)"
-        );
 
         let mut nx = query();
         nx[2] = 0x81;
         nx[3] = 0x83;
         let nx = parse(&nx).unwrap();
         assert_eq!(nx.dns.rcode, 3);
-        assert!(
-            summary(&nx).contains("Non-Existent Domain"),
-            "{}",
-            summary(&nx)
-        );
     }
 
     #[test]

@@ -371,21 +371,11 @@ impl FlowRecord {
         }
     }
 
-    /// For an L7 flow: Hubble's `Layer7` and the summary line.
+    /// For an L7 flow: Hubble's `Layer7` and its summary line.
     fn layer7(&self) -> Option<(Layer7, String)> {
-        let (response, latency_ns, record, summary) = match (&self.dns, &self.http) {
-            (Some(m), _) => (
-                m.response,
-                m.latency_ns,
-                L7Record::Dns(m.dns.clone()),
-                dns::summary(m),
-            ),
-            (_, Some(m)) => (
-                m.response,
-                m.latency_ns,
-                L7Record::Http(m.http.clone()),
-                http::summary(m),
-            ),
+        let (response, latency_ns, record) = match (&self.dns, &self.http) {
+            (Some(m), _) => (m.response, m.latency_ns, L7Record::Dns(m.dns.clone())),
+            (_, Some(m)) => (m.response, m.latency_ns, L7Record::Http(m.http.clone())),
             _ => return None,
         };
         let l7_type = if response {
@@ -398,6 +388,7 @@ impl FlowRecord {
             latency_ns,
             record: Some(record),
         };
+        let summary = l7.summary();
         Some((l7, summary))
     }
 

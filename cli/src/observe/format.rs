@@ -6,8 +6,8 @@
 use std::fmt::Write as _;
 
 use flowscope_model::flow::{
-    AuthType, Dns, DropReason, Flow, Http, L7FlowType, L7Record, Layer4, LostEvent, Policy,
-    SocketTranslationPoint, TrafficDirection, Verdict, event_type,
+    AuthType, DropReason, Flow, L7Record, LostEvent, Policy, SocketTranslationPoint,
+    TrafficDirection, Verdict, event_type,
 };
 use flowscope_model::{GetFlowsResponse, Timestamp};
 
@@ -561,7 +561,7 @@ pub(crate) fn write_summary(out: &mut String, style: &Style, flow: &Flow) {
         let _ = write!(out, "IP Trace ID: {}; ", id.trace_id);
     }
     if flow.summary.is_empty() {
-        write_default_summary(out, flow);
+        push_escaped(out, &flow.default_summary());
     } else {
         push_escaped(out, &flow.summary);
     }
@@ -575,164 +575,6 @@ pub(crate) fn write_summary(out: &mut String, style: &Style, flow: &Flow) {
         style.open(out, color);
         out.push_str(flow.auth_type.as_str());
         style.close(out);
-    }
-}
-
-/// What Hubble's L3/L4 and L7 parsers put in `Summary`.
-fn write_default_summary(out: &mut String, flow: &Flow) {
-    if let Some(l7) = &flow.l7 {
-        match &l7.record {
-            Some(L7Record::Dns(dns)) => write_dns_summary(out, l7.l7_type, dns),
-            Some(L7Record::Http(http)) => write_http_summary(out, l7.l7_type, l7.latency_ns, http),
-            Some(L7Record::Kafka(kafka)) => {
-                let _ = if l7.l7_type == L7FlowType::Request {
-                    write!(
-                        out,
-                        "Kafka request {} correlation id {} topic '{}'",
-                        kafka.api_key, kafka.correlation_id, kafka.topic
-                    )
-                } else {
-                    write!(
-                        out,
-                        "Kafka response {} correlation id {} topic '{}' return code {}",
-                        kafka.api_key, kafka.correlation_id, kafka.topic, kafka.error_code
-                    )
-                };
-            }
-            None => {}
-        }
-        return;
-    }
-    match &flow.l4 {
-        Some(Layer4::Tcp(tcp)) => {
-            out.push_str("TCP Flags: ");
-            // Hubble's order: SYN first.
-            let flags = tcp.flags.unwrap_or_default();
-            let names = [
-                (flags.SYN, "SYN"),
-                (flags.FIN, "FIN"),
-                (flags.RST, "RST"),
-                (flags.PSH, "PSH"),
-                (flags.ACK, "ACK"),
-                (flags.URG, "URG"),
-                (flags.ECE, "ECE"),
-                (flags.CWR, "CWR"),
-                (flags.NS, "NS"),
-            ];
-            let mut first = true;
-            for (_, name) in names.iter().filter(|(set, _)| *set) {
-                if !first {
-                    out.push_str(", ");
-                }
-                out.push_str(name);
-                first = false;
-            }
-        }
-        Some(Layer4::Udp(_)) => out.push_str("UDP"),
-        Some(Layer4::Sctp(_)) => out.push_str("SCTP"),
-        Some(Layer4::IcmpV4(icmp)) => {
-            let _ = write!(
-                out,
-                "ICMPv4 {}",
-                flowscope_model::flow::Icmp::v4_name(icmp.icmp_type)
-            );
-        }
-        Some(Layer4::IcmpV6(icmp)) => {
-            let _ = write!(
-                out,
-                "ICMPv6 {}",
-                flowscope_model::flow::Icmp::v6_name(icmp.icmp_type)
-            );
-        }
-        Some(Layer4::Vrrp(_)) => out.push_str("VRRP"),
-        Some(Layer4::Igmp(_)) => out.push_str("IGMP"),
-        None => {}
-    }
-}
-
-/// gopacket's `DNSResponseCode.String()`.
-fn dns_rcode(rcode: u32) -> &'static str {
-    match rcode {
-        0 => "No Error",
-        1 => "Format Error",
-        2 => "Server Failure",
-        3 => "Non-Existent Domain",
-        4 => "Not Implemented",
-        5 => "Query Refused",
-        6 => "Name Exists when it should not",
-        7 => "RR Set Exists when it should not",
-        8 => "RR Set that should exist does not",
-        9 => "Server Not Authoritative for zone",
-        10 => "Name not contained in zone",
-        16 => "Bad OPT Version",
-        17 => "Key not recognized",
-        18 => "Signature out of time window",
-        19 => "Bad TKEY Mode",
-        20 => "Duplicate key name",
-        21 => "Algorithm not supported",
-        22 => "Bad Truncation",
-        23 => "Bad/missing Server Cookie",
-        _ => "Unknown response code",
-    }
-}
-
-fn write_dns_summary(out: &mut String, kind: L7FlowType, dns: &Dns) {
-    let qtypes = dns.qtypes.join(",");
-    match kind {
-        L7FlowType::Request => {
-            out.push_str("DNS Query ");
-            push_escaped(out, &dns.query);
-            out.push(' ');
-            push_escaped(out, &qtypes);
-        }
-        L7FlowType::Response => {
-            out.push_str("DNS Answer ");
-            if dns.rcode != 0 {
-                out.push_str("RCode: ");
-                out.push_str(dns_rcode(dns.rcode));
-            } else {
-                let mut parts = Vec::new();
-                if !dns.ips.is_empty() {
-                    parts.push(format!("{:?}", dns.ips.join(",")));
-                }
-                if !dns.cnames.is_empty() {
-                    parts.push(format!("CNAMEs: {:?}", dns.cnames.join(",")));
-                }
-                push_escaped(out, &parts.join(" "));
-            }
-            let source = if dns.observation_source == "proxy" {
-                "Proxy"
-            } else {
-                "Query"
-            };
-            let _ = write!(out, " TTL: {} ({source} ", dns.ttl);
-            push_escaped(out, &dns.query);
-            out.push(' ');
-            push_escaped(out, &qtypes);
-            out.push(')');
-        }
-        _ => {}
-    }
-}
-
-fn write_http_summary(out: &mut String, kind: L7FlowType, latency_ns: u64, http: &Http) {
-    match kind {
-        L7FlowType::Request => {
-            push_escaped(out, &http.protocol);
-            out.push(' ');
-            push_escaped(out, &http.method);
-            out.push(' ');
-            push_escaped(out, &http.url);
-        }
-        L7FlowType::Response => {
-            push_escaped(out, &http.protocol);
-            let _ = write!(out, " {} {}ms (", http.code, latency_ns / 1_000_000);
-            push_escaped(out, &http.method);
-            out.push(' ');
-            push_escaped(out, &http.url);
-            out.push(')');
-        }
-        _ => {}
     }
 }
 

@@ -16,9 +16,11 @@ use crate::time::Timestamp;
 
 mod enums;
 mod response;
+mod summary;
 
 pub use enums::*;
 pub use response::*;
+pub use summary::dns_rcode_name;
 
 /// Cilium monitor message types carried in [`CiliumEventType::event_type`]
 /// (`pkg/monitor/api/types.go`).
