@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::meta;
 use crate::names;
+use crate::networkpolicy;
 use crate::ports::{PortRef, Protocol};
 use crate::selector::{self, KeyRule, LabelSelector, Labels};
 use crate::yaml::{self, Diagnostics, Field, Node, Object};
@@ -602,39 +603,14 @@ fn peer_rule(
 fn cidr_rule(d: &mut Diagnostics<'_>, node: &Node, path: &str) -> Option<CidrRule> {
     let before = d.count();
     let mut object = Object::new(d, node, path)?;
-    let cidr = selector::required_string(d, &mut object, "cidr").and_then(|(text, at)| {
-        names::cidr(&text)
-            .map_err(|problem| d.push(at, &format!("{path}.cidr"), problem))
-            .ok()
-    });
-    let except_path = object.child("except");
-    let mut except = Vec::new();
-    if let Some(node) = object.take("except") {
-        for (i, (text, at)) in yaml::string_list(
-            d,
-            Field {
-                node,
-                path: &except_path,
-            },
-        )
-        .into_iter()
-        .enumerate()
-        {
-            let path = format!("{except_path}[{i}]");
-            match names::cidr(&text) {
-                Ok(net) => {
-                    // Cilium only asks that the exception lie inside the block.
-                    if let Some(cidr) = &cidr
-                        && !cidr.contains(&net)
-                    {
-                        d.push(at, &path, format!("{net} is not inside {cidr}"));
-                    }
-                    except.push(net);
-                }
-                Err(problem) => d.push(at, &path, problem),
-            }
+    // Cilium only asks that an exception lie inside the block.
+    let (cidr, except) = networkpolicy::cidr_and_except(d, &mut object, |cidr, net| {
+        if cidr.contains(net) {
+            Ok(())
+        } else {
+            Err(format!("{net} is not inside {cidr}"))
         }
-    }
+    });
     for key in ["cidrGroupRef", "cidrGroupSelector"] {
         object.unsupported(d, key, &format!("`{key}` {UNSUPPORTED}"));
     }

@@ -344,43 +344,42 @@ fn parse_peer(d: &mut Diagnostics<'_>, node: &Node, path: &str) -> Option<Networ
 fn parse_ip_block(d: &mut Diagnostics<'_>, node: &Node, path: &str) -> Option<IpBlock> {
     let before = d.count();
     let mut object = Object::new(d, node, path)?;
+    let (cidr, except) = cidr_and_except(d, &mut object, names::strict_subnet);
+    object.finish(d);
+    let cidr = cidr?;
+    (d.count() == before).then_some(IpBlock { cidr, except })
+}
+
+/// The `cidr` (required) and `except` fields of an ipBlock or a CiliumNetworkPolicy CIDR rule;
+/// `inside(cidr, except)` says what is wrong with an exception that does not fit the block.
+/// Each bad field is reported; the good exceptions are returned.
+pub(crate) fn cidr_and_except(
+    d: &mut Diagnostics<'_>,
+    object: &mut Object<'_>,
+    inside: fn(&IpNet, &IpNet) -> Result<(), String>,
+) -> (Option<IpNet>, Vec<IpNet>) {
     let cidr_path = object.child("cidr");
-    let cidr = match object.take("cidr") {
-        Some(node) => yaml::string(
-            d,
-            Field {
-                node,
-                path: &cidr_path,
-            },
-        )
-        .and_then(|text| {
-            names::cidr(&text)
-                .map_err(|problem| d.push(node.at, &cidr_path, problem))
-                .ok()
-        }),
-        None => {
-            d.push(object.at, &cidr_path, "required, but missing");
-            None
-        }
-    };
+    let cidr = selector::required_string(d, object, "cidr").and_then(|(text, at)| {
+        names::cidr(&text)
+            .map_err(|problem| d.push(at, &cidr_path, problem))
+            .ok()
+    });
     let except_path = object.child("except");
     let mut except = Vec::new();
     if let Some(node) = object.take("except") {
-        for (i, (text, at)) in yaml::string_list(
+        let list = yaml::string_list(
             d,
             Field {
                 node,
                 path: &except_path,
             },
-        )
-        .into_iter()
-        .enumerate()
-        {
+        );
+        for (i, (text, at)) in list.into_iter().enumerate() {
             let path = format!("{except_path}[{i}]");
             match names::cidr(&text) {
                 Ok(net) => {
                     if let Some(cidr) = &cidr
-                        && let Err(problem) = names::strict_subnet(cidr, &net)
+                        && let Err(problem) = inside(cidr, &net)
                     {
                         d.push(at, &path, problem);
                     }
@@ -390,9 +389,7 @@ fn parse_ip_block(d: &mut Diagnostics<'_>, node: &Node, path: &str) -> Option<Ip
             }
         }
     }
-    object.finish(d);
-    let cidr = cidr?;
-    (d.count() == before).then_some(IpBlock { cidr, except })
+    (cidr, except)
 }
 
 fn parse_port(d: &mut Diagnostics<'_>, node: &Node, path: &str) -> Option<NetworkPolicyPort> {
