@@ -992,6 +992,27 @@ mod tests {
     }
 
     #[test]
+    fn cidr_rules_name_their_bad_fields() {
+        let errors = read(&format!(
+            "{HEAD}spec:\n  endpointSelector: {{}}\n  egress:\n    - toCIDRSet:\n        - {{cidr: 10.0.0.0/8, except: [10.1.0.0/16, 11.0.0.0/16, 10.0.0.0/8, nope]}}\n        - {{cidr: 10.0.0.0/33}}\n        - {{except: [10.0.0.0/16]}}\n"
+        ))
+        .expect_err("invalid");
+        let expected = [
+            "cnp.yaml:9:52: spec.egress[0].toCIDRSet[0].except[1]: 11.0.0.0/16 is not inside 10.0.0.0/8",
+            "cnp.yaml:9:77: spec.egress[0].toCIDRSet[0].except[3]: \"nope\" is not a CIDR",
+            "cnp.yaml:10:18: spec.egress[0].toCIDRSet[1].cidr: \"10.0.0.0/33\" is not a CIDR",
+            "cnp.yaml:11:11: spec.egress[0].toCIDRSet[2].cidr: required, but missing",
+        ];
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+        for (error, expected) in errors.iter().zip(expected) {
+            assert!(
+                error.starts_with(expected),
+                "{error}\n  expected {expected}"
+            );
+        }
+    }
+
+    #[test]
     fn a_policy_needs_a_spec_and_a_subject() {
         let errors = read(HEAD).expect_err("no spec");
         assert_eq!(errors.len(), 1, "{errors:?}");
