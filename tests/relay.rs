@@ -314,6 +314,12 @@ async fn the_relay_merges_two_nodes_in_time_order_and_follows_one_leaving_and_co
     let prom = Prometheus::start(&[("relay", &relay.metrics.to_string())]);
     let soon = || Instant::now() + Duration::from_secs(15);
     prom.wait_for("flowscope_relay_peers{state=\"connected\"}", 2.0, soon());
+    // Hubble Relay's family, for the alerts written against it.
+    prom.wait_for(
+        "flowscope_relay_pool_peer_connection_status{status=\"READY\"}",
+        2.0,
+        soon(),
+    );
     assert!(
         prom.query("flowscope_relay_flows_forwarded_total")
             .is_some_and(|v| v >= relayed.len() as f64),
@@ -351,6 +357,16 @@ async fn the_relay_merges_two_nodes_in_time_order_and_follows_one_leaving_and_co
     prom.wait_for("flowscope_relay_peers{state=\"unavailable\"}", 1.0, soon());
     prom.wait_for("flowscope_relay_peer_up{node=\"node-b\"}", 0.0, soon());
     prom.wait_for("flowscope_relay_peer_up{node=\"node-a\"}", 1.0, soon());
+    prom.wait_for(
+        "flowscope_relay_pool_peer_connection_status{status=\"TRANSIENT_FAILURE\"}",
+        1.0,
+        soon(),
+    );
+    prom.wait_for(
+        "flowscope_relay_pool_peer_connection_status{status=\"READY\"}",
+        1.0,
+        soon(),
+    );
     let out = flowscope(&["status", "--server", &relay.server()]);
     assert!(
         text(&out).contains("Connected Nodes: 1/2") && text(&out).contains("node-b"),

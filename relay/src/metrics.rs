@@ -2,6 +2,9 @@
 //! `hubble_`):
 //! - `relay_peers{state}`: observers connected and unavailable, and `relay_peer_up{node,
 //!   address}` per observer (bounded by the peers the relay follows, [`crate::peers::MAX_PEERS`]);
+//! - `relay_pool_peer_connection_status{status}`: Hubble Relay's own family, peers by gRPC
+//!   connectivity state (`READY`, `CONNECTING`, `TRANSIENT_FAILURE`; `IDLE`, `SHUTDOWN` and
+//!   `NIL_CONNECTION` are always 0 here), so Hubble Relay's alerts read the same;
 //! - `relay_flows_forwarded_total`: flows sent to clients;
 //! - `relay_merge_queue_depth`: flows held in the requests' merge buffers now;
 //! - `relay_flow_requests`: flow streams being served; `relay_peer_stream_errors_total`:
@@ -42,11 +45,14 @@ impl fmt::Debug for PeerCollector {
 
 impl Collector for PeerCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
-        let peers: Vec<(String, String, bool)> = self
+        let peers: Vec<(String, String, bool, &str)> = self
             .0
             .peers()
             .iter()
-            .map(|p| (p.name(), p.address.clone(), p.is_connected()))
+            .map(|p| {
+                let status = p.connection_status();
+                (p.name(), p.address.clone(), status == "READY", status)
+            })
             .collect();
         let connected = peers.iter().filter(|p| p.2).count() as i64;
         let mut m = e.encode_descriptor(
@@ -67,9 +73,26 @@ impl Collector for PeerCollector {
             None,
             MetricType::Gauge,
         )?;
-        for (node, address, up) in &peers {
+        for (node, address, up, _) in &peers {
             let labels = [("node", node.as_str()), ("address", address.as_str())];
             ConstGauge::new(i64::from(*up)).encode(m.encode_family(&labels)?)?;
+        }
+        let mut m = e.encode_descriptor(
+            "relay_pool_peer_connection_status",
+            "Observers by connection state, as Hubble Relay reports its peers",
+            None,
+            MetricType::Gauge,
+        )?;
+        for status in [
+            "CONNECTING",
+            "IDLE",
+            "NIL_CONNECTION",
+            "READY",
+            "SHUTDOWN",
+            "TRANSIENT_FAILURE",
+        ] {
+            let n = peers.iter().filter(|p| p.3 == status).count() as i64;
+            ConstGauge::new(n).encode(m.encode_family(&[("status", status)])?)?;
         }
         Ok(())
     }

@@ -180,6 +180,20 @@ impl Peer {
         self.state.lock().expect("peer state").connected
     }
 
+    /// The state as Hubble Relay names its peer connections (gRPC's connectivity states):
+    /// `READY` when the observer answers, `TRANSIENT_FAILURE` after it failed, `CONNECTING`
+    /// before its first answer.
+    pub fn connection_status(&self) -> &'static str {
+        let st = self.state.lock().expect("peer state");
+        if st.connected {
+            "READY"
+        } else if st.error.is_some() {
+            "TRANSIENT_FAILURE"
+        } else {
+            "CONNECTING"
+        }
+    }
+
     /// Hubble's `Node` for this peer.
     pub fn node(&self) -> NodeInfo {
         let name = self.name();
