@@ -1,6 +1,7 @@
 // The web UI under a heavy stream: the page receives RATE flows/s (default 5,000) from the
 // replay server (200 workloads in 10 namespaces) for SECONDS (default 15). Checks what must
-// hold however fast the machine is: the map shows every workload, the table stays bounded at
+// hold however fast the machine is: the map shows every workload, each verdict class (forwarded,
+// dropped, mixed, audit) has its own edge style, the table stays bounded at
 // its 2,000 rows, pause holds the rows still while flows keep arriving and counts them, one
 // namespace's view shows its workloads, and the page raises no error. How fast the page is
 // (long tasks, click latency, memory) is measured by bench/ui.sh, not here.
@@ -29,6 +30,33 @@ await t.step(`the map shows all 200 workloads of a ${RATE} flows/s stream`, asyn
   await eventually(async () => (await page.$$("g.node")).length === 200, 60000, "200 workloads on the map");
   const namespaces = await page.$$eval("g.island", (g) => g.map((i) => i.dataset.namespace));
   assert(namespaces.length === 10, `islands: ${namespaces.join(",")}`);
+});
+
+await t.step("edges show each verdict class in its own style", async () => {
+  // style.css: forwarded green, dropped red, mixed (dropped and forwarded) red dashed, audit
+  // (would have been dropped) orange dotted.
+  const want = {
+    forwarded: ["rgb(49, 164, 19)", "none"],
+    dropped: ["rgb(197, 0, 0)", "none"],
+    mixed: ["rgb(197, 0, 0)", "7px, 5px"],
+    audit: ["rgb(224, 138, 0)", "2px, 3px"],
+  };
+  const seen = await eventually(async () => {
+    const styles = await page.$$eval("g.edge", (edges) => {
+      const out = {};
+      for (const e of edges) {
+        const line = getComputedStyle(e.querySelector(".line"));
+        out[e.dataset.class] ||= [line.stroke, line.strokeDasharray];
+      }
+      return out;
+    });
+    return Object.keys(want).every((c) => styles[c]) && styles;
+  }, 30000, "an edge of every class");
+  for (const [cls, [stroke, dash]] of Object.entries(want)) {
+    assert(seen[cls][0] === stroke, `${cls} edge stroke ${seen[cls][0]}, want ${stroke}`);
+    assert(seen[cls][1] === dash, `${cls} edge dasharray ${seen[cls][1]}, want ${dash}`);
+  }
+  await page.screenshot({ path: path.join(dir, "verdict-classes.png") });
 });
 
 await t.step(`the table stays at its 2,000 rows for ${SECONDS} s`, async () => {

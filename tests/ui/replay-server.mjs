@@ -1,7 +1,7 @@
 // A stand-in observer for the UI's load test: serves the built UI (ui/dist) and answers
 // GET /api/v1/flows WebSockets with synthetic flows at a fixed rate: 200 workloads in 10
-// namespaces, 600 (source, destination, port) paths, a fifth of them denied and some mixed,
-// HTTP on a third. The lab's traffic is a few flows per second; this is how the page gets
+// namespaces, 600 (source, destination, port) paths, a fifth of them denied, some mixed
+// (dropped and forwarded) and some in audit mode, HTTP on a third. The lab's traffic is a few flows per second; this is how the page gets
 // 5,000 flows/s on a 2-core machine without the kernel in the loop. Loopback only.
 //
 //   node tests/ui/replay-server.mjs PORT RATE [DIST]
@@ -36,7 +36,12 @@ const paths = Array.from({ length: PATHS }, (_, i) => {
   // Workload i is in namespace i % NAMESPACES.
   let dst = i % 4 === 0 ? rnd(WORKLOADS) : (src % NAMESPACES) + NAMESPACES * rnd(WORKLOADS / NAMESPACES);
   if (dst === src) dst = (dst + NAMESPACES) % WORKLOADS;
-  return { src, dst, port: [80, 8080, 5432, 53, 443][i % 5], http: i % 3 === 0, denied: i % 5 === 1, mixed: i % 13 === 0 };
+  const denied = i % 5 === 1;
+  const mixed = !denied && i % 13 === 0;
+  // Audit mode: the policy would drop it, and lets it pass.
+  const audit = !denied && !mixed && i % 17 === 5;
+  const port = [80, 8080, 5432, 53, 443][i % 5];
+  return { src, dst, port, http: i % 3 === 0 && port !== 53, denied, mixed, audit };
 });
 
 function endpoint(w) {
@@ -52,10 +57,11 @@ function flowLine() {
   const p = paths[sent % PATHS];
   const s = workloads[p.src];
   const d = workloads[p.dst];
-  const dropped = p.denied || (p.mixed && sent % 2 === 0);
+  // A mixed path alternates between rounds over the paths.
+  const dropped = p.denied || (p.mixed && Math.floor(sent / PATHS) % 2 === 0);
   const time = new Date().toISOString();
   const flow = {
-    time, uuid: crypto.randomUUID(), verdict: dropped ? "DROPPED" : "FORWARDED",
+    time, uuid: crypto.randomUUID(), verdict: dropped ? "DROPPED" : p.audit ? "AUDIT" : "FORWARDED",
     IP: { source: s.ip, destination: d.ip, ipVersion: "IPv4" },
     l4: p.port === 53 ? { UDP: { source_port: 40000 + (sent % 20000), destination_port: 53 } }
       : { TCP: { source_port: 40000 + (sent % 20000), destination_port: p.port, flags: { SYN: true } } },
@@ -68,7 +74,12 @@ function flowLine() {
     flow.drop_reason_desc = "POLICY_DENIED";
     flow.egress_denied_by = [{ name: "default-deny", namespace: s.ns }];
   }
-  if (p.http && !dropped) {
+  if (p.audit) {
+    flow.drop_reason_desc = "POLICY_DENIED";
+    flow.event_type = { type: 5 };
+    flow.Type = "L3_L4";
+  }
+  if (p.http && !dropped && !p.audit) {
     flow.l7 = { type: "RESPONSE", http: { code: sent % 50 === 0 ? 503 : 200, method: "GET", url: `http://${d.app}/api/v1/items`, protocol: "HTTP/1.1" } };
   }
   sent += 1;
