@@ -2,7 +2,10 @@
 //! tests/policies/conformance, `flowscope connectivity test` probes every ordered pair of the
 //! xyz lab's pods on every port (TCP and UDP, 288 probes) with the set enforced by the eBPF
 //! programs, and every probe is compared with the reference semantics (`policy::verdict`):
-//! whether it connected, its verdict, and the policies that decided it.
+//! whether it connected, its verdict, and the policies that decided it. Every case also carries
+//! its reachability written out by hand, as the upstream suite writes its expectations
+//! (`# reach: FROM TO PORT yes|no` lines), so the datapath and the reference cannot agree on
+//! a wrong answer.
 
 mod util;
 
@@ -64,7 +67,69 @@ fn expected(set: &PolicySet, world: &World, probe: &Value) -> (bool, &'static st
     )
 }
 
+/// One `# reach: FROM TO PORT yes|no` line: `ns/pod` with `*` for either part, the port
+/// `PROTOCOL/NUMBER` with `*` for either, or `*` alone.
+struct Reach {
+    from: (String, String),
+    to: (String, String),
+    protocol: String,
+    port: String,
+    reachable: bool,
+}
+
+impl Reach {
+    fn parse(line: &str) -> Reach {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(parts.len(), 4, "# reach: FROM TO PORT yes|no, not {line:?}");
+        let peer = |s: &str| {
+            let (ns, pod) = s
+                .split_once('/')
+                .unwrap_or_else(|| panic!("ns/pod: {line:?}"));
+            (ns.to_owned(), pod.to_owned())
+        };
+        let (protocol, port) = match parts[2].split_once('/') {
+            Some((proto, port)) => (proto.to_owned(), port.to_owned()),
+            None if parts[2] == "*" => ("*".to_owned(), "*".to_owned()),
+            None => panic!("PROTOCOL/PORT or *: {line:?}"),
+        };
+        let reachable = match parts[3] {
+            "yes" => true,
+            "no" => false,
+            other => panic!("yes or no, not {other:?}: {line:?}"),
+        };
+        Reach {
+            from: peer(parts[0]),
+            to: peer(parts[1]),
+            protocol,
+            port,
+            reachable,
+        }
+    }
+
+    fn matches(&self, probe: &Value) -> bool {
+        let is = |pattern: &str, value: &str| pattern == "*" || pattern == value;
+        let peer = |pattern: &(String, String), name: &Value| {
+            let (ns, pod) = name.as_str().unwrap().split_once('/').unwrap();
+            is(&pattern.0, ns) && is(&pattern.1, pod)
+        };
+        peer(&self.from, &probe["from"])
+            && peer(&self.to, &probe["to"])
+            && is(&self.protocol, probe["protocol"].as_str().unwrap())
+            && is(&self.port, &probe["port"].to_string())
+    }
+}
+
+/// The case's `# reach:` lines.
+fn hand_written(text: &str) -> Vec<Reach> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# reach:"))
+        .map(Reach::parse)
+        .collect()
+}
+
 fn run_case(file: &Path, world: &World) -> Result<usize, Vec<String>> {
+    let reach = hand_written(&std::fs::read_to_string(file).unwrap());
+    assert!(!reach.is_empty(), "{}: no `# reach:` lines", file.display());
     let dir = util::TempDir::new("conformance");
     std::fs::copy(file, dir.join(file.file_name().unwrap())).unwrap();
     let set = load_dir(&dir);
@@ -99,6 +164,21 @@ fn run_case(file: &Path, world: &World) -> Result<usize, Vec<String>> {
     }
     let mut wrong = Vec::new();
     for p in &probes {
+        let by_hand = reach
+            .iter()
+            .rev()
+            .find(|r| r.matches(p))
+            .is_none_or(|r| r.reachable);
+        if p["connected"] != by_hand {
+            wrong.push(format!(
+                "{} -> {} {}/{}: the case's reach lines say {}, got {p}",
+                p["from"],
+                p["to"],
+                p["port"],
+                p["protocol"],
+                if by_hand { "yes" } else { "no" }
+            ));
+        }
         let (connected, verdict, names) = expected(&set, world, p);
         let mut got_names: Vec<String> = p["policies"]
             .as_array()
@@ -147,7 +227,7 @@ fn every_conformance_case_matches_the_reference_semantics_in_the_datapath() {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     cases.sort();
-    assert!(cases.len() >= 10, "{} cases", cases.len());
+    assert!(cases.len() >= 12, "{} cases", cases.len());
     let mut failures = Vec::new();
     for case in &cases {
         match run_case(case, &world) {
