@@ -500,6 +500,11 @@ fn validate_policies(dir: &std::path::Path) -> anyhow::Result<bool> {
     for p in &set.policies {
         println!("ok     {} ({}:{})", p.id(), p.file, p.line);
     }
+    for p in &set.policies {
+        for w in p.warnings() {
+            println!("warn   {} ({}:{}): {w}", p.id(), p.file, p.line);
+        }
+    }
     for e in &set.errors {
         eprintln!("error  {e}");
     }
@@ -542,6 +547,17 @@ fn policy_list(server: &str) -> anyhow::Result<()> {
                 selects.join(", ")
             }
         );
+    }
+    for l in p["loaded"].as_array().into_iter().flatten() {
+        for w in strings(&l["warnings"]) {
+            println!(
+                "warn   {}/{} ({}:{}): {w}",
+                l["namespace"].as_str().unwrap_or(""),
+                l["name"].as_str().unwrap_or(""),
+                l["file"].as_str().unwrap_or(""),
+                l["line"]
+            );
+        }
     }
     for e in p["errors"].as_array().into_iter().flatten() {
         println!("error  {}", e.as_str().unwrap_or(""));

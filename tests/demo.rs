@@ -10,7 +10,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use util::{Demo, collect_until, free_port, http_get, subscribe};
+use util::{Demo, collect_until, flowscope, free_port, http_get, subscribe};
 
 fn start_demo(port: u16) -> Demo {
     let demo = Demo(
@@ -149,6 +149,24 @@ async fn demo_runs_the_seed_cluster_and_cleans_up() {
     assert!(
         links.len() >= 12 && links_alive(&links) == links.len(),
         "two programs on each of six pod veths: {links:?}"
+    );
+
+    // The seed's L7 policy is listed with what it selects, and with the plain statement that
+    // its HTTP rule holds at L4 only.
+    let listed = flowscope(&["policy", "list", "--server", &format!("127.0.0.1:{port}")]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.lines().any(|l| l.starts_with("CiliumNetworkPolicy")
+            && l.contains("default/allow-get-only")
+            && l.ends_with("default/my-api")),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(
+            "warn   default/allow-get-only (allow-get-only.yaml:2): `rules.http` on ingress \
+             8080/TCP is enforced at L4 only"
+        ),
+        "{listed}"
     );
 
     // Policy-verdict events (Hubble's type 5) at connection setup, with direction, match type

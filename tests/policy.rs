@@ -34,6 +34,14 @@ fn the_seed_policies_are_valid() {
         stdout.contains("valid policies: 4, problems: 0"),
         "{stdout}"
     );
+    // Valid, and said plainly what is not enforced as written.
+    assert!(
+        stdout.contains(
+            "warn   CiliumNetworkPolicy/default/allow-get-only (allow-get-only.yaml:2): \
+             `rules.http` on ingress 8080/TCP is enforced at L4 only"
+        ),
+        "{stdout}"
+    );
 }
 
 #[test]

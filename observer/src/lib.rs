@@ -450,6 +450,11 @@ async fn watch_policies(
         for e in &set.errors {
             warn!("Policy: {e}");
         }
+        for p in &set.policies {
+            for w in p.warnings() {
+                warn!("Policy: {}:{}: {}: {w}", p.file, p.line, p.id());
+            }
+        }
         let index_of = |name: &str| {
             ifaces
                 .iter()

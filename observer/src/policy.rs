@@ -66,6 +66,8 @@ pub struct LoadedPolicy {
     pub line: u64,
     /// Pods (`namespace/pod`) the policy selects, for ingress or egress.
     pub selects: Vec<String>,
+    /// What of the policy is enforced only in part ([`flowscope_policy::Policy::warnings`]).
+    pub warnings: Vec<String>,
 }
 
 /// Which pods each policy selects, and which directions of each pod are isolated: asked of the
@@ -127,6 +129,7 @@ pub fn selections(
                 name: id.name.clone(),
                 file: policy.file.clone(),
                 line: policy.line,
+                warnings: policy.warnings(),
                 selects: world
                     .pods
                     .iter()
