@@ -46,6 +46,7 @@ pub fn observer_config(
         dns_visibility: true,
         max_subscribers: flowscope_observer::DEFAULT_MAX_SUBSCRIBERS,
         http_ports: crate::DEFAULT_HTTP_PORTS.to_vec(),
+        export: None,
     }
 }
 

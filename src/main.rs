@@ -294,7 +294,72 @@ struct ObserverArgs {
         value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_subscribers: u32,
     #[command(flatten)]
+    export: ExportArgs,
+    #[command(flatten)]
     metrics: MetricsArgs,
+}
+
+/// Flow export to a file, as Hubble's static exporter (`--hubble-export-file-path` ...).
+#[derive(clap::Args)]
+#[command(next_help_heading = "Flow export")]
+struct ExportArgs {
+    /// Append every new flow that passes the lists below to FILE, one `observe -o json` line
+    /// (a GetFlowsResponse) each, for history beyond the ring; `observe --input-file FILE`
+    /// reads it back.
+    #[arg(long = "export-file", value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Rotate the file when it reaches this size, in MB (fractions allowed).
+    #[arg(long = "export-file-max-size-mb", value_name = "MB", default_value_t = 10.0,
+        value_parser = parse_size_mb, requires = "file")]
+    max_size_mb: f64,
+    /// Rotated files to keep (named FILE-TIME, oldest removed first).
+    #[arg(
+        long = "export-file-max-backups",
+        value_name = "N",
+        default_value_t = 5,
+        requires = "file"
+    )]
+    max_backups: usize,
+    /// Export only flows matching one of these JSON FlowFilters (repeatable, or several in one
+    /// value), e.g. '{"source_pod":["kube-system/"]}'.
+    #[arg(long = "export-allowlist", value_name = "JSON", requires = "file")]
+    allowlist: Vec<String>,
+    /// Do not export flows matching any of these JSON FlowFilters.
+    #[arg(long = "export-denylist", value_name = "JSON", requires = "file")]
+    denylist: Vec<String>,
+}
+
+impl ExportArgs {
+    /// The exporter's configuration, or an error naming the flag that is wrong.
+    fn resolve(self) -> anyhow::Result<Option<flowscope_observer::export::ExportConfig>> {
+        use flowscope_model::filter::{FilterSet, parse_json_filters};
+        let Some(path) = self.file else {
+            return Ok(None);
+        };
+        let allow =
+            parse_json_filters("export-allowlist", &self.allowlist).map_err(anyhow::Error::msg)?;
+        let deny =
+            parse_json_filters("export-denylist", &self.denylist).map_err(anyhow::Error::msg)?;
+        let filters = FilterSet::compile(&allow, &deny)
+            .map_err(|e| anyhow::anyhow!("--export-allowlist/--export-denylist: {e}"))?;
+        Ok(Some(flowscope_observer::export::ExportConfig {
+            path,
+            max_size_bytes: (self.max_size_mb * 1024.0 * 1024.0) as u64,
+            max_backups: self.max_backups,
+            filters,
+        }))
+    }
+}
+
+/// A positive size in MB, at least one kilobyte.
+fn parse_size_mb(s: &str) -> Result<f64, String> {
+    let mb: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of MB (e.g. 10 or 0.5)"))?;
+    if !mb.is_finite() || mb * 1024.0 < 1.0 {
+        return Err(format!("{s} MB is too small: at least 0.001 (1 KiB)"));
+    }
+    Ok(mb)
 }
 
 /// Prometheus metrics, as Hubble's `--hubble-metrics` / `--hubble-metrics-server`.
@@ -412,6 +477,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 dns_visibility: a.l7_visibility.contains(&L7::Dns),
                 max_subscribers: a.max_subscribers as usize,
                 http_ports: http_ports(&a.l7_visibility)?,
+                export: a.export.resolve()?,
                 metrics_listen,
                 metrics,
                 metrics_prefix,

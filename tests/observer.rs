@@ -876,3 +876,148 @@ async fn http_exchanges_become_l7_flows_and_metrics() {
         "{body}"
     );
 }
+
+/// `--export-file`: new flows that pass the lists go to a file as `observe -o json` lines,
+/// rotated by size with a bounded number of backups; `observe --input-file` reads them back and
+/// the status counts them.
+#[test]
+fn flows_are_exported_to_a_rotated_file_through_the_lists() {
+    let h = TestHost::new();
+    let dir = util::TempDir::new("export");
+    let path = dir.join("flows.log");
+    let obs = Observer::start(&[
+        "--interface",
+        &h.host_if,
+        "--export-file",
+        path.to_str().unwrap(),
+        "--export-file-max-size-mb",
+        "0.02",
+        "--export-file-max-backups",
+        "2",
+        "--export-denylist",
+        r#"{"destination_port":["7201"]}"#,
+    ]);
+    udp_burst(&h, 7201, 50);
+    udp_burst(&h, 7200, 400);
+    let exported = wait_for(Duration::from_secs(15), || {
+        obs.status()["export"]["flows"]
+            .as_u64()
+            .is_some_and(|n| n >= 400)
+    });
+    let status = obs.status();
+    assert!(exported, "{status:#}");
+    let export = &status["export"];
+    assert_eq!(export["path"], path.to_str().unwrap());
+    assert_eq!(export["lost"], 0, "{export}");
+    assert_eq!(export["write_errors"], 0, "{export}");
+    assert!(export["rotations"].as_u64().unwrap() >= 3, "{export}");
+
+    // The file and the two newest backups, none past the size by more than a line.
+    let mut names: Vec<String> = std::fs::read_dir(&*dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names[2], "flows.log");
+    let mut lines = Vec::new();
+    for name in &names {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        let longest = text.lines().map(str::len).max().unwrap_or(0);
+        assert!(
+            text.len() <= (0.02 * 1024.0 * 1024.0) as usize + longest + 1,
+            "{name}: {} bytes",
+            text.len()
+        );
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    let flows: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        flows
+            .iter()
+            .all(|f| f["node_name"] == "test-node" && f["flow"].is_object())
+    );
+    assert!(
+        flows
+            .iter()
+            .any(|f| l4_port(f, "UDP", "destination_port") == Some(7200)),
+        "no flow to 7200 exported"
+    );
+    assert!(
+        !flows
+            .iter()
+            .any(|f| l4_port(f, "UDP", "destination_port") == Some(7201)),
+        "a denylisted flow was exported"
+    );
+
+    // What Hubble's tools read, flowscope reads back.
+    let out = util::flowscope(&[
+        "observe",
+        "--input-file",
+        path.to_str().unwrap(),
+        "--port",
+        "7200",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read_back = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!(read_back > 0, "observe --input-file read nothing");
+}
+
+/// Bad export settings stop the observer before it attaches anything, naming the flag.
+#[test]
+fn bad_export_settings_are_refused_naming_the_flag() {
+    let dir = util::TempDir::new("export-bad");
+    let file = dir.join("flows.log");
+    let file = file.to_str().unwrap();
+    let blocker = dir.join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    let under_a_file = blocker.join("flows.log");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--export-file", file, "--export-allowlist", "{bad"],
+            "--export-allowlist: \"{bad\" is not a FlowFilter",
+        ),
+        (
+            &[
+                "--export-file",
+                file,
+                "--export-denylist",
+                r#"{"source_pod":["a"],"nope":1}"#,
+            ],
+            "unknown field `nope`",
+        ),
+        (
+            &["--export-file", file, "--export-file-max-size-mb", "0"],
+            "0 MB is too small",
+        ),
+        (
+            &["--export-file", under_a_file.to_str().unwrap()],
+            "--export-file",
+        ),
+    ];
+    for (args, want) in cases {
+        // Bounded: an observer that wrongly accepted would run until stopped.
+        let out = std::process::Command::new("timeout")
+            .args(["20", env!("CARGO_BIN_EXE_flowscope"), "observer"])
+            .args(["--interface", "fsx-no-such-if", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+    assert!(
+        !std::path::Path::new(file).exists(),
+        "a refused export wrote its file"
+    );
+}

@@ -67,6 +67,9 @@ pub struct RuntimeStatus {
     /// The endpoints known now (served by `/api/v1/endpoints`).
     #[serde(skip)]
     pub registry: Arc<crate::endpoints::Registry>,
+    /// Present when flows are exported to a file (`--export-file`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::export::ExportStatus>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

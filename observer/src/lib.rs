@@ -7,6 +7,7 @@ pub mod clock;
 pub mod dns;
 pub mod endpoints;
 pub mod event;
+pub mod export;
 pub mod graph;
 pub mod http;
 pub mod metrics;
@@ -78,6 +79,8 @@ pub struct ObserverConfig {
     pub max_subscribers: usize,
     /// L7 HTTP visibility on these TCP ports (HTTP/1.x heads become L7 flows).
     pub http_ports: Vec<u16>,
+    /// Export flows to a rotated file (Hubble's static exporter); None exports nothing.
+    pub export: Option<export::ExportConfig>,
 }
 
 /// Flow streams an observer serves at once by default.
@@ -103,6 +106,8 @@ pub async fn run(
             None
         }
     };
+
+    let exporter = cfg.export.clone().map(export::open).transpose()?;
 
     let mut datapath = Datapath::load(cfg.summary_interval.as_nanos() as u64, &cfg.deny)?;
     let events = EventReader::new(datapath.take_events()?)?;
@@ -172,7 +177,7 @@ pub async fn run(
 
     let decoder = Decoder::new(&cfg.node_name);
     let counters = Arc::new(PipelineCounters::default());
-    let mut pipeline = Pipeline::new(decoder, store, counters.clone());
+    let mut pipeline = Pipeline::new(decoder, store.clone(), counters.clone());
     let metrics_task = metrics_listener.map(|listener| {
         let health = metrics::Health {
             state: state.clone(),
@@ -189,6 +194,10 @@ pub async fn run(
             let _ = stop.wait_for(|stopping| *stopping).await;
         }))
     });
+    let exporter = exporter
+        .map(|e| e.start(store.clone(), state.clone()))
+        .transpose()
+        .context("starting the flow exporter")?;
     let pipe = tokio::spawn(run_pipeline(
         pipeline,
         events,
@@ -224,6 +233,10 @@ pub async fn run(
     }
     let _ = watcher.await;
     let _ = pipe.await;
+    if let Some(t) = exporter {
+        // It flushes what it wrote and stops on the shutdown signal.
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
     // Dropping the last handle detaches the programs from every interface.
     drop(datapath);
     Ok(())

@@ -1128,15 +1128,7 @@ pub(crate) fn build_lists(args: &[FilterArg]) -> Result<Lists, String> {
 }
 
 /// `--allowlist`/`--denylist` values: one or more JSON FlowFilters each.
-pub(crate) fn parse_raw_filters(flag: &str, values: &[String]) -> Result<Vec<FlowFilter>, String> {
-    let mut out = Vec::new();
-    for value in values {
-        for filter in serde_json::Deserializer::from_str(value).into_iter::<FlowFilter>() {
-            out.push(filter.map_err(|e| format!("--{flag}: {value:?} is not a FlowFilter: {e}"))?);
-        }
-    }
-    Ok(out)
-}
+pub(crate) use flowscope_model::filter::parse_json_filters as parse_raw_filters;
 
 /// `--print-raw-filters`: the lists as YAML, shaped like Hubble's (`allowlist:` and
 /// `denylist:` with one JSON FlowFilter per item).

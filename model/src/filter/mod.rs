@@ -11,6 +11,19 @@ mod selector;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use compile::{FilterError, FilterProblem, FilterSet};
+
+/// Values of an allowlist or denylist flag (`observe --allowlist`, the observer's
+/// `--export-allowlist`): each is one JSON FlowFilter or several in a row, as Hubble takes them.
+/// An error names the flag and the value.
+pub fn parse_json_filters(flag: &str, values: &[String]) -> Result<Vec<FlowFilter>, String> {
+    let mut out = Vec::new();
+    for value in values {
+        for filter in serde_json::Deserializer::from_str(value).into_iter::<FlowFilter>() {
+            out.push(filter.map_err(|e| format!("--{flag}: {value:?} is not a FlowFilter: {e}"))?);
+        }
+    }
+    Ok(out)
+}
 pub use selector::{LabelSelector, SelectorError};
 
 use crate::flow::{

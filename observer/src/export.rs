@@ -1,0 +1,372 @@
+//! The flow exporter, as Hubble's static exporter: every new flow that passes the allow and
+//! deny lists is appended to a file as a `hubble observe -o json` line (a `GetFlowsResponse`),
+//! so history outlives the ring and any tool that reads Hubble's exports reads it. The file is
+//! rotated by size, as Hubble does (lumberjack: `name-2006-01-02T15-04-05.000.ext` in UTC), and
+//! only the newest backups are kept.
+//!
+//! It follows the flow store like a subscriber, on a thread of its own so that a slow disk
+//! never holds up the API. Work is per batch: one read of the store, one write and flush.
+//! Flows the store overwrote before the exporter read them are written as a `lost_events`
+//! line (source `HUBBLE_RING_BUFFER`) and counted, as are flows a failed write dropped.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, BufWriter, Write as _},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use axum::extract::ws::Utf8Bytes;
+use flowscope_model::{
+    filter::FilterSet,
+    flow::{LostEvent, LostEventSource},
+};
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::{
+    api::AppState,
+    event::{Record, lost_line},
+    pipeline::FlowStore,
+};
+
+/// Flows read from the store per batch.
+const BATCH: usize = 1024;
+
+/// What `--export-file` and its companions ask for.
+#[derive(Clone, Debug)]
+pub struct ExportConfig {
+    pub path: PathBuf,
+    /// Rotate once the file would grow past this.
+    pub max_size_bytes: u64,
+    /// Rotated files kept; older ones are removed.
+    pub max_backups: usize,
+    /// `--export-allowlist` / `--export-denylist`, compiled.
+    pub filters: FilterSet,
+}
+
+/// The exporter's counters, in `/api/v1/status` under `export`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ExportStatus {
+    pub path: String,
+    /// Flows written.
+    pub flows: u64,
+    /// Flows the store overwrote before the exporter read them.
+    pub lost: u64,
+    /// Flows dropped because a write failed.
+    pub write_errors: u64,
+    pub rotations: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// An append-only file rotated by size.
+struct Rotating {
+    path: PathBuf,
+    max_size: u64,
+    max_backups: usize,
+    file: BufWriter<File>,
+    size: u64,
+}
+
+impl Rotating {
+    fn open(path: &Path, max_size: u64, max_backups: usize) -> io::Result<Rotating> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(Rotating {
+            path: path.to_owned(),
+            max_size,
+            max_backups,
+            file: BufWriter::with_capacity(64 * 1024, file),
+            size,
+        })
+    }
+
+    /// Writes one line, rotating first when it would take the file past its size. A line
+    /// longer than the limit goes alone into a fresh file.
+    fn write_line(&mut self, line: &[u8]) -> io::Result<bool> {
+        let len = line.len() as u64 + 1;
+        let mut rotated = false;
+        if self.size > 0 && self.size + len > self.max_size {
+            self.rotate()?;
+            rotated = true;
+        }
+        self.file.write_all(line)?;
+        self.file.write_all(b"\n")?;
+        self.size += len;
+        Ok(rotated)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file.flush()?;
+        let backup = backup_name(&self.path, &timestamp_now());
+        fs::rename(&self.path, &backup)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.file = BufWriter::with_capacity(64 * 1024, file);
+        self.size = 0;
+        self.prune()
+    }
+
+    /// Removes the oldest backups beyond `max_backups`. Backup names sort by time.
+    fn prune(&self) -> io::Result<()> {
+        let dir = match self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(d) => d.to_owned(),
+            None => PathBuf::from("."),
+        };
+        let (stem, ext) = stem_and_ext(&self.path);
+        let prefix = format!("{stem}-");
+        let mut backups: Vec<PathBuf> = fs::read_dir(&dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with(&prefix)
+                        && n.ends_with(&ext)
+                        && n.len() > prefix.len() + ext.len()
+                })
+            })
+            .collect();
+        backups.sort();
+        let excess = backups.len().saturating_sub(self.max_backups);
+        for old in &backups[..excess] {
+            fs::remove_file(old)?;
+        }
+        Ok(())
+    }
+}
+
+/// `flows.log` -> (`flows`, `.log`); `flows` -> (`flows`, ``).
+fn stem_and_ext(path: &Path) -> (String, String) {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("flows");
+    match name.rfind('.') {
+        Some(i) if i > 0 => (name[..i].to_owned(), name[i..].to_owned()),
+        _ => (name.to_owned(), String::new()),
+    }
+}
+
+/// `dir/flows.log` at `2026-11-25T21-30-00.123` -> `dir/flows-2026-11-25T21-30-00.123.log`.
+fn backup_name(path: &Path, stamp: &str) -> PathBuf {
+    let (stem, ext) = stem_and_ext(path);
+    path.with_file_name(format!("{stem}-{stamp}{ext}"))
+}
+
+/// UTC, millisecond precision, with `-` for `:` (lumberjack's backup time format).
+fn timestamp_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let t = flowscope_model::Timestamp::from_unix_nanos(now).to_string();
+    // 2026-11-25T21:30:00.123456789Z -> 2026-11-25T21-30-00.123
+    let t = t.trim_end_matches('Z');
+    let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
+    format!("{}.{:0<3.3}", secs.replace(':', "-"), frac)
+}
+
+/// An exporter whose file is open, ready to follow a store.
+pub struct Exporter {
+    cfg: ExportConfig,
+    out: Rotating,
+}
+
+/// Opens the file, creating its directory: an error names the file. Done before anything is
+/// attached, so a bad path stops the observer before it starts.
+pub fn open(cfg: ExportConfig) -> anyhow::Result<Exporter> {
+    use anyhow::Context as _;
+    let out = Rotating::open(&cfg.path, cfg.max_size_bytes, cfg.max_backups)
+        .with_context(|| format!("--export-file {}", cfg.path.display()))?;
+    Ok(Exporter { cfg, out })
+}
+
+impl Exporter {
+    /// Starts the exporter's thread, which follows the store from now until shutdown.
+    pub fn start(
+        self,
+        store: Arc<FlowStore>,
+        state: Arc<AppState>,
+    ) -> io::Result<std::thread::JoinHandle<()>> {
+        let Exporter { cfg, out } = self;
+        info!(
+            path = %cfg.path.display(),
+            max_size_bytes = cfg.max_size_bytes,
+            max_backups = cfg.max_backups,
+            "Exporting flows"
+        );
+        let shutdown = state.shutdown.clone();
+        std::thread::Builder::new()
+            .name("flow-export".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(err) => {
+                        warn!("Flow export stopped: {err}");
+                        return;
+                    }
+                };
+                rt.block_on(follow(cfg, out, store, state, shutdown));
+            })
+    }
+}
+
+async fn follow(
+    cfg: ExportConfig,
+    mut out: Rotating,
+    store: Arc<FlowStore>,
+    state: Arc<AppState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut status = ExportStatus {
+        path: cfg.path.display().to_string(),
+        ..ExportStatus::default()
+    };
+    publish(&state, &status);
+    let everything = cfg.filters.matches_everything();
+    let mut pos = store.follow_pos().pos;
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            _ = store.wait_for(pos) => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+        batch.clear();
+        let r = store.read(pos, u64::MAX, BATCH, &mut batch);
+        pos = r.pos;
+        let mut lines: Vec<Utf8Bytes> = Vec::new();
+        if r.lost > 0 {
+            status.lost += r.lost;
+            let ev = LostEvent {
+                source: LostEventSource::HubbleRingBuffer,
+                num_events_lost: r.lost,
+                cpu: Some(0),
+                ..LostEvent::default()
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or(0);
+            if let Ok(line) = lost_line(&ev, &state.node_name, now) {
+                lines.push(line.into());
+            }
+        }
+        let mut flows = 0u64;
+        for e in &batch {
+            match &*e.record {
+                // Lost events the pipeline stored (the datapath's) are exported as they are.
+                Record::Lost { .. } => lines.push(e.json()),
+                Record::Flow(_) => {
+                    if everything || e.flow().is_some_and(|f| cfg.filters.matches(f)) {
+                        lines.push(e.json());
+                        flows += 1;
+                    }
+                }
+            }
+        }
+        if lines.is_empty() {
+            if r.lost > 0 {
+                publish(&state, &status);
+            }
+            continue;
+        }
+        let written = lines
+            .iter()
+            .try_fold(0u64, |rotations, line| {
+                out.write_line(line.as_bytes())
+                    .map(|rotated| rotations + u64::from(rotated))
+            })
+            .and_then(|rotations| out.flush().map(|()| rotations));
+        match written {
+            Ok(rotations) => {
+                status.flows += flows;
+                status.rotations += rotations;
+            }
+            Err(err) => {
+                status.write_errors += flows;
+                if status.last_error.is_none() {
+                    warn!(path = %cfg.path.display(), "Flow export: {err}");
+                }
+                status.last_error = Some(err.to_string());
+            }
+        }
+        publish(&state, &status);
+    }
+    if let Err(err) = out.flush() {
+        warn!(path = %cfg.path.display(), "Flow export: {err}");
+    }
+}
+
+fn publish(state: &AppState, status: &ExportStatus) {
+    if let Ok(mut rt) = state.runtime.lock() {
+        rt.export = Some(status.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backups_are_named_as_hubble_names_them() {
+        assert_eq!(
+            backup_name(
+                Path::new("/var/run/cilium/hubble/events.log"),
+                "2026-11-25T21-30-00.123"
+            ),
+            Path::new("/var/run/cilium/hubble/events-2026-11-25T21-30-00.123.log")
+        );
+        assert_eq!(
+            backup_name(Path::new("flows"), "2026-11-25T21-30-00.123"),
+            Path::new("flows-2026-11-25T21-30-00.123")
+        );
+        let stamp = timestamp_now();
+        assert_eq!(stamp.len(), "2026-11-25T21-30-00.123".len(), "{stamp}");
+        assert!(!stamp.contains(':'), "{stamp}");
+    }
+
+    #[test]
+    fn files_rotate_by_size_and_keep_the_newest_backups() {
+        let dir = std::env::temp_dir().join(format!("flowscope-export-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let path = dir.join("flows.log");
+        let mut out = Rotating::open(&path, 100, 2).unwrap();
+        let line = [b'x'; 39]; // 40 bytes with its newline: two per file
+        let mut rotations = 0;
+        for _ in 0..10 {
+            rotations += u64::from(out.write_line(&line).unwrap());
+            // Backups are named by the millisecond.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        out.flush().unwrap();
+        assert_eq!(rotations, 4);
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert_eq!(names[2], "flows.log");
+        assert!(
+            names[..2]
+                .iter()
+                .all(|n| n.starts_with("flows-") && n.ends_with(".log"))
+        );
+        for n in &names {
+            let len = fs::metadata(dir.join(n)).unwrap().len();
+            assert_eq!(len, 80, "{n}");
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
