@@ -68,6 +68,8 @@ struct Rotating {
     max_backups: usize,
     file: BufWriter<File>,
     size: u64,
+    /// The time in the newest backup's name, in ms.
+    last_backup_ms: i64,
 }
 
 impl Rotating {
@@ -83,6 +85,7 @@ impl Rotating {
             max_backups,
             file: BufWriter::with_capacity(64 * 1024, file),
             size,
+            last_backup_ms: 0,
         })
     }
 
@@ -107,7 +110,15 @@ impl Rotating {
 
     fn rotate(&mut self) -> io::Result<()> {
         self.file.flush()?;
-        let backup = backup_name(&self.path, &timestamp_now());
+        // Names carry the millisecond: a second rotation within one takes the next, so no
+        // backup is overwritten and names keep sorting by age.
+        let mut at = now_unix_ms().max(self.last_backup_ms + 1);
+        let mut backup = backup_name(&self.path, &timestamp(at));
+        while backup.exists() {
+            at += 1;
+            backup = backup_name(&self.path, &timestamp(at));
+        }
+        self.last_backup_ms = at;
         fs::rename(&self.path, &backup)?;
         let file = OpenOptions::new()
             .create(true)
@@ -161,14 +172,17 @@ fn backup_name(path: &Path, stamp: &str) -> PathBuf {
     path.with_file_name(format!("{stem}-{stamp}{ext}"))
 }
 
-/// UTC, millisecond precision, with `-` for `:` (lumberjack's backup time format).
-fn timestamp_now() -> String {
-    let now = std::time::SystemTime::now()
+fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
-    let t = flowscope_model::Timestamp::from_unix_nanos(now).to_string();
-    // 2026-11-25T21:30:00.123456789Z -> 2026-11-25T21-30-00.123
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// UTC, millisecond precision, with `-` for `:` (lumberjack's backup time format).
+fn timestamp(unix_ms: i64) -> String {
+    let t = flowscope_model::Timestamp::from_unix_nanos(unix_ms * 1_000_000).to_string();
+    // 2026-11-25T21:30:00.123Z -> 2026-11-25T21-30-00.123
     let t = t.trim_end_matches('Z');
     let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
     format!("{}.{:0<3.3}", secs.replace(':', "-"), frac)
@@ -331,9 +345,9 @@ mod tests {
             backup_name(Path::new("flows"), "2026-11-25T21-30-00.123"),
             Path::new("flows-2026-11-25T21-30-00.123")
         );
-        let stamp = timestamp_now();
-        assert_eq!(stamp.len(), "2026-11-25T21-30-00.123".len(), "{stamp}");
-        assert!(!stamp.contains(':'), "{stamp}");
+        // 2026-11-25T21:30:00.120Z and a whole second.
+        assert_eq!(timestamp(1_795_642_200_120), "2026-11-25T21-30-00.120");
+        assert_eq!(timestamp(1_795_642_200_000), "2026-11-25T21-30-00.000");
     }
 
     #[test]
@@ -344,10 +358,9 @@ mod tests {
         let mut out = Rotating::open(&path, 100, 2).unwrap();
         let line = [b'x'; 39]; // 40 bytes with its newline: two per file
         let mut rotations = 0;
+        // Faster than a millisecond per rotation: no backup may overwrite another.
         for _ in 0..10 {
             rotations += u64::from(out.write_line(&line).unwrap());
-            // Backups are named by the millisecond.
-            std::thread::sleep(std::time::Duration::from_millis(2));
         }
         out.flush().unwrap();
         assert_eq!(rotations, 4);
