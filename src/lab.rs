@@ -18,13 +18,27 @@ use flowscope_observer::ObserverConfig;
 
 use crate::connectivity;
 
+/// How policies apply: `--policy-audit-mode` and `--policy-cidr-selects-pods`, for the
+/// observer, the demo and `connectivity test`.
+#[derive(Clone, Copy, Debug, Default, clap::Args)]
+pub struct PolicyMode {
+    /// Evaluate policies and report what they would drop as AUDIT; drop nothing.
+    #[arg(long = "policy-audit-mode")]
+    pub audit: bool,
+    /// `ipBlock` and CIDR rules also match pod addresses, as the upstream Kubernetes
+    /// conformance tests expect. By default, as in Cilium, they match only addresses that are
+    /// not pods (a pod is known by its identity).
+    #[arg(long = "policy-cidr-selects-pods")]
+    pub cidr_selects_pods: bool,
+}
+
 /// The observer settings that watch a lab: every lab veth (also pods added later) as workload
 /// interfaces, and the lab's endpoints file.
 pub fn observer_config(
     listen: SocketAddr,
     node_name: String,
     policy_dir: Option<PathBuf>,
-    policy_audit: bool,
+    mode: PolicyMode,
 ) -> ObserverConfig {
     let glob = format!("{}*", topology::IF_PREFIX);
     ObserverConfig {
@@ -37,7 +51,8 @@ pub fn observer_config(
         summary_interval: Duration::from_secs(5),
         endpoints_file: Some(topology::endpoints_path()),
         policy_dir,
-        policy_audit,
+        policy_audit: mode.audit,
+        policy_cidr_selects_pods: mode.cidr_selects_pods,
         metrics_listen: None,
         metrics: None,
         metrics_prefix: Default::default(),
@@ -158,7 +173,7 @@ pub fn demo(
     runtime: &tokio::runtime::Runtime,
     file: Option<&Path>,
     policies: Option<PathBuf>,
-    audit: bool,
+    mode: PolicyMode,
     listen: SocketAddr,
     metrics_listen: SocketAddr,
     node_name: String,
@@ -197,9 +212,14 @@ pub fn demo(
         println!(
             "Policies: {}{}",
             policies.display(),
-            if audit { " (audit mode)" } else { "" }
+            match (mode.audit, mode.cidr_selects_pods) {
+                (false, false) => "",
+                (true, false) => " (audit mode)",
+                (false, true) => " (CIDR rules select pods)",
+                (true, true) => " (audit mode, CIDR rules select pods)",
+            }
         );
-        let mut config = observer_config(listen, node_name, Some(policies), audit);
+        let mut config = observer_config(listen, node_name, Some(policies), mode);
         config.metrics_listen = Some(metrics_listen);
         config.metrics = Some(DEMO_METRICS.parse().context("the demo's metrics")?);
         let observed = runtime.block_on(flowscope_observer::run(config, crate::shutdown_signal()));
@@ -222,7 +242,7 @@ pub fn connectivity_test(
     file: &Path,
     output: Output,
     expect: Option<&PathBuf>,
-    policies: Option<(PathBuf, bool)>,
+    policies: Option<(PathBuf, PolicyMode)>,
 ) -> anyhow::Result<bool> {
     let started = Instant::now();
     let lab = Lab::load(Some(file))?;
@@ -246,7 +266,7 @@ pub fn connectivity_test(
                 listen,
                 "connectivity-test".into(),
                 policies.as_ref().map(|p| p.0.clone()),
-                policies.as_ref().is_some_and(|p| p.1),
+                policies.as_ref().map(|p| p.1).unwrap_or_default(),
             ),
             async move {
                 let _ = stop_rx.await;

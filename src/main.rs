@@ -200,9 +200,8 @@ struct DemoArgs {
     /// Policies to enforce (default: the seed's, as in deploy/network-policies).
     #[arg(long, value_name = "DIR")]
     policies: Option<PathBuf>,
-    /// Report what the policies would drop as AUDIT; drop nothing.
-    #[arg(long)]
-    policy_audit_mode: bool,
+    #[command(flatten)]
+    policy_mode: lab::PolicyMode,
     /// Where Prometheus scrapes the demo's metrics (every flow family, by namespace).
     #[arg(long, default_value = "127.0.0.1:9965", value_name = "ADDR")]
     metrics_listen: SocketAddr,
@@ -240,9 +239,8 @@ enum ConnectivityCommand {
         /// Policies to enforce during the test.
         #[arg(long, value_name = "DIR")]
         policies: Option<PathBuf>,
-        /// Evaluate the policies in audit mode: report AUDIT, drop nothing.
-        #[arg(long)]
-        policy_audit_mode: bool,
+        #[command(flatten)]
+        policy_mode: lab::PolicyMode,
     },
 }
 
@@ -279,9 +277,8 @@ struct ObserverArgs {
     /// Enforce the NetworkPolicy and CiliumNetworkPolicy manifests in DIR (re-read on change).
     #[arg(long, value_name = "DIR")]
     policy_dir: Option<PathBuf>,
-    /// Evaluate policies and report what they would drop as AUDIT; drop nothing.
-    #[arg(long)]
-    policy_audit_mode: bool,
+    #[command(flatten)]
+    policy_mode: lab::PolicyMode,
     /// L7 visibility, comma-separated: `dns` turns DNS messages on UDP port 53 into L7 flows
     /// (query, types, answers, TTL, rcode); `http` HTTP/1.x requests and responses on TCP
     /// ports 80 and 8080 (method, URL, status, latency), `http:PORT` on PORT (8 ports at
@@ -473,7 +470,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 summary_interval: a.summary_interval,
                 endpoints_file: a.endpoints,
                 policy_dir: a.policy_dir,
-                policy_audit: a.policy_audit_mode,
+                policy_audit: a.policy_mode.audit,
+                policy_cidr_selects_pods: a.policy_mode.cidr_selects_pods,
                 dns_visibility: a.l7_visibility.contains(&L7::Dns),
                 max_subscribers: a.max_subscribers as usize,
                 http_ports: http_ports(&a.l7_visibility)?,
@@ -512,7 +510,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             &runtime,
             a.lab.as_deref(),
             a.policies,
-            a.policy_audit_mode,
+            a.policy_mode,
             a.listen,
             a.metrics_listen,
             hostname(),
@@ -546,9 +544,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             output,
             expect,
             policies,
-            policy_audit_mode,
+            policy_mode,
         }) => {
-            let policies = policies.map(|dir| (dir, policy_audit_mode));
+            let policies = policies.map(|dir| (dir, policy_mode));
             if !lab::connectivity_test(&runtime, &file, output, expect.as_ref(), policies)? {
                 std::process::exit(1);
             }

@@ -128,7 +128,17 @@ fn hand_written(text: &str) -> Vec<Reach> {
 }
 
 fn run_case(file: &Path, world: &World) -> Result<usize, Vec<String>> {
-    let reach = hand_written(&std::fs::read_to_string(file).unwrap());
+    let text = std::fs::read_to_string(file).unwrap();
+    let reach = hand_written(&text);
+    // `# with: --policy-cidr-selects-pods`: the case runs in that mode (upstream's ipBlock
+    // semantics), and the reference judges with it.
+    let cidr_selects_pods = text
+        .lines()
+        .any(|l| l.trim() == "# with: --policy-cidr-selects-pods");
+    let world = &World {
+        cidr_selects_pods,
+        ..world.clone()
+    };
     assert!(!reach.is_empty(), "{}: no `# reach:` lines", file.display());
     let dir = util::TempDir::new("conformance");
     std::fs::copy(file, dir.join(file.file_name().unwrap())).unwrap();
@@ -139,7 +149,7 @@ fn run_case(file: &Path, world: &World) -> Result<usize, Vec<String>> {
         file.display(),
         set.errors
     );
-    let out = flowscope(&[
+    let mut args = vec![
         "connectivity",
         "test",
         "--lab",
@@ -148,7 +158,11 @@ fn run_case(file: &Path, world: &World) -> Result<usize, Vec<String>> {
         dir.to_str().unwrap(),
         "-o",
         "json",
-    ]);
+    ];
+    if cidr_selects_pods {
+        args.push("--policy-cidr-selects-pods");
+    }
+    let out = flowscope(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let mut probes: Vec<Value> = stdout
         .lines()
@@ -220,7 +234,7 @@ fn every_conformance_case_matches_the_reference_semantics_in_the_datapath() {
         &std::fs::read_to_string("/run/flowscope/lab/endpoints.json").unwrap(),
     )
     .unwrap();
-    let world = flowscope_observer::policy::world(&endpoints.endpoints);
+    let world = flowscope_observer::policy::world(&endpoints.endpoints, false);
     let mut cases: Vec<PathBuf> = std::fs::read_dir(CASES)
         .unwrap()
         .map(|e| e.unwrap().path())

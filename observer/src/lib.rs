@@ -67,6 +67,10 @@ pub struct ObserverConfig {
     pub policy_dir: Option<std::path::PathBuf>,
     /// Evaluate and report policies, drop nothing (verdict AUDIT).
     pub policy_audit: bool,
+    /// `ipBlock` and CIDR rules also match pod addresses (the upstream Kubernetes semantics
+    /// some implementations follow); by default, as in Cilium, they match only addresses that
+    /// are not pods.
+    pub policy_cidr_selects_pods: bool,
     /// Where to serve `GET /metrics` (Prometheus); None serves no metrics.
     pub metrics_listen: Option<SocketAddr>,
     /// Flow metrics to record, in Hubble's syntax; None records only the observer's health.
@@ -165,6 +169,7 @@ pub async fn run(
             PolicySource {
                 dir,
                 audit: cfg.policy_audit,
+                cidr_selects_pods: cfg.policy_cidr_selects_pods,
                 endpoints_configured: cfg.endpoints_file.is_some(),
             },
             datapath.clone(),
@@ -420,6 +425,7 @@ async fn watch_endpoints(path: std::path::PathBuf, out: watch::Sender<Arc<Regist
 struct PolicySource {
     dir: std::path::PathBuf,
     audit: bool,
+    cidr_selects_pods: bool,
     /// An endpoints source exists: wait for its first load before the first install.
     endpoints_configured: bool,
 }
@@ -428,6 +434,7 @@ async fn watch_policies(
     PolicySource {
         dir,
         audit,
+        cidr_selects_pods,
         endpoints_configured,
     }: PolicySource,
     datapath: Arc<Mutex<Datapath>>,
@@ -475,7 +482,7 @@ async fn watch_policies(
                 .map(|(index, _)| *index)
         };
         let installed = match datapath.lock() {
-            Ok(mut dp) => policy::install(&mut dp, &set, &reg, index_of),
+            Ok(mut dp) => policy::install(&mut dp, &set, &reg, cidr_selects_pods, index_of),
             Err(_) => continue,
         };
         match installed {
@@ -492,7 +499,8 @@ async fn watch_policies(
                 let mut merged = std::mem::replace(&mut previous, attributions.clone());
                 merged.extend(attributions);
                 let _ = out.send(Arc::new(merged));
-                let (loaded, enforcement) = policy::selections(&set, &policy::world(&reg.specs));
+                let (loaded, enforcement) =
+                    policy::selections(&set, &policy::world(&reg.specs, cidr_selects_pods));
                 if let Ok(mut rt) = state.runtime.lock() {
                     rt.policy = Some(PolicyStatus {
                         revision,

@@ -157,8 +157,9 @@ fn protocol(name: &str) -> Option<Protocol> {
     }
 }
 
-/// The policy world as the registry describes it.
-pub fn world(specs: &[EndpointSpec]) -> World {
+/// The policy world as the registry describes it; `cidr_selects_pods`: see
+/// [`crate::ObserverConfig::policy_cidr_selects_pods`].
+pub fn world(specs: &[EndpointSpec], cidr_selects_pods: bool) -> World {
     let mut namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for s in specs {
         namespaces
@@ -191,7 +192,7 @@ pub fn world(specs: &[EndpointSpec]) -> World {
                     .collect(),
             })
             .collect(),
-        cidr_selects_pods: false,
+        cidr_selects_pods,
     }
 }
 
@@ -201,9 +202,10 @@ pub fn install(
     dp: &mut Datapath,
     set: &PolicySet,
     registry: &Registry,
+    cidr_selects_pods: bool,
     ifindex_of: impl Fn(&str) -> Option<u32>,
 ) -> anyhow::Result<(Attributions, usize, usize)> {
-    let world = world(&registry.specs);
+    let world = world(&registry.specs, cidr_selects_pods);
     // Endpoint id -> (identity, what the source said of the pod).
     let pods: HashMap<u32, (u32, &EndpointSpec)> = registry
         .endpoints
