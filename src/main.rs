@@ -324,6 +324,15 @@ struct ExportArgs {
     /// Do not export flows matching any of these JSON FlowFilters.
     #[arg(long = "export-denylist", value_name = "JSON", requires = "file")]
     denylist: Vec<String>,
+    /// Export only these fields of each flow: comma-separated protobuf paths, e.g.
+    /// time,source.pod_name,destination.pod_name,verdict (Hubble's export field mask).
+    #[arg(
+        long = "export-field-mask",
+        value_name = "PATHS",
+        value_delimiter = ',',
+        requires = "file"
+    )]
+    field_mask: Vec<String>,
 }
 
 impl ExportArgs {
@@ -339,11 +348,14 @@ impl ExportArgs {
             parse_json_filters("export-denylist", &self.denylist).map_err(anyhow::Error::msg)?;
         let filters = FilterSet::compile(&allow, &deny)
             .map_err(|e| anyhow::anyhow!("--export-allowlist/--export-denylist: {e}"))?;
+        let mask = flowscope_model::flow::FieldMask::new(&self.field_mask)
+            .map_err(|e| anyhow::anyhow!("--export-field-mask: {e}"))?;
         Ok(Some(flowscope_observer::export::ExportConfig {
             path,
             max_size_bytes: (self.max_size_mb * 1024.0 * 1024.0) as u64,
             max_backups: self.max_backups,
             filters,
+            mask,
         }))
     }
 }

@@ -896,6 +896,8 @@ fn flows_are_exported_to_a_rotated_file_through_the_lists() {
         "2",
         "--export-denylist",
         r#"{"destination_port":["7201"]}"#,
+        "--export-field-mask",
+        "time,verdict,l4",
     ]);
     udp_burst(&h, 7201, 50);
     udp_burst(&h, 7200, 400);
@@ -981,7 +983,7 @@ fn bad_export_settings_are_refused_naming_the_flag() {
     let blocker = dir.join("not-a-dir");
     std::fs::write(&blocker, "").unwrap();
     let under_a_file = blocker.join("flows.log");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["--export-file", file, "--export-allowlist", "{bad"],
             "--export-allowlist: \"{bad\" is not a FlowFilter",
@@ -998,6 +1000,15 @@ fn bad_export_settings_are_refused_naming_the_flag() {
         (
             &["--export-file", file, "--export-file-max-size-mb", "0"],
             "0 MB is too small",
+        ),
+        (
+            &[
+                "--export-file",
+                file,
+                "--export-field-mask",
+                "time,source.podname",
+            ],
+            "--export-field-mask: field mask path `source.podname`",
         ),
         (
             &["--export-file", under_a_file.to_str().unwrap()],
@@ -1019,5 +1030,76 @@ fn bad_export_settings_are_refused_naming_the_flag() {
     assert!(
         !std::path::Path::new(file).exists(),
         "a refused export wrote its file"
+    );
+}
+
+/// A field mask in the request: each flow carries only the fields named; a path flows do not
+/// have is refused naming it; `observe --field-mask` asks for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_masks_send_only_the_fields_asked_for() {
+    let h = TestHost::new();
+    let obs = Observer::start(&["--interface", &h.host_if]);
+    udp_burst(&h, 7300, 20);
+    let request =
+        json!({"number": 10, "field_mask": "time,IP.destination,l4.UDP.destination_port,verdict"});
+    let (got, _) = history(&obs, request).await;
+    let flows: Vec<&Value> = got.iter().filter(|v| v.get("flow").is_some()).collect();
+    assert!(!flows.is_empty(), "{got:?}");
+    for f in &flows {
+        let flow = f["flow"].as_object().unwrap();
+        assert!(
+            flow.keys()
+                .all(|k| ["time", "IP", "l4", "verdict"].contains(&k.as_str())),
+            "{f}"
+        );
+        assert_eq!(flow["IP"].as_object().unwrap().len(), 1, "{f}");
+        assert!(
+            flow.contains_key("time") && flow.contains_key("verdict"),
+            "{f}"
+        );
+        // The envelope stays whole.
+        assert_eq!(f["node_name"], "test-node");
+    }
+    assert!(
+        flows
+            .iter()
+            .any(|f| f["flow"]["l4"]["UDP"]["destination_port"] == 7300),
+        "{flows:?}"
+    );
+
+    let (got, close) = history(&obs, json!({"number": 1, "field_mask": "source.podname"})).await;
+    let error = got[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("field mask path `source.podname`: `source` has no field `podname`"),
+        "{got:?}"
+    );
+    assert_eq!(close.unwrap().0, 1007);
+
+    let out = util::flowscope(&[
+        "observe",
+        "--server",
+        &obs.api.to_string(),
+        "--last",
+        "3",
+        "--field-mask",
+        "verdict",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["flow"].as_object().unwrap().keys().eq(["verdict"].iter())),
+        "{lines:?}"
     );
 }

@@ -25,7 +25,7 @@ use axum::{
 };
 use flowscope_model::{
     filter::{FilterSet, GetFlowsRequest},
-    flow::{LostEvent, LostEventSource},
+    flow::{FieldMask, LostEvent, LostEventSource},
 };
 use futures_util::{
     SinkExt as _, StreamExt as _,
@@ -475,6 +475,8 @@ async fn stream(
     let mut sender = Sender {
         tx,
         st,
+        // Checked when the request was parsed.
+        mask: req.mask().ok().flatten(),
         sent: 0,
         limit: if req.first && number > 0 {
             Some(number)
@@ -534,6 +536,7 @@ async fn stream(
 struct Sender<'a> {
     tx: &'a mut SplitSink<WebSocket, Message>,
     st: &'a AppState,
+    mask: Option<FieldMask>,
     sent: usize,
     limit: Option<usize>,
     since_ns: Option<i64>,
@@ -574,7 +577,11 @@ impl Sender<'_> {
                     if self.since_ns.is_some_and(|s| time_ns < s) || !matches(e) {
                         continue;
                     }
-                    self.feed(e.json()).await?;
+                    let line = match &self.mask {
+                        None => e.json(),
+                        Some(mask) => masked_line(&e.json(), mask),
+                    };
+                    self.feed(line).await?;
                     self.sent += 1;
                     if self.limit.is_some_and(|l| self.sent >= l) {
                         done = true;
@@ -593,6 +600,18 @@ impl Sender<'_> {
             .await
             .map_err(|_| End::Gone)
     }
+}
+
+/// A response line with only the masked fields of its flow (per masked request: unmasked
+/// requests share the rendered line).
+pub fn masked_line(line: &str, mask: &FieldMask) -> Utf8Bytes {
+    let Ok(mut response) = serde_json::from_str::<serde_json::Value>(line) else {
+        return line.into();
+    };
+    if let Some(flow) = response.get_mut("flow").and_then(|f| f.as_object_mut()) {
+        mask.apply(flow);
+    }
+    response.to_string().into()
 }
 
 fn now_unix_nanos() -> i64 {

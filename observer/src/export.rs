@@ -19,14 +19,14 @@ use std::{
 use axum::extract::ws::Utf8Bytes;
 use flowscope_model::{
     filter::FilterSet,
-    flow::{LostEvent, LostEventSource},
+    flow::{FieldMask, LostEvent, LostEventSource},
 };
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::{
-    api::AppState,
+    api::{AppState, masked_line},
     event::{Record, lost_line},
     pipeline::FlowStore,
 };
@@ -44,6 +44,8 @@ pub struct ExportConfig {
     pub max_backups: usize,
     /// `--export-allowlist` / `--export-denylist`, compiled.
     pub filters: FilterSet,
+    /// `--export-field-mask`: only these fields of each flow.
+    pub mask: Option<FieldMask>,
 }
 
 /// The exporter's counters, in `/api/v1/status` under `export`.
@@ -283,7 +285,10 @@ async fn follow(
                 Record::Lost { .. } => lines.push(e.json()),
                 Record::Flow(_) => {
                     if everything || e.flow().is_some_and(|f| cfg.filters.matches(f)) {
-                        lines.push(e.json());
+                        lines.push(match &cfg.mask {
+                            None => e.json(),
+                            Some(mask) => masked_line(&e.json(), mask),
+                        });
                         flows += 1;
                     }
                 }

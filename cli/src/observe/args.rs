@@ -204,6 +204,17 @@ pub struct ObserveArgs {
     /// Print the allowlist/denylist filters the flags make and exit without connecting.
     #[arg(long, help_heading = "Other")]
     pub print_raw_filters: bool,
+    /// Ask the observer for only these fields of each flow: comma-separated protobuf paths
+    /// (e.g. time,source.pod_name,destination.pod_name,verdict), as Hubble's field mask.
+    /// Mostly for -o json/jsonpb; unknown paths are refused.
+    #[arg(
+        long,
+        value_name = "PATHS",
+        value_delimiter = ',',
+        alias = "experimental-field-mask",
+        help_heading = "Other"
+    )]
+    pub field_mask: Vec<String>,
 }
 
 /// `-o/--output`.

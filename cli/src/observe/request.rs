@@ -68,8 +68,16 @@ pub(crate) fn build(args: &ObserveArgs, now: Timestamp) -> anyhow::Result<Plan> 
         blacklist: lists.blacklist.clone(),
         since,
         until,
+        field_mask: (!args.field_mask.is_empty())
+            .then(|| serde_json::Value::String(args.field_mask.join(","))),
         ..GetFlowsRequest::default()
     };
+    if input && !args.field_mask.is_empty() {
+        return Err(anyhow!(
+            "--field-mask asks the observer to leave fields out; with --input-file there is no \
+             observer (use -o json and jq to pick fields of a file)"
+        ));
+    }
     let filters = request.compile().map_err(|e| match e {
         RequestError::SinceAfterUntil { since, until } => {
             anyhow!("--since ({since}) is after --until ({until}): no flow can match")
@@ -80,6 +88,7 @@ pub(crate) fn build(args: &ObserveArgs, now: Timestamp) -> anyhow::Result<Plan> 
             f.path,
             f.problem
         ),
+        RequestError::FieldMask(problem) => anyhow!("--field-mask: {problem}"),
         other => anyhow!("invalid request: {other}"),
     })?;
     Ok(Plan {

@@ -157,6 +157,35 @@ mod requests {
     use super::*;
 
     #[test]
+    fn field_masks_go_to_the_observer_checked() {
+        let req = request_for(&[
+            "--field-mask",
+            "time,source.pod_name",
+            "--field-mask",
+            "verdict",
+        ]);
+        assert_eq!(
+            req.field_mask,
+            Some(serde_json::json!("time,source.pod_name,verdict"))
+        );
+        assert!(req.mask().unwrap().is_some());
+        let legacy = request_for(&["--experimental-field-mask", "IP"]);
+        assert_eq!(legacy.field_mask, Some(serde_json::json!("IP")));
+        let err = request_error(&["--field-mask", "source.podname"]);
+        assert!(
+            err.starts_with(
+                "--field-mask: field mask path `source.podname`: `source` has no field"
+            ),
+            "{err}"
+        );
+        let err = request_error(&["--field-mask", "IP", "--input-file", "-"]);
+        assert!(
+            err.contains("with --input-file there is no observer"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn either_direction_flags_make_a_source_and_a_destination_filter() {
         assert_eq!(
             lists(&["--pod", "web"]),

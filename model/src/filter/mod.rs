@@ -493,10 +493,11 @@ pub struct GetFlowsRequest {
     /// Only flows at or before this time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<Timestamp>,
-    /// Accepted so Hubble clients' requests parse; a non-empty mask is refused by `validate`.
+    /// Only these fields of each flow are sent ([`crate::flow::FieldMask`]): protojson's
+    /// comma-separated string or `{"paths": [...]}`.
     #[serde(skip_serializing_if = "Option::is_none", alias = "fieldMask")]
     pub field_mask: Option<serde_json::Value>,
-    /// Accepted so Hubble clients' requests parse; must be empty.
+    /// Hubble's older place for the mask (`experimental.field_mask`); nothing else.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub experimental: Option<serde_json::Value>,
     /// Accepted so Hubble clients' requests parse; must be empty.
@@ -529,6 +530,9 @@ pub enum RequestError {
     /// A filter that does not compile.
     #[error(transparent)]
     Filter(#[from] FilterError),
+    /// A field mask naming a field flows do not have.
+    #[error("field_mask: {0}")]
+    FieldMask(String),
 }
 
 impl GetFlowsRequest {
@@ -542,16 +546,21 @@ impl GetFlowsRequest {
         {
             return Err(RequestError::SinceAfterUntil { since, until });
         }
-        if !is_empty_field_mask(self.field_mask.as_ref()) {
-            return Err(RequestError::Unsupported {
-                field: "field_mask",
-                reason: "flows are always sent whole; leave it out",
-            });
-        }
-        if !is_empty_message(self.experimental.as_ref()) {
+        self.mask()?;
+        if let Some(serde_json::Value::Object(o)) = &self.experimental
+            && o.keys().any(|k| k != "field_mask" && k != "fieldMask")
+        {
             return Err(RequestError::Unsupported {
                 field: "experimental",
-                reason: "no experimental request options exist",
+                reason: "field_mask is the only experimental request option",
+            });
+        } else if !matches!(
+            self.experimental,
+            None | Some(serde_json::Value::Null) | Some(serde_json::Value::Object(_))
+        ) {
+            return Err(RequestError::Unsupported {
+                field: "experimental",
+                reason: "must be an object",
             });
         }
         if !is_empty_message(self.extensions.as_ref()) {
@@ -563,23 +572,25 @@ impl GetFlowsRequest {
         Ok(())
     }
 
+    /// The field mask, from `field_mask` or else `experimental.field_mask`; None for whole
+    /// flows.
+    pub fn mask(&self) -> Result<Option<crate::flow::FieldMask>, RequestError> {
+        let experimental = self
+            .experimental
+            .as_ref()
+            .and_then(|e| e.get("field_mask").or_else(|| e.get("fieldMask")));
+        let value = match (&self.field_mask, experimental) {
+            (Some(m), _) if !m.is_null() => m,
+            (_, Some(m)) => m,
+            _ => return Ok(None),
+        };
+        crate::flow::FieldMask::from_json(value).map_err(RequestError::FieldMask)
+    }
+
     /// Validates the request and compiles its whitelist and blacklist.
     pub fn compile(&self) -> Result<FilterSet, RequestError> {
         self.validate()?;
         Ok(FilterSet::compile(&self.whitelist, &self.blacklist)?)
-    }
-}
-
-/// protojson writes a FieldMask as a comma-separated string; its object form has `paths`.
-fn is_empty_field_mask(mask: Option<&serde_json::Value>) -> bool {
-    use serde_json::Value;
-    match mask {
-        None | Some(Value::Null) => true,
-        Some(Value::String(s)) => s.is_empty(),
-        Some(Value::Object(o)) => o
-            .iter()
-            .all(|(k, v)| k == "paths" && (v.is_null() || v.as_array().is_some_and(Vec::is_empty))),
-        Some(_) => false,
     }
 }
 
@@ -685,8 +696,20 @@ mod tests {
 
         let req: GetFlowsRequest =
             serde_json::from_str(r#"{"field_mask":"source.pod_name,verdict"}"#).unwrap();
+        req.validate().unwrap();
+        assert!(req.mask().unwrap().is_some());
+        let req: GetFlowsRequest =
+            serde_json::from_str(r#"{"experimental":{"field_mask":{"paths":["IP"]}}}"#).unwrap();
+        assert!(req.mask().unwrap().is_some());
+        let req: GetFlowsRequest =
+            serde_json::from_str(r#"{"field_mask":"source.podname"}"#).unwrap();
         let err = req.validate().unwrap_err().to_string();
-        assert!(err.starts_with("field_mask: not supported"), "{err}");
+        assert!(
+            err.starts_with("field_mask: field mask path `source.podname`: `source` has no field"),
+            "{err}"
+        );
+        let req: GetFlowsRequest = serde_json::from_str(r#"{"experimental":{"other":1}}"#).unwrap();
+        assert!(req.validate().is_err());
 
         let req: GetFlowsRequest =
             serde_json::from_str(r#"{"field_mask":{"paths":[]},"experimental":{}}"#).unwrap();

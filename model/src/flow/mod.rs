@@ -15,10 +15,12 @@ use crate::pbjson::{is_default, lenient_enum, nullable, u64_string};
 use crate::time::Timestamp;
 
 mod enums;
+mod mask;
 mod response;
 mod summary;
 
 pub use enums::*;
+pub use mask::FieldMask;
 pub use response::*;
 pub use summary::dns_rcode_name;
 
