@@ -1040,6 +1040,11 @@ async fn field_masks_send_only_the_fields_asked_for() {
     let h = TestHost::new();
     let obs = Observer::start(&["--interface", &h.host_if]);
     udp_burst(&h, 7300, 20);
+    // The burst's flows are stored a moment after they are sent.
+    let stored = wait_for(Duration::from_secs(10), || {
+        obs.status()["seen_flows"].as_u64().is_some_and(|n| n >= 20)
+    });
+    assert!(stored, "{}", obs.status());
     let request =
         json!({"number": 10, "field_mask": "time,IP.destination,l4.UDP.destination_port,verdict"});
     let (got, _) = history(&obs, request).await;
