@@ -908,6 +908,8 @@ fn flows_are_exported_to_a_rotated_file_through_the_lists() {
     });
     let status = obs.status();
     assert!(exported, "{status:#}");
+    // Stopped, so no batch is being written while the files are read.
+    obs.stop();
     let export = &status["export"];
     assert_eq!(export["path"], path.to_str().unwrap());
     assert_eq!(export["lost"], 0, "{export}");

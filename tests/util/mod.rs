@@ -270,6 +270,22 @@ impl Observer {
     }
 }
 
+impl Observer {
+    /// Stops the observer as Ctrl-C does and waits for it to exit (at most 10 s): what it
+    /// wrote is then complete.
+    pub fn stop(mut self) {
+        // SAFETY: a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Observer {
     fn drop(&mut self) {
         let _ = self.child.kill();
