@@ -7,7 +7,8 @@
 //! BURST (default 1) is how many batches the producer stores before letting the API task run:
 //! above 1 it outruns the subscriber on purpose, and the losses must all be reported.
 //! METRICS is `compare` (default: rounds with flow metrics off and on, alternating, then the
-//! ratio of the median rates), `off`, `on` (the comparison's configuration), or a `--metrics`
+//! ratio of the median rates), `off`, `on` (the comparison's configuration), `export` (no
+//! metrics, the flow exporter writing every flow to a temporary file), or a `--metrics`
 //! configuration of its own. With metrics on, another thread scrapes them once a second.
 
 use std::{
@@ -101,10 +102,25 @@ fn main() {
     };
     match mode.as_str() {
         "off" => {
-            run(seconds, capacity, burst, None);
+            run(seconds, capacity, burst, None, None);
+        }
+        "export" => {
+            // The exporter follows the store on its own thread, writing every flow to a file
+            // rotated at 10 MB (5 backups), beside the WebSocket subscriber.
+            let dir =
+                std::env::temp_dir().join(format!("flowscope-bench-export-{}", std::process::id()));
+            let cfg = flowscope_observer::export::ExportConfig {
+                path: dir.join("flows.log"),
+                max_size_bytes: 10 * 1024 * 1024,
+                max_backups: 5,
+                filters: Default::default(),
+                mask: None,
+            };
+            run(seconds, capacity, burst, None, Some(cfg));
+            let _ = std::fs::remove_dir_all(&dir);
         }
         "on" => {
-            run(seconds, capacity, burst, Some(config(METRICS_ON)));
+            run(seconds, capacity, burst, Some(config(METRICS_ON)), None);
         }
         "compare" => {
             let settings = [
@@ -119,7 +135,7 @@ fn main() {
                         Some(c) => println!("--- round {round}: metrics {name} ({c})"),
                         None => println!("--- round {round}: metrics {name}"),
                     }
-                    rates.push(run(seconds, capacity, burst, config.clone()));
+                    rates.push(run(seconds, capacity, burst, config.clone(), None));
                 }
             }
             let medians: Vec<f64> = rates
@@ -141,15 +157,21 @@ fn main() {
             println!("target: ratio >= 0.9x with metrics on");
         }
         text => {
-            run(seconds, capacity, burst, Some(config(text)));
+            run(seconds, capacity, burst, Some(config(text)), None);
         }
     }
 }
 
 /// One run; returns the flows decoded and stored per second.
-fn run(seconds: u64, capacity: usize, burst: usize, metrics: Option<MetricsConfig>) -> f64 {
+fn run(
+    seconds: u64,
+    capacity: usize,
+    burst: usize,
+    metrics: Option<MetricsConfig>,
+    export: Option<flowscope_observer::export::ExportConfig>,
+) -> f64 {
     let store = Arc::new(FlowStore::new(capacity).expect("capacity"));
-    let (_shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         store: store.clone(),
         node_name: "bench".into(),
@@ -160,6 +182,13 @@ fn run(seconds: u64, capacity: usize, burst: usize, metrics: Option<MetricsConfi
         subscribers: 0.into(),
         max_subscribers: 1024,
         shutdown: shutdown_rx,
+    });
+    let status = state.clone();
+    let flow_export = export.map(|cfg| {
+        flowscope_observer::export::open(cfg)
+            .expect("export file")
+            .start(store.clone(), state.clone())
+            .expect("exporter thread")
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -284,6 +313,27 @@ fn run(seconds: u64, capacity: usize, burst: usize, metrics: Option<MetricsConfi
     let (produced, elapsed, series) = observer.join().expect("observer thread");
     let (flows, lost, lost_msgs, span) = client.join().expect("client thread");
     done.store(true, Ordering::Relaxed);
+    if let Some(t) = flow_export {
+        let _ = shutdown_tx.send(true);
+        t.join().expect("exporter thread");
+        let e = status
+            .runtime
+            .lock()
+            .expect("status")
+            .export
+            .clone()
+            .unwrap_or_default();
+        println!(
+            "exported                 {} flows ({:.0} flows/s), lost {}, {} rotations, {} write errors; \
+             accounted {} of {produced}",
+            e.flows,
+            e.flows as f64 / elapsed.as_secs_f64(),
+            e.lost,
+            e.rotations,
+            e.write_errors,
+            e.flows + e.lost + e.write_errors
+        );
+    }
     if let Some(bytes) = scraper.map(|s| s.join().expect("scraper thread")) {
         println!("metrics                  {series} series, a scrape is {bytes} bytes");
     }
