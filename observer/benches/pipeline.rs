@@ -333,6 +333,10 @@ fn run(
             e.write_errors,
             e.flows + e.lost + e.write_errors
         );
+        if e.flows + e.lost + e.write_errors != produced {
+            println!("export accounting MISMATCH");
+            std::process::exit(1);
+        }
     }
     if let Some(bytes) = scraper.map(|s| s.join().expect("scraper thread")) {
         println!("metrics                  {series} series, a scrape is {bytes} bytes");
