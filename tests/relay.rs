@@ -264,6 +264,20 @@ async fn the_relay_merges_two_nodes_in_time_order_and_follows_one_leaving_and_co
     let keys = flow_keys(&last);
     assert_eq!(keys.len(), 4, "{keys:#?}");
     assert_eq!(keys.iter().filter(|k| k.0 == "node-b").count(), 2);
+    // A field mask goes through to the observers: each flow carries only what was asked.
+    let (masked, _) = observe(
+        &relay.server(),
+        &["--last", "2", "--field-mask", "verdict,IP"],
+    );
+    assert_eq!(masked.len(), 4, "{masked:#?}");
+    for line in &masked {
+        let keys: Vec<&String> = line["flow"].as_object().unwrap().keys().collect();
+        assert!(keys.iter().all(|k| *k == "verdict" || *k == "IP"), "{line}");
+        assert!(
+            line["node_name"].is_string() && line["time"].is_string(),
+            "{line}"
+        );
+    }
 
     // The service map counts both nodes' flows in the window.
     let req = url_encode(&json!({"since": t0, "until": t1}).to_string());
