@@ -247,6 +247,72 @@ pub struct EdgeGeometry {
     pub path: String,
     /// The label's anchor.
     pub label: Point,
+    /// Start, control point and end of the quadratic curve (None for a loop), so a label can
+    /// move along it.
+    pub curve: Option<[Point; 3]>,
+}
+
+impl EdgeGeometry {
+    /// The point at `t` (0 at the start, 1 at the end) of the curve.
+    pub fn at(&self, t: f64) -> Option<Point> {
+        let [p0, c, p2] = self.curve?;
+        let (a, b, d) = ((1.0 - t) * (1.0 - t), 2.0 * t * (1.0 - t), t * t);
+        Some((a * p0.0 + b * c.0 + d * p2.0, a * p0.1 + b * c.1 + d * p2.1))
+    }
+}
+
+/// Where along its curve a label may sit, in the order tried: the middle first.
+const LABEL_POSITIONS: [f64; 7] = [0.5, 0.4, 0.6, 0.3, 0.7, 0.22, 0.78];
+/// Edge label metrics at the map's 11px font: width per character, height, spacing.
+const LABEL_CHAR_W: f64 = 6.4;
+const LABEL_H: f64 = 14.0;
+/// Grid cell for finding placed labels near a candidate.
+const LABEL_CELL: f64 = 64.0;
+
+/// Moves a label that would cover one already placed along its own curve (see
+/// [`LABEL_POSITIONS`]), edges taken in order; a label that fits nowhere stays in the middle.
+/// Labels are looked up in a grid, so this is linear in the number of edges.
+pub fn place_labels(edges: &mut [MapEdge]) {
+    type Rect = (f64, f64, f64, f64);
+    let cells = |r: &Rect| {
+        let (x0, y0) = (
+            (r.0 / LABEL_CELL).floor() as i64,
+            (r.1 / LABEL_CELL).floor() as i64,
+        );
+        let (x1, y1) = (
+            (r.2 / LABEL_CELL).floor() as i64,
+            (r.3 / LABEL_CELL).floor() as i64,
+        );
+        (x0..=x1).flat_map(move |x| (y0..=y1).map(move |y| (x, y)))
+    };
+    let mut grid: HashMap<(i64, i64), Vec<Rect>> = HashMap::new();
+    for e in edges.iter_mut() {
+        if e.label.is_empty() {
+            continue;
+        }
+        let w = e.label.chars().count() as f64 * LABEL_CHAR_W + 6.0;
+        // Text anchored in the middle of its baseline.
+        let rect_at = |p: Point| (p.0 - w / 2.0, p.1 - LABEL_H + 3.0, p.0 + w / 2.0, p.1 + 3.0);
+        let free = |r: &Rect| {
+            cells(r).all(|c| {
+                grid.get(&c).is_none_or(|placed| {
+                    placed
+                        .iter()
+                        .all(|q| r.2 <= q.0 || q.2 <= r.0 || r.3 <= q.1 || q.3 <= r.1)
+                })
+            })
+        };
+        let chosen = LABEL_POSITIONS
+            .iter()
+            .filter_map(|&t| e.geometry.at(t))
+            .find(|&p| free(&rect_at(p)))
+            .unwrap_or(e.geometry.label);
+        e.geometry.label = chosen;
+        let r = rect_at(chosen);
+        for c in cells(&r) {
+            grid.entry(c).or_default().push(r);
+        }
+    }
 }
 
 /// A quadratic curve from card to card, bent `bend` units to the left of the direction of
@@ -269,6 +335,7 @@ pub fn edge_geometry(from: Point, to: Point, bend: f64) -> EdgeGeometry {
                 top - 4.0
             ),
             label: (from.0, top - lift * 0.75),
+            curve: None,
         };
     }
     let (dx, dy) = (to.0 - from.0, to.1 - from.1);
@@ -287,6 +354,7 @@ pub fn edge_geometry(from: Point, to: Point, bend: f64) -> EdgeGeometry {
             0.25 * start.0 + 0.5 * control.0 + 0.25 * end.0,
             0.25 * start.1 + 0.5 * control.1 + 0.25 * end.1,
         ),
+        curve: Some([start, control, end]),
     }
 }
 
@@ -479,6 +547,7 @@ pub fn build_map<'a>(
             detail: edge_detail(e),
         });
     }
+    place_labels(&mut model.edges);
     model
 }
 
@@ -669,6 +738,40 @@ mod tests {
         assert!(ab.path.starts_with("M86.0,"), "{}", ab.path);
         let own = edge_geometry(a, a, 0.0);
         assert!(own.path.contains('C'));
+    }
+
+    #[test]
+    fn labels_that_would_collide_move_along_their_curves() {
+        // Two long edges from one node to neighbours: their middles are close.
+        let from = (900.0, 600.0);
+        let mk = |id: &str, to: Point| MapEdge {
+            id: id.into(),
+            source: "a".into(),
+            destination: id.into(),
+            class: "forwarded",
+            width: 1.5,
+            geometry: edge_geometry(from, to, BEND_BASE),
+            label: "8080/TCP GET /metrics 200".into(),
+            detail: String::new(),
+        };
+        let mut edges = vec![mk("b", (100.0, 100.0)), mk("c", (300.0, 100.0))];
+        let middles: Vec<Point> = edges.iter().map(|e| e.geometry.label).collect();
+        let w = 25.0 * LABEL_CHAR_W + 6.0;
+        let overlap = |p: Point, q: Point| (p.0 - q.0).abs() < w && (p.1 - q.1).abs() < LABEL_H;
+        assert!(
+            overlap(middles[0], middles[1]),
+            "the case must collide: {middles:?}"
+        );
+        place_labels(&mut edges);
+        let (p, q) = (edges[0].geometry.label, edges[1].geometry.label);
+        assert_eq!(p, middles[0], "the first keeps the middle");
+        assert!(!overlap(p, q), "{p:?} {q:?}");
+        // The second moved along its own curve.
+        assert!(
+            LABEL_POSITIONS
+                .iter()
+                .any(|&t| edges[1].geometry.at(t) == Some(q))
+        );
     }
 
     #[test]
