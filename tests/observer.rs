@@ -1060,6 +1060,9 @@ async fn field_masks_send_only_the_fields_asked_for() {
             "{f}"
         );
         assert_eq!(flow["IP"].as_object().unwrap().len(), 1, "{f}");
+        // In flow.proto's order, as Hubble writes them.
+        let keys: Vec<&str> = flow.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["time", "verdict", "IP", "l4"], "{f}");
         assert!(
             flow.contains_key("time") && flow.contains_key("verdict"),
             "{f}"
