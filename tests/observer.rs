@@ -885,9 +885,12 @@ fn flows_are_exported_to_a_rotated_file_through_the_lists() {
     let h = TestHost::new();
     let dir = util::TempDir::new("export");
     let path = dir.join("flows.log");
+    let metrics = format!("127.0.0.1:{}", util::free_port());
     let obs = Observer::start(&[
         "--interface",
         &h.host_if,
+        "--metrics-listen",
+        &metrics,
         "--export-file",
         path.to_str().unwrap(),
         "--export-file-max-size-mb",
@@ -908,6 +911,18 @@ fn flows_are_exported_to_a_rotated_file_through_the_lists() {
     });
     let status = obs.status();
     assert!(exported, "{status:#}");
+    // The exporter's health, as Prometheus scrapes it.
+    let (_, _, scraped) = util::prom::scrape(&metrics, "text/plain");
+    let value = |name: &str| {
+        scraped
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{scraped}"))
+    };
+    assert!(value("flowscope_export_flows_total") >= 400.0);
+    assert!(value("flowscope_export_rotations_total") >= 3.0);
+    assert_eq!(value("flowscope_export_lost_total"), 0.0);
+    assert_eq!(value("flowscope_export_write_errors_total"), 0.0);
     // Stopped, so no batch is being written while the files are read.
     obs.stop();
     let export = &status["export"];

@@ -99,7 +99,7 @@ impl Collector for Health {
         )?;
 
         // Copied out under the lock; encoded after it is released.
-        let (dp, interfaces, endpoints, policy) = match st.runtime.lock() {
+        let (dp, interfaces, endpoints, policy, export) = match st.runtime.lock() {
             Ok(rt) => (
                 rt.datapath.clone(),
                 rt.interfaces.len(),
@@ -113,6 +113,7 @@ impl Collector for Health {
                         p.enforced_endpoints,
                     )
                 }),
+                rt.export.clone(),
             ),
             Err(_) => return Ok(()),
         };
@@ -208,6 +209,33 @@ impl Collector for Health {
             "Endpoints with a policy-isolated direction",
             enforced as i64,
         )?;
+        // Only with --export-file.
+        if let Some(x) = export {
+            counter(
+                &mut e,
+                "export_flows",
+                "Flows the exporter wrote to its file (--export-file)",
+                x.flows,
+            )?;
+            counter(
+                &mut e,
+                "export_lost",
+                "Flows the flow store overwrote before the exporter read them",
+                x.lost,
+            )?;
+            counter(
+                &mut e,
+                "export_write_errors",
+                "Flows dropped because writing the export file failed",
+                x.write_errors,
+            )?;
+            counter(
+                &mut e,
+                "export_rotations",
+                "Times the export file was rotated",
+                x.rotations,
+            )?;
+        }
         Ok(())
     }
 }
