@@ -556,41 +556,11 @@ fn summary(ev: &FlowEvent, l4: &Option<Layer4>) -> String {
     use std::fmt::Write as _;
     let mut s = String::with_capacity(48);
     match l4 {
-        Some(Layer4::Tcp(_)) => {
-            s.push_str("TCP Flags: ");
-            let names = [
-                (tcp::SYN, "SYN"),
-                (tcp::FIN, "FIN"),
-                (tcp::RST, "RST"),
-                (tcp::PSH, "PSH"),
-                (tcp::ACK, "ACK"),
-                (tcp::URG, "URG"),
-                (tcp::ECE, "ECE"),
-                (tcp::CWR, "CWR"),
-                (tcp::NS, "NS"),
-            ];
-            let mut first = true;
-            for (bit, name) in names {
-                if ev.tcp_flags & bit != 0 {
-                    if !first {
-                        s.push_str(", ");
-                    }
-                    s.push_str(name);
-                    first = false;
-                }
-            }
-        }
-        Some(Layer4::Udp(_)) => s.push_str("UDP"),
-        Some(Layer4::Sctp(_)) => s.push_str("SCTP"),
-        Some(Layer4::IcmpV4(i)) => {
-            let _ = write!(s, "ICMPv4 {}", Icmp::v4_name(i.icmp_type));
-        }
-        Some(Layer4::IcmpV6(i)) => {
-            let _ = write!(s, "ICMPv6 {}", Icmp::v6_name(i.icmp_type));
-        }
+        // VRRP and IGMP flows are reported by protocol number, as the datapath sees them.
         Some(Layer4::Vrrp(_) | Layer4::Igmp(_)) | None => {
             let _ = write!(s, "IP protocol {}", ev.proto);
         }
+        Some(l4) => l4.write_summary(&mut s),
     }
     if ev.kind == kind::SUMMARY {
         let _ = write!(

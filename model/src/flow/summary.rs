@@ -13,11 +13,25 @@ impl Flow {
         if let Some(l7) = &self.l7 {
             return l7.summary();
         }
-        match &self.l4 {
-            Some(Layer4::Tcp(tcp)) => {
-                // Hubble's order: SYN first.
+        let mut out = String::new();
+        if let Some(l4) = &self.l4 {
+            l4.write_summary(&mut out);
+        }
+        out
+    }
+}
+
+impl Layer4 {
+    /// Appends Hubble's L3/L4 summary: `TCP Flags: SYN, ACK` (SYN first, as Hubble orders
+    /// them), `UDP`, `ICMPv4 EchoRequest`, ... Appends to `out` without allocating: the
+    /// observer writes it for every flow it renders.
+    pub fn write_summary(&self, out: &mut String) {
+        match self {
+            Layer4::Tcp(tcp) => {
+                out.push_str("TCP Flags: ");
                 let f = tcp.flags.unwrap_or_default();
-                let names: Vec<&str> = [
+                let mut first = true;
+                for (set, name) in [
                     (f.SYN, "SYN"),
                     (f.FIN, "FIN"),
                     (f.RST, "RST"),
@@ -27,23 +41,26 @@ impl Flow {
                     (f.ECE, "ECE"),
                     (f.CWR, "CWR"),
                     (f.NS, "NS"),
-                ]
-                .into_iter()
-                .filter_map(|(set, name)| set.then_some(name))
-                .collect();
-                format!("TCP Flags: {}", names.join(", "))
+                ] {
+                    if set {
+                        if !first {
+                            out.push_str(", ");
+                        }
+                        out.push_str(name);
+                        first = false;
+                    }
+                }
             }
-            Some(Layer4::Udp(_)) => "UDP".into(),
-            Some(Layer4::Sctp(_)) => "SCTP".into(),
-            Some(Layer4::IcmpV4(icmp)) => {
-                format!("ICMPv4 {}", super::Icmp::v4_name(icmp.icmp_type))
+            Layer4::Udp(_) => out.push_str("UDP"),
+            Layer4::Sctp(_) => out.push_str("SCTP"),
+            Layer4::IcmpV4(icmp) => {
+                let _ = write!(out, "ICMPv4 {}", super::Icmp::v4_name(icmp.icmp_type));
             }
-            Some(Layer4::IcmpV6(icmp)) => {
-                format!("ICMPv6 {}", super::Icmp::v6_name(icmp.icmp_type))
+            Layer4::IcmpV6(icmp) => {
+                let _ = write!(out, "ICMPv6 {}", super::Icmp::v6_name(icmp.icmp_type));
             }
-            Some(Layer4::Vrrp(_)) => "VRRP".into(),
-            Some(Layer4::Igmp(_)) => "IGMP".into(),
-            None => String::new(),
+            Layer4::Vrrp(_) => out.push_str("VRRP"),
+            Layer4::Igmp(_) => out.push_str("IGMP"),
         }
     }
 }
