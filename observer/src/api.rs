@@ -25,7 +25,7 @@ use axum::{
 };
 use flowscope_model::{
     filter::{FilterSet, GetFlowsRequest},
-    flow::{FieldMask, LostEvent, LostEventSource},
+    flow::FieldMask,
 };
 use futures_util::{
     SinkExt as _, StreamExt as _,
@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use crate::{
-    event::{Cached, Record, lost_line},
+    event::{Cached, Record, ring_lost_line, unix_now_ns},
     pipeline::FlowStore,
     source::datapath::DatapathStats,
     store::{READ_BATCH, Timestamped as _},
@@ -511,7 +511,7 @@ async fn stream(
         let until_wait = async {
             match until_ns {
                 Some(u) => {
-                    let now = now_unix_nanos();
+                    let now = unix_now_ns();
                     if u > now {
                         tokio::time::sleep(Duration::from_nanos((u - now) as u64)).await;
                     }
@@ -554,14 +554,7 @@ impl Sender<'_> {
     ) -> Result<bool, End> {
         if lost > 0 {
             self.st.ring_lost.fetch_add(lost, Ordering::Relaxed);
-            let ev = LostEvent {
-                source: LostEventSource::HubbleRingBuffer,
-                num_events_lost: lost,
-                cpu: Some(0),
-                ..LostEvent::default()
-            };
-            let line = lost_line(&ev, &self.st.node_name, now_unix_nanos()).unwrap_or_default();
-            self.feed(line.into()).await?;
+            self.feed(ring_lost_line(lost, &self.st.node_name)).await?;
         }
         let mut done = false;
         for e in items {
@@ -612,11 +605,4 @@ pub fn masked_line(line: &str, mask: &FieldMask) -> Utf8Bytes {
         mask.apply(flow);
     }
     response.to_string().into()
-}
-
-fn now_unix_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use axum::extract::ws::Utf8Bytes;
 use flowscope_model::{
     Flow, Timestamp,
-    flow::{GetFlowsResponseRef, LostEvent, ResponseKindRef},
+    flow::{GetFlowsResponseRef, LostEvent, LostEventSource, ResponseKindRef},
 };
 
 use crate::{parse::FlowRecord, store::Timestamped};
@@ -79,6 +79,27 @@ impl Cached {
             })
             .clone()
     }
+}
+
+/// The line a reader of the store (a flow stream, the exporter) sends when the writer
+/// overwrote `lost` flows before it read them: Hubble's `HUBBLE_RING_BUFFER` lost event, now.
+pub fn ring_lost_line(lost: u64, node_name: &str) -> Utf8Bytes {
+    let ev = LostEvent {
+        source: LostEventSource::HubbleRingBuffer,
+        num_events_lost: lost,
+        cpu: Some(0),
+        ..LostEvent::default()
+    };
+    // Serializing plain structs into a String cannot fail.
+    Utf8Bytes::from(lost_line(&ev, node_name, unix_now_ns()).unwrap_or_default())
+}
+
+/// The wall clock in nanoseconds since the Unix epoch.
+pub fn unix_now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 /// A lost-events line, also used for losses found by a reader itself.

@@ -17,17 +17,14 @@ use std::{
 };
 
 use axum::extract::ws::Utf8Bytes;
-use flowscope_model::{
-    filter::FilterSet,
-    flow::{FieldMask, LostEvent, LostEventSource},
-};
+use flowscope_model::{filter::FilterSet, flow::FieldMask};
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::{
     api::{AppState, masked_line},
-    event::{Record, lost_line},
+    event::{Record, ring_lost_line, unix_now_ns},
     pipeline::FlowStore,
 };
 
@@ -114,7 +111,7 @@ impl Rotating {
         self.file.flush()?;
         // Names carry the millisecond: a second rotation within one takes the next, so no
         // backup is overwritten and names keep sorting by age.
-        let mut at = now_unix_ms().max(self.last_backup_ms + 1);
+        let mut at = unix_now_ns() / 1_000_000.max(self.last_backup_ms + 1);
         let mut backup = backup_name(&self.path, &timestamp(at));
         while backup.exists() {
             at += 1;
@@ -172,13 +169,6 @@ fn stem_and_ext(path: &Path) -> (String, String) {
 fn backup_name(path: &Path, stamp: &str) -> PathBuf {
     let (stem, ext) = stem_and_ext(path);
     path.with_file_name(format!("{stem}-{stamp}{ext}"))
-}
-
-fn now_unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// UTC, millisecond precision, with `-` for `:` (lumberjack's backup time format).
@@ -264,19 +254,7 @@ async fn follow(
         let mut lines: Vec<Utf8Bytes> = Vec::new();
         if r.lost > 0 {
             status.lost += r.lost;
-            let ev = LostEvent {
-                source: LostEventSource::HubbleRingBuffer,
-                num_events_lost: r.lost,
-                cpu: Some(0),
-                ..LostEvent::default()
-            };
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as i64)
-                .unwrap_or(0);
-            if let Ok(line) = lost_line(&ev, &state.node_name, now) {
-                lines.push(line.into());
-            }
+            lines.push(ring_lost_line(r.lost, &state.node_name));
         }
         let mut flows = 0u64;
         for e in &batch {
