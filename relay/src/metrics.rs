@@ -43,58 +43,70 @@ impl fmt::Debug for PeerCollector {
     }
 }
 
+/// gRPC's connectivity states, as Hubble Relay labels its peers; the relay's peers are only
+/// ever `READY`, `CONNECTING` or `TRANSIENT_FAILURE` ([`crate::peers::Peer::connection_status`]).
+const CONNECTION_STATES: [&str; 6] = [
+    "CONNECTING",
+    "IDLE",
+    "NIL_CONNECTION",
+    "READY",
+    "SHUTDOWN",
+    "TRANSIENT_FAILURE",
+];
+
+/// One gauge family with a single label: `name{label="value"} n` for each pair.
+fn gauge_family<'a>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (&'a str, i64)>,
+) -> fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (value, n) in values {
+        ConstGauge::new(n).encode(m.encode_family(&[(label, value)])?)?;
+    }
+    Ok(())
+}
+
 impl Collector for PeerCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
-        let peers: Vec<(String, String, bool, &str)> = self
+        // (node, address, connection status), read once per scrape.
+        let peers: Vec<(String, String, &str)> = self
             .0
             .peers()
             .iter()
-            .map(|p| {
-                let status = p.connection_status();
-                (p.name(), p.address.clone(), status == "READY", status)
-            })
+            .map(|p| (p.name(), p.address.clone(), p.connection_status()))
             .collect();
-        let connected = peers.iter().filter(|p| p.2).count() as i64;
-        let mut m = e.encode_descriptor(
+        let count = |status: &str| peers.iter().filter(|p| p.2 == status).count() as i64;
+        let connected = count("READY");
+        gauge_family(
+            &mut e,
             "relay_peers",
             "Observers the relay follows, by state",
-            None,
-            MetricType::Gauge,
+            "state",
+            [
+                ("connected", connected),
+                ("unavailable", peers.len() as i64 - connected),
+            ],
         )?;
-        for (state, n) in [
-            ("connected", connected),
-            ("unavailable", peers.len() as i64 - connected),
-        ] {
-            ConstGauge::new(n).encode(m.encode_family(&[("state", state)])?)?;
-        }
         let mut m = e.encode_descriptor(
             "relay_peer_up",
             "1 when the observer answers, 0 when it is unavailable",
             None,
             MetricType::Gauge,
         )?;
-        for (node, address, up, _) in &peers {
+        for (node, address, status) in &peers {
             let labels = [("node", node.as_str()), ("address", address.as_str())];
-            ConstGauge::new(i64::from(*up)).encode(m.encode_family(&labels)?)?;
+            ConstGauge::new(i64::from(*status == "READY")).encode(m.encode_family(&labels)?)?;
         }
-        let mut m = e.encode_descriptor(
+        gauge_family(
+            &mut e,
             "relay_pool_peer_connection_status",
             "Observers by connection state, as Hubble Relay reports its peers",
-            None,
-            MetricType::Gauge,
-        )?;
-        for status in [
-            "CONNECTING",
-            "IDLE",
-            "NIL_CONNECTION",
-            "READY",
-            "SHUTDOWN",
-            "TRANSIENT_FAILURE",
-        ] {
-            let n = peers.iter().filter(|p| p.3 == status).count() as i64;
-            ConstGauge::new(n).encode(m.encode_family(&[("status", status)])?)?;
-        }
-        Ok(())
+            "status",
+            CONNECTION_STATES.map(|status| (status, count(status))),
+        )
     }
 }
 
