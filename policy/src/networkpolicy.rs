@@ -576,13 +576,7 @@ mod tests {
             "np.yaml:17:20: spec.egress[0].ports[3].endPort: needs a numeric `port`",
             "np.yaml:18:3: spec: unknown key \"ingres\"; accepted keys: podSelector, ingress, egress, policyTypes",
         ];
-        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
-        for (error, expected) in errors.iter().zip(expected) {
-            assert!(
-                error.starts_with(expected),
-                "{error}\n  expected {expected}"
-            );
-        }
+        crate::yaml::assert_errors(&errors, &expected);
     }
 
     #[test]

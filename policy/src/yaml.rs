@@ -645,6 +645,19 @@ pub(crate) fn string_map(
     out
 }
 
+/// Asserts that `errors` are as many as `expected` and each starts with its counterpart, in
+/// order (the messages' tails, such as lists of accepted values, are not pinned).
+#[cfg(test)]
+pub(crate) fn assert_errors(errors: &[String], expected: &[&str]) {
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (error, expected) in errors.iter().zip(expected) {
+        assert!(
+            error.starts_with(expected),
+            "{error}\n  expected {expected}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
