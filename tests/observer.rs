@@ -585,6 +585,35 @@ async fn flows_name_the_workloads_of_the_endpoints_file() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An observer on `h`'s veth (a workload interface) with L7 `visibility` and flow `metrics`
+/// served on a free port, and a follower of its `protocol` flows.
+async fn l7_observer(
+    h: &TestHost,
+    visibility: &str,
+    metrics: &str,
+    protocol: &str,
+) -> (Observer, String, util::Ws) {
+    let listen = format!("127.0.0.1:{}", util::free_port());
+    let obs = Observer::start(&[
+        "--interface",
+        &h.host_if,
+        "--endpoint-interface",
+        &h.host_if,
+        "--l7-visibility",
+        visibility,
+        "--metrics-listen",
+        &listen,
+        "--metrics",
+        metrics,
+    ]);
+    let ws = subscribe(
+        &obs.ws_url(),
+        json!({"follow": true, "whitelist": [{"protocol": [protocol]}]}),
+    )
+    .await;
+    (obs, listen, ws)
+}
+
 /// `--l7-visibility dns`: a pod's lookups become Hubble's L7 DNS flows (query, types,
 /// answers, TTL, rcode, latency), once each, at the pod's interface, and feed the `dns`
 /// metrics; without the option there are none.
@@ -604,24 +633,7 @@ async fn dns_lookups_become_l7_flows_and_metrics() {
         table.clone(),
     )
     .expect("DNS server on the host side");
-    let metrics = format!("127.0.0.1:{}", util::free_port());
-    let obs = Observer::start(&[
-        "--interface",
-        &h.host_if,
-        "--endpoint-interface",
-        &h.host_if,
-        "--l7-visibility",
-        "dns",
-        "--metrics-listen",
-        &metrics,
-        "--metrics",
-        "flow,dns:query",
-    ]);
-    let mut ws = subscribe(
-        &obs.ws_url(),
-        json!({"follow": true, "whitelist": [{"protocol": ["dns"]}]}),
-    )
-    .await;
+    let (obs, metrics, mut ws) = l7_observer(&h, "dns", "flow,dns:query", "dns").await;
     let server = SocketAddr::new(h.host_ip.into(), 53);
     let found =
         h.run_in(move || servers::dns_query(server, "svc-a.test.local", Duration::from_secs(2)));
@@ -799,24 +811,7 @@ async fn http_exchanges_become_l7_flows_and_metrics() {
         )
         .expect("HTTP server in the namespace")
     });
-    let metrics = format!("127.0.0.1:{}", util::free_port());
-    let obs = Observer::start(&[
-        "--interface",
-        &h.host_if,
-        "--endpoint-interface",
-        &h.host_if,
-        "--l7-visibility",
-        "http:8080",
-        "--metrics-listen",
-        &metrics,
-        "--metrics",
-        "flow,httpV2",
-    ]);
-    let mut ws = subscribe(
-        &obs.ws_url(),
-        json!({"follow": true, "whitelist": [{"protocol": ["http"]}]}),
-    )
-    .await;
+    let (_obs, metrics, mut ws) = l7_observer(&h, "http:8080", "flow,httpV2", "http").await;
     let dst = SocketAddr::new(ns_ip.into(), 8080);
     for (method, path) in [("GET", "/api/items"), ("POST", "/api/orders")] {
         let r = servers::http_request(dst, method, path, Duration::from_secs(2));
