@@ -62,6 +62,7 @@ pub fn observer_config(
         max_subscribers: flowscope_observer::DEFAULT_MAX_SUBSCRIBERS,
         http_ports: crate::DEFAULT_HTTP_PORTS.to_vec(),
         export: None,
+        proxy: Default::default(),
     }
 }
 

@@ -294,6 +294,24 @@ struct ObserverArgs {
     export: ExportArgs,
     #[command(flatten)]
     metrics: MetricsArgs,
+    #[command(flatten)]
+    proxy: ProxyArgs,
+}
+
+/// The L7 proxy that enforces CiliumNetworkPolicy HTTP rules (with `--policy-dir`).
+#[derive(clap::Args)]
+#[command(next_help_heading = "L7 proxy")]
+struct ProxyArgs {
+    /// Connections the proxy serves at once; more are refused (reset) and counted.
+    #[arg(long = "proxy-max-connections", value_name = "N",
+        default_value_t = flowscope_observer::proxy::DEFAULT_MAX_CONNECTIONS as u32,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
+    /// A proxied connection idle this long is closed; an HTTP/1 client must also send each
+    /// request head within this time.
+    #[arg(long = "proxy-idle-timeout", value_name = "DURATION", default_value = "60s",
+        value_parser = parse_positive_duration)]
+    idle_timeout: Duration,
 }
 
 /// Flow export to a file, as Hubble's static exporter (`--hubble-export-file-path` ...).
@@ -416,6 +434,13 @@ impl MetricsArgs {
     }
 }
 
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be longer than 0s".into()),
+        d => Ok(d),
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num
@@ -491,6 +516,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 metrics_listen,
                 metrics,
                 metrics_prefix,
+                proxy: flowscope_observer::proxy::ProxyConfig {
+                    max_connections: a.proxy.max_connections as usize,
+                    idle_timeout: a.proxy.idle_timeout,
+                },
             };
             runtime.block_on(flowscope_observer::run(config, shutdown_signal()))
         }

@@ -31,6 +31,12 @@ pub const MAP_POLICY: &str = "FLOWSCOPE_POLICY";
 /// LPM trie of [`PolicyRangeKey`] -> [`PolicyValue`]: policy entries for blocks of ports
 /// (`endPort` ranges), consulted only for endpoints with [`RANGES_INGRESS`] / [`RANGES_EGRESS`].
 pub const MAP_POLICY_RANGES: &str = "FLOWSCOPE_POLICY_RANGES";
+/// Hash of [`IpKey`] -> interface index: the addresses of the local endpoints whose ingress
+/// policy sends some connections through the L7 proxy. A new TCP connection to one of them is
+/// judged by that endpoint's ingress policy where it enters the node (tc ingress of the
+/// client's veth or of the uplink), because only there can it be handed to the proxy's
+/// socket (`bpf_sk_assign` works on tc ingress only).
+pub const MAP_L7_INGRESS: &str = "FLOWSCOPE_L7_INGRESS";
 
 /// Names of the two tc programs in the object file.
 pub const PROG_INGRESS: &str = "flowscope_ingress";
@@ -61,6 +67,9 @@ pub const ENDPOINT_ENTRIES: u32 = 4_096;
 pub const POLICY_ENTRIES: u32 = 262_144;
 /// Port-block entries, both generations together.
 pub const POLICY_RANGE_ENTRIES: u32 = 65_536;
+/// Addresses of local endpoints with L7 ingress rules: an IPv4 and an IPv6 address for every
+/// endpoint.
+pub const L7_INGRESS_ENTRIES: u32 = 2 * ENDPOINT_ENTRIES;
 
 /// Reserved identities, as Cilium numbers them.
 pub mod identity {
@@ -87,7 +96,12 @@ pub const STAT_CT_CREATED: u32 = 6;
 pub const STAT_CT_FULL: u32 = 7;
 /// IP fragments after the first (no L4 header): tracked by addresses only.
 pub const STAT_FRAGMENTS: u32 = 8;
-pub const STAT_COUNT: u32 = 9;
+/// New TCP connections handed to the L7 proxy's listener.
+pub const STAT_PROXY_REDIRECTS: u32 = 9;
+/// New TCP connections that needed the L7 proxy and were dropped instead (its listener missing,
+/// a failed assignment, or a connection that reached its endpoint without passing it).
+pub const STAT_PROXY_FAILURES: u32 = 10;
+pub const STAT_COUNT: u32 = 11;
 
 /// Why the datapath emitted an event (`FlowEvent::kind`).
 pub mod kind {
@@ -148,8 +162,53 @@ pub mod verdict {
 pub mod drop_reason {
     /// No rule allows the connection where a policy isolates the endpoint.
     pub const POLICY_DENIED: u8 = 133;
+    /// The L7 proxy's listener was not found: the proxy is not running. Fails closed.
+    pub const SOCKET_LOOKUP_FAILED: u8 = 178;
+    /// Handing the connection to the proxy's listener failed.
+    pub const SOCKET_ASSIGN_FAILED: u8 = 179;
+    /// The connection needs the L7 proxy but cannot be handed to it: it reached its endpoint
+    /// without entering the node through an interface flowscope watches (a connection from the
+    /// node itself, or translated before flowscope saw it), or it is already under way (no
+    /// SYN) when first seen.
+    pub const PROXY_REDIRECTION_NOT_SUPPORTED: u8 = 180;
     /// An explicit deny rule matched.
     pub const POLICY_DENY: u8 = 181;
+}
+
+/// How a connection involves the L7 proxy (`FlowEvent::proxy`).
+pub mod proxy {
+    /// Not at all.
+    pub const NONE: u8 = 0;
+    /// Handed to the proxy by the destination endpoint's ingress policy. The event carries
+    /// that endpoint's interface and the egress hook, as if seen where it would have entered
+    /// the pod.
+    pub const TO_INGRESS: u8 = 1;
+    /// Handed to the proxy by the source endpoint's egress policy.
+    pub const TO_EGRESS: u8 = 2;
+    /// Opened by the proxy towards the original destination (its upstream side).
+    pub const FROM: u8 = 3;
+}
+
+/// Packet marks (`skb->mark`) of the L7 proxy's traffic, in the bits [`MARK_MASK`] covers
+/// (the nibble Cilium also uses; kube-proxy uses 0x4000 and 0x8000).
+pub mod mark {
+    /// The bits flowscope reads and writes.
+    pub const MASK: u32 = 0x0f00;
+    /// Set by the datapath on packets for the proxy's sockets: a policy routing rule sends
+    /// them to the local table (`ip rule add fwmark 0xa00/0xf00 lookup ...`).
+    pub const TO_PROXY: u32 = 0x0a00;
+    /// Set by the proxy on its upstream sockets (`SO_MARK`): never redirected again.
+    pub const FROM_PROXY: u32 = 0x0b00;
+}
+
+/// `CtEntry::proxy`: the connection's packets the datapath marks for the proxy.
+pub mod ct_proxy {
+    /// The client's connection, handed to the proxy: packets in the original direction
+    /// entering the node are marked [`super::mark::TO_PROXY`].
+    pub const DOWNSTREAM: u8 = 1;
+    /// The proxy's own connection to the server: replies entering the node are marked, so
+    /// they reach the proxy's transparent socket rather than the client whose address it uses.
+    pub const UPSTREAM: u8 = 2;
 }
 
 /// TCP flag bits in `FlowEvent::tcp_flags`: the 8 bits of the TCP header's flags byte
@@ -229,8 +288,11 @@ pub struct FlowEvent {
     /// `PolicyValue::policy_ref + 1` of the policy entry that decided the connection; 0 when no
     /// policy entry was involved (no policy map, or an isolated endpoint with no match).
     pub policy_ref: u32,
+    /// One of [`proxy`]: how the connection involves the L7 proxy.
+    pub proxy: u8,
+    pub _pad: [u8; 7],
 }
-const _: () = assert!(core::mem::size_of::<FlowEvent>() == 120);
+const _: () = assert!(core::mem::size_of::<FlowEvent>() == 128);
 const _: () = assert!(core::mem::align_of::<FlowEvent>() == 8);
 
 /// Bytes of a payload the datapath copies for L7 visibility: a whole classic (non-EDNS) DNS
@@ -250,7 +312,7 @@ pub struct L7Event {
     pub _pad: [u8; 6],
     pub payload: [u8; L7_PAYLOAD_MAX],
 }
-const _: () = assert!(core::mem::size_of::<L7Event>() == 640);
+const _: () = assert!(core::mem::size_of::<L7Event>() == 648);
 
 /// TCP ports [`Config::http_ports`] holds at most.
 pub const HTTP_PORTS_MAX: usize = 8;
@@ -283,7 +345,9 @@ pub struct CtEntry {
     /// TCP flags already reported per direction.
     pub flags_seen: [u16; 2],
     pub origin_hook: u8,
-    pub _pad: [u8; 3],
+    /// One of [`ct_proxy`], or 0.
+    pub proxy: u8,
+    pub _pad: [u8; 2],
 }
 const _: () = assert!(core::mem::size_of::<CtEntry>() == 56);
 
@@ -320,6 +384,11 @@ pub struct Config {
     pub flags: u64,
     /// With [`CONFIG_HTTP`]: the TCP ports whose HTTP heads are reported (0: unused slot).
     pub http_ports: [u16; HTTP_PORTS_MAX],
+    /// The L7 proxy's listeners (on 127.0.0.1 and ::1) for connections redirected by ingress
+    /// and by egress rules; 0 when the proxy is not running (a redirect then drops).
+    pub proxy_port_ingress: u16,
+    pub proxy_port_egress: u16,
+    pub _pad: u32,
 }
 /// Policy audit mode: evaluate and report, drop nothing (verdict AUDIT instead of DROPPED).
 pub const CONFIG_AUDIT: u64 = 1;
@@ -331,6 +400,9 @@ pub const CONFIG_GENERATION: u64 = 2;
 pub const CONFIG_DNS: u64 = 4;
 /// Report HTTP/1.x heads on [`Config::http_ports`] as [`L7Event`]s (L7 HTTP visibility).
 pub const CONFIG_HTTP: u64 = 8;
+/// Some local endpoint's ingress policy sends connections to the L7 proxy: new TCP connections
+/// entering the node look their destination up in [`MAP_L7_INGRESS`].
+pub const CONFIG_L7_INGRESS: u64 = 16;
 /// Bit 31 of endpoint keys and ids: the policy generation they belong to.
 pub const GENERATION_SHIFT: u32 = 31;
 
@@ -394,7 +466,9 @@ const _: () = assert!(core::mem::size_of::<PolicyKey>() == 12);
 pub struct PolicyValue {
     /// [`POLICY_ALLOW`] or [`POLICY_DENY`].
     pub action: u8,
-    pub _pad: [u8; 3],
+    /// [`POLICY_FLAG_PROXY`], or 0.
+    pub flags: u8,
+    pub _pad: [u8; 2],
     /// Index of the entry's policies in the observer's attribution table, reported in
     /// `FlowEvent::rule`.
     pub policy_ref: u32,
@@ -417,6 +491,9 @@ pub const POLICY_RANGE_KEY_FIXED_BITS: u32 = 80;
 
 pub const POLICY_ALLOW: u8 = 1;
 pub const POLICY_DENY: u8 = 2;
+/// An allow entry whose traffic goes through the L7 proxy, which judges every request by the
+/// policy's HTTP rules (`PolicyValue::flags`).
+pub const POLICY_FLAG_PROXY: u8 = 1;
 
 #[cfg(feature = "user")]
 mod user {

@@ -3,23 +3,28 @@
 use aya_ebpf::{
     bindings::{
         BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_SHOT,
-        TC_ACT_UNSPEC,
+        TC_ACT_UNSPEC, bpf_sock_tuple,
     },
-    helpers::{bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_skb_load_bytes},
+    helpers::{
+        bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_sk_assign, bpf_sk_release,
+        bpf_skb_load_bytes, bpf_skc_lookup_tcp,
+    },
     macros::{classifier, map},
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::TcContext,
 };
 use flowscope_common::{
-    CONFIG_AUDIT, CONFIG_DNS, CONFIG_GENERATION, CONFIG_HTTP, CONNTRACK_ENTRIES, Config, CtEntry,
-    CtKey, DENY_ENTRIES, DENY_KEY_FIXED_BITS, DenyKey, DenyValue, ENDPOINT_ENTRIES, ENFORCE_EGRESS,
-    ENFORCE_INGRESS, EVENT_RECORD_BYTES, EVENTS_RING_BYTES, EVENTS_WAKEUP_BYTES, EndpointInfo,
-    FAMILY_IPV4, FAMILY_IPV6, FlowEvent, GENERATION_SHIFT, HTTP_PORTS_MAX, IP_KEY_FIXED_BITS,
-    IPCACHE_ENTRIES, IdentityValue, IpKey, L7_PAYLOAD_MAX, L7Event, POLICY_DENY, POLICY_ENTRIES,
-    POLICY_RANGE_ENTRIES, POLICY_RANGE_KEY_FIXED_BITS, PolicyKey, PolicyRangeKey, PolicyValue,
-    RANGES_EGRESS, RANGES_INGRESS, STAT_COUNT, STAT_CT_CREATED, STAT_CT_FULL, STAT_DROPPED,
-    STAT_EVENTS, STAT_EVENTS_LOST, STAT_FRAGMENTS, STAT_NON_IP, STAT_PACKETS, STAT_TRUNCATED,
-    direction, drop_reason, hook, identity, kind, policy_match, tcp, verdict,
+    CONFIG_AUDIT, CONFIG_DNS, CONFIG_GENERATION, CONFIG_HTTP, CONFIG_L7_INGRESS, CONNTRACK_ENTRIES,
+    Config, CtEntry, CtKey, DENY_ENTRIES, DENY_KEY_FIXED_BITS, DenyKey, DenyValue,
+    ENDPOINT_ENTRIES, ENFORCE_EGRESS, ENFORCE_INGRESS, EVENT_RECORD_BYTES, EVENTS_RING_BYTES,
+    EVENTS_WAKEUP_BYTES, EndpointInfo, FAMILY_IPV4, FAMILY_IPV6, FlowEvent, GENERATION_SHIFT,
+    HTTP_PORTS_MAX, IP_KEY_FIXED_BITS, IPCACHE_ENTRIES, IdentityValue, IpKey, L7_INGRESS_ENTRIES,
+    L7_PAYLOAD_MAX, L7Event, POLICY_DENY, POLICY_ENTRIES, POLICY_FLAG_PROXY, POLICY_RANGE_ENTRIES,
+    POLICY_RANGE_KEY_FIXED_BITS, PolicyKey, PolicyRangeKey, PolicyValue, RANGES_EGRESS,
+    RANGES_INGRESS, STAT_COUNT, STAT_CT_CREATED, STAT_CT_FULL, STAT_DROPPED, STAT_EVENTS,
+    STAT_EVENTS_LOST, STAT_FRAGMENTS, STAT_NON_IP, STAT_PACKETS, STAT_PROXY_FAILURES,
+    STAT_PROXY_REDIRECTS, STAT_TRUNCATED, ct_proxy, direction, drop_reason, hook, identity, kind,
+    mark, policy_match, proxy, tcp, verdict,
 };
 
 #[map(name = "FLOWSCOPE_EVENTS")]
@@ -47,6 +52,9 @@ static ENDPOINTS: HashMap<u32, EndpointInfo> = HashMap::with_max_entries(ENDPOIN
 #[map(name = "FLOWSCOPE_POLICY")]
 static POLICY: HashMap<PolicyKey, PolicyValue> = HashMap::with_max_entries(POLICY_ENTRIES, 0);
 
+#[map(name = "FLOWSCOPE_L7_INGRESS")]
+static L7_INGRESS: HashMap<IpKey, u32> = HashMap::with_max_entries(L7_INGRESS_ENTRIES, 0);
+
 #[map(name = "FLOWSCOPE_STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
 
@@ -59,6 +67,8 @@ struct Scratch {
     rev: CtKey,
     entry: CtEntry,
     ip: Key<IpKey>,
+    /// The proxy listener's address, for `bpf_skc_lookup_tcp`.
+    tuple: bpf_sock_tuple,
 }
 
 #[map]
@@ -169,9 +179,9 @@ fn try_classify(ctx: &TcContext, hook: u8) -> Result<i32, Skip> {
         dir = 1;
     }
     let Some(entry) = entry else {
-        let action = new_connection(pkt, &mut scratch.entry, &mut scratch.ip, hook, now);
-        if action != TC_ACT_SHOT {
-            l7(ctx, pkt, hook, 0);
+        let (action, proxied) = new_connection(ctx, scratch, hook, now);
+        if action != TC_ACT_SHOT && !proxied {
+            l7(ctx, &scratch.pkt, hook, 0);
         }
         return Ok(action);
     };
@@ -180,17 +190,39 @@ fn try_classify(ctx: &TcContext, hook: u8) -> Result<i32, Skip> {
     let e = unsafe { &mut *entry };
     atomic_add(&mut e.packets[dir], 1);
     atomic_add(&mut e.bytes[dir], pkt.len as u64);
+    if e.proxy != 0 {
+        // The client's packets to the proxy, and the server's answers to the proxy's
+        // transparent upstream socket, are routed to the local stack by their mark (the
+        // policy routing rule the proxy installs); a socket lookup there finds the proxy's.
+        let to_proxy = hook == hook::INGRESS
+            && ((dir == 0 && e.proxy == ct_proxy::DOWNSTREAM)
+                || (dir == 1 && e.proxy == ct_proxy::UPSTREAM));
+        if to_proxy {
+            set_proxy_mark(ctx);
+        }
+    }
     let fresh = (pkt.tcp_flags & tcp::REPORTED | tcp::FIRST_SEEN) & !e.flags_seen[dir];
     if fresh != 0 {
         e.flags_seen[dir] |= fresh;
-        emit(pkt, &Counts::of(e), &forwarded(kind::TCP_FLAGS, hook, dir));
+        emit(
+            pkt,
+            &Counts::of(e),
+            &forwarded(kind::TCP_FLAGS, hook, dir, pkt.key.ifindex),
+        );
     } else if let Some(interval) = summary_interval() {
         if now.wrapping_sub(e.last_report_ns) >= interval {
             e.last_report_ns = now;
-            emit(pkt, &Counts::of(e), &forwarded(kind::SUMMARY, hook, dir));
+            emit(
+                pkt,
+                &Counts::of(e),
+                &forwarded(kind::SUMMARY, hook, dir, pkt.key.ifindex),
+            );
         }
     }
-    l7(ctx, pkt, hook, dir);
+    // The proxy reports the requests of its connections itself.
+    if e.proxy == 0 {
+        l7(ctx, pkt, hook, dir);
+    }
     Ok(PASS)
 }
 
@@ -275,7 +307,7 @@ fn emit_l7(ctx: &TcContext, pkt: &Packet, hook: u8, dir: usize) {
             &mut (*ev).flow,
             pkt,
             &counts,
-            &forwarded(l7_kind, hook, dir),
+            &forwarded(l7_kind, hook, dir, pkt.key.ifindex),
         );
         (*ev).len = len as u16;
         (*ev)._pad = [0; 6];
@@ -296,17 +328,75 @@ fn emit_l7(ctx: &TcContext, pkt: &Packet, hook: u8, dir: usize) {
 /// Bytes an [`L7Event`] takes in the ring buffer (record header included).
 const L7_RECORD_BYTES: u64 = core::mem::size_of::<L7Event>() as u64 + 8;
 
-/// First packet of a connection on this interface: decide, remember, report.
+/// First packet of a connection on this interface: decide, remember, report. Returns the
+/// action and whether the connection is the L7 proxy's (handed to it, or opened by it).
 #[inline(always)]
-fn new_connection(pkt: &Packet, e: &mut CtEntry, ip: &mut Key<IpKey>, hook: u8, now: u64) -> i32 {
+fn new_connection(ctx: &TcContext, scratch: &mut Scratch, hook: u8, now: u64) -> (i32, bool) {
+    let pkt = &scratch.pkt;
     let denied_by_list = denied(&pkt.key);
-    let decision = match denied_by_list {
+    let mut decision = match denied_by_list {
         Some(_) => Decision::deny_listed(),
-        None => policy(pkt, ip, hook),
+        None => policy(pkt, &mut scratch.ip, hook),
     };
     let mut verdict = decision.verdict;
     if verdict == verdict::DROPPED && denied_by_list.is_none() && audit_mode() {
         verdict = verdict::AUDIT;
+    }
+    // The L7 proxy: which side of it this connection is, if any.
+    let mut proxy = proxy::NONE;
+    // For a connection handed over by the destination's ingress policy: that decision.
+    let mut ingress = Decision::pass();
+    let mut ingress_ifindex = 0u32;
+    if pkt.key.proto == IPPROTO_TCP && denied_by_list.is_none() && verdict != verdict::DROPPED {
+        if hook == hook::EGRESS {
+            if skb_mark(ctx) & mark::MASK == mark::FROM_PROXY {
+                // The proxy's own connection to the server: L3/L4 is judged as ever, and an
+                // entry that sends the traffic through the proxy admits it, since the proxy
+                // applied the HTTP rules to each request. It reports those itself.
+                proxy = proxy::FROM;
+                decision.evaluated = false;
+            } else if decision.proxy {
+                // This endpoint's ingress rules need the proxy, but the connection reached
+                // the endpoint without being handed to it: fail closed (audit mode lets it
+                // pass, reported, as it does every connection the policy would drop).
+                count(STAT_PROXY_FAILURES);
+                verdict = if audit_mode() {
+                    verdict::AUDIT
+                } else {
+                    verdict::DROPPED
+                };
+                decision.drop_reason = drop_reason::PROXY_REDIRECTION_NOT_SUPPORTED;
+            }
+        } else if decision.proxy {
+            proxy = proxy::TO_EGRESS;
+        } else if let Some((ifindex, d)) = l7_ingress(pkt, &mut scratch.ip) {
+            proxy = proxy::TO_INGRESS;
+            ingress = d;
+            ingress_ifindex = ifindex;
+        }
+    }
+    if proxy == proxy::TO_EGRESS || proxy == proxy::TO_INGRESS {
+        let port = proxy_port(proxy);
+        let reason = if pkt.tcp_flags & (tcp::SYN | tcp::ACK) != tcp::SYN {
+            // Already under way when first seen (conntrack lost it, or the policy changed
+            // since it opened): the proxy has no socket for it.
+            drop_reason::PROXY_REDIRECTION_NOT_SUPPORTED
+        } else {
+            assign_to_proxy(ctx, &pkt.key, &mut scratch.tuple, port)
+        };
+        if reason == 0 {
+            count(STAT_PROXY_REDIRECTS);
+            set_proxy_mark(ctx);
+        } else {
+            count(STAT_PROXY_FAILURES);
+            verdict = verdict::DROPPED;
+            if proxy == proxy::TO_INGRESS {
+                decision = ingress;
+                decision.evaluated = true;
+            }
+            decision.drop_reason = reason;
+            proxy = proxy::NONE;
+        }
     }
     if verdict == verdict::DROPPED {
         count(STAT_DROPPED);
@@ -320,26 +410,34 @@ fn new_connection(pkt: &Packet, e: &mut CtEntry, ip: &mut Key<IpKey>, hook: u8, 
             policy_ref: decision.policy_ref,
             policy_verdict: decision.evaluated as u8,
             policy_match: decision.policy_match,
+            ifindex: pkt.key.ifindex,
+            proxy: proxy::NONE,
         };
         emit(pkt, &Counts::first(pkt, hook), &report);
         // No conntrack entry: every later packet of a denied connection is judged again (and
         // reported), and an attacker cannot fill the table with connections that never open.
-        return TC_ACT_SHOT;
+        return (TC_ACT_SHOT, false);
     }
+    let e = &mut scratch.entry;
     e.created_ns = now;
     e.last_report_ns = now;
     e.packets = [1, 0];
     e.bytes = [pkt.len as u64, 0];
     e.flags_seen = [pkt.tcp_flags & tcp::REPORTED | tcp::FIRST_SEEN, 0];
     e.origin_hook = hook;
-    e._pad = [0; 3];
+    e.proxy = match proxy {
+        proxy::NONE => 0,
+        proxy::FROM => ct_proxy::UPSTREAM,
+        _ => ct_proxy::DOWNSTREAM,
+    };
+    e._pad = [0; 2];
     match CONNTRACK.insert(&pkt.key, &*e, BPF_NOEXIST as u64) {
         Ok(()) => count(STAT_CT_CREATED),
         // Another CPU inserted the same connection first: it reports it.
-        Err(err) if err == -EEXIST => return PASS,
+        Err(err) if err == -EEXIST => return (PASS, proxy != proxy::NONE),
         Err(_) => count(STAT_CT_FULL),
     }
-    let mut report = forwarded(kind::NEW, hook, 0);
+    let mut report = forwarded(kind::NEW, hook, 0, pkt.key.ifindex);
     report.verdict = verdict;
     report.drop_reason = if verdict == verdict::AUDIT {
         decision.drop_reason
@@ -349,11 +447,128 @@ fn new_connection(pkt: &Packet, e: &mut CtEntry, ip: &mut Key<IpKey>, hook: u8, 
     report.policy_ref = decision.policy_ref;
     report.policy_verdict = decision.evaluated as u8;
     report.policy_match = decision.policy_match;
+    report.proxy = if proxy == proxy::TO_INGRESS {
+        proxy::NONE
+    } else {
+        proxy
+    };
     emit(pkt, &Counts::first(pkt, hook), &report);
-    PASS
+    if proxy == proxy::TO_INGRESS {
+        // The destination's ingress decision, reported as if the connection had reached its
+        // interface (where it is judged when no proxy is involved).
+        let mut report = forwarded(kind::NEW, hook::EGRESS, 0, ingress_ifindex);
+        report.policy_ref = ingress.policy_ref;
+        report.policy_verdict = 1;
+        report.policy_match = ingress.policy_match;
+        report.proxy = proxy::TO_INGRESS;
+        emit(pkt, &Counts::first(pkt, hook::EGRESS), &report);
+    }
+    (PASS, proxy != proxy::NONE)
+}
+
+/// The listener port for connections handed over in this way (0: none).
+#[inline(always)]
+fn proxy_port(proxy: u8) -> u16 {
+    match CONFIG.get(0) {
+        Some(c) if proxy == proxy::TO_INGRESS => c.proxy_port_ingress,
+        Some(c) => c.proxy_port_egress,
+        None => 0,
+    }
+}
+
+/// Hands the connection's first packet to the proxy's listener on the loopback address of
+/// its family (`bpf_skc_lookup_tcp`, then `bpf_sk_assign`, as Cilium's eBPF TPROXY does). The
+/// stack still routes the packet: its mark sends it to the local table, where TCP takes the
+/// assigned socket instead of looking one up by address. A packet with an assigned socket is
+/// never forwarded (`ip_forward` drops it), so a missing routing rule fails closed too.
+/// Returns 0, or the drop reason.
+#[inline(never)]
+fn assign_to_proxy(ctx: &TcContext, key: &CtKey, tuple: &mut bpf_sock_tuple, port: u16) -> u8 {
+    if port == 0 {
+        return drop_reason::SOCKET_LOOKUP_FAILED;
+    }
+    // SAFETY: writing plain fields of a union in this CPU's scratch slot.
+    let size = unsafe {
+        if key.family == FAMILY_IPV4 {
+            let t = &mut tuple.__bindgen_anon_1.ipv4;
+            t.saddr = 0;
+            t.daddr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+            t.sport = 0;
+            t.dport = port.to_be();
+            core::mem::size_of_val(t)
+        } else {
+            let t = &mut tuple.__bindgen_anon_1.ipv6;
+            t.saddr = [0; 4];
+            t.daddr = [0, 0, 0, 1u32.to_be()];
+            t.sport = 0;
+            t.dport = port.to_be();
+            core::mem::size_of_val(t)
+        }
+    };
+    // SAFETY: the helpers get this program's context and a tuple of the size given; the socket
+    // reference the lookup returns is released on every path.
+    unsafe {
+        let sk = bpf_skc_lookup_tcp(ctx.skb.skb.cast(), tuple, size as u32, CURRENT_NETNS, 0);
+        if sk.is_null() {
+            return drop_reason::SOCKET_LOOKUP_FAILED;
+        }
+        let assigned = bpf_sk_assign(ctx.skb.skb.cast(), sk.cast(), 0);
+        bpf_sk_release(sk.cast());
+        if assigned != 0 {
+            return drop_reason::SOCKET_ASSIGN_FAILED;
+        }
+    }
+    0
+}
+
+/// `BPF_F_CURRENT_NETNS`: the socket lookup's namespace is the packet's device's.
+const CURRENT_NETNS: u64 = u32::MAX as u64;
+
+#[inline(always)]
+fn skb_mark(ctx: &TcContext) -> u32 {
+    // SAFETY: reading a field of the context the kernel handed to this program.
+    unsafe { (*ctx.skb.skb).mark }
+}
+
+/// Marks the packet for the proxy, keeping the mark's bits flowscope does not own.
+#[inline(always)]
+fn set_proxy_mark(ctx: &TcContext) {
+    ctx.set_mark(skb_mark(ctx) & !mark::MASK | mark::TO_PROXY);
+}
+
+/// A new TCP connection entering the node towards a local endpoint whose ingress policy may
+/// send it through the proxy: that endpoint's ingress decision, if it does. Only endpoints
+/// with such rules are in [`L7_INGRESS`]; the others cost one hash lookup.
+#[inline(always)]
+fn l7_ingress(pkt: &Packet, ip: &mut Key<IpKey>) -> Option<(u32, Decision)> {
+    let config = CONFIG.get(0)?;
+    if config.flags & CONFIG_L7_INGRESS == 0 {
+        return None;
+    }
+    ip.data = IpKey {
+        family: pkt.key.family,
+        _pad: [0; 3],
+        addr: pkt.key.daddr,
+    };
+    // SAFETY: read-only lookup.
+    let ifindex = *unsafe { L7_INGRESS.get(&ip.data) }?;
+    let generation = ((config.flags & CONFIG_GENERATION) != 0) as u32;
+    // SAFETY: read-only lookup; the value stays valid for this program run.
+    let ep = unsafe { ENDPOINTS.get(&(ifindex | (generation << GENERATION_SHIFT))) }?;
+    let remote_identity = identity_of(ip, pkt.key.family, &pkt.key.saddr);
+    let d = lookup(
+        ep,
+        remote_identity,
+        direction::INGRESS,
+        ep.flags & ENFORCE_INGRESS != 0,
+        ep.flags & RANGES_INGRESS != 0,
+        pkt,
+    );
+    (d.verdict == verdict::FORWARDED && d.proxy).then_some((ifindex, d))
 }
 
 /// The policy's word on a new connection.
+#[derive(Clone, Copy)]
 struct Decision {
     verdict: u8,
     drop_reason: u8,
@@ -363,6 +578,8 @@ struct Decision {
     evaluated: bool,
     /// The key that matched, one of [`policy_match`].
     policy_match: u8,
+    /// The entry sends the connection through the L7 proxy ([`POLICY_FLAG_PROXY`]).
+    proxy: bool,
 }
 
 impl Decision {
@@ -375,6 +592,7 @@ impl Decision {
             policy_ref: 0,
             evaluated: false,
             policy_match: policy_match::NONE,
+            proxy: false,
         }
     }
 
@@ -427,26 +645,41 @@ fn policy(pkt: &Packet, ip: &mut Key<IpKey>, hook: u8) -> Decision {
             &pkt.key.saddr,
         )
     };
-    let bits = IP_KEY_FIXED_BITS
-        + if pkt.key.family == FAMILY_IPV4 {
-            32
-        } else {
-            128
-        };
+    let remote_identity = identity_of(ip, pkt.key.family, remote);
+    lookup(ep, remote_identity, dir, enforce, ranges, pkt)
+}
+
+/// The security identity behind an address: host entries first (pods), then the longest
+/// prefix; neither: the world.
+#[inline(always)]
+fn identity_of(ip: &mut Key<IpKey>, family: u8, addr: &[u8; 16]) -> u32 {
+    let bits = IP_KEY_FIXED_BITS + if family == FAMILY_IPV4 { 32 } else { 128 };
     *ip = Key::new(
         bits,
         IpKey {
-            family: pkt.key.family,
+            family,
             _pad: [0; 3],
-            addr: *remote,
+            addr: *addr,
         },
     );
-    // Host entries first (pods), then the longest prefix; neither: the world.
     // SAFETY: read-only lookup.
-    let remote_identity = match unsafe { IPCACHE_HOSTS.get(&ip.data) } {
+    match unsafe { IPCACHE_HOSTS.get(&ip.data) } {
         Some(v) => v.identity,
         None => IPCACHE.get(&*ip).map_or(identity::WORLD, |v| v.identity),
-    };
+    }
+}
+
+/// The endpoint's policy for a connection with `remote_identity` on the packet's protocol and
+/// destination port, in direction `dir`.
+#[inline(always)]
+fn lookup(
+    ep: &EndpointInfo,
+    remote_identity: u32,
+    dir: u8,
+    enforce: bool,
+    ranges: bool,
+    pkt: &Packet,
+) -> Decision {
     let mut key = PolicyKey {
         endpoint_id: ep.endpoint_id,
         remote_identity,
@@ -503,6 +736,7 @@ fn policy(pkt: &Packet, ip: &mut Key<IpKey>, hook: u8) -> Decision {
                 policy_ref: v.policy_ref + 1,
                 evaluated: true,
                 policy_match: matched,
+                proxy: !deny && v.flags & POLICY_FLAG_PROXY != 0,
             };
         }
     }
@@ -520,6 +754,7 @@ fn policy(pkt: &Packet, ip: &mut Key<IpKey>, hook: u8) -> Decision {
         policy_ref: 0,
         evaluated: enforce,
         policy_match: policy_match::NONE,
+        proxy: false,
     }
 }
 
@@ -529,7 +764,7 @@ fn audit_mode() -> bool {
 }
 
 #[inline(always)]
-fn forwarded(kind: u8, hook: u8, dir: usize) -> Report {
+fn forwarded(kind: u8, hook: u8, dir: usize, ifindex: u32) -> Report {
     Report {
         kind,
         hook,
@@ -540,6 +775,8 @@ fn forwarded(kind: u8, hook: u8, dir: usize) -> Report {
         policy_ref: 0,
         policy_verdict: 0,
         policy_match: 0,
+        ifindex,
+        proxy: proxy::NONE,
     }
 }
 
@@ -626,6 +863,10 @@ struct Report {
     policy_ref: u32,
     policy_verdict: u8,
     policy_match: u8,
+    /// The interface the event names: the packet's, except for a connection handed to the
+    /// proxy by its destination's ingress policy (see [`proxy::TO_INGRESS`]).
+    ifindex: u32,
+    proxy: u8,
 }
 
 /// Writes the event straight into the ring buffer slot: building it on the stack first would
@@ -654,7 +895,7 @@ unsafe fn fill(ev: *mut FlowEvent, pkt: &Packet, c: &Counts, r: &Report) {
         (*ev).bytes = c.bytes;
         (*ev).saddr = pkt.key.saddr;
         (*ev).daddr = pkt.key.daddr;
-        (*ev).ifindex = pkt.key.ifindex;
+        (*ev).ifindex = r.ifindex;
         (*ev).sport = pkt.key.sport;
         (*ev).dport = pkt.key.dport;
         (*ev).kind = r.kind;
@@ -676,6 +917,8 @@ unsafe fn fill(ev: *mut FlowEvent, pkt: &Packet, c: &Counts, r: &Report) {
         (*ev).pkt_len = pkt.len;
         (*ev).rule = r.rule;
         (*ev).policy_ref = r.policy_ref;
+        (*ev).proxy = r.proxy;
+        (*ev)._pad = [0; 7];
     }
 }
 

@@ -1,7 +1,12 @@
 //! `lab up` and `lab down`: from a lab file to namespaces on the machine and back, with the
-//! state and endpoints files that tell `down`, `status` and the observer what exists.
+//! state and endpoints files that tell `down`, `status` and the observer what exists, and the
+//! pods' request logs that tell tests what reached the servers.
 
-use std::{net::Ipv4Addr, sync::Arc};
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
@@ -15,6 +20,33 @@ use crate::{
 /// The address that answers for `kubernetes.default.svc.cluster.local` (the lab's reserved
 /// /24; nothing listens there).
 const API_SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+
+/// The directory of the pods' request logs, under the lab's state directory.
+pub fn request_log_dir() -> PathBuf {
+    Path::new(topology::STATE_DIR).join("requests")
+}
+
+/// The request log of one pod: every HTTP and gRPC request its servers received, one line
+/// each, readable with [`crate::servers::read_request_log`]. `<state dir>/requests/<namespace>_<pod>.log`
+/// (namespace and pod names hold no `_`). `lab up` creates it empty, the runner appends to
+/// it, `lab down` removes it.
+pub fn request_log_path(namespace: &str, pod: &str) -> PathBuf {
+    request_log_dir().join(format!("{namespace}_{pod}.log"))
+}
+
+/// A fresh, empty request log for every pod; logs of an earlier lab go.
+fn create_request_logs(pods: &[PodNet]) -> anyhow::Result<()> {
+    let dir = request_log_dir();
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for pod in pods {
+        let path = request_log_path(&pod.namespace, &pod.name);
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    }
+    Ok(())
+}
 
 /// A lab file read and planned, ready to bring up.
 pub struct Lab {
@@ -118,7 +150,8 @@ impl Lab {
 
     /// Brings the lab up: refuses when another lab is up, reuses one from the same file, cleans
     /// leftovers of a crashed lab, creates every pod (rolling back on failure), and writes the
-    /// state and endpoints files. Returns false when an identical lab was already up.
+    /// state and endpoints files and an empty request log per pod. Returns false when an
+    /// identical lab was already up (its request logs are kept).
     pub fn up(&self) -> anyhow::Result<bool> {
         if let Some(state) = LabState::load() {
             let alive = is_live(&state);
@@ -143,15 +176,19 @@ impl Lab {
             pods: self.pods.clone(),
             runner_pid: None,
         };
-        let written = state.save().and_then(|()| {
-            topology::write_atomic(
-                &topology::endpoints_path(),
-                serde_json::to_string_pretty(&self.endpoints_json())?.as_bytes(),
-            )
-        });
+        let written = state
+            .save()
+            .and_then(|()| {
+                topology::write_atomic(
+                    &topology::endpoints_path(),
+                    serde_json::to_string_pretty(&self.endpoints_json())?.as_bytes(),
+                )
+            })
+            .and_then(|()| create_request_logs(&self.pods));
         if let Err(err) = written {
             topology::delete_everything(&self.pods);
             LabState::remove();
+            let _ = std::fs::remove_dir_all(request_log_dir());
             return Err(err);
         }
         Ok(true)
@@ -187,7 +224,8 @@ pub fn down() -> anyhow::Result<()> {
     }
     topology::delete_everything(&state.pods);
     LabState::remove();
-    // The runner's log and the demo's policy copies go too: nothing of the lab stays behind.
+    // The runner's log, the request logs and the demo's policy copies go too: nothing of the
+    // lab stays behind.
     let _ = std::fs::remove_dir_all(topology::STATE_DIR);
     Ok(())
 }
@@ -249,4 +287,21 @@ pub fn status_lines(state: &LabState) -> Vec<String> {
         ));
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_logs_live_under_the_state_directory() {
+        assert_eq!(
+            request_log_path("kube-system", "coredns"),
+            Path::new("/run/flowscope/lab/requests/kube-system_coredns.log")
+        );
+        assert_eq!(
+            request_log_path("a", "b").parent(),
+            Some(&*request_log_dir())
+        );
+    }
 }

@@ -3,9 +3,11 @@
 //!
 //! - `spec`: the lab file (YAML), its validation, and the address plan.
 //! - `topology`: namespaces, veths, addresses and routes; the lab's state file.
-//! - `servers`: the servers a pod runs (TCP, UDP echo, HTTP, DNS) and the client probes.
+//! - `servers`: the servers a pod runs (TCP, UDP echo, HTTP, gRPC, DNS), the log of the
+//!   requests they receive, and the client probes.
 //! - `runner`: servers and continuous traffic while the lab is up.
-//! - `control`: `up`, `down` and what the observer needs to know about the pods.
+//! - `control`: `up`, `down`, what the observer needs to know about the pods, and where each
+//!   pod's request log is.
 pub mod control;
 pub mod runner;
 pub mod servers;

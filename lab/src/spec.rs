@@ -18,20 +18,23 @@
 //!     ip: 198.18.1.10        # optional; otherwise allocated (see "Addresses")
 //!     ports:                 # optional: what the pod serves
 //!       - {port: 80, protocol: TCP, name: serve-80-tcp, app: http}
+//!       - {port: 9000, protocol: TCP, app: grpc}
 //! traffic:                   # optional: requests the lab sends continuously
 //!   - {from: x/a, to: y/b, port: 80, protocol: TCP, every: 1s}
 //! ```
 //!
 //! - `protocol` is `TCP` or `UDP`, spelled exactly so, as in Kubernetes. It is required.
-//! - `app` (optional) says what the pod's server speaks on that port: `http` (needs TCP) or
-//!   `dns` (needs UDP: the lab's DNS server answers over UDP only). Without it the server
-//!   answers plain TCP connections and UDP datagrams.
+//! - `app` (optional) says what the pod's server speaks on that port: `http` (needs TCP:
+//!   HTTP/1.1, and HTTP/2 without TLS), `grpc` (needs TCP: gRPC over HTTP/2 without TLS, every
+//!   method echoing its request) or `dns` (needs UDP: the lab's DNS server answers over UDP
+//!   only). Without it the server answers plain TCP connections and UDP datagrams.
 //! - `name` (optional) is a Kubernetes port name: at most 15 of a-z, 0-9 and '-'.
 //! - A traffic entry goes from one pod (`namespace/pod`) to a port the destination declares.
 //!   `every` is a Go-style duration (`500ms`, `1s`, `1.5s`, `1m30s`), at least 100ms.
 //!   Optional keys: `count` (send that many requests, then stop; default: until the lab stops),
 //!   `method` (GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS; default GET) and `path` (default
-//!   `/`) for ports with `app: http`, `query` (default
+//!   `/`) for ports with `app: http`; `path` for ports with `app: grpc`, the method called
+//!   (`/package.Service/Method`, default `/flowscope.lab.Echo/Echo`); `query` (default
 //!   `kubernetes.default.svc.cluster.local`) for ports with `app: dns`.
 //! - Unknown keys are refused, so a misspelt key never silently does nothing.
 //!
@@ -107,6 +110,10 @@ pub const MAX_NAME_LEN: usize = 63;
 /// The path an HTTP request asks for when the traffic entry names none.
 pub const DEFAULT_HTTP_PATH: &str = "/";
 
+/// The gRPC method a traffic entry calls when it names none. The lab's gRPC server answers every
+/// method alike, by echoing the request.
+pub const DEFAULT_GRPC_PATH: &str = "/flowscope.lab.Echo/Echo";
+
 /// The name a DNS query asks for when the traffic entry names none: the one name every pod of a
 /// real cluster can resolve.
 pub const DEFAULT_DNS_QUERY: &str = "kubernetes.default.svc.cluster.local";
@@ -145,6 +152,9 @@ const DNS_NAME_RULE: &str = "a DNS name: labels of 1 to 63 letters, digits, '-' 
                              by dots, at most 253 characters, e.g. my-api.default.svc.cluster.local";
 const HTTP_PATH_RULE: &str = "an absolute path of visible ASCII without spaces, at most 2048 \
                               characters, e.g. /api/items?limit=10";
+const GRPC_PATH_RULE: &str = "a gRPC method path: /, the service (letters, digits, '_' and '.', \
+                              e.g. package.Service), / and the method (letters, digits and '_'), \
+                              e.g. /flowscope.lab.Echo/Echo";
 const DURATION_RULE: &str = "a number and a unit (ms, s, m, h), e.g. 500ms, 1s, 1.5s, 1m30s";
 const PORT_RULE: &str = "a port number, 1 to 65535";
 
@@ -209,8 +219,10 @@ pub enum Protocol {
 /// The application protocol a port's server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum App {
-    /// `http`: an HTTP/1.1 server, over TCP.
+    /// `http`: an HTTP/1.1 and HTTP/2 (without TLS) server, over TCP.
     Http,
+    /// `grpc`: a gRPC server (HTTP/2 without TLS) echoing every call, over TCP.
+    Grpc,
     /// `dns`: a DNS server, over UDP.
     Dns,
 }
@@ -241,7 +253,8 @@ pub struct TrafficSpec {
     pub count: Option<u64>,
     /// For `app: http` ports; `None` means GET.
     pub method: Option<HttpMethod>,
-    /// For `app: http` ports; `None` means [`DEFAULT_HTTP_PATH`].
+    /// For `app: http` ports, the path; `None` means [`DEFAULT_HTTP_PATH`]. For `app: grpc`
+    /// ports, the method called; `None` means [`DEFAULT_GRPC_PATH`].
     pub path: Option<String>,
     /// For `app: dns` ports; `None` means [`DEFAULT_DNS_QUERY`].
     pub query: Option<String>,
@@ -326,6 +339,11 @@ pub enum Request {
         /// The method.
         method: HttpMethod,
         /// The path, with any query string.
+        path: String,
+    },
+    /// A unary gRPC call.
+    Grpc {
+        /// The method, `/package.Service/Method`.
         path: String,
     },
     /// A DNS query (type A).
@@ -648,29 +666,30 @@ impl LabSpec {
         let port_name = format!("{}'s {}/{}", entry.to, entry.port, entry.protocol);
         let misplaced = |key: &str, wanted: &str| {
             let has = match port.app {
-                Some(App::Http) => "has app: http",
-                Some(App::Dns) => "has app: dns",
-                None => "has no app",
+                Some(app) => format!("has app: {app}"),
+                None => "has no app".to_owned(),
             };
             origin.error(
                 &format!("{path}.{key}"),
                 format!("{key} applies only to ports with app: {wanted}, and {port_name} {has}"),
             )
         };
-        if port.app != Some(App::Http) {
-            if entry.method.is_some() {
-                return Err(misplaced("method", "http"));
-            }
-            if entry.path.is_some() {
-                return Err(misplaced("path", "http"));
-            }
+        if port.app != Some(App::Http) && entry.method.is_some() {
+            return Err(misplaced("method", "http"));
+        }
+        if !matches!(port.app, Some(App::Http | App::Grpc)) && entry.path.is_some() {
+            return Err(misplaced("path", "http or grpc"));
         }
         if port.app != Some(App::Dns) && entry.query.is_some() {
             return Err(misplaced("query", "dns"));
         }
-        if let Some(http_path) = &entry.path {
-            check_http_path(http_path)
-                .map_err(|problem| origin.error(&format!("{path}.path"), problem))?;
+        if let Some(request_path) = &entry.path {
+            let checked = if port.app == Some(App::Grpc) {
+                check_grpc_path(request_path)
+            } else {
+                check_http_path(request_path)
+            };
+            checked.map_err(|problem| origin.error(&format!("{path}.path"), problem))?;
         }
         if let Some(query) = &entry.query {
             check_dns_name(query)
@@ -775,10 +794,11 @@ impl fmt::Display for Protocol {
 }
 
 impl App {
-    /// `http` or `dns`, as written in the file.
+    /// `http`, `grpc` or `dns`, as written in the file.
     pub const fn as_str(self) -> &'static str {
         match self {
             App::Http => "http",
+            App::Grpc => "grpc",
             App::Dns => "dns",
         }
     }
@@ -786,7 +806,7 @@ impl App {
     /// The protocol the lab's server for this application listens on.
     pub const fn protocol(self) -> Protocol {
         match self {
-            App::Http => Protocol::Tcp,
+            App::Http | App::Grpc => Protocol::Tcp,
             App::Dns => Protocol::Udp,
         }
     }
@@ -794,9 +814,10 @@ impl App {
     fn parse(text: &str) -> Result<Self, String> {
         match text {
             "http" => Ok(App::Http),
+            "grpc" => Ok(App::Grpc),
             "dns" => Ok(App::Dns),
             _ => Err(format!(
-                "{text:?} is not http or dns (leave app out for a plain TCP or UDP server)"
+                "{text:?} is not http, grpc or dns (leave app out for a plain TCP or UDP server)"
             )),
         }
     }
@@ -863,6 +884,12 @@ impl TrafficSpec {
                     .path
                     .clone()
                     .unwrap_or_else(|| DEFAULT_HTTP_PATH.to_owned()),
+            },
+            Some(App::Grpc) => Request::Grpc {
+                path: self
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_GRPC_PATH.to_owned()),
             },
             Some(App::Dns) => Request::Dns {
                 query: self
@@ -1478,6 +1505,7 @@ fn check_ports(owner: &str, ports: &[PortSpec], origin: &Origin<'_>) -> Result<(
         {
             let why = match app {
                 App::Http => "the lab's HTTP server listens on TCP",
+                App::Grpc => "gRPC runs over HTTP/2, on TCP",
                 App::Dns => "the lab's DNS server answers over UDP only",
             };
             return Err(origin.error(
@@ -1690,6 +1718,31 @@ fn check_http_path(path: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{:?} is not {HTTP_PATH_RULE}", sanitize(path)))
+    }
+}
+
+/// `/service/method`: a service of letters, digits, '_' and '.' (not at either end, no two
+/// dots together: `package.Service`), and a method of letters, digits and '_'.
+fn check_grpc_path(path: &str) -> Result<(), String> {
+    let word = |part: &str, dots: bool| {
+        !part.is_empty()
+            && part.split('.').all(|piece| {
+                !piece.is_empty()
+                    && piece
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            })
+            && (dots || !part.contains('.'))
+    };
+    let valid = path.len() <= MAX_HTTP_PATH_LEN
+        && path
+            .strip_prefix('/')
+            .and_then(|rest| rest.split_once('/'))
+            .is_some_and(|(service, method)| word(service, true) && word(method, false));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("{:?} is not {GRPC_PATH_RULE}", sanitize(path)))
     }
 }
 
@@ -2241,11 +2294,20 @@ traffic:
         assert_refused(
             &with(
                 "{port: 81, protocol: TCP}",
-                "{port: 81, protocol: TCP, app: grpc}",
+                "{port: 81, protocol: TCP, app: thrift}",
             ),
-            "app: grpc",
+            "app: thrift",
             "pods[1].ports[0].app",
-            "\"grpc\" is not http or dns",
+            "\"thrift\" is not http, grpc or dns",
+        );
+        assert_refused(
+            &with(
+                "{port: 81, protocol: UDP}",
+                "{port: 81, protocol: UDP, app: grpc}",
+            ),
+            "{port: 81, protocol: UDP, app: grpc}",
+            "pods[0].ports[2].app",
+            "app: grpc needs protocol TCP, not UDP (gRPC runs over HTTP/2, on TCP)",
         );
         assert_refused(
             &with(
@@ -2422,7 +2484,7 @@ traffic:
             &with("every: 500ms, query:", "every: 500ms, path: /x, query:"),
             "path: /x",
             "traffic[2].path",
-            "path applies only to ports with app: http, and x/a's 53/UDP has app: dns",
+            "path applies only to ports with app: http or grpc, and x/a's 53/UDP has app: dns",
         );
         assert_refused(
             &with(
@@ -2453,6 +2515,74 @@ traffic:
             "my-api..local",
             "traffic[2].query",
             "\"my-api..local\" is not a DNS name",
+        );
+    }
+
+    /// BASE with y/b serving gRPC on 81/TCP, and the first traffic entry calling it.
+    fn with_grpc(entry: &str) -> String {
+        with(
+            "{port: 81, protocol: TCP}",
+            "{port: 81, protocol: TCP, app: grpc}",
+        )
+        .replacen(
+            "{from: x/a, to: y/b, port: 81, protocol: TCP, every: 1s}",
+            entry,
+            1,
+        )
+    }
+
+    #[test]
+    fn grpc_ports_and_calls() {
+        let yaml = with_grpc(
+            "{from: x/a, to: y/b, port: 81, protocol: TCP, every: 1s, path: /shop.v1.Cart/Add}",
+        );
+        let plan = LabSpec::parse(&yaml, "lab.yaml").unwrap().plan().unwrap();
+        assert_eq!(plan.pods[1].ports[0].app, Some(App::Grpc));
+        assert_eq!(
+            plan.traffic[0].request,
+            Request::Grpc {
+                path: "/shop.v1.Cart/Add".to_owned()
+            }
+        );
+        let yaml = with_grpc("{from: x/a, to: y/b, port: 81, protocol: TCP, every: 1s}");
+        let plan = LabSpec::parse(&yaml, "lab.yaml").unwrap().plan().unwrap();
+        assert_eq!(
+            plan.traffic[0].request,
+            Request::Grpc {
+                path: DEFAULT_GRPC_PATH.to_owned()
+            }
+        );
+        assert_eq!(App::Grpc.to_string(), "grpc");
+
+        for bad in [
+            "/api/items?limit=10",
+            "/Cart/",
+            "//Add",
+            "/.Cart/Add",
+            "/a..b/Add",
+            "/a.b/Ad.d",
+            "/a/b/c",
+        ] {
+            assert_refused(
+                &with_grpc(&format!(
+                    "{{from: x/a, to: y/b, port: 81, protocol: TCP, every: 1s, path: {bad}}}"
+                )),
+                "every: 1s, path:",
+                "traffic[0].path",
+                &format!("{bad:?} is not a gRPC method path: /, the service"),
+            );
+        }
+        assert_refused(
+            &with_grpc("{from: x/a, to: y/b, port: 81, protocol: TCP, every: 1s, method: POST}"),
+            "every: 1s, method: POST}",
+            "traffic[0].method",
+            "method applies only to ports with app: http, and y/b's 81/TCP has app: grpc",
+        );
+        assert_refused(
+            &with_grpc("{from: x/a, to: y/b, port: 81, protocol: TCP, every: 1s, query: a.b}"),
+            "every: 1s, query: a.b}",
+            "traffic[0].query",
+            "query applies only to ports with app: dns, and y/b's 81/TCP has app: grpc",
         );
     }
 

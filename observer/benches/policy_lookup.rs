@@ -77,13 +77,14 @@ fn measure(prefix: u8) -> anyhow::Result<()> {
                     },
                     PolicyValue {
                         action: POLICY_ALLOW,
-                        _pad: [0; 3],
+                        flags: 0,
+                        _pad: [0; 2],
                         policy_ref: i,
                     },
                 )
             })
             .collect();
-        dp.install_policy(&[(ifindex, endpoint)], &entries, &[], &ipcache)?;
+        dp.install_policy(&[(ifindex, endpoint)], &entries, &[], &ipcache, &[])?;
         let middle = rules / 2;
         let dst = match prefix {
             32 => [198, 19, (middle / 250) as u8, (middle % 250 + 1) as u8],

@@ -70,6 +70,9 @@ pub struct RuntimeStatus {
     /// Present when flows are exported to a file (`--export-file`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub export: Option<crate::export::ExportStatus>,
+    /// Present when the L7 proxy runs (with policies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<crate::proxy::ProxyStatus>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -89,6 +92,10 @@ pub struct DatapathCounters {
     pub dropped_packets: u64,
     pub connections_created: u64,
     pub conntrack_full: u64,
+    /// New connections handed to the L7 proxy.
+    pub proxy_redirects: u64,
+    /// New connections that needed the L7 proxy and were dropped instead.
+    pub proxy_failures: u64,
 }
 
 impl From<&DatapathStats> for DatapathCounters {
@@ -105,6 +112,8 @@ impl From<&DatapathStats> for DatapathCounters {
             dropped_packets: c(STAT_DROPPED),
             connections_created: c(STAT_CT_CREATED),
             conntrack_full: c(STAT_CT_FULL),
+            proxy_redirects: c(STAT_PROXY_REDIRECTS),
+            proxy_failures: c(STAT_PROXY_FAILURES),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod parse;
 pub mod pipeline;
 pub mod policy;
+pub mod proxy;
 pub mod source;
 pub mod store;
 pub mod ui;
@@ -27,7 +28,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::{
@@ -36,6 +37,7 @@ use crate::{
     parse::{Decoder, InterfaceInfo},
     pipeline::{FlowStore, Pipeline, PipelineCounters},
     policy::{Attributions, PolicyStatus},
+    proxy::{L7Policy, Proxy, ProxyFlow, ProxyStats},
     source::{
         datapath::Datapath,
         deny::DenyRule,
@@ -85,6 +87,8 @@ pub struct ObserverConfig {
     pub http_ports: Vec<u16>,
     /// Export flows to a rotated file (Hubble's static exporter); None exports nothing.
     pub export: Option<export::ExportConfig>,
+    /// The L7 proxy that enforces HTTP rules (runs when policies are enforced).
+    pub proxy: proxy::ProxyConfig,
 }
 
 /// Flow streams an observer serves at once by default.
@@ -164,6 +168,24 @@ pub async fn run(
             .map_err(|_| anyhow::anyhow!("datapath lock"))?
             .set_audit(true)?;
     }
+    // With policies, the L7 proxy runs: its listeners exist before any policy can send a
+    // connection to them.
+    let (l7_tx, l7_rx) = watch::channel(Arc::new(L7Policy::default()));
+    let (proxy_flows_tx, proxy_flows_rx) = mpsc::channel::<ProxyFlow>(proxy::FLOW_QUEUE);
+    let l7_proxy = match &cfg.policy_dir {
+        Some(_) => {
+            let p = Proxy::start(cfg.proxy.clone(), l7_rx, proxy_flows_tx)
+                .await
+                .context("starting the L7 proxy")?;
+            datapath
+                .lock()
+                .map_err(|_| anyhow::anyhow!("datapath lock"))?
+                .set_proxy_ports(p.ports.ingress, p.ports.egress)?;
+            Some(p)
+        }
+        None => None,
+    };
+    let proxy_stats = l7_proxy.as_ref().map(|p| p.stats.clone());
     let policy_task = cfg.policy_dir.clone().map(|dir| {
         tokio::spawn(watch_policies(
             PolicySource {
@@ -176,6 +198,7 @@ pub async fn run(
             registry_rx.clone(),
             ifaces_rx.clone(),
             attributions_tx,
+            l7_tx,
             state.clone(),
         ))
     });
@@ -210,6 +233,10 @@ pub async fn run(
         ifaces_rx,
         registry_rx,
         attributions_rx,
+        ProxyFeed {
+            flows: proxy_flows_rx,
+            stats: proxy_stats,
+        },
         state.clone(),
     ));
 
@@ -241,6 +268,9 @@ pub async fn run(
     if let Some(t) = exporter {
         // It flushes what it wrote and stops on the shutdown signal.
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    if let Some(p) = l7_proxy {
+        p.stop().await;
     }
     // Dropping the last handle detaches the programs from every interface.
     drop(datapath);
@@ -312,6 +342,14 @@ async fn watch_interfaces(
     }
 }
 
+/// What the L7 proxy gives the pipeline: its flows, and its counters (for the status, and to
+/// report flows its queue lost).
+struct ProxyFeed {
+    flows: mpsc::Receiver<ProxyFlow>,
+    stats: Option<Arc<ProxyStats>>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_pipeline(
     mut pipeline: Pipeline,
     mut events: EventReader,
@@ -319,8 +357,12 @@ async fn run_pipeline(
     mut ifaces: watch::Receiver<HashMap<u32, InterfaceInfo>>,
     mut registry: watch::Receiver<Arc<Registry>>,
     mut attributions: watch::Receiver<Arc<Attributions>>,
+    mut proxy: ProxyFeed,
     state: Arc<AppState>,
 ) {
+    let mut proxy_batch: Vec<ProxyFlow> = Vec::with_capacity(EVENT_BATCH);
+    let mut proxy_lost_seen = 0u64;
+    let mut proxy_open = true;
     let mut batch = Vec::with_capacity(EVENT_BATCH);
     let mut payloads: Vec<Box<[u8]>> = Vec::new();
     let mut second = tokio::time::interval(Duration::from_secs(1));
@@ -359,7 +401,25 @@ async fn run_pipeline(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
+            n = proxy.flows.recv_many(&mut proxy_batch, EVENT_BATCH), if proxy_open => {
+                if n == 0 {
+                    // The proxy is gone: nothing more comes from it.
+                    proxy_open = false;
+                    continue;
+                }
+                if attributions.has_changed().unwrap_or(false) {
+                    pipeline.decoder.set_attributions(attributions.borrow_and_update().clone());
+                }
+                pipeline.process_proxy(&mut proxy_batch);
+            }
             _ = second.tick() => {
+                if let Some(stats) = &proxy.stats {
+                    let lost = stats.flows_lost.load(Ordering::Relaxed);
+                    if lost > proxy_lost_seen {
+                        pipeline.note_proxy_lost(lost - proxy_lost_seen);
+                        proxy_lost_seen = lost;
+                    }
+                }
                 // Also without traffic, the registry the API shows follows the source.
                 if registry.has_changed().unwrap_or(false) {
                     let reg = registry.borrow_and_update().clone();
@@ -389,6 +449,7 @@ async fn run_pipeline(
                     if let Some(stats) = &stats {
                         rt.datapath = stats.into();
                     }
+                    rt.proxy = proxy.stats.as_ref().map(|s| s.status());
                 }
             }
         }
@@ -441,6 +502,7 @@ async fn watch_policies(
     mut registry: watch::Receiver<Arc<Registry>>,
     mut attached: watch::Receiver<HashMap<u32, InterfaceInfo>>,
     out: watch::Sender<Arc<Attributions>>,
+    l7: watch::Sender<Arc<L7Policy>>,
     state: Arc<AppState>,
 ) {
     let mut tick = tokio::time::interval(SOURCE_POLL);
@@ -482,19 +544,36 @@ async fn watch_policies(
                 .map(|(index, _)| *index)
         };
         let installed = match datapath.lock() {
-            Ok(mut dp) => policy::install(&mut dp, &set, &reg, cidr_selects_pods, index_of),
+            Ok(mut dp) => policy::install(
+                &mut dp,
+                &set,
+                &reg,
+                cidr_selects_pods,
+                index_of,
+                revision + 1,
+                audit,
+            ),
             Err(_) => continue,
         };
         match installed {
-            Ok((attributions, entries, enforced)) => {
+            Ok(policy::Installed {
+                attributions,
+                entries,
+                enforced,
+                proxy_entries,
+                l7: l7_policy,
+            }) => {
                 revision += 1;
                 info!(
                     revision,
                     policies = set.policies.len(),
                     entries,
+                    proxy_entries,
                     enforced,
                     "Policies installed"
                 );
+                // The proxy judges the next request by the new revision.
+                let _ = l7.send(Arc::new(l7_policy));
                 // Keep the previous generation's attributions for events still in flight.
                 let mut merged = std::mem::replace(&mut previous, attributions.clone());
                 merged.extend(attributions);

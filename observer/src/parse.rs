@@ -8,7 +8,7 @@ use std::{
     sync::Arc,
 };
 
-use flowscope_common::{FAMILY_IPV4, FlowEvent, direction, hook, kind, tcp, verdict};
+use flowscope_common::{FAMILY_IPV4, FlowEvent, direction, hook, kind, proxy, tcp, verdict};
 use flowscope_model::{
     Timestamp,
     flow::{
@@ -37,7 +37,9 @@ const EVENT_TRACE: i32 = 4;
 const EVENT_POLICY_VERDICT: i32 = 5;
 const EVENT_L7: i32 = 129;
 const TRACE_TO_ENDPOINT: i32 = 0;
+const TRACE_TO_PROXY: i32 = 1;
 const TRACE_FROM_ENDPOINT: i32 = 5;
+const TRACE_FROM_PROXY: i32 = 6;
 const TRACE_FROM_NETWORK: i32 = 10;
 const TRACE_TO_NETWORK: i32 = 11;
 
@@ -305,8 +307,15 @@ impl FlowRecord {
         match self.ev.verdict {
             verdict::DROPPED => Verdict::Dropped,
             verdict::AUDIT => Verdict::Audit,
+            // As Cilium's policy verdict for a connection its policy sends to the proxy.
+            _ if self.is_policy_verdict() && self.to_proxy() => Verdict::Redirected,
             _ => Verdict::Forwarded,
         }
+    }
+
+    /// The connection was handed to the L7 proxy here.
+    pub fn to_proxy(&self) -> bool {
+        matches!(self.ev.proxy, proxy::TO_INGRESS | proxy::TO_EGRESS)
     }
 
     /// Cilium's policy-verdict notification (derived from a NEW or DROP event).
@@ -324,6 +333,12 @@ impl FlowRecord {
 
     /// Where the packet was seen, with Cilium's trace sub-type for that point.
     pub fn observation_point(&self) -> (TraceObservationPoint, i32) {
+        if self.to_proxy() {
+            return (TraceObservationPoint::ToProxy, TRACE_TO_PROXY);
+        }
+        if self.ev.proxy == proxy::FROM {
+            return (TraceObservationPoint::FromProxy, TRACE_FROM_PROXY);
+        }
         match (self.endpoint_side(), self.ev.hook == hook::INGRESS) {
             (true, true) => (TraceObservationPoint::FromEndpoint, TRACE_FROM_ENDPOINT),
             (true, false) => (TraceObservationPoint::ToEndpoint, TRACE_TO_ENDPOINT),

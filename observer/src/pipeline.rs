@@ -17,6 +17,7 @@ use crate::{
     event::{Cached, Record},
     metrics::FlowMetrics,
     parse::Decoder,
+    proxy::ProxyFlow,
     source::datapath::{DatapathStats, MAX_CPUS},
     store::{self, CapacityError, Read, Ring, Start},
 };
@@ -182,6 +183,42 @@ impl Pipeline {
             .events_decoded
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         self.rate.add(events.len() as u64);
+        self.store_batch();
+    }
+
+    /// Stores the L7 flows of the proxy (requests and responses it judged), decoded as
+    /// datapath events are: endpoints, interface, time; their HTTP fields and the policies
+    /// that decided come with them.
+    pub fn process_proxy(&mut self, flows: &mut Vec<ProxyFlow>) {
+        let n = flows.len() as u64;
+        for f in flows.drain(..) {
+            let mut record = self.decoder.record(&f.ev);
+            record.http = Some(Arc::new(f.http));
+            record.attribution = f.attribution;
+            self.batch.push(Arc::new(Record::Flow(record)));
+        }
+        self.counters.events_decoded.fetch_add(n, Ordering::Relaxed);
+        self.rate.add(n);
+        self.store_batch();
+    }
+
+    /// Stores a lost-events record for L7 flows the proxy could not queue.
+    pub fn note_proxy_lost(&mut self, lost: u64) {
+        let now_ns = self
+            .decoder
+            .wall_time(crate::clock::BootClock::boot_now_ns())
+            .as_unix_nanos();
+        let node = self.decoder.node_name().clone();
+        self.batch.push(Arc::new(Record::Lost {
+            time_ns: now_ns,
+            lost: LostEvent {
+                source: LostEventSource::ObserverEventsQueue,
+                num_events_lost: lost,
+                cpu: None,
+                ..LostEvent::default()
+            },
+            node_name: node,
+        }));
         self.store_batch();
     }
 

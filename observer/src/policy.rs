@@ -11,8 +11,8 @@ use std::{
 
 use anyhow::Context as _;
 use flowscope_common::{
-    ENFORCE_EGRESS, ENFORCE_INGRESS, EndpointInfo, POLICY_ALLOW, POLICY_DENY, PolicyKey,
-    PolicyRangeKey, PolicyValue, RANGES_EGRESS, RANGES_INGRESS, direction,
+    ENFORCE_EGRESS, ENFORCE_INGRESS, EndpointInfo, POLICY_ALLOW, POLICY_DENY, POLICY_FLAG_PROXY,
+    PolicyKey, PolicyRangeKey, PolicyValue, RANGES_EGRESS, RANGES_INGRESS, direction,
 };
 use flowscope_model::flow::Policy as FlowPolicy;
 use flowscope_policy::{
@@ -26,6 +26,7 @@ use ipnet::IpNet;
 
 use crate::{
     endpoints::{EndpointSpec, Registry},
+    proxy::judge::{L7Policy, LocalEndpoint},
     source::datapath::Datapath,
 };
 
@@ -196,15 +197,30 @@ pub fn world(specs: &[EndpointSpec], cidr_selects_pods: bool) -> World {
     }
 }
 
-/// Compiles `set` for the registry's pods and installs it in the datapath; returns the
-/// attribution table of the new generation and the number of entries written.
+/// What an install did.
+pub struct Installed {
+    /// The attribution table of the new generation.
+    pub attributions: Attributions,
+    /// Policy map entries written.
+    pub entries: usize,
+    /// Endpoints of this node with tables.
+    pub enforced: usize,
+    /// Entries that send connections through the L7 proxy.
+    pub proxy_entries: usize,
+    /// The same policy as the L7 proxy judges requests by it.
+    pub l7: L7Policy,
+}
+
+/// Compiles `set` for the registry's pods and installs it in the datapath.
 pub fn install(
     dp: &mut Datapath,
     set: &PolicySet,
     registry: &Registry,
     cidr_selects_pods: bool,
     ifindex_of: impl Fn(&str) -> Option<u32>,
-) -> anyhow::Result<(Attributions, usize, usize)> {
+    revision: u64,
+    audit: bool,
+) -> anyhow::Result<Installed> {
     let world = world(&registry.specs, cidr_selects_pods);
     // Endpoint id -> (identity, what the source said of the pod).
     let pods: HashMap<u32, (u32, &EndpointSpec)> = registry
@@ -245,6 +261,8 @@ pub fn install(
     let mut entries = Vec::new();
     let mut ranges = Vec::new();
     let mut endpoints = Vec::new();
+    let mut local: HashMap<IpAddr, LocalEndpoint> = HashMap::new();
+    let mut proxy_entries = 0;
     for tables in &compiled.endpoints {
         let Some(&(identity, spec)) = pods.get(&tables.endpoint_id) else {
             continue;
@@ -253,6 +271,15 @@ pub fn install(
         let Some(ifindex) = spec.interface.as_deref().and_then(&ifindex_of) else {
             continue;
         };
+        for ip in &spec.ips {
+            local.insert(
+                *ip,
+                LocalEndpoint {
+                    endpoint_id: tables.endpoint_id,
+                    ifindex,
+                },
+            );
+        }
         let mut flags = 0;
         for (dir, table) in [
             (direction::INGRESS, &tables.ingress),
@@ -292,9 +319,11 @@ pub fn install(
                             .collect(),
                     }),
                 );
+                proxy_entries += usize::from(e.http);
                 let value = PolicyValue {
                     action: if deny { POLICY_DENY } else { POLICY_ALLOW },
-                    _pad: [0; 3],
+                    flags: if e.http { POLICY_FLAG_PROXY } else { 0 },
+                    _pad: [0; 2],
                     policy_ref: index,
                 };
                 if matches!(e.port_bits, 0 | EXACT_PORT) {
@@ -343,8 +372,20 @@ pub fn install(
         ipcache.extend(spec.ips.iter().map(|ip| (IpNet::from(*ip), *identity)));
     }
     let enforced = endpoints.len();
-    dp.install_policy(&endpoints, &entries, &ranges, &ipcache)?;
-    Ok((attributions, entries.len() + ranges.len(), enforced))
+    let identities = pods
+        .values()
+        .flat_map(|(identity, spec)| spec.ips.iter().map(|ip| (*ip, *identity)))
+        .collect();
+    let l7 = L7Policy::new(revision, audit, compiled, local, identities, flow_policies);
+    let l7_ingress = l7.ingress_redirects();
+    dp.install_policy(&endpoints, &entries, &ranges, &ipcache, &l7_ingress)?;
+    Ok(Installed {
+        attributions,
+        entries: entries.len() + ranges.len(),
+        enforced,
+        proxy_entries,
+        l7,
+    })
 }
 
 /// Names, sizes and modification times of a directory's files.

@@ -10,6 +10,7 @@
 use ipnet::IpNet;
 use serde::Serialize;
 
+use crate::l7;
 use crate::meta;
 use crate::names;
 use crate::networkpolicy;
@@ -209,18 +210,43 @@ pub struct PortProtocol {
     pub protocol: Option<Protocol>,
 }
 
-/// One `rules.http[]` entry. Each present field is a regular expression the request must match
-/// in full; a rule with none matches every request.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// One `rules.http[]` entry: every field present must match (see [`crate::l7`] for how); a
+/// rule with none matches every request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct HttpRule {
-    /// e.g. `GET`, or `GET|HEAD`.
+    /// A regular expression the whole method must match, e.g. `GET`, or `GET|HEAD`.
     pub method: Option<String>,
-    /// e.g. `/api/v1/.*`.
+    /// A regular expression the whole request target (path and query) must match, e.g.
+    /// `/api/v1/.*`.
     pub path: Option<String>,
-    /// e.g. `api\.example\.com`.
+    /// A regular expression the whole authority (`Host`, port included when sent) must
+    /// match, e.g. `api\.example\.com(:8080)?`.
     pub host: Option<String>,
-    /// Headers the request must carry, `Name` or `Name: value`.
+    /// Headers the request must carry, `Name` or `Name: value`, as written.
     pub headers: Vec<String>,
+    /// `headerMatches`: headers the request must carry, or whose absence is only logged.
+    pub header_matches: Vec<HeaderMatch>,
+}
+
+/// One `headerMatches[]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct HeaderMatch {
+    /// The header, compared without case; may be `:method`, `:path` or `:authority`.
+    pub name: String,
+    /// The value required (all values of the header joined by `,`, compared exactly); `None`
+    /// requires only the header's presence (`value: ""` is read as no value, as Cilium does).
+    pub value: Option<String>,
+    /// What a request that does not carry it gets.
+    pub mismatch: MismatchAction,
+}
+
+/// `headerMatches[].mismatch`, of the values flowscope supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum MismatchAction {
+    /// No `mismatch` (or `""`): the request fails the rule.
+    Fail,
+    /// `LOG`: the rule still matches; the proxy logs the mismatch.
+    Log,
 }
 
 /// Reads a Cilium policy from `root`, a document (or `List` item at `path`) of kind `kind`.
@@ -832,49 +858,188 @@ fn http_rule(d: &mut Diagnostics<'_>, node: &Node, path: &str) -> Option<HttpRul
         let path = object.child(key);
         let node = object.take(key)?;
         let text = yaml::string(d, Field { node, path: &path })?;
-        // Cilium's proxy matches the whole method, path or host.
-        if let Err(error) = regex::Regex::new(&format!("^(?:{text})$")) {
-            let reason = error.to_string();
-            let reason = reason.lines().last().unwrap_or("invalid").trim();
-            d.push(
-                node.at,
-                &path,
-                format!(
-                    "{:?} is not a regular expression: {}",
-                    yaml::sanitize(&text),
-                    yaml::sanitize(reason)
-                ),
-            );
+        if let Err(error) = l7::http_regex(&text) {
+            d.push(node.at, &path, regex_problem(&text, &error));
         }
-        Some(text)
+        // Cilium reads an empty expression as no condition.
+        Some(text).filter(|t| !t.is_empty())
     };
     let method = regex(d, &mut object, "method");
     let path_regex = regex(d, &mut object, "path");
     let host = regex(d, &mut object, "host");
     let headers_path = object.child("headers");
     let headers = object.take("headers").map_or_else(Vec::new, |node| {
-        yaml::string_list(
+        let entries = yaml::string_list(
             d,
             Field {
                 node,
                 path: &headers_path,
             },
-        )
-        .into_iter()
-        .map(|(h, _)| h)
-        .collect()
+        );
+        for (i, (entry, at)) in entries.iter().enumerate() {
+            if let Some(problem) = header_entry_problem(entry) {
+                d.push(*at, &format!("{headers_path}[{i}]"), problem);
+            }
+        }
+        entries.into_iter().map(|(h, _)| h).collect()
     });
-    object.unsupported(
-        d,
-        "headerMatches",
-        &format!("`headerMatches` {UNSUPPORTED}"),
-    );
+    let matches_path = object.child("headerMatches");
+    let mut header_matches = Vec::new();
+    if let Some(node) = object.take("headerMatches") {
+        for (i, item) in yaml::list(
+            d,
+            Field {
+                node,
+                path: &matches_path,
+            },
+        )
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        {
+            if let Some(m) = header_match(d, item, &format!("{matches_path}[{i}]")) {
+                header_matches.push(m);
+            }
+        }
+    }
     object.finish(d);
     (d.count() == before).then_some(HttpRule {
         method,
         path: path_regex,
         host,
         headers,
+        header_matches,
+    })
+}
+
+/// Why the `method`, `path` or `host` expression `text` is refused.
+fn regex_problem(text: &str, error: &regex::Error) -> String {
+    match error {
+        regex::Error::CompiledTooBig(limit) => format!(
+            "{:?} is too large a regular expression: compiled, it exceeds flowscope's limit of \
+             {limit} bytes",
+            yaml::sanitize(text)
+        ),
+        _ => {
+            let reason = error.to_string();
+            let reason = reason.lines().last().unwrap_or("invalid").trim();
+            format!(
+                "{:?} is not a regular expression: {}",
+                yaml::sanitize(text),
+                yaml::sanitize(reason)
+            )
+        }
+    }
+}
+
+/// Why a `headers` entry could never match a request, if it could not. Cilium splits it at the
+/// first space ([`l7::header_entry`]), so `X-Key:value` names a header `X-Key:value`, which no
+/// request has: refused, rather than a rule that silently matches nothing.
+fn header_entry_problem(entry: &str) -> Option<String> {
+    let (name, value) = l7::header_entry(entry);
+    if let Some(problem) = l7::header_name_problem(name) {
+        if name.starts_with(':') {
+            return Some(problem);
+        }
+        return Some(format!(
+            "{problem}: Cilium splits a `headers` entry at its first space, so write \"Name\" \
+             or \"Name: value\""
+        ));
+    }
+    match value {
+        None if entry.ends_with(' ') => Some(format!(
+            "{:?} has no value after the space: write \"Name\" to require the header, or \
+             \"Name: value\"",
+            yaml::sanitize(entry)
+        )),
+        Some(value) => l7::header_value_problem(value)
+            .map(|problem| format!("the value {:?} {problem}", yaml::sanitize(value))),
+        None => None,
+    }
+}
+
+fn header_match(d: &mut Diagnostics<'_>, node: &Node, path: &str) -> Option<HeaderMatch> {
+    let before = d.count();
+    let mut object = Object::new(d, node, path)?;
+    let name = selector::required_string(d, &mut object, "name").and_then(|(name, at)| {
+        match l7::header_name_problem(&name) {
+            Some(problem) => {
+                d.push(at, &format!("{path}.name"), problem);
+                None
+            }
+            None => Some(name),
+        }
+    });
+    let value_path = object.child("value");
+    let value = object.take("value").and_then(|node| {
+        let value = yaml::string(
+            d,
+            Field {
+                node,
+                path: &value_path,
+            },
+        )?;
+        if let Some(problem) = l7::header_value_problem(&value) {
+            d.push(
+                node.at,
+                &value_path,
+                format!("{:?} {problem}", yaml::sanitize(&value)),
+            );
+        }
+        // Cilium reads an empty value as none: presence only.
+        Some(value).filter(|v| !v.is_empty())
+    });
+    let mismatch_path = object.child("mismatch");
+    let mismatch = match object.take("mismatch") {
+        None => Some(MismatchAction::Fail),
+        Some(node) => yaml::string(
+            d,
+            Field {
+                node,
+                path: &mismatch_path,
+            },
+        )
+        .and_then(|text| match text.as_str() {
+            "" => Some(MismatchAction::Fail),
+            "LOG" => Some(MismatchAction::Log),
+            "ADD" | "DELETE" | "REPLACE" => {
+                d.push(
+                    node.at,
+                    &mismatch_path,
+                    format!(
+                        "`{text}` rewrites the request's headers, which flowscope's proxy does \
+                         not do, so it refuses the policy rather than pass requests the cluster \
+                         would change; accepted: LOG, or no `mismatch` to drop the request"
+                    ),
+                );
+                None
+            }
+            other => {
+                d.push(
+                    node.at,
+                    &mismatch_path,
+                    format!(
+                        "{:?} is not LOG, ADD, DELETE or REPLACE; leave `mismatch` out to drop \
+                         a request that does not match",
+                        yaml::sanitize(other)
+                    ),
+                );
+                None
+            }
+        }),
+    };
+    object.unsupported(
+        d,
+        "secret",
+        "`secret` takes the value from a Kubernetes Secret, which flowscope does not read, so \
+         it refuses the policy rather than guess the value; write `value` instead",
+    );
+    object.finish(d);
+    let (name, mismatch) = (name?, mismatch?);
+    (d.count() == before).then_some(HeaderMatch {
+        name,
+        value,
+        mismatch,
     })
 }
 
@@ -983,6 +1148,132 @@ mod tests {
             "cnp.yaml:15:7: spec.egress[0].toFQDNs: `toFQDNs` is a Cilium feature flowscope cannot evaluate yet",
         ];
         crate::yaml::assert_errors(&errors, &expected);
+    }
+
+    /// A policy with one ingress port rule on 80/TCP holding `http`, written as a YAML flow
+    /// list.
+    fn with_http(http: &str) -> String {
+        format!(
+            "{HEAD}spec:\n  endpointSelector: {{}}\n  ingress:\n    - toPorts:\n        - ports: [{{port: \"80\", protocol: TCP}}]\n          rules:\n            http: {http}\n"
+        )
+    }
+
+    fn http_of(policy: &CiliumNetworkPolicy) -> &[HttpRule] {
+        policy.rules[0].ingress[0].to_ports[0]
+            .http
+            .as_deref()
+            .expect("http rules")
+    }
+
+    #[test]
+    fn header_matches_read_fail_and_log() {
+        let policy = read(&with_http(
+            "[{method: GET, headers: [\"X-Debug\", \"X-Env: prod\"], headerMatches: [{name: X-Token, value: abc}, {name: X-Trace, mismatch: LOG}, {name: X-Empty, value: \"\", mismatch: \"\"}]}]",
+        ))
+        .expect("valid");
+        let rule = &http_of(&policy)[0];
+        assert_eq!(rule.headers, ["X-Debug", "X-Env: prod"]);
+        assert_eq!(
+            rule.header_matches,
+            [
+                HeaderMatch {
+                    name: "X-Token".into(),
+                    value: Some("abc".into()),
+                    mismatch: MismatchAction::Fail
+                },
+                HeaderMatch {
+                    name: "X-Trace".into(),
+                    value: None,
+                    mismatch: MismatchAction::Log
+                },
+                HeaderMatch {
+                    name: "X-Empty".into(),
+                    value: None,
+                    mismatch: MismatchAction::Fail
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn header_matches_that_rewrite_or_read_secrets_are_refused() {
+        let errors = read(&with_http(
+            "[{headerMatches: [{name: A, mismatch: ADD, value: x}, {name: B, mismatch: DELETE}, {name: C, mismatch: REPLACE}, {name: D, mismatch: FAIL}, {name: E, secret: {namespace: n, name: s}}, {value: x}, {name: \"\"}, {name: \"F:x\"}, {name: G, valeu: x}, {name: H, value: \" x\"}]}]",
+        ))
+        .expect_err("invalid");
+        let at = "spec.ingress[0].toPorts[0].rules.http[0].headerMatches";
+        let expected = [
+            format!("cnp.yaml:11:57: {at}[0].mismatch: `ADD` rewrites the request's headers"),
+            format!("cnp.yaml:11:93: {at}[1].mismatch: `DELETE` rewrites"),
+            format!("cnp.yaml:11:122: {at}[2].mismatch: `REPLACE` rewrites"),
+            format!(
+                "cnp.yaml:11:152: {at}[3].mismatch: \"FAIL\" is not LOG, ADD, DELETE or REPLACE"
+            ),
+            format!(
+                "cnp.yaml:11:169: {at}[4].secret: `secret` takes the value from a Kubernetes Secret"
+            ),
+            format!("cnp.yaml:11:203: {at}[5].name: required, but missing"),
+            format!("cnp.yaml:11:222: {at}[6].name: has no header name"),
+            format!("cnp.yaml:11:234: {at}[7].name: \"F:x\" is not a header name"),
+            format!(
+                "cnp.yaml:11:252: {at}[8]: unknown key \"valeu\"; accepted keys: name, value, mismatch, secret"
+            ),
+            format!("cnp.yaml:11:280: {at}[9].value: \" x\" begins or ends with whitespace"),
+        ];
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        crate::yaml::assert_errors(&errors, &expected);
+    }
+
+    #[test]
+    fn header_entries_that_cannot_match_are_refused() {
+        let errors = read(&with_http(
+            "[{headers: [\"X-Key:true\", \"X-Key:  two spaces\", \"X-Key: \", \"\", \":scheme: https\", \"X-Ok: fine\", \":path /a\"]}]",
+        ))
+        .expect_err("invalid");
+        let at = "spec.ingress[0].toPorts[0].rules.http[0].headers";
+        let expected = [
+            format!(
+                "cnp.yaml:11:31: {at}[0]: \"X-Key:true\" is not a header name: Cilium splits a `headers` entry at its first space"
+            ),
+            format!(
+                "cnp.yaml:11:45: {at}[1]: the value \" two spaces\" begins or ends with whitespace"
+            ),
+            format!("cnp.yaml:11:67: {at}[2]: \"X-Key: \" has no value after the space"),
+            format!("cnp.yaml:11:78: {at}[3]: has no header name"),
+            format!(
+                "cnp.yaml:11:82: {at}[4]: \":scheme\" is not a pseudo-header flowscope can match"
+            ),
+        ];
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        crate::yaml::assert_errors(&errors, &expected);
+    }
+
+    #[test]
+    fn expressions_are_checked_whole_and_bounded() {
+        let big = format!("({})", vec![r"\\w{50}"; 200].join("|"));
+        let errors = read(&with_http(&format!(
+            "[{{path: \"/a)|(.*\"}}, {{host: \"{big}\"}}]"
+        )))
+        .expect_err("invalid");
+        let at = "spec.ingress[0].toPorts[0].rules.http";
+        let expected = [
+            format!("cnp.yaml:11:27: {at}[0].path: \"/a)|(.*\" is not a regular expression"),
+            format!(
+                "cnp.yaml:11:46: {at}[1].host: \"({})\" is too large a regular expression: compiled, it exceeds flowscope's limit of 1048576 bytes",
+                vec![r"\\w{50}"; 200].join("|")
+            ),
+        ];
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        crate::yaml::assert_errors(&errors, &expected);
+        // Empty expressions are no condition, as in Cilium.
+        let policy = read(&with_http("[{method: \"\", path: /a}]")).expect("valid");
+        assert_eq!(
+            http_of(&policy),
+            [HttpRule {
+                path: Some("/a".into()),
+                ..HttpRule::default()
+            }]
+        );
     }
 
     #[test]

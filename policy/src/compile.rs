@@ -56,16 +56,28 @@
 //! same; that is exact except for egress named ports (resolved on the destination pod: the
 //! union over the identity's pods is taken) and, with [`World::cidr_selects_pods`], for pods of
 //! one identity on either side of a CIDR (the identity matches if any of its pods does).
-//! Loopback (a pod to itself) never reaches the datapath and is not in the tables. HTTP rules
-//! are reduced to [`Entry::http`]: the proxy, not these tables, filters requests.
+//! Loopback (a pod to itself) never reaches the datapath and is not in the tables.
+//!
+//! # HTTP rules
+//!
+//! The tables only say which connections go through the L7 proxy ([`Entry::http`]): those
+//! every allowing clause gives HTTP rules. The proxy filters their requests with the rule sets
+//! the entry grants ([`Entry::l7`]): each is one `rules.http` list, held once in
+//! [`Compiled::http_rule_sets`] however many entries and endpoints use it, and named with the
+//! policy it comes from. The grants of an entry are those of every allowing clause whose key
+//! generalises the entry's, the same clauses that decide it, so a request passes when some
+//! rule of some granted set matches it ([`crate::l7::check_grants`]), as
+//! [`request_allowed`](crate::verdict::request_allowed) says.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::cilium::{self, CiliumNetworkPolicy, Entity, PeerRule, Peers, PortProtocol, Subject};
+use crate::cilium::{
+    self, CiliumNetworkPolicy, Entity, HttpRule, PeerRule, Peers, PortProtocol, Subject,
+};
 use crate::load::{PolicyBody, PolicyId, PolicySet};
 use crate::networkpolicy::{NetworkPolicy, NetworkPolicyPeer};
 use crate::ports::{PortRef, Protocol};
@@ -115,6 +127,9 @@ pub struct Compiled {
     pub cidrs: Vec<(IpNet, u32)>,
     /// Every policy of the set, in set order; [`Entry::policies`] are indices into it.
     pub policies: Vec<PolicyId>,
+    /// The `rules.http` lists some entry grants, each once (equal lists are one);
+    /// [`L7Grant::rule_set`] is an index into it.
+    pub http_rule_sets: Vec<Vec<HttpRule>>,
 }
 
 impl Compiled {
@@ -138,6 +153,14 @@ impl Compiled {
                 },
                 |(_, id)| *id,
             )
+    }
+
+    /// The policy and the HTTP rules of a grant; `None` for a grant of another compilation.
+    pub fn grant(&self, grant: &L7Grant) -> Option<(&PolicyId, &[HttpRule])> {
+        Some((
+            self.policies.get(grant.policy as usize)?,
+            self.http_rule_sets.get(grant.rule_set as usize)?,
+        ))
     }
 }
 
@@ -182,6 +205,19 @@ pub struct Entry {
     pub policies: Vec<u32>,
     /// Every allowing rule carries HTTP rules: the connection goes through the L7 proxy.
     pub http: bool,
+    /// With [`Entry::http`], the HTTP rule sets the proxy applies to each request, sorted and
+    /// unique: a request passes when a rule of one of them matches. Empty otherwise.
+    pub l7: Vec<L7Grant>,
+}
+
+/// One HTTP rule set an entry applies, and the policy it belongs to (whose name the proxy
+/// reports, as Hubble's `*_allowed_by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct L7Grant {
+    /// An index into [`Compiled::policies`].
+    pub policy: u32,
+    /// An index into [`Compiled::http_rule_sets`].
+    pub rule_set: u32,
 }
 
 /// What an entry decides.
@@ -315,10 +351,12 @@ pub fn compile(
     endpoints: &[EndpointIdentity],
 ) -> Result<Compiled, CompileError> {
     let universe = Universe::new(set, world, endpoints)?;
+    let mut rule_sets = RuleSets::default();
     let mut out = Compiled {
         endpoints: Vec::new(),
         cidrs: universe.cidrs.clone(),
         policies: set.policies.iter().map(|p| p.id()).collect(),
+        http_rule_sets: Vec::new(),
     };
     for local in 0..universe.pods.len() {
         let mut tables = [DirectionTable::default(), DirectionTable::default()];
@@ -327,7 +365,7 @@ pub fn compile(
             .zip(tables.iter_mut())
         {
             let mut clauses = Clauses::default();
-            universe.clauses(set, local, direction, &mut clauses);
+            universe.clauses(set, local, direction, &mut clauses, &mut rule_sets);
             *table = clauses.table();
         }
         let [ingress, egress] = tables;
@@ -337,7 +375,29 @@ pub fn compile(
             egress,
         });
     }
+    out.http_rule_sets = rule_sets
+        .sets
+        .into_iter()
+        .map(<[HttpRule]>::to_vec)
+        .collect();
     Ok(out)
+}
+
+/// The distinct `rules.http` lists met while compiling, numbered in the order met: a list is
+/// hashed once per clause using it, and copied once into [`Compiled::http_rule_sets`].
+#[derive(Default)]
+struct RuleSets<'s> {
+    index: HashMap<&'s [HttpRule], u32>,
+    sets: Vec<&'s [HttpRule]>,
+}
+
+impl<'s> RuleSets<'s> {
+    fn intern(&mut self, rules: &'s [HttpRule]) -> u32 {
+        *self.index.entry(rules).or_insert_with(|| {
+            self.sets.push(rules);
+            (self.sets.len() - 1) as u32
+        })
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -510,7 +570,14 @@ impl<'w> Universe<'w> {
     }
 
     /// Adds the clauses of every rule applying to pod `local` in `direction`.
-    fn clauses(&self, set: &PolicySet, local: usize, direction: Direction, out: &mut Clauses) {
+    fn clauses(
+        &self,
+        set: &'w PolicySet,
+        local: usize,
+        direction: Direction,
+        out: &mut Clauses,
+        rule_sets: &mut RuleSets<'w>,
+    ) {
         let subject = self.pods[local].pod;
         for (index, policy) in set.policies.iter().enumerate() {
             let index = index as u32;
@@ -520,6 +587,7 @@ impl<'w> Universe<'w> {
                 direction,
                 policy: index,
                 out: &mut *out,
+                rule_sets: &mut *rule_sets,
             };
             match &policy.body {
                 PolicyBody::Kubernetes(np) => ctx.kubernetes(np, subject),
@@ -574,9 +642,10 @@ struct Ctx<'u, 'w> {
     direction: Direction,
     policy: u32,
     out: &'u mut Clauses,
+    rule_sets: &'u mut RuleSets<'w>,
 }
 
-impl Ctx<'_, '_> {
+impl<'w> Ctx<'_, 'w> {
     fn kubernetes(&mut self, np: &NetworkPolicy, subject: &Pod) {
         let (isolates, rules) = match self.direction {
             Direction::Ingress => (np.policy_types.ingress, &np.ingress),
@@ -616,7 +685,7 @@ impl Ctx<'_, '_> {
                 self.policy,
                 Kind::Allow {
                     l4: true,
-                    http: false,
+                    http: None,
                 },
             );
         }
@@ -639,7 +708,7 @@ impl Ctx<'_, '_> {
         }
     }
 
-    fn cilium(&mut self, cnp: &CiliumNetworkPolicy, subject: &Pod) {
+    fn cilium(&mut self, cnp: &'w CiliumNetworkPolicy, subject: &Pod) {
         for rule in &cnp.rules {
             let Subject::Endpoints(selector) = &rule.subject else {
                 continue;
@@ -668,7 +737,7 @@ impl Ctx<'_, '_> {
         }
     }
 
-    fn cilium_peer_rule(&mut self, cnp: &CiliumNetworkPolicy, rule: &PeerRule, deny: bool) {
+    fn cilium_peer_rule(&mut self, cnp: &CiliumNetworkPolicy, rule: &'w PeerRule, deny: bool) {
         let u = self.universe;
         let remotes = match &rule.peers {
             Peers::Unspecified if rule.to_ports.is_empty() => return,
@@ -711,7 +780,7 @@ impl Ctx<'_, '_> {
             } else {
                 Kind::Allow {
                     l4: true,
-                    http: false,
+                    http: None,
                 }
             };
             self.out.push(keys, self.policy, kind);
@@ -734,7 +803,11 @@ impl Ctx<'_, '_> {
             } else {
                 Kind::Allow {
                     l4: port_rule.http.is_none(),
-                    http: port_rule.http.as_ref().is_some_and(|h| !h.is_empty()),
+                    http: port_rule
+                        .http
+                        .as_deref()
+                        .filter(|rules| !rules.is_empty())
+                        .map(|rules| self.rule_sets.intern(rules)),
                 }
             };
             let keys = self.keys(&remotes, &specs);
@@ -824,10 +897,11 @@ fn port_spec(protocol: Option<Protocol>, port: Option<&PortRef>, end: Option<u16
 #[derive(Clone, Copy)]
 enum Kind {
     Deny,
-    /// `l4`: admits at L4, whatever HTTP rules say; `http`: carries HTTP rules.
+    /// `l4`: admits at L4, whatever HTTP rules say; `http`: carries HTTP rules, the index of
+    /// their set in [`Compiled::http_rule_sets`].
     Allow {
         l4: bool,
-        http: bool,
+        http: Option<u32>,
     },
 }
 
@@ -859,7 +933,9 @@ impl Clauses {
     fn entry(&self, key: Key) -> Option<Entry> {
         let (id, proto, port, port_bits) = key;
         let (mut allow, mut deny) = (BTreeSet::new(), BTreeSet::new());
-        let (mut l4, mut http) = (false, false);
+        let mut l4 = false;
+        // Allocates only for keys with HTTP rules.
+        let mut grants = BTreeSet::new();
         for i in [id, 0] {
             for p in [proto, 0] {
                 // Every block containing the key's ports, down to "any port".
@@ -873,7 +949,12 @@ impl Clauses {
                             Kind::Allow { l4: a, http: h } => {
                                 allow.insert(*policy);
                                 l4 |= a;
-                                http |= h;
+                                if let Some(rule_set) = h {
+                                    grants.insert(L7Grant {
+                                        policy: *policy,
+                                        rule_set: *rule_set,
+                                    });
+                                }
                             }
                         }
                     }
@@ -887,6 +968,7 @@ impl Clauses {
         } else {
             return None;
         };
+        let http = decision == Decision::Allow && self.enforced && !l4 && !grants.is_empty();
         Some(Entry {
             remote_identity: id,
             protocol: proto,
@@ -894,7 +976,12 @@ impl Clauses {
             port_bits,
             decision,
             policies: policies.into_iter().collect(),
-            http: decision == Decision::Allow && self.enforced && !l4 && http,
+            http,
+            l7: if http {
+                grants.into_iter().collect()
+            } else {
+                Vec::new()
+            },
         })
     }
 }

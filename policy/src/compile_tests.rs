@@ -2,12 +2,18 @@
 //! more), every ordered pair of ends (the x/y/z pods, one more pod sharing x/a's identity, and
 //! addresses outside the cluster), several ports and every protocol, [`lookup`] in the tables
 //! must give the same decision and the same attribution as [`verdict()`] in each direction.
+//! Where the entry sends the connection through the L7 proxy, its grants must name exactly the
+//! HTTP rules [`verdict()`] applies, and sample requests must get from the compiled matchers
+//! ([`check_grants`]) the answer of [`request_allowed`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::*;
-use crate::verdict::{Connection, DirectionVerdict, NamedPort, Namespace, Peer, verdict};
+use crate::l7::{HttpMatcher, OwnedRequest, check_grants};
+use crate::verdict::{
+    Connection, DirectionVerdict, NamedPort, Namespace, Peer, request_allowed, verdict,
+};
 
 const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 const PODS: [&str; 3] = ["a", "b", "c"];
@@ -462,6 +468,64 @@ fn cases() -> Vec<(&'static str, String)> {
                 "  endpointSelector: {matchLabels: {pod: a}}\n  ingress:\n    - fromEntities: [all]\n      toPorts: [{ports: [{port: \"32768\", endPort: 65535, protocol: TCP}, {port: \"80\", protocol: TCP}]}]\n  ingressDeny:\n    - fromEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: z}}]\n      toPorts: [{ports: [{port: \"39999\", endPort: 40001}]}]\n",
             ),
         ),
+        // HTTP rules: rule sets that differ per peer on one port, an L4 allow lifting them for
+        // one peer, port ranges, deny rules on the same port, egress, `http: []`.
+        (
+            "cilium_http_rules_differ_per_peer",
+            cnp(
+                "x",
+                "b-gets",
+                "  endpointSelector: {matchLabels: {pod: a}}\n  ingress:\n    - fromEndpoints: [{matchLabels: {pod: b}}]\n      toPorts:\n        - ports: [{port: \"80\", protocol: TCP}]\n          rules: {http: [{method: GET, path: \"/b/.*\"}]}\n",
+            ) + &cnp(
+                "x",
+                "y-posts",
+                "  endpointSelector: {}\n  ingress:\n    - fromEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: \"y\"}}]\n      toPorts:\n        - ports: [{port: \"80\", protocol: TCP}]\n          rules:\n            http:\n              - {method: POST, path: /submit, headers: [\"X-From: y\"]}\n              - {method: HEAD}\n",
+            ) + &cnp(
+                "x",
+                "cluster-tokens",
+                "  endpointSelector: {matchLabels: {pod: a}}\n  ingress:\n    - fromEntities: [cluster]\n      toPorts:\n        - ports: [{port: \"80\", protocol: TCP}]\n          rules:\n            http:\n              - method: GET\n                headerMatches:\n                  - {name: X-Token, value: t}\n                  - {name: X-Trace, mismatch: LOG}\n",
+            ) + &cnp(
+                "x",
+                "c-same-as-b-gets",
+                "  endpointSelector: {matchLabels: {pod: c}}\n  ingress:\n    - fromEndpoints: [{matchLabels: {pod: b}}]\n      toPorts:\n        - ports: [{port: \"80\", protocol: TCP}]\n          rules: {http: [{method: GET, path: \"/b/.*\"}]}\n",
+            ),
+        ),
+        (
+            "cilium_l4_allow_beside_http_for_everyone",
+            cnp(
+                "x",
+                "get-for-all",
+                "  endpointSelector: {matchLabels: {pod: a}}\n  ingress:\n    - toPorts:\n        - ports: [{port: \"80\", protocol: TCP}]\n          rules: {http: [{method: GET}]}\n",
+            ) + &cnp(
+                "x",
+                "c-at-l4",
+                "  endpointSelector: {matchLabels: {pod: a}}\n  ingress:\n    - fromEndpoints: [{matchLabels: {pod: c}}]\n      toPorts:\n        - ports: [{port: \"80\", protocol: TCP}]\n",
+            ),
+        ),
+        (
+            "cilium_http_rules_on_a_port_range",
+            cnp(
+                "x",
+                "range",
+                "  endpointSelector: {}\n  ingress:\n    - toPorts:\n        - ports: [{port: \"1000\", endPort: 9000, protocol: TCP}]\n          rules: {http: [{method: GET}]}\n    - fromEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: \"y\"}}]\n      toPorts:\n        - ports: [{port: \"8080\", protocol: TCP}]\n          rules: {http: [{method: POST}]}\n    - fromEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: z}}]\n      toPorts:\n        - ports: [{port: \"1024\", endPort: 2047, protocol: TCP}]\n",
+            ),
+        ),
+        (
+            "cilium_http_rules_beside_deny_on_the_same_port",
+            cnp(
+                "y",
+                "api-but-not-z",
+                "  endpointSelector: {}\n  ingress:\n    - fromEntities: [all]\n      toPorts:\n        - ports: [{port: \"80\", protocol: TCP}]\n          rules: {http: [{method: GET, path: \"/api/.*\"}]}\n  ingressDeny:\n    - fromEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: z}}]\n      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n",
+            ),
+        ),
+        (
+            "cilium_http_rules_on_egress",
+            cnp(
+                "y",
+                "c-out",
+                "  endpointSelector: {matchLabels: {pod: c}}\n  egress:\n    - toEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: z}}]\n      toPorts:\n        - ports: [{port: \"80\", protocol: TCP}]\n          rules: {http: [{method: GET, host: \"z-api(:80)?\"}]}\n        - ports: [{port: \"81\", protocol: TCP}]\n          rules: {http: []}\n    - toCIDR: [192.0.2.0/24]\n      toPorts:\n        - ports: [{port: \"443\", protocol: TCP}]\n          rules: {http: [{path: /health}]}\n",
+            ),
+        ),
         (
             "egress_range_to_cidr_and_named_port",
             np(
@@ -494,6 +558,11 @@ fn describe(peer: &Peer) -> String {
 fn disagreements(set: &PolicySet, world: &World) -> Vec<String> {
     let ids = identities(world);
     let compiled = compile(set, world, &ids).expect("compiles");
+    let matchers: Vec<HttpMatcher> = compiled
+        .http_rule_sets
+        .iter()
+        .map(|rules| HttpMatcher::new(rules).expect("rules read by the crate compile"))
+        .collect();
     let endpoint = |peer: &Peer| -> Option<&EndpointIdentity> {
         match peer {
             Peer::Pod { namespace, name } => ids
@@ -537,16 +606,107 @@ fn disagreements(set: &PolicySet, world: &World) -> Vec<String> {
                         });
                         let got = judge(&compiled, table, identity(remote), protocol, port);
                         let want = expected(dv);
+                        let at = format!(
+                            "{} -> {} {port}/{protocol} {direction}",
+                            describe(src),
+                            describe(dst)
+                        );
                         if got != want {
-                            out.push(format!(
-                                "{} -> {} {port}/{protocol} {direction}: tables say {got:?}, verdict {want:?}",
-                                describe(src),
-                                describe(dst)
-                            ));
+                            out.push(format!("{at}: tables say {got:?}, verdict {want:?}"));
+                        }
+                        let entry = table.and_then(|t| {
+                            lookup(t, identity(remote), protocol_number(protocol), port)
+                        });
+                        if let Some(entry) = entry {
+                            out.extend(
+                                l7_disagreements(&compiled, &matchers, entry, dv)
+                                    .into_iter()
+                                    .map(|problem| format!("{at}: {problem}")),
+                            );
                         }
                     }
                 }
             }
+        }
+    }
+    out
+}
+
+/// Requests the HTTP rules of the cases tell apart.
+fn sample_requests() -> Vec<OwnedRequest> {
+    let get = |path: &str| OwnedRequest::new("GET", path);
+    vec![
+        get("/"),
+        get("/b/x?q=1"),
+        get("/api/items").with_host("z-api:80"),
+        get("/api/items").with_host("z-api:8080"),
+        get("/health"),
+        get("/").with_header("X-Token", "t"),
+        get("/")
+            .with_header("x-token", "t")
+            .with_header("x-trace", "1"),
+        get("/").with_header("x-token", "u"),
+        OwnedRequest::new("HEAD", "/b/x"),
+        OwnedRequest::new("POST", "/submit").with_header("X-From", "y"),
+        OwnedRequest::new("POST", "/submit"),
+        OwnedRequest::new("POST", "/health"),
+        OwnedRequest::new("DELETE", "/api/items"),
+    ]
+}
+
+/// Where `entry`'s L7 grants and `dv`'s HTTP rules disagree: the rules named (as a set of
+/// policy and rule), and the answers to [`sample_requests`].
+fn l7_disagreements(
+    compiled: &Compiled,
+    matchers: &[HttpMatcher],
+    entry: &Entry,
+    dv: &DirectionVerdict,
+) -> Vec<String> {
+    if !entry.http {
+        return if entry.l7.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!("grants {:?} without the proxy", entry.l7)]
+        };
+    }
+    let mut out = Vec::new();
+    let mut sorted = entry.l7.clone();
+    sorted.sort();
+    sorted.dedup();
+    if sorted != entry.l7 {
+        out.push(format!("grants {:?} are not sorted and unique", entry.l7));
+    }
+    let granted: HashSet<(String, &cilium::HttpRule)> = entry
+        .l7
+        .iter()
+        .flat_map(|grant| {
+            let (policy, rules) = compiled.grant(grant).expect("a grant of this compilation");
+            rules.iter().map(move |rule| (policy.to_string(), rule))
+        })
+        .collect();
+    let applied: HashSet<(String, &cilium::HttpRule)> = dv
+        .http_rules
+        .iter()
+        .map(|a| (a.policy.to_string(), &a.rule))
+        .collect();
+    if granted != applied {
+        out.push(format!(
+            "grants name {granted:?}, verdict applies {applied:?}"
+        ));
+    }
+    for req in sample_requests() {
+        let got = check_grants(matchers, &entry.l7, &req).is_some();
+        let want = request_allowed(dv, &req);
+        if got != want {
+            let headers: Vec<String> = req
+                .headers
+                .iter()
+                .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(value)))
+                .collect();
+            out.push(format!(
+                "{} {} {headers:?}: matchers say {got}, request_allowed {want}",
+                req.method, req.path
+            ));
         }
     }
     out
@@ -694,6 +854,7 @@ fn lookup_prefers_the_more_specific_key() {
         decision: Decision::Allow,
         policies: vec![policy],
         http: false,
+        l7: Vec::new(),
     };
     let exact = (80, EXACT_PORT);
     let (small, big, any) = ((80, 14), (0, 9), (0, 0)); // 80-83, 0-127, any
@@ -946,4 +1107,72 @@ fn rules_on_all_ports_stay_small() {
             .iter()
             .all(|e| e.egress.entries.is_empty() && !e.egress.enforced)
     );
+}
+
+#[test]
+fn http_entries_grant_rule_sets_by_index() {
+    let yaml: String = cases()
+        .into_iter()
+        .filter(|(name, _)| {
+            *name == "cilium_http_rules_differ_per_peer"
+                || *name == "cilium_l4_allow_beside_http_for_everyone"
+        })
+        .map(|(_, yaml)| yaml)
+        .collect();
+    let (compiled, ids) = compile_one(&yaml);
+    // `b-gets` and `c-same-as-b-gets` hold equal lists: one rule set.
+    let names: Vec<&str> = compiled.policies.iter().map(|p| p.name.as_str()).collect();
+    let index = |name: &str| names.iter().position(|n| *n == name).expect("policy") as u32;
+    assert_eq!(
+        compiled.http_rule_sets.len(),
+        4,
+        "{:#?}",
+        compiled.http_rule_sets
+    );
+    let ingress = |pod: &str| &tables(&compiled, &ids, "x", pod).ingress;
+    let from = |ns: &str, pod: &str, to: &str| {
+        lookup(ingress(to), identity_of(&ids, ns, pod), PROTO_TCP, 80).expect("entry")
+    };
+    let b_gets = from("x", "b", "c").l7.clone();
+    assert_eq!(b_gets.len(), 1);
+    assert_eq!(b_gets[0].policy, index("c-same-as-b-gets"));
+    // x/b -> x/a: every allowing clause has HTTP rules; four policies grant theirs.
+    let to_a = from("x", "b", "a");
+    assert!(to_a.http);
+    let policies: Vec<u32> = to_a.l7.iter().map(|g| g.policy).collect();
+    let mut want = vec![
+        index("b-gets"),
+        index("cluster-tokens"),
+        index("get-for-all"),
+    ];
+    want.sort();
+    assert_eq!(policies, want);
+    let rule_set_of = |policy: &str| {
+        to_a.l7
+            .iter()
+            .find(|g| g.policy == index(policy))
+            .expect("grant")
+            .rule_set
+    };
+    assert_eq!(rule_set_of("b-gets"), b_gets[0].rule_set, "shared");
+    // x/c -> x/a: `c-at-l4` admits every request; nothing goes through the proxy.
+    let from_c = from("x", "c", "a");
+    assert_eq!(from_c.decision, Decision::Allow);
+    assert!(!from_c.http && from_c.l7.is_empty(), "{from_c:?}");
+    // y/a -> x/b: only `y-posts` selects x/b, on 80.
+    let y_to_b = from("y", "a", "b");
+    assert!(y_to_b.http);
+    assert_eq!(
+        compiled
+            .grant(&y_to_b.l7[0])
+            .map(|(p, rules)| (p.name.as_str(), rules.len())),
+        Some(("y-posts", 2))
+    );
+    assert!(compiled.endpoints.iter().all(|e| {
+        e.ingress
+            .entries
+            .iter()
+            .chain(&e.egress.entries)
+            .all(|entry| entry.http != entry.l7.is_empty())
+    }));
 }

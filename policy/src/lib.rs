@@ -10,11 +10,14 @@
 //! `networkpolicy` / `cilium` (typed models, checked with `names` and `selector`). What a set
 //! of policies means for a connection is [`verdict()`], a pure function over the set, the pods
 //! and namespaces of a [`World`], and the [`Connection`]; [`compile()`] turns the same meaning
-//! into per-endpoint lookup tables for the eBPF datapath.
+//! into per-endpoint lookup tables for the eBPF datapath. Cilium's HTTP rules are applied per
+//! request by the observer's L7 proxy with [`l7`]'s [`HttpMatcher`], over the rule sets each
+//! table entry grants; [`request_allowed`] is the reference it is held to.
 
 pub mod cilium;
 pub mod compile;
 mod error;
+pub mod l7;
 mod load;
 mod meta;
 mod names;
@@ -26,13 +29,17 @@ mod yaml;
 
 pub use compile::{
     CompileError, Compiled, Decision, DirectionTable, EndpointIdentity, EndpointTables, Entry,
-    compile, lookup,
+    L7Grant, compile, lookup,
 };
 pub use error::PolicyError;
+pub use l7::{
+    GrantMatch, HttpMatcher, HttpRequestFields, HttpRuleError, OwnedRequest, RuleMatch,
+    check_grants,
+};
 pub use load::{
     MANIFEST_EXTENSIONS, ParsedFile, Policy, PolicyBody, PolicyId, PolicyKind, PolicySet, load_dir,
     parse_file, parse_file_in,
 };
 pub use meta::DEFAULT_NAMESPACE;
 pub use ports::{PortRef, Protocol};
-pub use verdict::{Connection, Peer, Verdict, World, verdict};
+pub use verdict::{Connection, Peer, Verdict, World, request_allowed, verdict};

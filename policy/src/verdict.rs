@@ -41,6 +41,22 @@
 //! - HTTP rules of the allowing rules are reported; Cilium's proxy then filters requests, unless
 //!   some other allowing rule admits the same traffic at L4 only.
 //! - `nodeSelector` rules select nodes, which a [`World`] has none of.
+//!
+//! # Requests
+//!
+//! [`request_allowed`] says whether one HTTP request on an allowed connection passes one end,
+//! as the L7 proxy at that end decides it ([`Verdict::request_allowed`]: both ends):
+//! - The connection goes through the proxy only when every rule allowing it carries HTTP rules
+//!   ([`DirectionVerdict::l7_enforced`]). One rule admitting it at L4 (a Kubernetes policy, a
+//!   Cilium rule without `rules.http`) admits every request, as in Cilium: rules add up.
+//! - Through the proxy, a request passes when at least one of [`DirectionVerdict::http_rules`]
+//!   matches it, whichever policy or port rule the rule comes from (rules are ORed); a rule
+//!   matches when all of its fields do (ANDed); a rule without fields matches everything.
+//! - `method`, `path`, `host`: regular expressions matching the whole `:method`, `:path` (query
+//!   included) and `:authority` (port included when the client sent it). `headers` and
+//!   `headerMatches`: presence, or the exact value; a `headerMatches` entry with
+//!   `mismatch: LOG` never fails a rule. The details are in [`crate::l7`], whose
+//!   [`HttpMatcher`](crate::l7::HttpMatcher) is the fast form of the same reading.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -48,8 +64,10 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::cilium::{
-    self, CiliumNetworkPolicy, CiliumRule, Entity, HttpRule, PeerRule, Peers, PortProtocol, Subject,
+    self, CiliumNetworkPolicy, CiliumRule, Entity, HttpRule, MismatchAction, PeerRule, Peers,
+    PortProtocol, Subject,
 };
+use crate::l7::{self, HttpRequestFields};
 use crate::load::{PolicyBody, PolicyId, PolicySet};
 use crate::networkpolicy::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use crate::ports::{PortRef, Protocol};
@@ -160,6 +178,43 @@ impl Verdict {
     pub fn allowed(&self) -> bool {
         self.egress.allowed && self.ingress.allowed
     }
+
+    /// Whether `req`, sent on the connection, reaches the server: the connection is allowed
+    /// and the proxies at both ends (where enforced) pass the request.
+    pub fn request_allowed(&self, req: &impl HttpRequestFields) -> bool {
+        self.allowed() && request_allowed(&self.egress, req) && request_allowed(&self.ingress, req)
+    }
+}
+
+/// Whether `req` passes at the end `v` judges (see "Requests" in the module documentation):
+/// the connection is allowed here, and either the proxy does not filter it or one of the HTTP
+/// rules applied matches the request. Reads the rules afresh on every call: a reference, not
+/// the proxy's fast path ([`HttpMatcher`](crate::l7::HttpMatcher)).
+pub fn request_allowed(v: &DirectionVerdict, req: &impl HttpRequestFields) -> bool {
+    v.allowed && (!v.l7_enforced || v.http_rules.iter().any(|a| http_rule_matches(&a.rule, req)))
+}
+
+/// Whether `rule` matches `req`, read field by field. An expression that does not compile
+/// (never in rules this crate read) matches nothing.
+fn http_rule_matches(rule: &HttpRule, req: &impl HttpRequestFields) -> bool {
+    let regex = |pattern: &Option<String>, value: Option<&str>| match pattern.as_deref() {
+        None | Some("") => true,
+        Some(pattern) => {
+            value.is_some_and(|v| l7::http_regex(pattern).is_ok_and(|r| r.is_match(v)))
+        }
+    };
+    regex(&rule.method, Some(req.method()))
+        && regex(&rule.path, Some(req.path()))
+        && regex(&rule.host, req.host())
+        && rule.headers.iter().all(|entry| {
+            let (name, value) = l7::header_entry(entry);
+            l7::header_holds(req, name, value)
+        })
+        && rule
+            .header_matches
+            .iter()
+            .filter(|m| m.mismatch == MismatchAction::Fail)
+            .all(|m| l7::header_holds(req, &m.name, m.value.as_deref()))
 }
 
 /// The decision in one direction at one end.

@@ -687,6 +687,34 @@ impl FlowMetrics {
     pub fn record_http(&mut self, rec: &FlowRecord, http: &HttpRecord) {
         let now = Instant::now();
         self.count_l7(rec, Protocol::Http, now);
+        // A request the L7 proxy judged is a policy verdict, as Hubble counts its proxy's
+        // access log (`match="l7/http"`).
+        if !http.response
+            && rec.ev.proxy != 0
+            && rec.src.identity != IDENTITY_HOST
+            && let Some(f) = &mut self.policy
+        {
+            let (saddr, daddr) = rec.addrs();
+            let view = View {
+                src: &rec.src,
+                dst: &rec.dst,
+                saddr,
+                daddr,
+                direction: rec.traffic_direction(),
+            };
+            let labels = PolicyLabels {
+                direction: rec.traffic_direction(),
+                matched: super::labels::MATCH_L7_HTTP,
+                action: rec.verdict(),
+            };
+            Lookup {
+                endpoints: &mut self.endpoints,
+                live: &self.live,
+                now,
+            }
+            .counter(f, labels, &view)
+            .inc();
+        }
         let Some(h) = &mut self.http else { return };
         if !http.response {
             return;

@@ -99,7 +99,7 @@ impl Collector for Health {
         )?;
 
         // Copied out under the lock; encoded after it is released.
-        let (dp, interfaces, endpoints, policy, export) = match st.runtime.lock() {
+        let (dp, interfaces, endpoints, policy, export, proxy) = match st.runtime.lock() {
             Ok(rt) => (
                 rt.datapath.clone(),
                 rt.interfaces.len(),
@@ -114,6 +114,7 @@ impl Collector for Health {
                     )
                 }),
                 rt.export.clone(),
+                rt.proxy.clone(),
             ),
             Err(_) => return Ok(()),
         };
@@ -169,6 +170,17 @@ impl Collector for Health {
                 "Connection tracking inserts that failed",
                 dp.conntrack_full,
             ),
+            (
+                "datapath_proxy_redirects",
+                "New TCP connections the datapath handed to the L7 proxy",
+                dp.proxy_redirects,
+            ),
+            (
+                "datapath_proxy_failures",
+                "New TCP connections that needed the L7 proxy and were dropped (no listener, \
+                 failed assignment, or reaching their endpoint without passing the proxy)",
+                dp.proxy_failures,
+            ),
         ] {
             counter(&mut e, name, help, value)?;
         }
@@ -209,6 +221,75 @@ impl Collector for Health {
             "Endpoints with a policy-isolated direction",
             enforced as i64,
         )?;
+        // Only when the L7 proxy runs (with policies).
+        if let Some(p) = proxy {
+            gauge(
+                &mut e,
+                "proxy_connections",
+                "Connections the L7 proxy serves now",
+                p.connections_active as i64,
+            )?;
+            gauge(
+                &mut e,
+                "proxy_max_connections",
+                "Connections the L7 proxy serves at most (--proxy-max-connections)",
+                p.max_connections as i64,
+            )?;
+            for (name, help, value) in [
+                (
+                    "proxy_connections_accepted",
+                    "Connections the L7 proxy accepted",
+                    p.connections_total,
+                ),
+                (
+                    "proxy_connections_refused",
+                    "Connections the L7 proxy refused at its connection limit",
+                    p.connections_refused,
+                ),
+                (
+                    "proxy_connections_reset",
+                    "Proxied connections reset because the policy no longer admits them",
+                    p.connections_reset,
+                ),
+                (
+                    "proxy_requests_malformed",
+                    "Requests the L7 proxy could not parse (answered 400/431) or whose head \
+                     did not arrive in time",
+                    p.requests_malformed,
+                ),
+                (
+                    "proxy_upstream_errors",
+                    "Allowed requests whose server could not be reached (answered 503)",
+                    p.upstream_errors,
+                ),
+                (
+                    "proxy_header_mismatches_logged",
+                    "headerMatches with the LOG action that did not match",
+                    p.header_mismatches_logged,
+                ),
+                (
+                    "proxy_flows_lost",
+                    "L7 flows of the proxy dropped because the pipeline's queue was full",
+                    p.flows_lost,
+                ),
+            ] {
+                counter(&mut e, name, help, value)?;
+            }
+            let m = e.encode_descriptor(
+                "proxy_requests",
+                "Requests the L7 proxy judged, by verdict",
+                None,
+                MetricType::Counter,
+            )?;
+            let mut m = m;
+            for (verdict, value) in [
+                ("forwarded", p.requests_forwarded),
+                ("dropped", p.requests_denied),
+                ("audit", p.requests_audited),
+            ] {
+                ConstCounter::new(value).encode(m.encode_family(&[("verdict", verdict)])?)?;
+            }
+        }
         // Only with --export-file.
         if let Some(x) = export {
             counter(

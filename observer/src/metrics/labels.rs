@@ -315,6 +315,9 @@ impl EncodeLabelValue for IcmpType {
     }
 }
 
+/// [`PolicyLabels::matched`] of a request the L7 proxy judged: Hubble's `l7/http`.
+pub(crate) const MATCH_L7_HTTP: u8 = 255;
+
 /// `policy_verdicts_total{direction,match,action}`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct PolicyLabels {
@@ -342,6 +345,7 @@ impl FixedLabels for PolicyLabels {
             4 => "all",
             5 => "l3-proto",
             6 => "proto-only",
+            MATCH_L7_HTTP => "l7/http",
             _ => "unknown",
         };
         let action = match self.action {

@@ -1,7 +1,7 @@
 //! Loads the kernel programs, fills their maps and keeps them attached to the interfaces the
 //! observer was asked to watch, as interfaces come and go.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, net::IpAddr};
 
 use anyhow::{Context as _, anyhow};
 use aya::{
@@ -13,11 +13,11 @@ use aya::{
     programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
 };
 use flowscope_common::{
-    CONFIG_AUDIT, CONFIG_DNS, CONFIG_GENERATION, Config, DenyKey, DenyValue, EndpointInfo,
-    FAMILY_IPV4, FAMILY_IPV6, GENERATION_SHIFT, IP_KEY_FIXED_BITS, IdentityValue, IpKey,
-    MAP_CONFIG, MAP_DENY, MAP_ENDPOINTS, MAP_EVENTS, MAP_IPCACHE, MAP_IPCACHE_HOSTS, MAP_POLICY,
-    MAP_POLICY_RANGES, MAP_STATS, POLICY_RANGE_KEY_FIXED_BITS, PROG_EGRESS, PROG_INGRESS,
-    PolicyKey, PolicyRangeKey, PolicyValue, STAT_COUNT,
+    CONFIG_AUDIT, CONFIG_DNS, CONFIG_GENERATION, CONFIG_L7_INGRESS, Config, DenyKey, DenyValue,
+    EndpointInfo, FAMILY_IPV4, FAMILY_IPV6, GENERATION_SHIFT, IP_KEY_FIXED_BITS, IdentityValue,
+    IpKey, MAP_CONFIG, MAP_DENY, MAP_ENDPOINTS, MAP_EVENTS, MAP_IPCACHE, MAP_IPCACHE_HOSTS,
+    MAP_L7_INGRESS, MAP_POLICY, MAP_POLICY_RANGES, MAP_STATS, POLICY_RANGE_KEY_FIXED_BITS,
+    PROG_EGRESS, PROG_INGRESS, PolicyKey, PolicyRangeKey, PolicyValue, STAT_COUNT,
 };
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
@@ -54,6 +54,8 @@ pub struct Datapath {
     failed: HashMap<String, u32>,
     /// Prefixes written to the ipcache by the last policy install.
     ipcache_installed: std::collections::HashSet<IpNet>,
+    /// Addresses written to the L7 ingress map by the last policy install.
+    l7_ingress_installed: std::collections::HashSet<IpAddr>,
 }
 
 impl Datapath {
@@ -85,6 +87,9 @@ impl Datapath {
                 summary_interval_ns,
                 flags: 0,
                 http_ports: [0; flowscope_common::HTTP_PORTS_MAX],
+                proxy_port_ingress: 0,
+                proxy_port_egress: 0,
+                _pad: 0,
             },
             0,
         )?;
@@ -108,6 +113,7 @@ impl Datapath {
             attached: HashMap::new(),
             failed: HashMap::new(),
             ipcache_installed: Default::default(),
+            l7_ingress_installed: Default::default(),
         })
     }
 
@@ -134,6 +140,16 @@ impl Datapath {
             config.set(0, c, 0)?;
         }
         self.set_config_flag(flowscope_common::CONFIG_HTTP, !ports.is_empty())
+    }
+
+    /// The L7 proxy's listener ports (0: no proxy; connections that need it are dropped).
+    pub fn set_proxy_ports(&mut self, ingress: u16, egress: u16) -> anyhow::Result<()> {
+        let mut config: Array<&mut MapData, Config> = Array::try_from(self.map_mut(MAP_CONFIG)?)?;
+        let mut c = config.get(&0, 0)?;
+        c.proxy_port_ingress = ingress;
+        c.proxy_port_egress = egress;
+        config.set(0, c, 0)?;
+        Ok(())
     }
 
     /// DNS visibility: DNS messages on UDP port 53 are reported with their first bytes.
@@ -190,13 +206,16 @@ impl Datapath {
     /// Installs a complete compiled policy: written under the inactive generation, then the
     /// active generation flips in one map write, then the old generation is removed. No
     /// connection is ever judged by a mix of two policy sets. `ranges` are the port-block
-    /// entries with their fixed port bits. Returns the new generation.
+    /// entries with their fixed port bits; `l7_ingress` the addresses (and interfaces) of the
+    /// local endpoints whose ingress sends some connections to the L7 proxy. Returns the new
+    /// generation.
     pub fn install_policy(
         &mut self,
         endpoints: &[(u32, EndpointInfo)],
         entries: &[(PolicyKey, PolicyValue)],
         ranges: &[(PolicyRangeKey, u8, PolicyValue)],
         ipcache: &[(IpNet, u32)],
+        l7_ingress: &[(IpAddr, u32)],
     ) -> anyhow::Result<u32> {
         let active = self.generation()?;
         let next = 1 - active;
@@ -204,6 +223,16 @@ impl Datapath {
         for (net, identity) in ipcache {
             self.ipcache_insert(*net, *identity)?;
         }
+        // Before the flip: a connection judged by the new generation finds its endpoint here.
+        // An address of the old set only costs a lookup that finds no proxy entry.
+        {
+            let mut map: AyaHashMap<&mut MapData, IpKey, u32> =
+                AyaHashMap::try_from(self.map_mut(MAP_L7_INGRESS)?)?;
+            for (ip, ifindex) in l7_ingress {
+                map.insert(ip_key(*ip), *ifindex, 0)?;
+            }
+        }
+        self.set_config_flag(CONFIG_L7_INGRESS, !l7_ingress.is_empty())?;
         for (ifindex, info) in endpoints {
             let mut info = *info;
             info.endpoint_id |= tag;
@@ -233,6 +262,21 @@ impl Datapath {
             self.ipcache_remove(net)?;
         }
         self.ipcache_installed = keep;
+        let keep: std::collections::HashSet<IpAddr> =
+            l7_ingress.iter().map(|(ip, _)| *ip).collect();
+        let stale: Vec<IpAddr> = self
+            .l7_ingress_installed
+            .difference(&keep)
+            .copied()
+            .collect();
+        {
+            let mut map: AyaHashMap<&mut MapData, IpKey, u32> =
+                AyaHashMap::try_from(self.map_mut(MAP_L7_INGRESS)?)?;
+            for ip in stale {
+                let _ = map.remove(&ip_key(ip));
+            }
+        }
+        self.l7_ingress_installed = keep;
         Ok(next)
     }
 
@@ -476,6 +520,11 @@ impl Drop for Datapath {
 }
 
 /// The ipcache key of a prefix: family and address, the prefix covering the family too.
+/// The exact-match key of one address.
+fn ip_key(ip: IpAddr) -> IpKey {
+    ipcache_key(IpNet::from(ip)).data()
+}
+
 fn ipcache_key(net: IpNet) -> Key<IpKey> {
     let (family, addr, bits) = match net {
         IpNet::V4(n) => {
@@ -960,7 +1009,8 @@ mod tests {
             },
             PolicyValue {
                 action,
-                _pad: [0; 3],
+                flags: 0,
+                _pad: [0; 2],
                 policy_ref: r,
             },
         )
@@ -1053,7 +1103,8 @@ mod tests {
                 bits,
                 PolicyValue {
                     action,
-                    _pad: [0; 3],
+                    flags: 0,
+                    _pad: [0; 2],
                     policy_ref: r,
                 },
             )

@@ -1,0 +1,336 @@
+//! The L7 proxy: CiliumNetworkPolicy `rules.http` enforced per request, for HTTP/1.x and
+//! HTTP/2 (gRPC included).
+//!
+//! How a connection gets here: the datapath judges a new TCP connection where it enters the
+//! node. When the deciding policy entry is "through the proxy" (every rule admitting that
+//! traffic carries HTTP rules), it hands the SYN to one of the proxy's listeners with
+//! `bpf_sk_assign` and marks the connection's packets, which a policy routing rule
+//! ([`routing`]) delivers locally. The listeners are transparent (`IP_TRANSPARENT`) and bound
+//! to loopback addresses only, so the accepted socket's local address is the original
+//! destination and nothing outside the node can reach them directly.
+//!
+//! Per connection ([`http`]): hyper serves HTTP/1.1 and HTTP/2 with prior knowledge on the
+//! downstream side; every request is judged ([`judge`]) against the policy revision current at
+//! that moment. Allowed requests go to the original destination over one upstream connection
+//! per downstream connection ([`upstream`]), opened on the first allowed request from the
+//! client's own address (transparently, so the server and its policies see the real client)
+//! with a mark the datapath never redirects. Denied requests are answered here: `403 Access
+//! denied`, or a gRPC PERMISSION_DENIED; the server never sees them.
+//!
+//! Every request and response becomes an L7 flow for the pipeline ([`ProxyFlow`]), as
+//! Cilium's proxy reports them to Hubble.
+
+pub mod http;
+pub mod judge;
+pub mod routing;
+pub mod upstream;
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use flowscope_common::FlowEvent;
+use serde::Serialize;
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, mpsc, watch},
+    task::JoinSet,
+};
+use tracing::{debug, info, warn};
+
+use crate::{http::HttpMessage, policy::Attribution};
+pub use judge::{L7Policy, Side};
+
+/// Connections served at once by default, over both listeners and families. Each costs two
+/// sockets and a few KiB (hyper's buffers); the flag `--proxy-max-connections` changes it.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// How long a connection may stay idle, and how long a client may take to send a request
+/// head (hyper's HTTP/1 header timeout covers both; HTTP/2 connections are watched for
+/// activity): slow or silent clients cannot hold their connection slot for ever.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// L7 flows waiting for the pipeline; beyond, flows are counted as lost (the pipeline reports
+/// them as lost events) and the proxy never waits.
+pub const FLOW_QUEUE: usize = 16_384;
+
+/// The proxy's settings.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// An L7 flow the proxy observed: a synthetic datapath event (addresses, ports, the endpoint's
+/// interface and hooks giving the direction, the verdict) and the HTTP fields. The pipeline
+/// turns it into a record like any datapath event.
+#[derive(Clone, Debug)]
+pub struct ProxyFlow {
+    pub ev: FlowEvent,
+    pub http: HttpMessage,
+    pub attribution: Option<Arc<Attribution>>,
+}
+
+/// Counters the status body and the metrics read.
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    /// Listener addresses: ingress and egress, IPv4 and IPv6.
+    pub listeners: Vec<String>,
+    pub max_connections: u64,
+    pub connections_active: AtomicU64,
+    pub connections_total: AtomicU64,
+    /// Refused because `max_connections` were open.
+    pub connections_refused: AtomicU64,
+    /// Reset because the policy no longer admits them at L3/L4, or their endpoint is gone.
+    pub connections_reset: AtomicU64,
+    pub requests_forwarded: AtomicU64,
+    pub requests_denied: AtomicU64,
+    pub requests_audited: AtomicU64,
+    /// Requests hyper could not parse (answered 400, 431, ... and closed), and clients that
+    /// timed out sending a head.
+    pub requests_malformed: AtomicU64,
+    /// Requests whose upstream connection or exchange failed (answered 503).
+    pub upstream_errors: AtomicU64,
+    /// Header matches with the LOG action that did not match.
+    pub header_mismatches_logged: AtomicU64,
+    /// L7 flows dropped because the pipeline's queue was full.
+    pub flows_lost: AtomicU64,
+}
+
+impl ProxyStats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn status(&self) -> ProxyStatus {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ProxyStatus {
+            listeners: self.listeners.clone(),
+            max_connections: self.max_connections,
+            connections_active: get(&self.connections_active),
+            connections_total: get(&self.connections_total),
+            connections_refused: get(&self.connections_refused),
+            connections_reset: get(&self.connections_reset),
+            requests_forwarded: get(&self.requests_forwarded),
+            requests_denied: get(&self.requests_denied),
+            requests_audited: get(&self.requests_audited),
+            requests_malformed: get(&self.requests_malformed),
+            upstream_errors: get(&self.upstream_errors),
+            header_mismatches_logged: get(&self.header_mismatches_logged),
+            flows_lost: get(&self.flows_lost),
+        }
+    }
+}
+
+/// What `status` shows of the proxy.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProxyStatus {
+    /// Listener addresses: ingress and egress, IPv4 and IPv6.
+    pub listeners: Vec<String>,
+    pub max_connections: u64,
+    pub connections_active: u64,
+    pub connections_total: u64,
+    pub connections_refused: u64,
+    pub connections_reset: u64,
+    pub requests_forwarded: u64,
+    pub requests_denied: u64,
+    pub requests_audited: u64,
+    pub requests_malformed: u64,
+    pub upstream_errors: u64,
+    pub header_mismatches_logged: u64,
+    pub flows_lost: u64,
+}
+
+/// The listeners' ports: what the datapath hands connections to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProxyPorts {
+    pub ingress: u16,
+    pub egress: u16,
+}
+
+/// A running proxy.
+pub struct Proxy {
+    pub ports: ProxyPorts,
+    pub stats: Arc<ProxyStats>,
+    routing: Option<routing::Routing>,
+    tasks: JoinSet<()>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// What every connection task shares.
+pub(crate) struct Shared {
+    pub cfg: ProxyConfig,
+    pub policy: watch::Receiver<Arc<L7Policy>>,
+    pub flows: mpsc::Sender<ProxyFlow>,
+    pub stats: Arc<ProxyStats>,
+    pub slots: Arc<Semaphore>,
+    /// Turns true when the proxy stops: every connection closes.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Proxy {
+    /// Binds the listeners, installs the routing rule and starts accepting. The listeners
+    /// exist before the datapath is told their ports, so no redirected connection finds none.
+    pub async fn start(
+        cfg: ProxyConfig,
+        policy: watch::Receiver<Arc<L7Policy>>,
+        flows: mpsc::Sender<ProxyFlow>,
+    ) -> anyhow::Result<Proxy> {
+        anyhow::ensure!(
+            cfg.max_connections > 0,
+            "--proxy-max-connections must be at least 1"
+        );
+        let mut bound = Vec::new();
+        let mut ports = ProxyPorts::default();
+        for side in [Side::Ingress, Side::Egress] {
+            // The IPv4 listener picks a free port; the IPv6 one takes the same number, so the
+            // datapath needs one port per side.
+            let v4 = transparent_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+                .with_context(|| format!("binding the {} proxy listener", side.as_str()))?;
+            let port = v4.local_addr()?.port();
+            match side {
+                Side::Ingress => ports.ingress = port,
+                Side::Egress => ports.egress = port,
+            }
+            bound.push((v4, side));
+            match transparent_listener(SocketAddr::from((Ipv6Addr::LOCALHOST, port))) {
+                Ok(v6) => bound.push((v6, side)),
+                Err(err) => warn!(
+                    side = side.as_str(),
+                    "No IPv6 proxy listener ({err}); IPv6 connections under HTTP rules are dropped"
+                ),
+            }
+        }
+        let stats = Arc::new(ProxyStats {
+            listeners: bound
+                .iter()
+                .filter_map(|(l, side)| Some(format!("{} {}", side.as_str(), l.local_addr().ok()?)))
+                .collect(),
+            max_connections: cfg.max_connections as u64,
+            ..ProxyStats::default()
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            slots: Arc::new(Semaphore::new(cfg.max_connections)),
+            cfg: cfg.clone(),
+            policy,
+            flows,
+            stats: stats.clone(),
+            shutdown: shutdown_rx,
+        });
+        let routing = routing::Routing::install()
+            .await
+            .context("installing the proxy's policy routing rule")?;
+        let mut tasks = JoinSet::new();
+        for (listener, side) in bound {
+            tasks.spawn(accept_loop(listener, side, shared.clone()));
+        }
+        info!(
+            ingress = ports.ingress,
+            egress = ports.egress,
+            max_connections = cfg.max_connections,
+            "L7 proxy listening"
+        );
+        Ok(Proxy {
+            ports,
+            stats,
+            routing: Some(routing),
+            tasks,
+            shutdown,
+        })
+    }
+
+    /// Stops accepting, closes every connection and removes the routing rule.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        self.tasks.shutdown().await;
+        if let Some(mut r) = self.routing.take() {
+            r.remove().await;
+        }
+    }
+}
+
+/// A listener that accepts connections for any destination address (`IP_TRANSPARENT`), bound
+/// to a loopback address: the datapath assigns connections to it, nothing else can reach it.
+fn transparent_listener(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv4() {
+        socket.set_ip_transparent_v4(true)?;
+    } else {
+        socket.set_only_v6(true)?;
+        socket.set_ip_transparent_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    // The kernel caps the backlog at net.core.somaxconn.
+    socket.listen(4096)?;
+    Ok(TcpListener::from_std(socket.into())?)
+}
+
+async fn accept_loop(listener: TcpListener, side: Side, shared: Arc<Shared>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(err) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                warn!(side = side.as_str(), "Proxy accept: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        ProxyStats::add(&shared.stats.connections_total, 1);
+        let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
+            // At the limit: closed at once (the client sees a reset), counted.
+            ProxyStats::add(&shared.stats.connections_refused, 1);
+            debug!(%peer, "Proxy connection refused: at --proxy-max-connections");
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            drop(stream);
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            shared
+                .stats
+                .connections_active
+                .fetch_add(1, Ordering::Relaxed);
+            http::serve(stream, peer, side, &shared).await;
+            shared
+                .stats
+                .connections_active
+                .fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+/// The original destination of a redirected connection: the accepted socket's local address
+/// (the listener is transparent). Addresses of IPv4 clients never come as IPv4-mapped IPv6
+/// here: the IPv6 listeners are IPv6-only.
+pub(crate) fn original_destination(stream: &tokio::net::TcpStream) -> Option<SocketAddr> {
+    stream.local_addr().ok()
+}
+
+/// Whether an address is one of the listeners' own (a client connecting to the proxy directly
+/// over loopback, which no policy redirected).
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
+    ip.is_loopback()
+}

@@ -1,0 +1,163 @@
+//! The one piece of routing the proxy needs: packets the datapath marked for it
+//! (`mark::TO_PROXY`) are delivered locally whatever their destination address, as a transparent
+//! proxy's packets must be. One policy routing rule per family sends marked packets to a table
+//! whose only route is `local default dev lo`: `ip rule add fwmark 0xa00/0xf00 lookup 2050` and
+//! `ip route add local default dev lo table 2050`. Nothing is evaluated per packet beyond the
+//! rule's mark compare; there are no iptables rules.
+//!
+//! Installed when the proxy starts (an existing identical rule from an earlier run is reused)
+//! and removed when it stops. Left behind after a crash, they only affect packets carrying the
+//! mark, which nothing but flowscope's datapath sets.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use anyhow::Context as _;
+use flowscope_common::mark;
+use futures_util::TryStreamExt as _;
+use rtnetlink::{
+    Handle, IpVersion, RouteMessageBuilder,
+    packet_route::{
+        AddressFamily,
+        route::{RouteMessage, RouteScope, RouteType},
+        rule::{RuleAction, RuleAttribute, RuleMessage},
+    },
+};
+use tracing::{debug, warn};
+
+/// The routing table of marked packets. Cilium uses 2004 and 2005; this stays clear of them
+/// and of the tables below 256 that distributions name.
+pub const TABLE: u32 = 2050;
+/// The rule's priority: after the local table (0), before main (32766).
+pub const PRIORITY: u32 = 9;
+/// The loopback interface's index, fixed by the kernel.
+const LOOPBACK: u32 = 1;
+
+/// The installed rules and routes; [`Routing::remove`] takes them away again.
+pub struct Routing {
+    handle: Handle,
+    installed: Vec<Installed>,
+}
+
+enum Installed {
+    Rule(RuleMessage),
+    Route(RouteMessage),
+}
+
+impl Routing {
+    /// Installs the rule and the local route for IPv4 and, where the node has IPv6, IPv6.
+    pub async fn install() -> anyhow::Result<Routing> {
+        let (connection, handle, _) =
+            rtnetlink::new_connection().context("opening a netlink socket")?;
+        tokio::spawn(connection);
+        let mut routing = Routing {
+            handle,
+            installed: Vec::new(),
+        };
+        for v6 in [false, true] {
+            match routing.install_family(v6).await {
+                Ok(()) => {}
+                // A node without IPv6 has no IPv6 to redirect; IPv4 is required.
+                Err(err) if v6 => warn!("L7 proxy routing for IPv6 not installed: {err:#}"),
+                Err(err) => {
+                    routing.remove().await;
+                    return Err(err);
+                }
+            }
+        }
+        Ok(routing)
+    }
+
+    async fn install_family(&mut self, v6: bool) -> anyhow::Result<()> {
+        let route = if v6 {
+            RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(Ipv6Addr::UNSPECIFIED, 0)
+                .table_id(TABLE)
+                .kind(RouteType::Local)
+                .scope(RouteScope::Host)
+                .output_interface(LOOPBACK)
+                .build()
+        } else {
+            RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
+                .table_id(TABLE)
+                .kind(RouteType::Local)
+                .scope(RouteScope::Host)
+                .output_interface(LOOPBACK)
+                .build()
+        };
+        self.handle
+            .route()
+            .add(route.clone())
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("adding `local default dev lo table {TABLE}`"))?;
+        self.installed.push(Installed::Route(route));
+
+        let rule = self.rule_message(v6);
+        if self.rule_exists(&rule, v6).await {
+            debug!(v6, "Proxy routing rule already present");
+        } else {
+            let mut add = self.handle.rule().add();
+            *add.message_mut() = rule.clone();
+            add.execute().await.with_context(|| {
+                format!(
+                    "adding `ip rule fwmark {:#x}/{:#x} lookup {TABLE}`",
+                    mark::TO_PROXY,
+                    mark::MASK
+                )
+            })?;
+        }
+        self.installed.push(Installed::Rule(rule));
+        Ok(())
+    }
+
+    fn rule_message(&self, v6: bool) -> RuleMessage {
+        let mut m = RuleMessage::default();
+        m.header.family = if v6 {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        };
+        m.header.table = 0;
+        m.header.action = RuleAction::ToTable;
+        m.attributes = vec![
+            RuleAttribute::Table(TABLE),
+            RuleAttribute::Priority(PRIORITY),
+            RuleAttribute::FwMark(mark::TO_PROXY),
+            RuleAttribute::FwMask(mark::MASK),
+        ];
+        m
+    }
+
+    async fn rule_exists(&self, wanted: &RuleMessage, v6: bool) -> bool {
+        let version = if v6 { IpVersion::V6 } else { IpVersion::V4 };
+        let Ok(rules) = self
+            .handle
+            .rule()
+            .get(version)
+            .execute()
+            .try_collect::<Vec<_>>()
+            .await
+        else {
+            return false;
+        };
+        // The kernel reports a table above 255 as an attribute, as it was given.
+        rules
+            .iter()
+            .any(|r| wanted.attributes.iter().all(|a| r.attributes.contains(a)))
+    }
+
+    /// Removes what [`Routing::install`] added.
+    pub async fn remove(&mut self) {
+        for item in self.installed.drain(..).rev() {
+            let result = match item {
+                Installed::Rule(m) => self.handle.rule().del(m).execute().await,
+                Installed::Route(m) => self.handle.route().del(m).execute().await,
+            };
+            if let Err(err) = result {
+                debug!("Removing proxy routing: {err}");
+            }
+        }
+    }
+}
