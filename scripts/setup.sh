@@ -55,12 +55,17 @@ if [ ! -d "$(dirname "$0")/../tests/ui/node_modules/playwright-core" ]; then
 fi
 
 # kubernetes-validate (PyPI) checks deploy/kubernetes against the Kubernetes API schemas it
-# bundles (offline), in its own virtualenv (Debian's Python is externally managed).
+# bundles (offline), in its own virtualenv (Debian's Python is externally managed); grpcio is
+# the reference gRPC implementation the L7 tests call the lab's gRPC server with.
 VENV=/opt/flowscope/venv
 if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
   log "pip install kubernetes-validate (into $VENV)"
   /usr/bin/python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q kubernetes-validate
+fi
+if ! "$VENV/bin/python" -c 'import grpc' 2>/dev/null; then
+  log "pip install grpcio (into $VENV)"
+  "$VENV/bin/pip" install -q grpcio
 fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then

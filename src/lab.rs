@@ -72,8 +72,10 @@ pub const DEMO_METRICS: &str = "flow:sourceContext=namespace;destinationContext=
 drop:sourceContext=namespace;destinationContext=namespace,tcp,port-distribution,icmp,\
 policy:sourceContext=namespace;destinationContext=namespace,dns,httpV2";
 
-/// The seed's policies (deploy/network-policies), built in so the demo needs no checkout.
-const SEED_POLICIES: [(&str, &str); 4] = [
+/// The seed's policies (deploy/network-policies), built in so the demo needs no checkout, and
+/// the egress rule a real cluster would add so that frontend reaches my-api at all (the seed's
+/// allow-dns-egress isolates egress in `default`).
+const SEED_POLICIES: [(&str, &str); 5] = [
     (
         "default-deny-ingress.yaml",
         include_str!("../deploy/network-policies/default-deny-ingress.yaml"),
@@ -89,6 +91,10 @@ const SEED_POLICIES: [(&str, &str); 4] = [
     (
         "allow-get-only.yaml",
         include_str!("../deploy/network-policies/allow-get-only.yaml"),
+    ),
+    (
+        "allow-frontend-to-api.yaml",
+        include_str!("../deploy/network-policies/allow-frontend-to-api.yaml"),
     ),
 ];
 

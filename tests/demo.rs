@@ -151,8 +151,7 @@ async fn demo_runs_the_seed_cluster_and_cleans_up() {
         "two programs on each of six pod veths: {links:?}"
     );
 
-    // The seed's L7 policy is listed with what it selects, and with the plain statement that
-    // its HTTP rule holds at L4 only.
+    // The seed's L7 policy is listed with what it selects, and enforced in full: no warning.
     let listed = flowscope(&["policy", "list", "--server", &format!("127.0.0.1:{port}")]);
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(
@@ -161,12 +160,58 @@ async fn demo_runs_the_seed_cluster_and_cleans_up() {
             && l.ends_with("default/my-api")),
         "{listed}"
     );
+    assert!(!listed.contains("warn"), "{listed}");
+
+    // allow-get-only at work on the lab's traffic: frontend's GETs reach my-api (200), its
+    // POSTs and DELETEs are answered 403 by the proxy and never reach my-api.
+    let mut l7 = subscribe(
+        &format!("ws://127.0.0.1:{port}/api/v1/flows"),
+        json!({"number": 4095, "follow": true, "whitelist": [{
+            "source_pod": ["default/frontend"], "destination_pod": ["default/my-api"],
+            "protocol": ["http"]}]}),
+    )
+    .await;
+    let exchange = |f: &Value, method: &str, l7_type: &str| {
+        f["flow"]["l7"]["http"]["method"] == method && f["flow"]["l7"]["type"] == l7_type
+    };
+    let flows = collect_until(&mut l7, Duration::from_secs(20), |g| {
+        ["GET", "POST", "DELETE"]
+            .iter()
+            .all(|m| g.iter().any(|f| exchange(f, m, "RESPONSE")))
+    })
+    .await;
+    for (method, verdict, code) in [
+        ("GET", "FORWARDED", 200),
+        ("POST", "DROPPED", 403),
+        ("DELETE", "DROPPED", 403),
+    ] {
+        let request = flows
+            .iter()
+            .find(|f| exchange(f, method, "REQUEST"))
+            .unwrap_or_else(|| panic!("no {method} request among {flows:?}"));
+        assert_eq!(request["flow"]["verdict"], verdict, "{request}");
+        assert_eq!(request["flow"]["Type"], "L7", "{request}");
+        if verdict == "DROPPED" {
+            assert_eq!(
+                request["flow"]["ingress_denied_by"][0]["name"], "allow-get-only",
+                "{request}"
+            );
+        }
+        let response = flows
+            .iter()
+            .find(|f| exchange(f, method, "RESPONSE"))
+            .unwrap_or_else(|| panic!("no {method} response among {flows:?}"));
+        assert_eq!(response["flow"]["l7"]["http"]["code"], code, "{response}");
+    }
+    let served = flowscope_lab::servers::read_request_log(
+        flowscope_lab::control::request_log_path("default", "my-api"),
+    )
+    .expect("my-api's request log");
+    assert!(served.iter().any(|r| r.method == "GET"), "{served:?}");
+    // Only frontend sends POST and DELETE to my-api in the demo; none got through.
     assert!(
-        listed.contains(
-            "warn   default/allow-get-only (allow-get-only.yaml:2): `rules.http` on ingress \
-             8080/TCP is enforced at L4 only"
-        ),
-        "{listed}"
+        served.iter().all(|r| r.method == "GET"),
+        "a POST or DELETE reached my-api: {served:?}"
     );
 
     // Policy-verdict events (Hubble's type 5) at connection setup, with direction, match type

@@ -366,6 +366,9 @@ fn new_connection(ctx: &TcContext, scratch: &mut Scratch, hook: u8, now: u64) ->
                     verdict::DROPPED
                 };
                 decision.drop_reason = drop_reason::PROXY_REDIRECTION_NOT_SUPPORTED;
+                // The entry allows the traffic (through the proxy): naming it on a drop would
+                // read as "allowed by".
+                decision.policy_ref = 0;
             }
         } else if decision.proxy {
             proxy = proxy::TO_EGRESS;
@@ -395,6 +398,7 @@ fn new_connection(ctx: &TcContext, scratch: &mut Scratch, hook: u8, now: u64) ->
                 decision.evaluated = true;
             }
             decision.drop_reason = reason;
+            decision.policy_ref = 0;
             proxy = proxy::NONE;
         }
     }

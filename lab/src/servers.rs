@@ -51,10 +51,11 @@ pub use probe::{
 };
 pub use request_log::{LoggedRequest, MAX_REQUEST_LOG, RequestLog, read_request_log};
 
-/// Live TCP connections per [`Servers`] (one pod), across all its ports. Far above what the lab's
-/// probes and demo traffic open at once, and low enough that a flood of idle connections costs
-/// little: each holds a task and a few KiB of buffers until its timeouts close it.
-pub const MAX_CONNECTIONS: usize = 256;
+/// Live TCP connections per [`Servers`] (one pod), across all its ports. Above what the lab's
+/// probes, demo traffic and load tests open at once (the L7 tests hold 500 proxied connections,
+/// each with its own upstream connection), and low enough that a flood of idle connections
+/// costs little: each holds a task and a few KiB of buffers until its timeouts close it.
+pub const MAX_CONNECTIONS: usize = 2048;
 
 /// Back-off after an accept or receive error that is not about one client (out of file
 /// descriptors or memory), so a serving task does not spin while the condition lasts.

@@ -70,9 +70,12 @@ pub struct RuntimeStatus {
     /// Present when flows are exported to a file (`--export-file`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub export: Option<crate::export::ExportStatus>,
-    /// Present when the L7 proxy runs (with policies).
+    /// Present when the L7 proxy runs (with policies): read from `proxy_stats` when served.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<crate::proxy::ProxyStatus>,
+    /// The L7 proxy's live counters.
+    #[serde(skip)]
+    pub proxy_stats: Option<Arc<crate::proxy::ProxyStats>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -177,7 +180,8 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<StatusBody> {
     let s = st.store.status();
     let ts =
         |ns: Option<i64>| ns.map(|n| flowscope_model::Timestamp::from_unix_nanos(n).to_string());
-    let runtime = st.runtime.lock().map(|r| r.clone()).unwrap_or_default();
+    let mut runtime = st.runtime.lock().map(|r| r.clone()).unwrap_or_default();
+    runtime.proxy = runtime.proxy_stats.as_ref().map(|p| p.status());
     Json(StatusBody {
         num_flows: s.len as u64,
         max_flows: s.capacity as u64,

@@ -186,6 +186,9 @@ pub async fn run(
         None => None,
     };
     let proxy_stats = l7_proxy.as_ref().map(|p| p.stats.clone());
+    if let Ok(mut rt) = state.runtime.lock() {
+        rt.proxy_stats = proxy_stats.clone();
+    }
     let policy_task = cfg.policy_dir.clone().map(|dir| {
         tokio::spawn(watch_policies(
             PolicySource {
@@ -449,7 +452,7 @@ async fn run_pipeline(
                     if let Some(stats) = &stats {
                         rt.datapath = stats.into();
                     }
-                    rt.proxy = proxy.stats.as_ref().map(|s| s.status());
+
                 }
             }
         }

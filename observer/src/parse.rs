@@ -313,6 +313,11 @@ impl FlowRecord {
         }
     }
 
+    /// An L7 flow the proxy reported (a request or response it judged), not a packet.
+    pub fn from_proxy(&self) -> bool {
+        self.http.is_some() && self.ev.proxy != 0
+    }
+
     /// The connection was handed to the L7 proxy here.
     pub fn to_proxy(&self) -> bool {
         matches!(self.ev.proxy, proxy::TO_INGRESS | proxy::TO_EGRESS)
@@ -426,7 +431,12 @@ impl FlowRecord {
     pub fn to_flow(&self) -> Flow {
         let ev = &self.ev;
         let (src, dst) = addrs(ev);
-        let l4 = layer4(ev);
+        let mut l4 = layer4(ev);
+        if self.from_proxy()
+            && let Some(Layer4::Tcp(tcp)) = &mut l4
+        {
+            tcp.flags = None;
+        }
         let summary = summary(ev, &l4);
         let policy_verdict = self.is_policy_verdict();
         let mut flow = Flow {
@@ -440,7 +450,8 @@ impl FlowRecord {
             } else {
                 DropReason::default()
             },
-            ethernet: Some(Ethernet {
+            // The proxy's flows are not packets: no link layer, as Hubble's L7 flows.
+            ethernet: (!self.from_proxy()).then(|| Ethernet {
                 source: mac(&ev.smac),
                 destination: mac(&ev.dmac),
             }),

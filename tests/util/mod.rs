@@ -488,3 +488,17 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Polls `probe` every 50 ms until it returns `Some`, and returns that; fails the test naming
+/// `what` (and the last thing `probe` saw, through `what`'s caller) when `timeout` passes
+/// first. The one way these tests wait for a condition: no fixed sleeps.
+pub fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -114,7 +114,7 @@ impl Collector for Health {
                     )
                 }),
                 rt.export.clone(),
-                rt.proxy.clone(),
+                rt.proxy_stats.as_ref().map(|p| p.status()),
             ),
             Err(_) => return Ok(()),
         };

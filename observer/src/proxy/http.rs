@@ -298,6 +298,7 @@ impl Conn {
     /// client too slow to send one. Counted, and reported as a response flow with the status
     /// the client got.
     fn connection_error(&self, err: &(dyn std::error::Error + 'static)) {
+        debug!(client = %self.client, "Proxy connection ended: {err} ({err:?})");
         let Some(err) = err.downcast_ref::<hyper::Error>() else {
             return;
         };
@@ -306,7 +307,10 @@ impl Conn {
         } else if err.is_parse() || err.is_parse_version_h2() {
             StatusCode::BAD_REQUEST
         } else if err.is_timeout() {
-            StatusCode::REQUEST_TIMEOUT
+            // A head that did not arrive in time: the connection was closed without an
+            // answer, so there is no response to report.
+            ProxyStats::add(&self.shared.stats.requests_malformed, 1);
+            return;
         } else {
             // The client went away mid-request, and the like: nothing to report.
             return;

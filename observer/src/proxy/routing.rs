@@ -6,10 +6,16 @@
 //! rule's mark compare; there are no iptables rules.
 //!
 //! Installed when the proxy starts (an existing identical rule from an earlier run is reused)
-//! and removed when it stops. Left behind after a crash, they only affect packets carrying the
-//! mark, which nothing but flowscope's datapath sets.
+//! and removed when the last observer using them stops: every running observer holds a shared
+//! lock on [`LOCK_FILE`], and the one that stops removes them only if it can then take the lock
+//! exclusively. Left behind after a crash, they only affect packets carrying the mark, which
+//! nothing but flowscope's datapath sets, and the next observer to stop removes them.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::{
+    fs::File,
+    net::{Ipv4Addr, Ipv6Addr},
+    os::fd::AsRawFd as _,
+};
 
 use anyhow::Context as _;
 use flowscope_common::mark;
@@ -31,11 +37,34 @@ pub const TABLE: u32 = 2050;
 pub const PRIORITY: u32 = 9;
 /// The loopback interface's index, fixed by the kernel.
 const LOOPBACK: u32 = 1;
+/// Held (shared) by every observer whose proxy relies on the rule; see the module docs.
+pub const LOCK_FILE: &str = "/run/flowscope/proxy-routing.lock";
 
 /// The installed rules and routes; [`Routing::remove`] takes them away again.
 pub struct Routing {
     handle: Handle,
     installed: Vec<Installed>,
+    /// Our shared lock on [`LOCK_FILE`]; released (by closing it) when we stop.
+    lock: Option<File>,
+}
+
+/// `flock` on a file we hold open; true when the lock was taken.
+fn flock(file: &File, operation: libc::c_int) -> bool {
+    // SAFETY: flock on a file descriptor we own.
+    unsafe { libc::flock(file.as_raw_fd(), operation) == 0 }
+}
+
+fn open_lock() -> anyhow::Result<File> {
+    let path = std::path::Path::new(LOCK_FILE);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {LOCK_FILE}"))
 }
 
 enum Installed {
@@ -46,12 +75,19 @@ enum Installed {
 impl Routing {
     /// Installs the rule and the local route for IPv4 and, where the node has IPv6, IPv6.
     pub async fn install() -> anyhow::Result<Routing> {
+        let lock = open_lock()?;
+        anyhow::ensure!(
+            flock(&lock, libc::LOCK_SH),
+            "locking {LOCK_FILE}: {}",
+            std::io::Error::last_os_error()
+        );
         let (connection, handle, _) =
             rtnetlink::new_connection().context("opening a netlink socket")?;
         tokio::spawn(connection);
         let mut routing = Routing {
             handle,
             installed: Vec::new(),
+            lock: Some(lock),
         };
         for v6 in [false, true] {
             match routing.install_family(v6).await {
@@ -148,8 +184,20 @@ impl Routing {
             .any(|r| wanted.attributes.iter().all(|a| r.attributes.contains(a)))
     }
 
-    /// Removes what [`Routing::install`] added.
+    /// Removes what [`Routing::install`] added, unless another observer still uses it.
     pub async fn remove(&mut self) {
+        // Release our shared lock, then see whether anyone else holds one.
+        drop(self.lock.take());
+        // Held while removing: an observer starting meanwhile waits for its shared lock, then
+        // installs afresh.
+        let Some(_exclusive) = open_lock()
+            .ok()
+            .filter(|f| flock(f, libc::LOCK_EX | libc::LOCK_NB))
+        else {
+            debug!("Proxy routing kept: another observer uses it");
+            self.installed.clear();
+            return;
+        };
         for item in self.installed.drain(..).rev() {
             let result = match item {
                 Installed::Rule(m) => self.handle.rule().del(m).execute().await,
