@@ -105,6 +105,8 @@ async fn demo_runs_the_seed_cluster_and_cleans_up() {
     std::mem::forget(first);
 
     let mut demo = start_demo(port);
+    // Ready means the policies are installed; the lab's traffic started a moment before.
+    let enforced_from = std::time::SystemTime::now();
     let mut ws = subscribe(
         &format!("ws://127.0.0.1:{port}/api/v1/flows"),
         json!({"follow": true}),
@@ -166,9 +168,12 @@ async fn demo_runs_the_seed_cluster_and_cleans_up() {
     // POSTs and DELETEs are answered 403 by the proxy and never reach my-api.
     let mut l7 = subscribe(
         &format!("ws://127.0.0.1:{port}/api/v1/flows"),
-        json!({"number": 4095, "follow": true, "whitelist": [{
-            "source_pod": ["default/frontend"], "destination_pod": ["default/my-api"],
-            "protocol": ["http"]}]}),
+        // Requests go frontend -> my-api, their responses my-api -> frontend.
+        json!({"number": 4095, "follow": true, "whitelist": [
+            {"source_pod": ["default/frontend"], "destination_pod": ["default/my-api"],
+             "protocol": ["http"]},
+            {"source_pod": ["default/my-api"], "destination_pod": ["default/frontend"],
+             "protocol": ["http"]}]}),
     )
     .await;
     let exchange = |f: &Value, method: &str, l7_type: &str| {
@@ -188,7 +193,7 @@ async fn demo_runs_the_seed_cluster_and_cleans_up() {
         let request = flows
             .iter()
             .find(|f| exchange(f, method, "REQUEST"))
-            .unwrap_or_else(|| panic!("no {method} request among {flows:?}"));
+            .unwrap_or_else(|| panic!("no {method} request among {} flows", flows.len()));
         assert_eq!(request["flow"]["verdict"], verdict, "{request}");
         assert_eq!(request["flow"]["Type"], "L7", "{request}");
         if verdict == "DROPPED" {
@@ -200,18 +205,20 @@ async fn demo_runs_the_seed_cluster_and_cleans_up() {
         let response = flows
             .iter()
             .find(|f| exchange(f, method, "RESPONSE"))
-            .unwrap_or_else(|| panic!("no {method} response among {flows:?}"));
+            .unwrap_or_else(|| panic!("no {method} response among {} flows", flows.len()));
         assert_eq!(response["flow"]["l7"]["http"]["code"], code, "{response}");
     }
     let served = flowscope_lab::servers::read_request_log(
         flowscope_lab::control::request_log_path("default", "my-api"),
     )
     .expect("my-api's request log");
-    assert!(served.iter().any(|r| r.method == "GET"), "{served:?}");
-    // Only frontend sends POST and DELETE to my-api in the demo; none got through.
+    // Only frontend sends POST and DELETE to my-api in the demo; none got through once the
+    // policies were in force.
+    let since: Vec<_> = served.iter().filter(|r| r.time >= enforced_from).collect();
+    assert!(since.iter().any(|r| r.method == "GET"), "{served:?}");
     assert!(
-        served.iter().all(|r| r.method == "GET"),
-        "a POST or DELETE reached my-api: {served:?}"
+        since.iter().all(|r| r.method == "GET"),
+        "a POST or DELETE reached my-api: {since:?}"
     );
 
     // Policy-verdict events (Hubble's type 5) at connection setup, with direction, match type

@@ -521,6 +521,7 @@ mod tests {
             [
                 "CiliumNetworkPolicy/default/allow-get-only",
                 "NetworkPolicy/default/allow-dns-egress",
+                "NetworkPolicy/default/allow-frontend-to-api",
                 "NetworkPolicy/default/allow-monitoring-scrape",
                 "NetworkPolicy/default/default-deny-ingress",
             ]

@@ -43,9 +43,9 @@ await t.step("map shows the lab's workloads grouped by namespace", async () => {
 });
 
 await t.step("a denied path is red, allowed paths are green", async () => {
-  const denied = await eventually(() => edgeColour(page, "default/frontend", "default/my-api", 8080), 30000, "frontend -> my-api edge");
-  assert(denied.class === "dropped", `frontend -> my-api is ${denied.class}, want dropped (${denied.id})`);
-  assert(denied.stroke === RED, `frontend -> my-api stroke ${denied.stroke}`);
+  const denied = await eventually(() => edgeColour(page, "default/frontend", "default/postgres", 5432), 30000, "frontend -> postgres edge");
+  assert(denied.class === "dropped", `frontend -> postgres is ${denied.class}, want dropped (${denied.id})`);
+  assert(denied.stroke === RED, `frontend -> postgres stroke ${denied.stroke}`);
   const scrape = await eventually(() => edgeColour(page, "monitoring/prometheus", "default/frontend", 80), 30000, "prometheus -> frontend edge");
   assert(scrape.class === "forwarded", `prometheus -> frontend is ${scrape.class}, want forwarded`);
   assert(scrape.stroke === GREEN, `prometheus -> frontend stroke ${scrape.stroke}`);
@@ -56,12 +56,30 @@ await t.step("a denied path is red, allowed paths are green", async () => {
   assert(label.includes("53/UDP"), `label ${label}`);
 });
 
+await t.step("the L7 policy's edge: GETs pass, POSTs and DELETEs are denied (red, 403)", async () => {
+  const api = await eventually(async () => {
+    const e = await edgeColour(page, "default/frontend", "default/my-api", 8080);
+    return e && e.class === "mixed" ? e : null;
+  }, 30000, "frontend -> my-api edge with allowed and denied requests");
+  assert(api.stroke === RED, `frontend -> my-api stroke ${api.stroke}`);
+  const label = await eventually(async () => {
+    const l = await page.$eval(`g.edge[data-edge="${api.id}"] .edge-label`, (e) => e.textContent);
+    return l.includes("403") && l.includes("200") && l.includes("POST") ? l : null;
+  }, 30000, "the edge's label with methods and status codes");
+  assert(label.includes("GET") && label.includes("/api/items"), `label ${label}`);
+  await shot("map-l7-edge");
+});
+
 await t.step("the graph API serves the same map", async () => {
   const g = await page.evaluate(async () => (await fetch("/api/v1/graph")).json());
   const ids = g.nodes.map((n) => n.id);
   assert(ids.includes("default/frontend") && ids.includes("kube-system/kube-dns"), ids.join(","));
+  const d = g.edges.find((e) => e.id === "default/frontend->default/postgres:5432/TCP");
+  assert(d && d.class === "dropped" && d.verdicts.DROPPED > 0, JSON.stringify(d));
   const e = g.edges.find((e) => e.id === "default/frontend->default/my-api:8080/TCP");
-  assert(e && e.class === "dropped" && e.verdicts.DROPPED > 0, JSON.stringify(e));
+  assert(e && e.class === "mixed" && e.verdicts.DROPPED > 0 && e.verdicts.FORWARDED > 0, JSON.stringify(e));
+  assert(e.http && e.http.codes.includes(403) && e.http.codes.includes(200), JSON.stringify(e));
+  assert(["GET", "POST", "DELETE"].every((m) => e.http.methods.includes(m)), JSON.stringify(e));
   assert(g.namespaces.includes("monitoring"), g.namespaces.join(","));
 });
 
@@ -93,7 +111,7 @@ await t.step("clicking a node filters the table", async () => {
 });
 
 await t.step("clicking an edge filters the table to it", async () => {
-  const id = "default/frontend->default/my-api:8080/TCP";
+  const id = "default/frontend->default/postgres:5432/TCP";
   await page.dispatchEvent(`g.edge[data-edge="${id}"] .hit`, "click");
   await eventually(async () => {
     const edges = await rowAttr("data-edge");

@@ -129,6 +129,9 @@ impl Column {
 pub struct Row {
     /// Arrival order, unique for the page's life: the row's key.
     pub seq: u64,
+    /// The flow's time. Arrival order is nearly time order, not exactly: the L7 proxy's flows
+    /// reach the store beside datapath events read a moment later.
+    pub time: Option<flowscope_model::Timestamp>,
     /// The line as the server sent it (`hubble observe -o jsonpb`), for export and details.
     pub line: Arc<str>,
     /// Cells by column (see [`Row::cell`]).
@@ -256,6 +259,7 @@ impl Row {
         };
         Row {
             seq,
+            time: flow.time,
             line,
             cells,
             verdict: flow.verdict,
@@ -369,8 +373,11 @@ impl RowBuffer {
 /// The lines of `rows` in time order (oldest first), as `hubble observe -o jsonpb` prints
 /// them: the export file, which `flowscope observe --input-file` and Hubble tools read.
 pub fn export_lines<'a>(rows: impl DoubleEndedIterator<Item = &'a Arc<Row>>) -> String {
+    let mut sorted: Vec<&Arc<Row>> = rows.rev().collect();
+    // Stable: rows of one time keep their arrival order.
+    sorted.sort_by_key(|r| r.time);
     let mut out = String::new();
-    for row in rows.rev() {
+    for row in sorted {
         out.push_str(&row.line);
         out.push('\n');
     }

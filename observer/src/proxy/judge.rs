@@ -72,7 +72,9 @@ pub struct Judgement {
     pub logged_mismatches: usize,
 }
 
-/// One installed policy revision, as the proxy needs it.
+/// One installed policy revision, as the proxy needs it. The default is the empty policy the
+/// proxy starts with, before the first install: every request finds no local endpoint.
+#[derive(Default)]
 pub struct L7Policy {
     pub revision: u64,
     pub audit: bool,
@@ -88,21 +90,6 @@ pub struct L7Policy {
     matchers: Vec<Option<HttpMatcher>>,
     /// `compiled.policies` as flows name them.
     policies: Vec<FlowPolicy>,
-}
-
-impl Default for L7Policy {
-    fn default() -> Self {
-        L7Policy {
-            revision: 0,
-            audit: false,
-            local: HashMap::new(),
-            identities: HashMap::new(),
-            compiled: Compiled::default(),
-            tables: HashMap::new(),
-            matchers: Vec::new(),
-            policies: Vec::new(),
-        }
-    }
 }
 
 /// The answer of one side (ingress at the server, egress at the client).

@@ -1017,6 +1017,83 @@ mod tests {
         .unwrap();
     }
 
+    fn proxy_entry(h: &mut Harness, dir: u8, port: u16, r: u32) {
+        use flowscope_common::{POLICY_ALLOW, POLICY_FLAG_PROXY, PolicyKey, PolicyValue};
+        h.dp.policy_insert(
+            PolicyKey {
+                endpoint_id: 7,
+                remote_identity: 0,
+                port,
+                proto: 6,
+                direction: dir,
+            },
+            PolicyValue {
+                action: POLICY_ALLOW,
+                flags: POLICY_FLAG_PROXY,
+                _pad: [0; 2],
+                policy_ref: r,
+            },
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn connections_that_need_the_proxy_fail_closed_without_it() {
+        use flowscope_common::{direction, drop_reason, proxy};
+        let (mut h, _) = policy_harness(flowscope_common::ENFORCE_EGRESS);
+        // Egress to any peer on TCP 80 goes through the proxy (entry 3).
+        proxy_entry(&mut h, direction::EGRESS, 80, 3);
+        // No proxy port configured (the proxy is not running): the SYN is dropped, reported,
+        // counted, and names no policy as allowing it.
+        let (ret, ev) = h.run(PROG_INGRESS, &tcp4(A4, B4, 1000, 80, tcp::SYN as u8));
+        assert_eq!((ret, ev[0].verdict), (SHOT, verdict::DROPPED));
+        assert_eq!(
+            (ev[0].drop_reason, ev[0].policy_ref, ev[0].proxy),
+            (drop_reason::SOCKET_LOOKUP_FAILED, 0, proxy::NONE)
+        );
+        // A port with no listener behind it: the same.
+        h.dp.set_proxy_ports(1, 1).unwrap();
+        let (ret, ev) = h.run(PROG_INGRESS, &tcp4(A4, B4, 1001, 80, tcp::SYN as u8));
+        assert_eq!(
+            (ret, ev[0].drop_reason),
+            (SHOT, drop_reason::SOCKET_LOOKUP_FAILED)
+        );
+        // A connection first seen mid-stream (no SYN) cannot be handed over at all.
+        let (ret, ev) = h.run(PROG_INGRESS, &tcp4(A4, B4, 1002, 80, 0x10));
+        assert_eq!(
+            (ret, ev[0].drop_reason),
+            (SHOT, drop_reason::PROXY_REDIRECTION_NOT_SUPPORTED)
+        );
+        assert_eq!(h.stat(flowscope_common::STAT_PROXY_FAILURES), 3);
+        assert_eq!(h.stat(flowscope_common::STAT_PROXY_REDIRECTS), 0);
+        // Other ports are not the proxy's business: no entry, isolated, dropped as ever.
+        let (_, ev) = h.run(PROG_INGRESS, &tcp4(A4, B4, 1003, 81, tcp::SYN as u8));
+        assert_eq!(ev[0].drop_reason, drop_reason::POLICY_DENIED);
+    }
+
+    #[test]
+    fn a_connection_reaching_its_endpoint_without_the_proxy_is_dropped() {
+        use flowscope_common::{direction, drop_reason};
+        let (mut h, _) = policy_harness(flowscope_common::ENFORCE_INGRESS);
+        // Ingress on TCP 8080 goes through the proxy; the connection arrives at the endpoint's
+        // interface (tc egress) unmarked: it did not pass the proxy.
+        proxy_entry(&mut h, direction::INGRESS, 8080, 4);
+        let (ret, ev) = h.run(PROG_EGRESS, &tcp4(B4, A4, 2000, 8080, tcp::SYN as u8));
+        assert_eq!((ret, ev[0].verdict), (SHOT, verdict::DROPPED));
+        assert_eq!(
+            (ev[0].drop_reason, ev[0].policy_ref),
+            (drop_reason::PROXY_REDIRECTION_NOT_SUPPORTED, 0)
+        );
+        // In audit mode it passes, reported as AUDIT with the same reason.
+        h.dp.set_audit(true).unwrap();
+        let (ret, ev) = h.run(PROG_EGRESS, &tcp4(B4, A4, 2001, 8080, tcp::SYN as u8));
+        assert_eq!((ret, ev[0].verdict), (PASS, verdict::AUDIT));
+        assert_eq!(
+            ev[0].drop_reason,
+            drop_reason::PROXY_REDIRECTION_NOT_SUPPORTED
+        );
+    }
+
     #[test]
     fn egress_policy_judges_connections_leaving_the_endpoint() {
         use flowscope_common::{POLICY_ALLOW, direction, drop_reason};
