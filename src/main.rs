@@ -307,8 +307,9 @@ struct ProxyArgs {
         default_value_t = flowscope_observer::proxy::DEFAULT_MAX_CONNECTIONS as u32,
         value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
-    /// A proxied connection idle this long is closed; an HTTP/1 client must also send each
-    /// request head within this time.
+    /// An HTTP/1 client of the proxy must send each request head within this time (also
+    /// between requests on a kept-alive connection); an idle HTTP/2 connection is closed after
+    /// one and a half times it.
     #[arg(long = "proxy-idle-timeout", value_name = "DURATION", default_value = "60s",
         value_parser = parse_positive_duration)]
     idle_timeout: Duration,

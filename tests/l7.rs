@@ -519,6 +519,41 @@ fn kept_alive_and_pipelined_requests_are_judged_one_by_one() {
 }
 
 #[test]
+fn a_client_port_reused_right_after_the_proxy_closed_its_connection_is_served() {
+    let (_lab, _dir, _observer) = setup(&[("api-reads.yaml", API_RULES)], &[]);
+    // The proxy closes a `Connection: close` exchange first, so the node keeps that 4-tuple
+    // in TIME_WAIT; a client choosing the same source port again (as busy clients do within
+    // the minute) must still reach the proxy, not the old connection's remains.
+    let dst: SocketAddr = API.parse().unwrap();
+    for round in 0..3 {
+        let s = flowscope_lab::topology::spawn_in(&netns("web"), move || {
+            let socket = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&SocketAddr::from(([198, 18, 7, 1], 45_123)).into())?;
+            socket.connect_timeout(&dst.into(), Duration::from_secs(3))?;
+            Ok::<TcpStream, std::io::Error>(socket.into())
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("round {round}: connecting from port 45123 again: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut r = Reader::new(s);
+        r.send(&request("GET", "/api/again", "Connection: close\r\n"));
+        assert_eq!(r.response().status, 200, "round {round}");
+        assert!(
+            r.closed(),
+            "round {round}: the proxy closes after Connection: close"
+        );
+    }
+    assert_eq!(served("api").len(), 3);
+}
+
+#[test]
 fn an_egress_http_rule_is_enforced_at_the_clients_side() {
     let egress = r#"
 apiVersion: cilium.io/v2

@@ -37,10 +37,24 @@ pub const MAP_POLICY_RANGES: &str = "FLOWSCOPE_POLICY_RANGES";
 /// client's veth or of the uplink), because only there can it be handed to the proxy's
 /// socket (`bpf_sk_assign` works on tc ingress only).
 pub const MAP_L7_INGRESS: &str = "FLOWSCOPE_L7_INGRESS";
+/// Sockmap of the L7 proxy's listeners, indexed by [`proxy_socket`].
+pub const MAP_PROXY_SOCKETS: &str = "FLOWSCOPE_PROXY_SOCKETS";
 
 /// Names of the two tc programs in the object file.
 pub const PROG_INGRESS: &str = "flowscope_ingress";
 pub const PROG_EGRESS: &str = "flowscope_egress";
+/// The socket lookup program (`sk_lookup`, attached to the node's network namespace) that
+/// gives connections handed to the L7 proxy its listener.
+pub const PROG_PROXY_LOOKUP: &str = "flowscope_proxy_lookup";
+
+/// Slots of [`MAP_PROXY_SOCKETS`]: a listener per policy side and family.
+pub mod proxy_socket {
+    pub const INGRESS_V4: u32 = 0;
+    pub const INGRESS_V6: u32 = 1;
+    pub const EGRESS_V4: u32 = 2;
+    pub const EGRESS_V6: u32 = 3;
+    pub const COUNT: u32 = 4;
+}
 
 /// Ring buffer size: 4 MiB holds about 35,000 events, several milliseconds of a saturated
 /// observer at its measured rate, so bursts are absorbed without loss. Must be a power of two
@@ -203,12 +217,15 @@ pub mod mark {
 
 /// `CtEntry::proxy`: the connection's packets the datapath marks for the proxy.
 pub mod ct_proxy {
-    /// The client's connection, handed to the proxy: packets in the original direction
-    /// entering the node are marked [`super::mark::TO_PROXY`].
-    pub const DOWNSTREAM: u8 = 1;
+    /// The client's connection, handed to the proxy by the server's ingress rules: packets in
+    /// the original direction entering the node are marked [`super::mark::TO_PROXY`], and the
+    /// socket lookup program gives it the ingress listener.
+    pub const DOWNSTREAM_INGRESS: u8 = 1;
     /// The proxy's own connection to the server: replies entering the node are marked, so
     /// they reach the proxy's transparent socket rather than the client whose address it uses.
     pub const UPSTREAM: u8 = 2;
+    /// As [`DOWNSTREAM_INGRESS`], handed over by the client's egress rules.
+    pub const DOWNSTREAM_EGRESS: u8 = 3;
 }
 
 /// TCP flag bits in `FlowEvent::tcp_flags`: the 8 bits of the TCP header's flags byte

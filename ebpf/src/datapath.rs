@@ -6,12 +6,12 @@ use aya_ebpf::{
         TC_ACT_UNSPEC, bpf_sock_tuple,
     },
     helpers::{
-        bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_sk_assign, bpf_sk_release,
-        bpf_skb_load_bytes, bpf_skc_lookup_tcp,
+        bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_sk_release, bpf_skb_load_bytes,
+        bpf_skc_lookup_tcp,
     },
-    macros::{classifier, map},
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
-    programs::TcContext,
+    macros::{classifier, map, sk_lookup},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, SockMap, lpm_trie::Key},
+    programs::{SkLookupContext, TcContext},
 };
 use flowscope_common::{
     CONFIG_AUDIT, CONFIG_DNS, CONFIG_GENERATION, CONFIG_HTTP, CONFIG_L7_INGRESS, CONNTRACK_ENTRIES,
@@ -24,7 +24,7 @@ use flowscope_common::{
     RANGES_INGRESS, STAT_COUNT, STAT_CT_CREATED, STAT_CT_FULL, STAT_DROPPED, STAT_EVENTS,
     STAT_EVENTS_LOST, STAT_FRAGMENTS, STAT_NON_IP, STAT_PACKETS, STAT_PROXY_FAILURES,
     STAT_PROXY_REDIRECTS, STAT_TRUNCATED, ct_proxy, direction, drop_reason, hook, identity, kind,
-    mark, policy_match, proxy, tcp, verdict,
+    mark, policy_match, proxy, proxy_socket, tcp, verdict,
 };
 
 #[map(name = "FLOWSCOPE_EVENTS")]
@@ -54,6 +54,9 @@ static POLICY: HashMap<PolicyKey, PolicyValue> = HashMap::with_max_entries(POLIC
 
 #[map(name = "FLOWSCOPE_L7_INGRESS")]
 static L7_INGRESS: HashMap<IpKey, u32> = HashMap::with_max_entries(L7_INGRESS_ENTRIES, 0);
+
+#[map(name = "FLOWSCOPE_PROXY_SOCKETS")]
+static PROXY_SOCKETS: SockMap = SockMap::with_max_entries(proxy_socket::COUNT, 0);
 
 #[map(name = "FLOWSCOPE_STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
@@ -178,6 +181,21 @@ fn try_classify(ctx: &TcContext, hook: u8) -> Result<i32, Skip> {
         entry = CONNTRACK.get_ptr_mut(&scratch.rev);
         dir = 1;
     }
+    // A SYN on the tuple of a connection that has ended (FIN or RST seen): a new connection
+    // reusing the ports, judged afresh like any other (and handed to the proxy again if its
+    // policy says so), not a packet of the old one.
+    let reused = match entry {
+        // SAFETY: a valid entry pointer for this program run.
+        Some(e) if dir == 0 => unsafe {
+            pkt.tcp_flags & (tcp::SYN | tcp::ACK) == tcp::SYN
+                && ((*e).flags_seen[0] | (*e).flags_seen[1]) & (tcp::FIN | tcp::RST) != 0
+        },
+        _ => false,
+    };
+    if reused {
+        let _ = CONNTRACK.remove(&pkt.key);
+        entry = None;
+    }
     let Some(entry) = entry else {
         let (action, proxied) = new_connection(ctx, scratch, hook, now);
         if action != TC_ACT_SHOT && !proxied {
@@ -195,7 +213,7 @@ fn try_classify(ctx: &TcContext, hook: u8) -> Result<i32, Skip> {
         // transparent upstream socket, are routed to the local stack by their mark (the
         // policy routing rule the proxy installs); a socket lookup there finds the proxy's.
         let to_proxy = hook == hook::INGRESS
-            && ((dir == 0 && e.proxy == ct_proxy::DOWNSTREAM)
+            && ((dir == 0 && e.proxy != ct_proxy::UPSTREAM)
                 || (dir == 1 && e.proxy == ct_proxy::UPSTREAM));
         if to_proxy {
             set_proxy_mark(ctx);
@@ -385,7 +403,7 @@ fn new_connection(ctx: &TcContext, scratch: &mut Scratch, hook: u8, now: u64) ->
             // since it opened): the proxy has no socket for it.
             drop_reason::PROXY_REDIRECTION_NOT_SUPPORTED
         } else {
-            assign_to_proxy(ctx, &pkt.key, &mut scratch.tuple, port)
+            proxy_listening(ctx, pkt.key.family, &mut scratch.tuple, port)
         };
         if reason == 0 {
             count(STAT_PROXY_REDIRECTS);
@@ -432,7 +450,8 @@ fn new_connection(ctx: &TcContext, scratch: &mut Scratch, hook: u8, now: u64) ->
     e.proxy = match proxy {
         proxy::NONE => 0,
         proxy::FROM => ct_proxy::UPSTREAM,
-        _ => ct_proxy::DOWNSTREAM,
+        proxy::TO_INGRESS => ct_proxy::DOWNSTREAM_INGRESS,
+        _ => ct_proxy::DOWNSTREAM_EGRESS,
     };
     e._pad = [0; 2];
     match CONNTRACK.insert(&pkt.key, &*e, BPF_NOEXIST as u64) {
@@ -480,20 +499,19 @@ fn proxy_port(proxy: u8) -> u16 {
     }
 }
 
-/// Hands the connection's first packet to the proxy's listener on the loopback address of
-/// its family (`bpf_skc_lookup_tcp`, then `bpf_sk_assign`, as Cilium's eBPF TPROXY does). The
-/// stack still routes the packet: its mark sends it to the local table, where TCP takes the
-/// assigned socket instead of looking one up by address. A packet with an assigned socket is
-/// never forwarded (`ip_forward` drops it), so a missing routing rule fails closed too.
-/// Returns 0, or the drop reason.
+/// Whether the proxy's listener for this side is there (on the loopback address of the
+/// family, `bpf_skc_lookup_tcp`): a connection that needs it and finds none is dropped here,
+/// reported, instead of being refused later without a trace. The connection is handed to the
+/// listener by [`flowscope_proxy_lookup`] when the stack looks for its socket. Returns 0, or
+/// the drop reason.
 #[inline(never)]
-fn assign_to_proxy(ctx: &TcContext, key: &CtKey, tuple: &mut bpf_sock_tuple, port: u16) -> u8 {
+fn proxy_listening(ctx: &TcContext, family: u8, tuple: &mut bpf_sock_tuple, port: u16) -> u8 {
     if port == 0 {
         return drop_reason::SOCKET_LOOKUP_FAILED;
     }
     // SAFETY: writing plain fields of a union in this CPU's scratch slot.
     let size = unsafe {
-        if key.family == FAMILY_IPV4 {
+        if family == FAMILY_IPV4 {
             let t = &mut tuple.__bindgen_anon_1.ipv4;
             t.saddr = 0;
             t.daddr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
@@ -509,20 +527,67 @@ fn assign_to_proxy(ctx: &TcContext, key: &CtKey, tuple: &mut bpf_sock_tuple, por
             core::mem::size_of_val(t)
         }
     };
-    // SAFETY: the helpers get this program's context and a tuple of the size given; the socket
-    // reference the lookup returns is released on every path.
+    // SAFETY: the helper gets this program's context and a tuple of the size given; the
+    // socket reference it returns is released at once.
     unsafe {
         let sk = bpf_skc_lookup_tcp(ctx.skb.skb.cast(), tuple, size as u32, CURRENT_NETNS, 0);
         if sk.is_null() {
             return drop_reason::SOCKET_LOOKUP_FAILED;
         }
-        let assigned = bpf_sk_assign(ctx.skb.skb.cast(), sk.cast(), 0);
         bpf_sk_release(sk.cast());
-        if assigned != 0 {
-            return drop_reason::SOCKET_ASSIGN_FAILED;
-        }
     }
     0
+}
+
+/// The stack's socket lookup for a connection entering this namespace (`sk_lookup`, run before
+/// the listener lookup, also for a SYN that meets a TIME_WAIT socket of an earlier connection
+/// on the same ports): a connection the tc program handed to the proxy, as its conntrack entry
+/// says, gets the proxy's listener for its side and family. Everything else is left to the
+/// stack. A connection that needs the proxy and whose listener is gone is refused (fails
+/// closed).
+#[sk_lookup]
+pub fn flowscope_proxy_lookup(ctx: SkLookupContext) -> u32 {
+    const SK_DROP: u32 = 0;
+    const SK_PASS: u32 = 1;
+    const AF_INET: u32 = 2;
+    // SAFETY: reading the context the kernel handed to this program.
+    let l = unsafe { &*ctx.lookup };
+    if l.protocol != IPPROTO_TCP as u32 {
+        return SK_PASS;
+    }
+    let v4 = l.family == AF_INET;
+    let mut key = CtKey {
+        ifindex: l.ingress_ifindex,
+        family: if v4 { FAMILY_IPV4 } else { FAMILY_IPV6 },
+        proto: IPPROTO_TCP,
+        _pad: 0,
+        sport: u16::from_be(l.remote_port),
+        dport: l.local_port as u16,
+        saddr: [0; 16],
+        daddr: [0; 16],
+    };
+    if v4 {
+        key.saddr[..4].copy_from_slice(&l.remote_ip4.to_ne_bytes());
+        key.daddr[..4].copy_from_slice(&l.local_ip4.to_ne_bytes());
+    } else {
+        for i in 0..4 {
+            key.saddr[i * 4..i * 4 + 4].copy_from_slice(&l.remote_ip6[i].to_ne_bytes());
+            key.daddr[i * 4..i * 4 + 4].copy_from_slice(&l.local_ip6[i].to_ne_bytes());
+        }
+    }
+    // SAFETY: read-only lookup.
+    let Some(e) = (unsafe { CONNTRACK.get(&key) }) else {
+        return SK_PASS;
+    };
+    let slot = match e.proxy {
+        ct_proxy::DOWNSTREAM_INGRESS => proxy_socket::INGRESS_V4,
+        ct_proxy::DOWNSTREAM_EGRESS => proxy_socket::EGRESS_V4,
+        _ => return SK_PASS,
+    } + u32::from(!v4);
+    match PROXY_SOCKETS.redirect_sk_lookup(&ctx, slot, 0) {
+        Ok(()) => SK_PASS,
+        Err(_) => SK_DROP,
+    }
 }
 
 /// `BPF_F_CURRENT_NETNS`: the socket lookup's namespace is the packet's device's.

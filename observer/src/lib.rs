@@ -174,13 +174,19 @@ pub async fn run(
     let (proxy_flows_tx, proxy_flows_rx) = mpsc::channel::<ProxyFlow>(proxy::FLOW_QUEUE);
     let l7_proxy = match &cfg.policy_dir {
         Some(_) => {
-            let p = Proxy::start(cfg.proxy.clone(), l7_rx, proxy_flows_tx)
-                .await
-                .context("starting the L7 proxy")?;
-            datapath
-                .lock()
-                .map_err(|_| anyhow::anyhow!("datapath lock"))?
-                .set_proxy_ports(p.ports.ingress, p.ports.egress)?;
+            let dp = datapath.clone();
+            let p = Proxy::start(
+                cfg.proxy.clone(),
+                l7_rx,
+                proxy_flows_tx,
+                |sockets, ports| {
+                    let mut dp = dp.lock().map_err(|_| anyhow::anyhow!("datapath lock"))?;
+                    dp.attach_proxy(sockets)?;
+                    dp.set_proxy_ports(ports.ingress, ports.egress)
+                },
+            )
+            .await
+            .context("starting the L7 proxy")?;
             Some(p)
         }
         None => None,

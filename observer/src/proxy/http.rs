@@ -141,8 +141,10 @@ pub(crate) async fn serve(stream: TcpStream, client: SocketAddr, side: Side, sha
             _ = check.tick() => {
                 let quiet = BootClock::boot_now_ns()
                     .saturating_sub(conn.activity.load(Ordering::Relaxed));
+                // Later than hyper's own HTTP/1 head timeout (`idle`), which then ends an
+                // HTTP/1 connection first and says why; this catches idle HTTP/2 connections.
                 if conn.in_flight.load(Ordering::Relaxed) == 0
-                    && Duration::from_nanos(quiet) >= idle
+                    && Duration::from_nanos(quiet) >= idle + idle / 2
                 {
                     debug!(%client, "Idle proxy connection closed");
                     return;

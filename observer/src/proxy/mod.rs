@@ -3,11 +3,11 @@
 //!
 //! How a connection gets here: the datapath judges a new TCP connection where it enters the
 //! node. When the deciding policy entry is "through the proxy" (every rule admitting that
-//! traffic carries HTTP rules), it hands the SYN to one of the proxy's listeners with
-//! `bpf_sk_assign` and marks the connection's packets, which a policy routing rule
-//! ([`routing`]) delivers locally. The listeners are transparent (`IP_TRANSPARENT`) and bound
-//! to loopback addresses only, so the accepted socket's local address is the original
-//! destination and nothing outside the node can reach them directly.
+//! traffic carries HTTP rules), it marks the connection's packets, which a policy routing rule
+//! ([`routing`]) delivers locally, and its socket lookup program (`sk_lookup`) gives the
+//! connection the listener of its side (`bpf_sk_assign`). The listeners are transparent
+//! (`IP_TRANSPARENT`) and bound to loopback addresses only, so the accepted socket's local
+//! address is the original destination and nothing outside the node can reach them directly.
 //!
 //! Per connection ([`http`]): hyper serves HTTP/1.1 and HTTP/2 with prior knowledge on the
 //! downstream side; every request is judged ([`judge`]) against the policy revision current at
@@ -182,12 +182,15 @@ pub(crate) struct Shared {
 }
 
 impl Proxy {
-    /// Binds the listeners, installs the routing rule and starts accepting. The listeners
-    /// exist before the datapath is told their ports, so no redirected connection finds none.
+    /// Binds the listeners, hands them to the datapath (`attach`: the listeners' sockets by
+    /// `flowscope_common::proxy_socket` slot, and the ports), installs the routing rule and
+    /// starts accepting. The listeners exist before the datapath is told of them, so no
+    /// redirected connection finds none.
     pub async fn start(
         cfg: ProxyConfig,
         policy: watch::Receiver<Arc<L7Policy>>,
         flows: mpsc::Sender<ProxyFlow>,
+        attach: impl FnOnce(&[(u32, std::os::fd::RawFd)], ProxyPorts) -> anyhow::Result<()>,
     ) -> anyhow::Result<Proxy> {
         anyhow::ensure!(
             cfg.max_connections > 0,
@@ -231,6 +234,19 @@ impl Proxy {
             stats: stats.clone(),
             shutdown: shutdown_rx,
         });
+        let slots: Vec<(u32, std::os::fd::RawFd)> = bound
+            .iter()
+            .map(|(l, side)| {
+                use flowscope_common::proxy_socket;
+                let base = match side {
+                    Side::Ingress => proxy_socket::INGRESS_V4,
+                    Side::Egress => proxy_socket::EGRESS_V4,
+                };
+                let v6 = l.local_addr().is_ok_and(|a| a.is_ipv6());
+                (base + u32::from(v6), std::os::fd::AsRawFd::as_raw_fd(l))
+            })
+            .collect();
+        attach(&slots, ports)?;
         let routing = routing::Routing::install()
             .await
             .context("installing the proxy's policy routing rule")?;

@@ -16,8 +16,9 @@ use flowscope_common::{
     CONFIG_AUDIT, CONFIG_DNS, CONFIG_GENERATION, CONFIG_L7_INGRESS, Config, DenyKey, DenyValue,
     EndpointInfo, FAMILY_IPV4, FAMILY_IPV6, GENERATION_SHIFT, IP_KEY_FIXED_BITS, IdentityValue,
     IpKey, MAP_CONFIG, MAP_DENY, MAP_ENDPOINTS, MAP_EVENTS, MAP_IPCACHE, MAP_IPCACHE_HOSTS,
-    MAP_L7_INGRESS, MAP_POLICY, MAP_POLICY_RANGES, MAP_STATS, POLICY_RANGE_KEY_FIXED_BITS,
-    PROG_EGRESS, PROG_INGRESS, PolicyKey, PolicyRangeKey, PolicyValue, STAT_COUNT,
+    MAP_L7_INGRESS, MAP_POLICY, MAP_POLICY_RANGES, MAP_PROXY_SOCKETS, MAP_STATS,
+    POLICY_RANGE_KEY_FIXED_BITS, PROG_EGRESS, PROG_INGRESS, PROG_PROXY_LOOKUP, PolicyKey,
+    PolicyRangeKey, PolicyValue, STAT_COUNT,
 };
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
@@ -56,6 +57,8 @@ pub struct Datapath {
     ipcache_installed: std::collections::HashSet<IpNet>,
     /// Addresses written to the L7 ingress map by the last policy install.
     l7_ingress_installed: std::collections::HashSet<IpAddr>,
+    /// The socket lookup program's link to this network namespace, while the proxy runs.
+    proxy_lookup: Option<aya::programs::sk_lookup::SkLookupLinkId>,
 }
 
 impl Datapath {
@@ -114,6 +117,7 @@ impl Datapath {
             failed: HashMap::new(),
             ipcache_installed: Default::default(),
             l7_ingress_installed: Default::default(),
+            proxy_lookup: None,
         })
     }
 
@@ -149,6 +153,35 @@ impl Datapath {
         c.proxy_port_ingress = ingress;
         c.proxy_port_egress = egress;
         config.set(0, c, 0)?;
+        Ok(())
+    }
+
+    /// Hands the L7 proxy's listeners (`(slot, socket)`, slots of
+    /// `flowscope_common::proxy_socket`) to the socket lookup program and attaches it to this
+    /// network namespace: from now on a connection the tc programs send to the proxy finds
+    /// the listener of its side and family.
+    pub fn attach_proxy(&mut self, listeners: &[(u32, std::os::fd::RawFd)]) -> anyhow::Result<()> {
+        {
+            let mut map: aya::maps::SockMap<&mut MapData> =
+                aya::maps::SockMap::try_from(self.map_mut(MAP_PROXY_SOCKETS)?)?;
+            for (slot, fd) in listeners {
+                map.set(*slot, fd, 0)
+                    .with_context(|| format!("adding proxy listener {slot} to the sockmap"))?;
+            }
+        }
+        let prog: &mut aya::programs::SkLookup = self
+            .ebpf
+            .program_mut(PROG_PROXY_LOOKUP)
+            .ok_or_else(|| anyhow!("program {PROG_PROXY_LOOKUP} missing"))?
+            .try_into()?;
+        prog.load()
+            .with_context(|| format!("verifying program {PROG_PROXY_LOOKUP}"))?;
+        let netns = std::fs::File::open("/proc/self/ns/net")
+            .context("opening this process's network namespace")?;
+        let link = prog
+            .attach(netns)
+            .context("attaching the proxy's socket lookup program")?;
+        self.proxy_lookup = Some(link);
         Ok(())
     }
 
