@@ -520,12 +520,26 @@ fn kept_alive_and_pipelined_requests_are_judged_one_by_one() {
 
 #[test]
 fn a_client_port_reused_right_after_the_proxy_closed_its_connection_is_served() {
-    let (_lab, _dir, _observer) = setup(&[("api-reads.yaml", API_RULES)], &[]);
+    let (_lab, dir, observer) = setup(&[("api-reads.yaml", API_RULES)], &[]);
     // The proxy closes a `Connection: close` exchange first, so the node keeps that 4-tuple
     // in TIME_WAIT; a client choosing the same source port again (as busy clients do within
-    // the minute) must still reach the proxy, not the old connection's remains.
+    // the minute) must still reach the proxy, not the old connection's remains. And once a
+    // policy change takes the port off the proxy, the same 4-tuple is forwarded to the pod as
+    // any other, not caught by the proxy's old socket.
     let dst: SocketAddr = API.parse().unwrap();
-    for round in 0..3 {
+    for round in 0..4 {
+        if round == 3 {
+            let revision = observer.status()["policy"]["revision"].as_u64().unwrap();
+            std::fs::write(
+                dir.join("api-reads.yaml"),
+                BATCH_L4.replace("app: batch", "app: web"),
+            )
+            .unwrap();
+            eventually("the L4-only revision", WAIT, || {
+                let now = observer.status()["policy"]["revision"].as_u64()?;
+                (now > revision).then_some(())
+            });
+        }
         let s = flowscope_lab::topology::spawn_in(&netns("web"), move || {
             let socket = socket2::Socket::new(
                 socket2::Domain::IPV4,
@@ -547,10 +561,12 @@ fn a_client_port_reused_right_after_the_proxy_closed_its_connection_is_served() 
         assert_eq!(r.response().status, 200, "round {round}");
         assert!(
             r.closed(),
-            "round {round}: the proxy closes after Connection: close"
+            "round {round}: the server closes after Connection: close"
         );
     }
-    assert_eq!(served("api").len(), 3);
+    assert_eq!(served("api").len(), 4);
+    let st = observer.status();
+    assert_eq!(st["proxy"]["connections_total"], 3, "{st}");
 }
 
 #[test]
@@ -960,8 +976,19 @@ spec:
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     assert!(rules().contains("lookup 2050"), "{}", rules());
+    let early_demux = || std::fs::read_to_string("/proc/sys/net/ipv4/tcp_early_demux").unwrap();
+    assert_eq!(
+        early_demux().trim(),
+        "0",
+        "early demux is off while the proxy runs"
+    );
     observer.stop();
     assert!(!rules().contains("lookup 2050"), "{}", rules());
+    assert_eq!(
+        early_demux().trim(),
+        "1",
+        "early demux is back once the proxy is gone"
+    );
     let table = Command::new("ip")
         .args(["route", "show", "table", "2050"])
         .output()

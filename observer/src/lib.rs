@@ -49,6 +49,8 @@ use crate::{
 /// Events taken from the ring buffer per pipeline step: large enough that locking the store
 /// and waking readers is amortised, small enough that followers see flows within microseconds.
 const EVENT_BATCH: usize = 1024;
+/// How often the pipeline collects the L7 proxy's flows (at most this late in the store).
+const PROXY_FLOWS_POLL: Duration = Duration::from_millis(5);
 /// Interfaces are re-listed this often even without a netlink notification, as a safety net.
 const RESCAN_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the endpoints file and the policy directory are checked for changes: a few
@@ -371,7 +373,9 @@ async fn run_pipeline(
 ) {
     let mut proxy_batch: Vec<ProxyFlow> = Vec::with_capacity(EVENT_BATCH);
     let mut proxy_lost_seen = 0u64;
-    let mut proxy_open = true;
+    let mut proxy_open = proxy.stats.is_some();
+    let mut proxy_tick = tokio::time::interval(PROXY_FLOWS_POLL);
+    proxy_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut batch = Vec::with_capacity(EVENT_BATCH);
     let mut payloads: Vec<Box<[u8]>> = Vec::new();
     let mut second = tokio::time::interval(Duration::from_secs(1));
@@ -410,16 +414,28 @@ async fn run_pipeline(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            n = proxy.flows.recv_many(&mut proxy_batch, EVENT_BATCH), if proxy_open => {
-                if n == 0 {
-                    // The proxy is gone: nothing more comes from it.
-                    proxy_open = false;
-                    continue;
+            // The proxy's flows are collected on a short tick rather than woken per flow: at
+            // tens of thousands of requests a second a wakeup per flow costs more than the
+            // flow itself.
+            _ = proxy_tick.tick(), if proxy_open => {
+                loop {
+                    match proxy.flows.try_recv() {
+                        Ok(f) => {
+                            proxy_batch.push(f);
+                            if proxy_batch.len() == EVENT_BATCH {
+                                pipeline.process_proxy(&mut proxy_batch);
+                            }
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            proxy_open = false;
+                            break;
+                        }
+                    }
                 }
-                if attributions.has_changed().unwrap_or(false) {
-                    pipeline.decoder.set_attributions(attributions.borrow_and_update().clone());
+                if !proxy_batch.is_empty() {
+                    pipeline.process_proxy(&mut proxy_batch);
                 }
-                pipeline.process_proxy(&mut proxy_batch);
             }
             _ = second.tick() => {
                 if let Some(stats) = &proxy.stats {

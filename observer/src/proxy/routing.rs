@@ -5,6 +5,14 @@
 //! `ip route add local default dev lo table 2050`. Nothing is evaluated per packet beyond the
 //! rule's mark compare; there are no iptables rules.
 //!
+//! One more node setting goes with them: TCP early demux is turned off
+//! (`net.ipv4.tcp_early_demux = 0`). The proxy's sockets carry pods' addresses; when one of
+//! them is in TIME_WAIT, early demux would attach it to a later packet of the same 4-tuple that
+//! is *forwarded* (the same client port reused for a connection the proxy is not asked to
+//! handle, or after a policy change), and the kernel drops forwarded packets that carry a
+//! socket. Without early demux such packets are routed as ever; only this node's own TCP
+//! sockets lose a route cache shortcut.
+//!
 //! Installed when the proxy starts (an existing identical rule from an earlier run is reused)
 //! and removed when the last observer using them stops: every running observer holds a shared
 //! lock on [`LOCK_FILE`], and the one that stops removes them only if it can then take the lock
@@ -46,6 +54,36 @@ pub struct Routing {
     installed: Vec<Installed>,
     /// Our shared lock on [`LOCK_FILE`]; released (by closing it) when we stop.
     lock: Option<File>,
+    /// `tcp_early_demux` as it was before (restored by the last observer to stop).
+    early_demux: Option<String>,
+}
+
+const EARLY_DEMUX: &str = "/proc/sys/net/ipv4/tcp_early_demux";
+/// Where the value before the first observer turned it off is kept, for the last one to stop.
+const EARLY_DEMUX_SAVED: &str = "/run/flowscope/tcp_early_demux.saved";
+
+/// Turns TCP early demux off (see the module docs); returns the value to restore, as the first
+/// observer found it (kept in [`EARLY_DEMUX_SAVED`] across observers and crashes).
+fn disable_early_demux() -> Option<String> {
+    let now = std::fs::read_to_string(EARLY_DEMUX)
+        .ok()?
+        .trim()
+        .to_string();
+    let before = match std::fs::read_to_string(EARLY_DEMUX_SAVED) {
+        Ok(saved) => saved.trim().to_string(),
+        Err(_) => {
+            let _ = std::fs::write(EARLY_DEMUX_SAVED, &now);
+            now.clone()
+        }
+    };
+    if now != "0"
+        && let Err(err) = std::fs::write(EARLY_DEMUX, "0")
+    {
+        warn!(
+            "Turning {EARLY_DEMUX} off: {err}; forwarded connections reusing a proxied 4-tuple may be dropped for a minute"
+        );
+    }
+    Some(before)
 }
 
 /// `flock` on a file we hold open; true when the lock was taken.
@@ -88,7 +126,9 @@ impl Routing {
             handle,
             installed: Vec::new(),
             lock: Some(lock),
+            early_demux: None,
         };
+        routing.early_demux = disable_early_demux();
         for v6 in [false, true] {
             match routing.install_family(v6).await {
                 Ok(()) => {}
@@ -198,6 +238,12 @@ impl Routing {
             self.installed.clear();
             return;
         };
+        if let Some(before) = self.early_demux.take() {
+            if let Err(err) = std::fs::write(EARLY_DEMUX, &before) {
+                warn!("Restoring {EARLY_DEMUX}: {err}");
+            }
+            let _ = std::fs::remove_file(EARLY_DEMUX_SAVED);
+        }
         for item in self.installed.drain(..).rev() {
             let result = match item {
                 Installed::Rule(m) => self.handle.rule().del(m).execute().await,
