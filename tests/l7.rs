@@ -15,7 +15,10 @@ use std::{
 };
 
 use serde_json::Value;
-use util::{LabGuard, Observer, TempDir, eventually, flowscope, free_port, http_get};
+use util::{
+    LabGuard, Observer, TempDir, eventually, free_port, http_get, lab_observer, lab_up,
+    observe_json, wait_for_revision_after,
+};
 
 const LAB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/labs/l7.yaml");
 const GRPC_CALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/grpc_call.py");
@@ -76,32 +79,20 @@ spec:
 /// Brings the L7 lab up (removed again when the guard drops) and starts an observer on it
 /// enforcing `policies` (file name, text), with `args` added.
 fn setup(policies: &[(&str, &str)], args: &[&str]) -> (LabGuard, TempDir, Observer) {
-    let _ = flowscope(&["lab", "down"]);
-    let up = flowscope(&["lab", "up", LAB]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let guard = LabGuard;
+    let guard = lab_up(LAB);
     let dir = TempDir::new("fs-l7");
     for (name, text) in policies {
         std::fs::write(dir.join(name), text).expect("write policy");
     }
-    let dir_arg = dir.display().to_string();
-    let mut all = vec![
-        "--interface",
-        "fsl*",
-        "--endpoint-interface",
-        "fsl*",
-        "--endpoints",
-        "/run/flowscope/lab/endpoints.json",
-        "--policy-dir",
-        &dir_arg,
-    ];
-    all.extend_from_slice(args);
-    let observer = Observer::start(&all);
+    let observer = lab_observer(&dir.display().to_string(), args);
     (guard, dir, observer)
+}
+
+/// Writes a policy file and waits until the observer has installed it.
+fn rewrite_policy(observer: &Observer, path: &std::path::Path, text: &str) {
+    let before = observer.policy_revision();
+    std::fs::write(path, text).expect("write policy");
+    wait_for_revision_after(observer, before);
 }
 
 fn netns(pod: &str) -> String {
@@ -234,20 +225,7 @@ fn served(pod: &str) -> Vec<(String, String)> {
 }
 
 fn observe(observer: &Observer, args: &[&str]) -> Vec<Value> {
-    let server = observer.api.to_string();
-    let mut all = vec!["observe", "--server", &server, "-o", "json"];
-    all.extend_from_slice(args);
-    let out = flowscope(&all);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v.get("flow").is_some())
-        .collect()
+    observe_json(&observer.api.to_string(), args)
 }
 
 fn proxy_status(observer: &Observer) -> Value {
@@ -366,7 +344,7 @@ fn http_rules_decide_every_request_and_denied_ones_never_reach_the_server() {
         );
         (!f.is_empty()).then_some(f)
     });
-    let req = &denied[0]["flow"];
+    let req = &denied[0];
     assert_eq!(req["Type"], "L7", "{req}");
     assert_eq!(req["l7"]["type"], "REQUEST", "{req}");
     assert_eq!(req["source"]["pod_name"], "web", "{req}");
@@ -390,8 +368,8 @@ fn http_rules_decide_every_request_and_denied_ones_never_reach_the_server() {
     );
     let resp = &responses
         .iter()
-        .find(|f| f["flow"]["source"]["pod_name"] == "api")
-        .unwrap_or_else(|| panic!("no 403 response to web's DELETE: {responses:?}"))["flow"];
+        .find(|f| f["source"]["pod_name"] == "api")
+        .unwrap_or_else(|| panic!("no 403 response to web's DELETE: {responses:?}"));
     assert_eq!(resp["verdict"], "FORWARDED", "{resp}");
     assert_eq!(resp["l7"]["type"], "RESPONSE", "{resp}");
     assert_eq!(resp["is_reply"], true, "{resp}");
@@ -416,8 +394,10 @@ fn http_rules_decide_every_request_and_denied_ones_never_reach_the_server() {
         ],
     );
     assert!(
-        allowed.iter().any(|f| f["flow"]["l7"]["type"] == "REQUEST"
-            && f["flow"]["ingress_allowed_by"][0]["name"] == "api-reads"),
+        allowed
+            .iter()
+            .any(|f| f["l7"]["type"] == "REQUEST"
+                && f["ingress_allowed_by"][0]["name"] == "api-reads"),
         "{allowed:?}"
     );
     // The connection's own setup: handed to the proxy (REDIRECTED policy verdict, to-proxy).
@@ -435,7 +415,7 @@ fn http_rules_decide_every_request_and_denied_ones_never_reach_the_server() {
         ],
     );
     assert!(
-        setup.iter().any(|f| f["flow"]["verdict"] == "REDIRECTED"),
+        setup.iter().any(|f| f["verdict"] == "REDIRECTED"),
         "{setup:?}"
     );
 
@@ -529,16 +509,11 @@ fn a_client_port_reused_right_after_the_proxy_closed_its_connection_is_served() 
     let dst: SocketAddr = API.parse().unwrap();
     for round in 0..4 {
         if round == 3 {
-            let revision = observer.status()["policy"]["revision"].as_u64().unwrap();
-            std::fs::write(
-                dir.join("api-reads.yaml"),
-                BATCH_L4.replace("app: batch", "app: web"),
-            )
-            .unwrap();
-            eventually("the L4-only revision", WAIT, || {
-                let now = observer.status()["policy"]["revision"].as_u64()?;
-                (now > revision).then_some(())
-            });
+            rewrite_policy(
+                &observer,
+                &dir.join("api-reads.yaml"),
+                &BATCH_L4.replace("app: batch", "app: web"),
+            );
         }
         let s = flowscope_lab::topology::spawn_in(&netns("web"), move || {
             let socket = socket2::Socket::new(
@@ -626,11 +601,8 @@ spec:
         (f.len() >= 2).then_some(f)
     });
     for f in &denied {
-        assert_eq!(f["flow"]["traffic_direction"], "EGRESS", "{f}");
-        assert_eq!(
-            f["flow"]["egress_denied_by"][0]["name"], "web-egress",
-            "{f}"
-        );
+        assert_eq!(f["traffic_direction"], "EGRESS", "{f}");
+        assert_eq!(f["egress_denied_by"][0]["name"], "web-egress", "{f}");
     }
 }
 
@@ -701,7 +673,7 @@ spec:
         (!f.is_empty()).then_some(f)
     });
     assert_eq!(
-        denied[0]["flow"]["l7"]["http"]["protocol"], "HTTP/2",
+        denied[0]["l7"]["http"]["protocol"], "HTTP/2",
         "{}",
         denied[0]
     );
@@ -730,7 +702,7 @@ fn audit_mode_forwards_what_the_rules_would_deny_and_says_so() {
         (!f.is_empty()).then_some(f)
     });
     assert_eq!(
-        audited[0]["flow"]["l7"]["http"]["method"], "DELETE",
+        audited[0]["l7"]["http"]["method"], "DELETE",
         "{}",
         audited[0]
     );
@@ -762,15 +734,10 @@ fn a_policy_change_decides_the_next_request_on_an_open_connection() {
     r.send(&request("DELETE", "/api/items", ""));
     assert_eq!(r.response().status, 403);
 
-    let revision = observer.status()["policy"]["revision"].as_u64().unwrap();
     let swapped = API_RULES
         .replace("- method: GET", "- method: DELETE")
         .replace("name: api-reads", "name: api-deletes");
-    std::fs::write(dir.join("api-reads.yaml"), swapped).unwrap();
-    eventually("the new revision", WAIT, || {
-        let now = observer.status()["policy"]["revision"].as_u64()?;
-        (now > revision).then_some(())
-    });
+    rewrite_policy(&observer, &dir.join("api-reads.yaml"), &swapped);
     // Same connection, new rules.
     r.send(&request("GET", "/api/items", ""));
     assert_eq!(r.response().status, 403);
@@ -778,16 +745,11 @@ fn a_policy_change_decides_the_next_request_on_an_open_connection() {
     assert_eq!(r.response().status, 200);
 
     // A policy that no longer admits the connection at all: the next request resets it.
-    std::fs::write(
-        dir.join("api-reads.yaml"),
-        API_RULES.replace("app: web", "app: nobody"),
-    )
-    .unwrap();
-    let revision = observer.status()["policy"]["revision"].as_u64().unwrap();
-    eventually("the next revision", WAIT, || {
-        let now = observer.status()["policy"]["revision"].as_u64()?;
-        (now > revision).then_some(())
-    });
+    rewrite_policy(
+        &observer,
+        &dir.join("api-reads.yaml"),
+        &API_RULES.replace("app: web", "app: nobody"),
+    );
     r.send(&request("GET", "/api/items", ""));
     assert!(
         r.closed(),
@@ -898,7 +860,7 @@ fn bad_input_gets_a_clear_answer_and_never_stalls_other_connections() {
         );
         let codes: Vec<u64> = f
             .iter()
-            .filter_map(|f| f["flow"]["l7"]["http"]["code"].as_u64())
+            .filter_map(|f| f["l7"]["http"]["code"].as_u64())
             .collect();
         (codes.contains(&400) && codes.contains(&431)).then_some(codes)
     });
@@ -950,20 +912,11 @@ spec:
                 "20",
             ],
         );
-        f.into_iter().find(|f| {
-            f["flow"]["drop_reason_desc"] == "PROXY_REDIRECTION_NOT_SUPPORTED_FOR_PROTOCOL"
-        })
+        f.into_iter()
+            .find(|f| f["drop_reason_desc"] == "PROXY_REDIRECTION_NOT_SUPPORTED_FOR_PROTOCOL")
     });
-    assert_eq!(
-        dropped["flow"]["ingress_denied_by"],
-        Value::Null,
-        "{dropped}"
-    );
-    assert_eq!(
-        dropped["flow"]["ingress_allowed_by"],
-        Value::Null,
-        "{dropped}"
-    );
+    assert_eq!(dropped["ingress_denied_by"], Value::Null, "{dropped}");
+    assert_eq!(dropped["ingress_allowed_by"], Value::Null, "{dropped}");
     eventually("the datapath's proxy failure count", WAIT, || {
         let st = observer.status();
         (st["datapath"]["proxy_failures"].as_u64()? >= 1).then_some(())

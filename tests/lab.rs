@@ -329,18 +329,7 @@ struct LabObserver(util::Observer);
 
 impl LabObserver {
     fn start(dir: &Path, extra: &[&str]) -> LabObserver {
-        let mut args = vec![
-            "--interface",
-            "fsl*",
-            "--endpoint-interface",
-            "fsl*",
-            "--endpoints",
-            "/run/flowscope/lab/endpoints.json",
-            "--policy-dir",
-            dir.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        LabObserver(util::Observer::start(&args))
+        LabObserver(util::lab_observer(dir.to_str().unwrap(), extra))
     }
 
     fn revision(&self) -> u64 {

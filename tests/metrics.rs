@@ -9,7 +9,7 @@ mod util;
 use std::time::{Duration, Instant};
 
 use util::{
-    LabGuard, flowscope, free_port,
+    free_port,
     prom::{Prometheus, promtool_accepts, scrape},
     tcp_probe,
 };
@@ -19,24 +19,17 @@ const X_DENY_ALLOW_Y: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/policie
 
 #[test]
 fn prometheus_scrapes_the_flows_the_policies_decided() {
-    let _guard = LabGuard;
-    let _ = flowscope(&["lab", "down"]);
-    assert!(flowscope(&["lab", "up", XYZ]).status.success());
+    let _guard = util::lab_up(XYZ);
     let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let obs = util::Observer::start(&[
-        "--interface",
-        "fsl*",
-        "--endpoint-interface",
-        "fsl*",
-        "--endpoints",
-        "/run/flowscope/lab/endpoints.json",
-        "--policy-dir",
+    let obs = util::lab_observer(
         X_DENY_ALLOW_Y,
-        "--metrics-listen",
-        &metrics_addr,
-        "--metrics",
-        "flow,drop:sourceContext=namespace;destinationContext=namespace,tcp,port-distribution,icmp,policy",
-    ]);
+        &[
+            "--metrics-listen",
+            &metrics_addr,
+            "--metrics",
+            "flow,drop:sourceContext=namespace;destinationContext=namespace,tcp,port-distribution,icmp,policy",
+        ],
+    );
 
     // A real Prometheus scraping the observer every second.
     let prom = Prometheus::start(&[("flowscope", &metrics_addr)]);

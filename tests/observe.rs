@@ -11,27 +11,10 @@ use std::{
 };
 
 use serde_json::Value;
-use util::{LabGuard, flowscope, tcp_probe, udp_probe};
+use util::{LabGuard, flowscope, observe_json, tcp_probe, udp_probe};
 
 const XYZ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/labs/xyz.yaml");
 const X_DENY_ALLOW_Y: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/policies/x-deny-allow-y");
-
-/// Runs `observe` against `server` with `args` and `-o json`, returning the flows.
-fn observe_json(server: &str, args: &[&str]) -> Vec<Value> {
-    let mut all = vec!["observe", "--server", server, "-o", "json"];
-    all.extend_from_slice(args);
-    let out = flowscope(&all);
-    assert!(
-        out.status.success(),
-        "observe {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("json line"))
-        .filter_map(|v| v.get("flow").cloned())
-        .collect()
-}
 
 fn pod(f: &Value, side: &str) -> String {
     format!(

@@ -502,3 +502,70 @@ pub fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> O
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Runs `flowscope observe` against `server` with `args` and `-o json`, returning the flows
+/// (each line's `flow`); fails the test if the command fails.
+pub fn observe_json(server: &str, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["observe", "--server", server, "-o", "json"];
+    all.extend_from_slice(args);
+    let out = flowscope(&all);
+    assert!(
+        out.status.success(),
+        "observe {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json line"))
+        .filter_map(|v| v.get("flow").cloned())
+        .collect()
+}
+
+/// Brings up the lab of `file` (after removing any lab left over); the guard removes it when
+/// the test ends, pass or fail.
+pub fn lab_up(file: &str) -> LabGuard {
+    let _ = flowscope(&["lab", "down"]);
+    let up = flowscope(&["lab", "up", file]);
+    assert!(
+        up.status.success(),
+        "lab up {file}: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    LabGuard
+}
+
+/// An observer watching every lab pod's veth with the lab's endpoints, enforcing the policies
+/// of `policy_dir`, with `extra` arguments.
+pub fn lab_observer(policy_dir: &str, extra: &[&str]) -> Observer {
+    let mut args = vec![
+        "--interface",
+        "fsl*",
+        "--endpoint-interface",
+        "fsl*",
+        "--endpoints",
+        "/run/flowscope/lab/endpoints.json",
+        "--policy-dir",
+        policy_dir,
+    ];
+    args.extend_from_slice(extra);
+    Observer::start(&args)
+}
+
+/// Waits until the observer has installed a policy revision newer than `after`.
+pub fn wait_for_revision_after(observer: &Observer, after: u64) {
+    eventually(
+        &format!("a policy revision after {after}"),
+        Duration::from_secs(15),
+        || {
+            let now = observer.status()["policy"]["revision"].as_u64()?;
+            (now > after).then_some(())
+        },
+    );
+}
+
+impl Observer {
+    /// The installed policy revision (0 before the first install).
+    pub fn policy_revision(&self) -> u64 {
+        self.status()["policy"]["revision"].as_u64().unwrap_or(0)
+    }
+}

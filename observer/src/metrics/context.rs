@@ -289,6 +289,20 @@ pub(crate) struct View<'a> {
     pub direction: TrafficDirection,
 }
 
+impl<'a> View<'a> {
+    /// A record as it is: source, destination, and its traffic direction.
+    pub fn of(rec: &'a crate::parse::FlowRecord) -> Self {
+        let (saddr, daddr) = rec.addrs();
+        View {
+            src: &rec.src,
+            dst: &rec.dst,
+            saddr,
+            daddr,
+            direction: rec.traffic_direction(),
+        }
+    }
+}
+
 /// A family's context labels: their values for a flow, and what those values name.
 pub(crate) struct Resolved {
     pub values: Box<[Value]>,

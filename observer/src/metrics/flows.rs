@@ -638,14 +638,7 @@ impl FlowMetrics {
         if d.ignore_aaaa && dns.qtypes.len() == 1 && dns.qtypes[0] == "AAAA" {
             return;
         }
-        let (saddr, daddr) = rec.addrs();
-        let view = View {
-            src: &rec.src,
-            dst: &rec.dst,
-            saddr,
-            daddr,
-            direction: rec.traffic_direction(),
-        };
+        let view = View::of(rec);
         let mut lookup = Lookup {
             endpoints: &mut self.endpoints,
             live: &self.live,
@@ -694,14 +687,7 @@ impl FlowMetrics {
             && rec.src.identity != IDENTITY_HOST
             && let Some(f) = &mut self.policy
         {
-            let (saddr, daddr) = rec.addrs();
-            let view = View {
-                src: &rec.src,
-                dst: &rec.dst,
-                saddr,
-                daddr,
-                direction: rec.traffic_direction(),
-            };
+            let view = View::of(rec);
             let labels = PolicyLabels {
                 direction: rec.traffic_direction(),
                 matched: super::labels::MATCH_L7_HTTP,
@@ -756,14 +742,7 @@ impl FlowMetrics {
 
     fn count_l7(&mut self, rec: &FlowRecord, protocol: Protocol, now: Instant) {
         let Some(f) = &mut self.flows else { return };
-        let (saddr, daddr) = rec.addrs();
-        let view = View {
-            src: &rec.src,
-            dst: &rec.dst,
-            saddr,
-            daddr,
-            direction: rec.traffic_direction(),
-        };
+        let view = View::of(rec);
         let labels = FlowLabels {
             protocol,
             event: Event::L7(protocol),

@@ -193,17 +193,7 @@ impl Conn {
             }
             Outcome::Deny => {
                 ProxyStats::add(&stats.requests_denied, 1);
-                let response = denied(&req);
-                let latency = BootClock::boot_now_ns().saturating_sub(start);
-                self.report(
-                    &judgement,
-                    verdict::FORWARDED,
-                    true,
-                    &fields,
-                    response.status().as_u16(),
-                    latency,
-                );
-                response
+                denied(&req)
             }
             Outcome::Allow | Outcome::Audit => {
                 let counter = if judgement.outcome == Outcome::Audit {
@@ -213,7 +203,7 @@ impl Conn {
                 };
                 ProxyStats::add(counter, 1);
                 let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-                let response = match self.forward(req).await {
+                match self.forward(req).await {
                     Ok(mut response) => {
                         if let Some(downstream) = upgrade
                             && upgraded(&fields.method, response.status())
@@ -228,19 +218,19 @@ impl Conn {
                         debug!(client = %self.client, server = %self.server, "Upstream: {err}");
                         unavailable(&fields)
                     }
-                };
-                let latency = BootClock::boot_now_ns().saturating_sub(start);
-                self.report(
-                    &judgement,
-                    verdict::FORWARDED,
-                    true,
-                    &fields,
-                    response.status().as_u16(),
-                    latency,
-                );
-                response
+                }
             }
         };
+        // The response's flow: the proxy's own answer or the server's, forwarded.
+        let latency = BootClock::boot_now_ns().saturating_sub(start);
+        self.report(
+            &judgement,
+            verdict::FORWARDED,
+            true,
+            &fields,
+            response.status().as_u16(),
+            latency,
+        );
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         response
     }
