@@ -952,3 +952,112 @@ spec:
         String::from_utf8_lossy(&table.stdout)
     );
 }
+
+#[test]
+fn http_rules_hold_over_ipv6() {
+    // Two test hosts routed through this machine over IPv6 only (the lab is IPv4), one a
+    // client pod and one a server pod as an endpoints file describes them.
+    // Interfaces named fl6*: no other test's.
+    let prefix = "fl6";
+    let client = util::TestHost::with_prefix(prefix);
+    let server = util::TestHost::with_prefix(prefix);
+    for (h, other) in [(&client, &server), (&server, &client)] {
+        util::run(
+            "ip",
+            &[
+                "-n",
+                &h.netns,
+                "-6",
+                "route",
+                "add",
+                &format!("{}/128", other.ns_ip6),
+                "via",
+                &h.host_ip6,
+            ],
+        );
+        for knob in ["forwarding", "force_forwarding"] {
+            // Per-interface: only these two veths forward.
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/{knob}", h.host_if), "1");
+        }
+    }
+    let dir = TempDir::new("fs-l7-v6");
+    let log = dir.join("server.log");
+    let endpoints = serde_json::json!({"endpoints": [
+        {"namespace": "shop", "pod_name": "client6", "ips": [client.ns_ip6],
+         "labels": {"app": "client6"}, "interface": client.host_if},
+        {"namespace": "shop", "pod_name": "server6", "ips": [server.ns_ip6],
+         "labels": {"app": "server6"}, "interface": server.host_if},
+    ]});
+    std::fs::write(dir.join("endpoints.json"), endpoints.to_string()).unwrap();
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(
+        dir.join("policies/get-only.yaml"),
+        API_RULES
+            .replace("app: api", "app: server6")
+            .replace("app: web", "app: client6"),
+    )
+    .unwrap();
+    let bind: std::net::IpAddr = server.ns_ip6.parse().unwrap();
+    let request_log =
+        std::sync::Arc::new(flowscope_lab::servers::RequestLog::open(&log).expect("request log"));
+    let _servers = server.run_in(move || {
+        flowscope_lab::servers::serve_with(
+            &[flowscope_lab::servers::ServeSpec {
+                port: 8080,
+                protocol: flowscope_lab::servers::Protocol::Tcp,
+                app: flowscope_lab::servers::App::Http,
+            }],
+            bind,
+            Default::default(),
+            flowscope_lab::servers::ServeOptions {
+                request_log: Some(request_log),
+                ..Default::default()
+            },
+        )
+        .expect("serve")
+    });
+    let glob = format!("{prefix}*");
+    let observer = Observer::start(&[
+        "--interface",
+        &glob,
+        "--endpoint-interface",
+        &glob,
+        "--endpoints",
+        &dir.join("endpoints.json").display().to_string(),
+        "--policy-dir",
+        &dir.join("policies").display().to_string(),
+    ]);
+    let dst = SocketAddr::new(bind, 8080);
+    let ask = |method: &'static str| {
+        client.run_in(move || {
+            let s = TcpStream::connect_timeout(&dst, Duration::from_secs(3)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut r = Reader::new(s);
+            r.send(&request(method, "/api/items", ""));
+            r.response().status
+        })
+    };
+    assert_eq!(ask("GET"), 200);
+    assert_eq!(ask("DELETE"), 403);
+    let served: Vec<(String, String)> = flowscope_lab::servers::read_request_log(&log)
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            assert_eq!(
+                r.client.ip().to_string(),
+                client.ns_ip6,
+                "the client's own address"
+            );
+            (r.method, r.target)
+        })
+        .collect();
+    assert_eq!(served, [("GET".to_string(), "/api/items".to_string())]);
+    let st = observer.status();
+    assert_eq!(st["proxy"]["requests_denied"], 1, "{st}");
+    let denied = eventually("the IPv6 denied request's flow", WAIT, || {
+        let f = observe(&observer, &["--verdict", "DROPPED", "--protocol", "http"]);
+        f.into_iter().next()
+    });
+    assert_eq!(denied["IP"]["ipVersion"], "IPv6", "{denied}");
+    assert_eq!(denied["destination"]["pod_name"], "server6", "{denied}");
+}
