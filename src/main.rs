@@ -634,25 +634,40 @@ fn policy_list(server: &str) -> anyhow::Result<()> {
             ""
         }
     );
-    println!("{:<22} {:<40} {:<24} SELECTS", "KIND", "POLICY", "SOURCE");
-    for l in p["loaded"].as_array().into_iter().flatten() {
-        let name = format!(
-            "{}/{}",
-            l["namespace"].as_str().unwrap_or(""),
-            l["name"].as_str().unwrap_or("")
-        );
-        let selects: Vec<&str> = strings(&l["selects"]);
-        println!(
-            "{:<22} {:<40} {:<24} {}",
-            l["kind"].as_str().unwrap_or(""),
-            name,
-            format!("{}:{}", l["file"].as_str().unwrap_or(""), l["line"]),
-            if selects.is_empty() {
-                "(none)".to_string()
-            } else {
-                selects.join(", ")
-            }
-        );
+    // (kind, namespace/name, file:line, selected pods), columns as wide as their widest cell.
+    let rows: Vec<[String; 4]> = p["loaded"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            let selects: Vec<&str> = strings(&l["selects"]);
+            [
+                l["kind"].as_str().unwrap_or("").to_string(),
+                format!(
+                    "{}/{}",
+                    l["namespace"].as_str().unwrap_or(""),
+                    l["name"].as_str().unwrap_or("")
+                ),
+                format!("{}:{}", l["file"].as_str().unwrap_or(""), l["line"]),
+                if selects.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    selects.join(", ")
+                },
+            ]
+        })
+        .collect();
+    let header = ["KIND", "POLICY", "SOURCE", "SELECTS"].map(String::from);
+    let width = |i: usize| {
+        rows.iter()
+            .chain([&header])
+            .map(|r| r[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    for r in [&header].into_iter().chain(&rows) {
+        println!("{:<w0$}  {:<w1$}  {:<w2$}  {}", r[0], r[1], r[2], r[3]);
     }
     for l in p["loaded"].as_array().into_iter().flatten() {
         for w in strings(&l["warnings"]) {

@@ -177,11 +177,16 @@ await t.step("details panel; a label becomes a filter in one click", async () =>
 });
 
 await t.step("L7 info: the lab's DNS lookups and HTTP requests", async () => {
+  // The table renders only the rows in view, and the demo's flows scroll through it: each
+  // kind has to be seen once, not both at the same moment.
+  let dns = false;
+  let http = false;
   await eventually(async () => {
     const l7 = await rowsText("l7");
-    return l7.some((c) => c.startsWith("DNS ") && c.includes(".svc.cluster.local")) &&
-      l7.some((c) => /^GET http:\/\/\S+\/metrics/.test(c));
-  }, 15000, "DNS and HTTP rows with their L7 details");
+    dns ||= l7.some((c) => c.startsWith("DNS ") && c.includes(".svc.cluster.local"));
+    http ||= l7.some((c) => /^GET http:\/\/\S+\/metrics/.test(c));
+    return dns && http;
+  }, 30000, "DNS and HTTP rows with their L7 details");
 });
 
 await t.step("column chooser", async () => {
@@ -190,7 +195,7 @@ await t.step("column chooser", async () => {
   await page.click("[data-test=columns]");
   await page.waitForSelector('.thead .th[data-column="drop_reason"]');
   assert(decodeURIComponent(page.url()).includes("drop_reason"), page.url());
-  await eventually(async () => (await rowsText("drop_reason")).some((r) => r.startsWith("POLICY_DEN")), 15000, "a drop reason shown");
+  await eventually(async () => (await rowsText("drop_reason")).some((r) => r.startsWith("POLICY_DEN")), 30000, "a drop reason shown");
 });
 
 await t.step("export writes the table's flows as Hubble JSON", async () => {
