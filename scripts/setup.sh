@@ -8,7 +8,7 @@ log() { printf '[setup] %s\n' "$*"; }
 need_apt=()
 # chromium: the web UI's browser tests (Debian's Chromium, driven by playwright-core from npm);
 # wrk and hey: the L7 proxy's benchmark (bench/l7.sh).
-for pkg in llvm-22-dev iproute2 iputils-ping iperf3 iptables prometheus bpftool tcpdump python3 python3-venv python3-websockets curl ca-certificates chromium wrk hey; do
+for pkg in llvm-22-dev iproute2 iputils-ping iperf3 iptables prometheus bpftool tcpdump python3 python3-venv python3-websockets curl ca-certificates openssl chromium wrk hey; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 # Any Node.js with npm will do (a machine may carry a newer one than Debian's; keep it).
@@ -73,6 +73,10 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   log "cargo install cargo-nextest"
   cargo install cargo-nextest --locked
 fi
+
+# A real Kubernetes API server for the tests of the Kubernetes source: kube-apiserver and etcd
+# built from Debian's sources into /opt/flowscope/kube (about 5 minutes, once; kept there).
+bash "$(dirname "$0")/kube-apiserver.sh" build
 
 # bpffs for pinning; tracefs for tracepoints (neither is mounted by default here).
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf || true

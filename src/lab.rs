@@ -63,6 +63,7 @@ pub fn observer_config(
         http_ports: crate::DEFAULT_HTTP_PORTS.to_vec(),
         export: None,
         proxy: Default::default(),
+        kubernetes: None,
     }
 }
 

@@ -296,6 +296,40 @@ struct ObserverArgs {
     metrics: MetricsArgs,
     #[command(flatten)]
     proxy: ProxyArgs,
+    #[command(flatten)]
+    kubernetes: KubernetesArgs,
+}
+
+/// The Kubernetes API as the source of pods, namespaces and policies.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Kubernetes")]
+struct KubernetesArgs {
+    /// Watch the Kubernetes API with the pod's service account (in a DaemonSet): pods and
+    /// namespaces name the flows; NetworkPolicy, CiliumNetworkPolicy and
+    /// CiliumClusterwideNetworkPolicy objects are enforced (beside --policy-dir, if given).
+    /// This node's pods are those whose spec.nodeName is --node-name (default: $NODE_NAME,
+    /// else the host name).
+    #[arg(long, conflicts_with_all = ["kubeconfig", "endpoints"])]
+    kubernetes: bool,
+    /// As --kubernetes, with the API server and credentials of a kubeconfig file.
+    #[arg(long, value_name = "FILE", conflicts_with = "endpoints")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context to use (default: its current context).
+    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    context: Option<String>,
+}
+
+impl KubernetesArgs {
+    fn resolve(self) -> Option<flowscope_kubernetes::Connection> {
+        match (self.kubernetes, self.kubeconfig) {
+            (true, _) => Some(flowscope_kubernetes::Connection::InCluster),
+            (false, Some(path)) => Some(flowscope_kubernetes::Connection::Kubeconfig {
+                path,
+                context: self.context,
+            }),
+            (false, None) => None,
+        }
+    }
 }
 
 /// The L7 proxy that enforces CiliumNetworkPolicy HTTP rules (with `--policy-dir`).
@@ -493,10 +527,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Observer(a) => {
-            let node_name = match a.node_name {
-                Some(n) => n,
-                None => hostname(),
-            };
+            // The Downward API's NODE_NAME, as a DaemonSet passes it.
+            let node_name = a
+                .node_name
+                .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()))
+                .unwrap_or_else(hostname);
             let (metrics_listen, metrics, metrics_prefix) = a.metrics.resolve();
             let config = ObserverConfig {
                 interfaces: a.interfaces,
@@ -521,6 +556,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     max_connections: a.proxy.max_connections as usize,
                     idle_timeout: a.proxy.idle_timeout,
                 },
+                kubernetes: a.kubernetes.resolve(),
             };
             runtime.block_on(flowscope_observer::run(config, shutdown_signal()))
         }
@@ -648,7 +684,11 @@ fn policy_list(server: &str) -> anyhow::Result<()> {
                     l["namespace"].as_str().unwrap_or(""),
                     l["name"].as_str().unwrap_or("")
                 ),
-                format!("{}:{}", l["file"].as_str().unwrap_or(""), l["line"]),
+                // `api` for an object of the Kubernetes API, else the manifest's file:line.
+                match l["file"].as_str().unwrap_or("") {
+                    f if f.starts_with("api:") => "api".to_string(),
+                    f => format!("file:{f}:{}", l["line"]),
+                },
                 if selects.is_empty() {
                     "(none)".to_string()
                 } else {

@@ -76,6 +76,41 @@ pub struct RuntimeStatus {
     /// The L7 proxy's live counters.
     #[serde(skip)]
     pub proxy_stats: Option<Arc<crate::proxy::ProxyStats>>,
+    /// Present with the Kubernetes source: read from `cluster` when served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesStatus>,
+    /// The Kubernetes source's newest snapshot.
+    #[serde(skip)]
+    pub cluster: Option<tokio::sync::watch::Receiver<Arc<flowscope_kubernetes::ClusterState>>>,
+}
+
+/// What `status` says of the Kubernetes source.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct KubernetesStatus {
+    #[serde(flatten)]
+    pub api: flowscope_kubernetes::ApiStatus,
+    /// Pods, namespaces and policy objects in the last snapshot.
+    pub pods: usize,
+    pub namespaces: usize,
+    pub policies: usize,
+    pub revision: u64,
+}
+
+impl RuntimeStatus {
+    /// Fills the parts read live (the proxy's counters, the Kubernetes source's state).
+    pub fn refresh_live(&mut self) {
+        self.proxy = self.proxy_stats.as_ref().map(|p| p.status());
+        self.kubernetes = self.cluster.as_ref().map(|c| {
+            let state = c.borrow();
+            KubernetesStatus {
+                api: state.status.clone(),
+                pods: state.pods.len(),
+                namespaces: state.namespaces.len(),
+                policies: state.policies.len(),
+                revision: state.revision,
+            }
+        });
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -181,7 +216,7 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<StatusBody> {
     let ts =
         |ns: Option<i64>| ns.map(|n| flowscope_model::Timestamp::from_unix_nanos(n).to_string());
     let mut runtime = st.runtime.lock().map(|r| r.clone()).unwrap_or_default();
-    runtime.proxy = runtime.proxy_stats.as_ref().map(|p| p.status());
+    runtime.refresh_live();
     Json(StatusBody {
         num_flows: s.len as u64,
         max_flows: s.capacity as u64,

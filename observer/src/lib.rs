@@ -10,6 +10,7 @@ pub mod event;
 pub mod export;
 pub mod graph;
 pub mod http;
+pub mod kubernetes;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;
@@ -91,6 +92,9 @@ pub struct ObserverConfig {
     pub export: Option<export::ExportConfig>,
     /// The L7 proxy that enforces HTTP rules (runs when policies are enforced).
     pub proxy: proxy::ProxyConfig,
+    /// The Kubernetes API: pods, namespaces and policies from there (beside the policy
+    /// directory, if any); replaces the endpoints file.
+    pub kubernetes: Option<flowscope_kubernetes::Connection>,
 }
 
 /// Flow streams an observer serves at once by default.
@@ -145,11 +149,27 @@ pub async fn run(
         ifaces_tx,
     ));
 
+    anyhow::ensure!(
+        cfg.kubernetes.is_none() || cfg.endpoints_file.is_none(),
+        "--endpoints and the Kubernetes API (--kubernetes, --kubeconfig) both describe the \
+         pods: give one"
+    );
+    let kube = match &cfg.kubernetes {
+        Some(connection) => Some(flowscope_kubernetes::start(connection).await?),
+        None => None,
+    };
+    let cluster_rx = kube.as_ref().map(|k| k.state.clone());
     let (registry_tx, registry_rx) = watch::channel(Arc::new(Registry::default()));
-    let registry_task = cfg
-        .endpoints_file
-        .clone()
-        .map(|path| tokio::spawn(watch_endpoints(path, registry_tx)));
+    let registry_task = match (&cluster_rx, cfg.endpoints_file.clone()) {
+        (Some(cluster), _) => Some(tokio::spawn(kubernetes::watch_cluster(
+            cluster.clone(),
+            cfg.node_name.clone(),
+            registry_tx,
+        ))),
+        (None, Some(path)) => Some(tokio::spawn(watch_endpoints(path, registry_tx))),
+        (None, None) => None,
+    };
+    let enforcing = cfg.policy_dir.is_some() || cfg.kubernetes.is_some();
 
     let (attributions_tx, attributions_rx) = watch::channel(Arc::new(Attributions::new()));
     if cfg.dns_visibility {
@@ -174,8 +194,8 @@ pub async fn run(
     // connection to them.
     let (l7_tx, l7_rx) = watch::channel(Arc::new(L7Policy::default()));
     let (proxy_flows_tx, proxy_flows_rx) = mpsc::channel::<ProxyFlow>(proxy::FLOW_QUEUE);
-    let l7_proxy = match &cfg.policy_dir {
-        Some(_) => {
+    let l7_proxy = match enforcing {
+        true => {
             let dp = datapath.clone();
             let p = Proxy::start(
                 cfg.proxy.clone(),
@@ -191,19 +211,21 @@ pub async fn run(
             .context("starting the L7 proxy")?;
             Some(p)
         }
-        None => None,
+        false => None,
     };
     let proxy_stats = l7_proxy.as_ref().map(|p| p.stats.clone());
     if let Ok(mut rt) = state.runtime.lock() {
         rt.proxy_stats = proxy_stats.clone();
+        rt.cluster = cluster_rx.clone();
     }
-    let policy_task = cfg.policy_dir.clone().map(|dir| {
+    let policy_task = enforcing.then(|| {
         tokio::spawn(watch_policies(
             PolicySource {
-                dir,
+                dir: cfg.policy_dir.clone(),
+                cluster: cluster_rx.clone(),
                 audit: cfg.policy_audit,
                 cidr_selects_pods: cfg.policy_cidr_selects_pods,
-                endpoints_configured: cfg.endpoints_file.is_some(),
+                endpoints_configured: cfg.endpoints_file.is_some() || cluster_rx.is_some(),
             },
             datapath.clone(),
             registry_rx.clone(),
@@ -253,7 +275,7 @@ pub async fn run(
 
     // With policies, ready means enforcing them: the policy watcher says so after its first
     // install.
-    if cfg.policy_dir.is_none() {
+    if !enforcing {
         state.ready.store(true, Ordering::Relaxed);
     }
     info!(listen = %cfg.listen, "Serving flows on ws://{}/api/v1/flows", cfg.listen);
@@ -266,6 +288,7 @@ pub async fn run(
         })
         .await
         .context("serving the API")?;
+    drop(kube);
     watcher.abort();
     pipe.abort();
     for t in [registry_task, policy_task].into_iter().flatten() {
@@ -509,7 +532,10 @@ async fn watch_endpoints(path: std::path::PathBuf, out: watch::Sender<Arc<Regist
 /// and reports the rest; a set that fails to compile keeps the previous one enforced.
 /// Where policies come from and how they apply.
 struct PolicySource {
-    dir: std::path::PathBuf,
+    /// A directory of manifests (GitOps).
+    dir: Option<std::path::PathBuf>,
+    /// The Kubernetes API's policy objects.
+    cluster: Option<watch::Receiver<Arc<flowscope_kubernetes::ClusterState>>>,
     audit: bool,
     cidr_selects_pods: bool,
     /// An endpoints source exists: wait for its first load before the first install.
@@ -519,6 +545,7 @@ struct PolicySource {
 async fn watch_policies(
     PolicySource {
         dir,
+        cluster,
         audit,
         cidr_selects_pods,
         endpoints_configured,
@@ -533,6 +560,7 @@ async fn watch_policies(
     let mut tick = tokio::time::interval(SOURCE_POLL);
     let mut last_fingerprint: Option<policy::Fingerprint> = None;
     let mut last_registry: Option<Arc<Registry>> = None;
+    let mut last_cluster_revision: Option<u64> = None;
     let mut previous = Attributions::new();
     let mut revision = 0u64;
     // Policies select pods: with an endpoints source, the first install waits for its first
@@ -542,18 +570,34 @@ async fn watch_policies(
     }
     loop {
         tick.tick().await;
-        let fingerprint = policy::fingerprint(&dir);
+        let fingerprint = dir.as_deref().map(policy::fingerprint).unwrap_or_default();
+        let cluster_state = cluster.as_ref().map(|c| c.borrow().clone());
+        let cluster_revision = cluster_state.as_ref().map(|c| c.revision);
         let reg = registry.borrow().clone();
         // The interfaces the datapath is attached to, as the interface watcher maintains them.
         let interfaces_changed = attached.has_changed().unwrap_or(false);
         let same_registry = last_registry.as_ref().is_some_and(|r| Arc::ptr_eq(r, &reg));
-        if same_registry && !interfaces_changed && last_fingerprint.as_ref() == Some(&fingerprint) {
+        if same_registry
+            && !interfaces_changed
+            && last_fingerprint.as_ref() == Some(&fingerprint)
+            && last_cluster_revision == cluster_revision
+        {
             continue;
         }
         last_registry = Some(reg.clone());
         last_fingerprint = Some(fingerprint);
+        last_cluster_revision = cluster_revision;
         let ifaces = attached.borrow_and_update().clone();
-        let set = flowscope_policy::load_dir(&dir);
+        let mut set = match &dir {
+            Some(dir) => flowscope_policy::load_dir(dir),
+            None => flowscope_policy::PolicySet::new(),
+        };
+        // The API's objects go through the same parser as files, named by kind and name.
+        if let Some(cluster) = &cluster_state {
+            for object in &cluster.policies {
+                set.add_file(&object.json, &object.source());
+            }
+        }
         for e in &set.errors {
             warn!("Policy: {e}");
         }

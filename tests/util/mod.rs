@@ -569,3 +569,93 @@ impl Observer {
         self.status()["policy"]["revision"].as_u64().unwrap_or(0)
     }
 }
+
+/// A real Kubernetes API server (kube-apiserver v1.20 and etcd, built by
+/// `scripts/kube-apiserver.sh build`, which `scripts/setup.sh` runs) on loopback ports of its
+/// own, with RBAC and an admin kubeconfig; both processes are killed on drop.
+pub struct KubeApi {
+    pub dir: TempDir,
+    pub kubeconfig: std::path::PathBuf,
+    etcd_port: u16,
+    api_port: u16,
+}
+
+const KUBE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kube-apiserver.sh");
+
+impl KubeApi {
+    pub fn start() -> KubeApi {
+        let dir = TempDir::new("fs-kube");
+        let (etcd_port, api_port) = (free_port(), free_port());
+        let api = KubeApi {
+            kubeconfig: dir.join("run/kubeconfig"),
+            dir,
+            etcd_port,
+            api_port,
+        };
+        // etcd takes two ports: the client port and the next one.
+        api.script("start");
+        api
+    }
+
+    fn script(&self, what: &str) {
+        let out = Command::new("bash")
+            .args([
+                KUBE_SCRIPT,
+                what,
+                &self.dir.join("run").display().to_string(),
+                &self.etcd_port.to_string(),
+                &self.api_port.to_string(),
+            ])
+            .output()
+            .expect("run scripts/kube-apiserver.sh");
+        assert!(
+            out.status.success(),
+            "scripts/kube-apiserver.sh {what} (the API server is built by scripts/setup.sh): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn kill(&self, process: &str) {
+        let Ok(pid) = std::fs::read_to_string(self.dir.join(format!("run/{process}.pid"))) else {
+            return;
+        };
+        let Ok(pid) = pid.trim().parse::<i32>() else {
+            return;
+        };
+        // SAFETY: signals to processes this helper started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let gone = || !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gone() && Instant::now() < deadline {
+            // Reap it if it is our child (it is not: the script's); /proc goes when it exits.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the API server (etcd keeps the data).
+    pub fn stop_apiserver(&self) {
+        self.kill("apiserver");
+    }
+
+    /// Starts the API server again on the same port and data.
+    pub fn start_apiserver(&self) {
+        self.script("apiserver");
+    }
+
+    /// A client with the admin credentials.
+    pub async fn client(&self) -> kube::Client {
+        let file = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
+        let config =
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .expect("kubeconfig");
+        kube::Client::try_from(config).expect("client")
+    }
+}
+
+impl Drop for KubeApi {
+    fn drop(&mut self) {
+        self.kill("apiserver");
+        self.kill("etcd");
+    }
+}

@@ -1,0 +1,384 @@
+//! One watcher per kind feeding one aggregator that owns the maps and publishes snapshots.
+
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
+
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::{
+    Api, Client, ResourceExt as _,
+    api::{ApiResource, DynamicObject, GroupVersionKind},
+    runtime::{WatchStreamExt as _, watcher},
+};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::state::{ApiStatus, ClusterState, ContainerPort, PodInfo, PolicyObject};
+
+/// The kinds watched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Kind {
+    Namespace,
+    Pod,
+    NetworkPolicy,
+    CiliumNetworkPolicy,
+    CiliumClusterwideNetworkPolicy,
+}
+
+const KINDS: [Kind; 5] = [
+    Kind::Namespace,
+    Kind::Pod,
+    Kind::NetworkPolicy,
+    Kind::CiliumNetworkPolicy,
+    Kind::CiliumClusterwideNetworkPolicy,
+];
+
+impl Kind {
+    fn is_cilium(self) -> bool {
+        matches!(
+            self,
+            Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy
+        )
+    }
+
+    fn policy_kind(self) -> &'static str {
+        match self {
+            Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::CiliumNetworkPolicy => "CiliumNetworkPolicy",
+            Kind::CiliumClusterwideNetworkPolicy => "CiliumClusterwideNetworkPolicy",
+            Kind::Namespace => "Namespace",
+            Kind::Pod => "Pod",
+        }
+    }
+}
+
+/// One object, converted.
+#[derive(Clone, Debug)]
+enum Item {
+    Namespace(BTreeMap<String, String>),
+    Pod(PodInfo),
+    Policy(PolicyObject),
+}
+
+/// What a watcher tells the aggregator.
+enum Change {
+    /// The kind was (re)listed: these are all its objects.
+    Reset(Kind, Vec<(String, Item)>),
+    Upsert(Kind, String, Item),
+    Remove(Kind, String),
+    /// A request failed; the watcher retries with backoff.
+    Error(Kind, String),
+    /// The kind is not served (a CRD that is not installed): it has no objects.
+    Absent(Kind),
+    /// A request succeeded after errors.
+    Healthy(Kind),
+}
+
+pub(crate) async fn run(client: Client, server: String, out: watch::Sender<Arc<ClusterState>>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    for kind in KINDS {
+        tasks.push(tokio::spawn(watch_kind(client.clone(), kind, tx.clone())));
+    }
+    // A watch that resumes after an outage says nothing until an object changes: while some
+    // watch is failing, the server is asked for its version now and then, and an answer
+    // counts as recovery (a watch that still fails says so again).
+    let mut probe = tokio::time::interval(RECOVERY_PROBE);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut maps: BTreeMap<Kind, BTreeMap<String, Item>> = BTreeMap::new();
+    let mut synced: BTreeMap<Kind, bool> = KINDS.iter().map(|k| (*k, false)).collect();
+    let mut failing: BTreeMap<Kind, bool> = BTreeMap::new();
+    let mut status = ApiStatus {
+        server,
+        ..ApiStatus::default()
+    };
+    let mut revision = 0u64;
+    let mut dirty = false;
+    let mut tick = tokio::time::interval(crate::PUBLISH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            change = rx.recv() => {
+                let Some(change) = change else { break };
+                dirty = true;
+                match change {
+                    Change::Reset(kind, items) => {
+                        maps.insert(kind, items.into_iter().collect());
+                        synced.insert(kind, true);
+                        failing.insert(kind, false);
+                        if kind.is_cilium() {
+                            status.cilium_crds = true;
+                        }
+                    }
+                    Change::Upsert(kind, key, item) => {
+                        maps.entry(kind).or_default().insert(key, item);
+                    }
+                    Change::Remove(kind, key) => {
+                        maps.entry(kind).or_default().remove(&key);
+                    }
+                    Change::Error(kind, error) => {
+                        status.errors += 1;
+                        status.last_error = Some(format!("{kind:?}: {error}"));
+                        failing.insert(kind, true);
+                    }
+                    Change::Absent(kind) => {
+                        maps.insert(kind, BTreeMap::new());
+                        synced.insert(kind, true);
+                        failing.insert(kind, false);
+                        status.cilium_crds = false;
+                    }
+                    Change::Healthy(kind) => {
+                        failing.insert(kind, false);
+                    }
+                }
+            }
+            _ = probe.tick(), if failing.values().any(|f| *f) => {
+                if client.apiserver_version().await.is_ok() {
+                    for f in failing.values_mut() {
+                        *f = false;
+                    }
+                    dirty = true;
+                }
+            }
+            _ = tick.tick(), if dirty => {
+                dirty = false;
+                revision += 1;
+                status.synced = synced.values().all(|s| *s);
+                let connected = !failing.values().any(|f| *f);
+                if connected != status.connected {
+                    if connected {
+                        info!(server = %status.server, "Kubernetes API reachable");
+                    } else {
+                        warn!(server = %status.server, error = ?status.last_error, "Kubernetes API unreachable; keeping the last known state");
+                    }
+                }
+                status.connected = connected;
+                let _ = out.send(Arc::new(snapshot(revision, &maps, &status)));
+            }
+        }
+    }
+    for t in tasks {
+        t.abort();
+    }
+}
+
+fn snapshot(
+    revision: u64,
+    maps: &BTreeMap<Kind, BTreeMap<String, Item>>,
+    status: &ApiStatus,
+) -> ClusterState {
+    let mut state = ClusterState {
+        revision,
+        status: status.clone(),
+        ..ClusterState::default()
+    };
+    for items in maps.values() {
+        for (key, item) in items {
+            match item {
+                Item::Namespace(labels) => {
+                    state.namespaces.insert(key.clone(), labels.clone());
+                }
+                Item::Pod(p) => state.pods.push(p.clone()),
+                Item::Policy(p) => state.policies.push(p.clone()),
+            }
+        }
+    }
+    state
+}
+
+/// Watches one kind for ever (until aborted), converting its objects.
+async fn watch_kind(client: Client, kind: Kind, tx: mpsc::UnboundedSender<Change>) {
+    match kind {
+        Kind::Namespace => {
+            let api: Api<Namespace> = Api::all(client);
+            pump(api, kind, tx, |ns: &Namespace| {
+                Some((ns.name_any(), Item::Namespace(ns.labels().clone())))
+            })
+            .await
+        }
+        Kind::Pod => {
+            let api: Api<Pod> = Api::all(client);
+            pump(api, kind, tx, |p: &Pod| {
+                pod_info(p).map(|info| (key(&info.namespace, &info.name), Item::Pod(info)))
+            })
+            .await
+        }
+        _ => {
+            let (group, version, plural) = match kind {
+                Kind::NetworkPolicy => ("networking.k8s.io", "v1", "networkpolicies"),
+                Kind::CiliumNetworkPolicy => ("cilium.io", "v2", "ciliumnetworkpolicies"),
+                _ => ("cilium.io", "v2", "ciliumclusterwidenetworkpolicies"),
+            };
+            let resource = ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk(group, version, kind.policy_kind()),
+                plural,
+            );
+            let api: Api<DynamicObject> = Api::all_with(client, &resource);
+            pump(api, kind, tx, move |o: &DynamicObject| {
+                let object = policy_object(kind, o)?;
+                let k = key(object.namespace.as_deref().unwrap_or(""), &object.name);
+                Some((k, Item::Policy(object)))
+            })
+            .await
+        }
+    }
+}
+
+fn key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+/// While a watch fails, the server is probed this often to notice it is back.
+const RECOVERY_PROBE: Duration = Duration::from_secs(2);
+/// A missing CRD is looked for again this often.
+const ABSENT_RETRY: Duration = Duration::from_secs(10);
+
+async fn pump<K>(
+    api: Api<K>,
+    kind: Kind,
+    tx: mpsc::UnboundedSender<Change>,
+    convert: impl Fn(&K) -> Option<(String, Item)>,
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    loop {
+        let mut stream = watcher(api.clone(), watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        let mut listing: Option<Vec<(String, Item)>> = None;
+        let mut erred = false;
+        while let Some(event) = stream.next().await {
+            let change = match event {
+                Ok(watcher::Event::Init) => {
+                    listing = Some(Vec::new());
+                    None
+                }
+                Ok(watcher::Event::InitApply(o)) => {
+                    if let (Some(list), Some(item)) = (listing.as_mut(), convert(&o)) {
+                        list.push(item);
+                    }
+                    None
+                }
+                Ok(watcher::Event::InitDone) => {
+                    Some(Change::Reset(kind, listing.take().unwrap_or_default()))
+                }
+                Ok(watcher::Event::Apply(o)) => Some(match convert(&o) {
+                    Some((k, item)) => Change::Upsert(kind, k, item),
+                    // No longer of interest (a pod that finished): gone from the state.
+                    None => {
+                        Change::Remove(kind, key(&o.namespace().unwrap_or_default(), &o.name_any()))
+                    }
+                }),
+                Ok(watcher::Event::Delete(o)) => Some(Change::Remove(
+                    kind,
+                    key(&o.namespace().unwrap_or_default(), &o.name_any()),
+                )),
+                Err(err) => {
+                    if kind.is_cilium() && not_served(&err) {
+                        debug!(?kind, "Not served (its CRD is not installed)");
+                        let _ = tx.send(Change::Absent(kind));
+                        break;
+                    }
+                    erred = true;
+                    Some(Change::Error(kind, err.to_string()))
+                }
+            };
+            if let Some(change) = change {
+                let ok = !matches!(change, Change::Error(..));
+                if ok && erred {
+                    erred = false;
+                    let _ = tx.send(Change::Healthy(kind));
+                }
+                if tx.send(change).is_err() {
+                    return;
+                }
+            }
+        }
+        // Only a kind that is not served ends its stream: look again later.
+        tokio::time::sleep(ABSENT_RETRY).await;
+    }
+}
+
+/// The server does not serve the kind at all (404 on the list).
+fn not_served(err: &watcher::Error) -> bool {
+    match err {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status.code == 404,
+        _ => false,
+    }
+}
+
+fn pod_info(p: &Pod) -> Option<PodInfo> {
+    let spec = p.spec.as_ref()?;
+    // Host-network pods have the node's address: they are the host, not endpoints.
+    if spec.host_network == Some(true) {
+        return None;
+    }
+    let status = p.status.as_ref();
+    if let Some(phase) = status.and_then(|s| s.phase.as_deref())
+        && matches!(phase, "Succeeded" | "Failed")
+    {
+        // Finished: its addresses may already be another pod's.
+        return None;
+    }
+    let mut ips: Vec<IpAddr> = status
+        .and_then(|s| s.pod_ips.as_ref())
+        .map(|ips| ips.iter().filter_map(|i| i.ip.parse().ok()).collect())
+        .unwrap_or_default();
+    if ips.is_empty()
+        && let Some(ip) = status
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|i| i.parse().ok())
+    {
+        ips.push(ip);
+    }
+    let ports = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|port| {
+            Some(ContainerPort {
+                name: port.name.clone().unwrap_or_default(),
+                port: u16::try_from(port.container_port).ok()?,
+                protocol: port.protocol.clone().unwrap_or_else(|| "TCP".into()),
+            })
+        })
+        .collect();
+    Some(PodInfo {
+        namespace: p.namespace().unwrap_or_default(),
+        name: p.name_any(),
+        labels: p.labels().clone(),
+        ips,
+        node: spec.node_name.clone(),
+        ports,
+        owner: p
+            .owner_references()
+            .first()
+            .map(|o| format!("{}/{}", o.kind, o.name)),
+    })
+}
+
+fn policy_object(kind: Kind, o: &DynamicObject) -> Option<PolicyObject> {
+    let mut value = serde_json::to_value(o).ok()?;
+    // Items of a list may come without their type: the parser needs it.
+    let api_version = match kind {
+        Kind::NetworkPolicy => "networking.k8s.io/v1",
+        _ => "cilium.io/v2",
+    };
+    if let Some(object) = value.as_object_mut() {
+        object.insert("apiVersion".into(), api_version.into());
+        object.insert("kind".into(), kind.policy_kind().into());
+    }
+    // What the parser does not need and the API server adds on every write.
+    if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        meta.remove("managedFields");
+        if let Some(annotations) = meta.get_mut("annotations").and_then(|a| a.as_object_mut()) {
+            annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+    }
+    Some(PolicyObject {
+        kind: kind.policy_kind(),
+        namespace: o.namespace(),
+        name: o.name_any(),
+        json: serde_json::to_string_pretty(&value).ok()?,
+    })
+}

@@ -1,0 +1,442 @@
+//! The Kubernetes source against a real API server (kube-apiserver v1.20 and etcd, started per
+//! test): pods, namespaces and policies written through the API name and decide the lab's real
+//! traffic. The API server has no kubelet, so the tests write each pod's status (its IP) as a
+//! kubelet would, mapping API pods onto lab pods by address; their names are unlike the lab's.
+
+mod util;
+
+use std::{net::SocketAddr, time::Duration};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Api, Client,
+    api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams},
+};
+use serde_json::{Value, json};
+use util::{KubeApi, Observer, eventually, lab_up, observe_json};
+
+const LAB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/labs/l7.yaml");
+/// The lab's pods these tests map API pods onto.
+const WEB: &str = "198.18.7.1";
+const BATCH: &str = "198.18.7.2";
+const API: &str = "198.18.7.3";
+/// The node name `util::Observer` gives its observers.
+const NODE: &str = "test-node";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply("flowscope-tests").force()
+}
+
+/// Server-side apply of any object, by its apiVersion and kind.
+async fn apply(client: &Client, object: Value) {
+    let api_version = object["apiVersion"].as_str().unwrap().to_string();
+    let kind = object["kind"].as_str().unwrap().to_string();
+    let (group, version) = match api_version.split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), api_version.clone()),
+    };
+    let plural = match kind.as_str() {
+        "NetworkPolicy" => "networkpolicies".to_string(),
+        "CiliumNetworkPolicy" => "ciliumnetworkpolicies".to_string(),
+        "CustomResourceDefinition" => "customresourcedefinitions".to_string(),
+        k => format!("{}s", k.to_ascii_lowercase()),
+    };
+    let resource =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, &version, &kind), &plural);
+    let name = object["metadata"]["name"].as_str().unwrap().to_string();
+    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    api.patch(&name, &apply_params(), &Patch::Apply(&object))
+        .await
+        .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
+}
+
+async fn delete_policy(client: &Client, namespace: &str, name: &str) {
+    let api: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        Api::namespaced(client.clone(), namespace);
+    api.delete(name, &DeleteParams::default())
+        .await
+        .expect("delete policy");
+}
+
+/// A pod of `namespace` on this test's node with `labels`, given `ip` as a kubelet would.
+async fn pod(client: &Client, namespace: &str, name: &str, labels: Value, ip: &str) {
+    apply(
+        client,
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "example",
+                "ports": [{"name": "http", "containerPort": 8080}]}]},
+        }),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    pods.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}})),
+    )
+    .await
+    .expect("pod status");
+}
+
+async fn namespace(client: &Client, name: &str, labels: Value) {
+    apply(
+        client,
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": name, "labels": labels}}),
+    )
+    .await;
+}
+
+/// The cluster the tests share: namespace `store` with checkout (on the lab's web pod), orders
+/// (on api) and reports (on batch).
+async fn cluster(client: &Client) {
+    namespace(client, "store", json!({"team": "shop"})).await;
+    pod(
+        client,
+        "store",
+        "checkout-5d8f9c",
+        json!({"app": "checkout"}),
+        WEB,
+    )
+    .await;
+    pod(
+        client,
+        "store",
+        "orders-api-7c9d4f",
+        json!({"app": "orders"}),
+        API,
+    )
+    .await;
+    pod(
+        client,
+        "store",
+        "reports-job-x2k8p",
+        json!({"app": "reports"}),
+        BATCH,
+    )
+    .await;
+}
+
+fn observer(api: &KubeApi) -> Observer {
+    let kubeconfig = api.kubeconfig.display().to_string();
+    Observer::start(&[
+        "--interface",
+        "fsl*",
+        "--endpoint-interface",
+        "fsl*",
+        "--kubeconfig",
+        &kubeconfig,
+    ])
+}
+
+/// Whether `pod` (a lab pod's namespace) reaches the lab's api pod on 8080.
+fn reaches_api(pod: &str) -> bool {
+    util::tcp_probe(&format!("fsl-shop-{pod}"), API, 8080)
+}
+
+/// An HTTP request from a lab pod to the api pod: the status, or None without an answer.
+fn http(pod: &str, method: &'static str) -> Option<u16> {
+    let dst: SocketAddr = format!("{API}:8080").parse().unwrap();
+    let probe = flowscope_lab::topology::spawn_in(&format!("fsl-shop-{pod}"), move || {
+        flowscope_lab::servers::http_request(dst, method, "/orders", Duration::from_secs(2))
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    // `detail` is the status line's code and reason ("200 OK") when an answer came.
+    probe
+        .connected
+        .then(|| probe.detail.split(' ').next()?.parse().ok())
+        .flatten()
+}
+
+fn revision(observer: &Observer) -> u64 {
+    observer.policy_revision()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_namespaces_and_policies_come_from_the_api_server() {
+    let _lab = lab_up(LAB);
+    let api = KubeApi::start();
+    let client = api.client().await;
+    cluster(&client).await;
+    let observer = observer(&api);
+    let st = observer.status();
+    assert_eq!(st["kubernetes"]["synced"], true, "{st}");
+    assert_eq!(st["kubernetes"]["connected"], true, "{st}");
+
+    // Flows carry the API's names and labels, not the lab's.
+    assert!(reaches_api("web"));
+    let server = observer.api.to_string();
+    let named = eventually("a flow named from the API", WAIT, || {
+        observe_json(
+            &server,
+            &["--to-pod", "store/orders-api-7c9d4f", "--last", "20"],
+        )
+        .into_iter()
+        .find(|f| f["source"]["pod_name"] == "checkout-5d8f9c")
+    });
+    assert!(
+        named["source"]["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "k8s:app=checkout"),
+        "{named}"
+    );
+    assert!(
+        named["destination"]["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "k8s:io.cilium.k8s.namespace.labels.team=shop"),
+        "{named}"
+    );
+
+    // A NetworkPolicy created through the API isolates orders; changed, it admits checkout
+    // only; deleted, everything again.
+    let np = |from: Option<&str>| {
+        let ingress = match from {
+            Some(app) => json!([{"from": [{"podSelector": {"matchLabels": {"app": app}}}]}]),
+            None => json!([]),
+        };
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+               "metadata": {"name": "orders-ingress", "namespace": "store"},
+               "spec": {"podSelector": {"matchLabels": {"app": "orders"}},
+                        "policyTypes": ["Ingress"], "ingress": ingress}})
+    };
+    let before = revision(&observer);
+    apply(&client, np(None)).await;
+    util::wait_for_revision_after(&observer, before);
+    assert!(!reaches_api("web") && !reaches_api("batch"));
+    let before = revision(&observer);
+    apply(&client, np(Some("checkout"))).await;
+    util::wait_for_revision_after(&observer, before);
+    assert!(reaches_api("web"));
+    assert!(!reaches_api("batch"));
+    let dropped = eventually("the drop naming the API's policy", WAIT, || {
+        observe_json(
+            &server,
+            &[
+                "--verdict",
+                "DROPPED",
+                "--from-pod",
+                "store/reports-job-x2k8p",
+                "--last",
+                "20",
+            ],
+        )
+        .into_iter()
+        .find(|f| f["drop_reason_desc"] == "POLICY_DENIED")
+    });
+    assert_eq!(
+        dropped["destination"]["pod_name"], "orders-api-7c9d4f",
+        "{dropped}"
+    );
+
+    // `policy list` names where each policy comes from.
+    let listed = util::flowscope(&["policy", "list", "--server", &server]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.lines().any(|l| l.starts_with("NetworkPolicy")
+            && l.contains("store/orders-ingress")
+            && l.contains(" api ")
+            && l.ends_with("store/orders-api-7c9d4f")),
+        "{listed}"
+    );
+
+    // CiliumNetworkPolicy, once its CRD is installed, with L7 rules.
+    apply(
+        &client,
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+               "metadata": {"name": "ciliumnetworkpolicies.cilium.io"},
+               "spec": {"group": "cilium.io", "scope": "Namespaced",
+                        "names": {"kind": "CiliumNetworkPolicy", "plural": "ciliumnetworkpolicies",
+                                  "singular": "ciliumnetworkpolicy"},
+                        "versions": [{"name": "v2", "served": true, "storage": true,
+                                      "schema": {"openAPIV3Schema": {"type": "object",
+                                          "x-kubernetes-preserve-unknown-fields": true}}}]}}),
+    )
+    .await;
+    eventually("the Cilium CRDs seen", Duration::from_secs(30), || {
+        (observer.status()["kubernetes"]["cilium_crds"] == true).then_some(())
+    });
+    let before = revision(&observer);
+    apply(
+        &client,
+        json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+               "metadata": {"name": "orders-get-only", "namespace": "store"},
+               "spec": {"endpointSelector": {"matchLabels": {"app": "orders"}},
+                        "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "checkout"}}],
+                                     "toPorts": [{"ports": [{"port": "8080", "protocol": "TCP"}],
+                                                  "rules": {"http": [{"method": "GET"}]}}]}]}}),
+    )
+    .await;
+    util::wait_for_revision_after(&observer, before);
+    // checkout is admitted at L4 by the NetworkPolicy too (rules add up), so every request
+    // of it passes; deleting that policy leaves the HTTP rule in charge.
+    assert_eq!(http("web", "POST"), Some(200));
+    let before = revision(&observer);
+    delete_policy(&client, "store", "orders-ingress").await;
+    util::wait_for_revision_after(&observer, before);
+    assert_eq!(http("web", "GET"), Some(200));
+    assert_eq!(http("web", "POST"), Some(403));
+    assert_eq!(http("batch", "GET"), None, "reports is not admitted at all");
+
+    // An invalid object is reported, naming it, and the others stay enforced.
+    let before = revision(&observer);
+    apply(
+        &client,
+        json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+               "metadata": {"name": "typo", "namespace": "store"},
+               "spec": {"endpointSelector": {"matchLabels": {"app": "reports"}},
+                        "ingres": [{}]}}),
+    )
+    .await;
+    util::wait_for_revision_after(&observer, before);
+    let policies = util::http_get(observer.api, "/api/v1/policies").unwrap().1;
+    let policies: Value = serde_json::from_str(&policies).unwrap();
+    let errors: Vec<&str> = policies["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("api:CiliumNetworkPolicy/store/typo:") && e.contains("ingres")),
+        "{errors:?}"
+    );
+    assert_eq!(
+        http("web", "POST"),
+        Some(403),
+        "the valid policy still holds"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn relabelled_and_deleted_pods_take_their_identity_and_policies_with_them() {
+    let _lab = lab_up(LAB);
+    let api = KubeApi::start();
+    let client = api.client().await;
+    cluster(&client).await;
+    apply(
+        &client,
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+               "metadata": {"name": "orders-ingress", "namespace": "store"},
+               "spec": {"podSelector": {"matchLabels": {"app": "orders"}},
+                        "policyTypes": ["Ingress"],
+                        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "checkout"}}}]}]}}),
+    )
+    .await;
+    let observer = observer(&api);
+    assert!(!reaches_api("batch"));
+    let identity = |observer: &Observer, pod: &str| {
+        let server = observer.api.to_string();
+        observe_json(&server, &["--from-pod", pod, "--last", "1"])
+            .first()
+            .map(|f| f["source"]["identity"].clone())
+    };
+    let old = eventually("reports' identity", WAIT, || {
+        identity(&observer, "store/reports-job-x2k8p")
+    });
+
+    // reports relabelled as a checkout: same identity as checkout now, and admitted.
+    let before = revision(&observer);
+    pod(
+        &client,
+        "store",
+        "reports-job-x2k8p",
+        json!({"app": "checkout"}),
+        BATCH,
+    )
+    .await;
+    util::wait_for_revision_after(&observer, before);
+    assert!(reaches_api("batch"));
+    let new = eventually("reports' new identity", WAIT, || {
+        identity(&observer, "store/reports-job-x2k8p").filter(|id| *id != old)
+    });
+    let checkout = eventually("checkout's identity", WAIT, || {
+        assert!(reaches_api("web"));
+        identity(&observer, "store/checkout-5d8f9c")
+    });
+    assert_eq!(new, checkout, "one identity per label set");
+
+    // Deleted, it is no pod any more: its address is the world's, which orders does not admit.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "store");
+    let before = revision(&observer);
+    pods.delete(
+        "reports-job-x2k8p",
+        &DeleteParams::default().grace_period(0),
+    )
+    .await
+    .expect("delete pod");
+    util::wait_for_revision_after(&observer, before);
+    assert!(!reaches_api("batch"));
+    let server = observer.api.to_string();
+    let gone = eventually("a flow from the deleted pod's address", WAIT, || {
+        observe_json(&server, &["--from-ip", BATCH, "--last", "1"])
+            .into_iter()
+            .next()
+    });
+    assert_eq!(gone["source"]["pod_name"], Value::Null, "{gone}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_last_state_is_enforced_while_the_api_server_is_away() {
+    let _lab = lab_up(LAB);
+    let api = KubeApi::start();
+    let client = api.client().await;
+    cluster(&client).await;
+    apply(
+        &client,
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+               "metadata": {"name": "orders-ingress", "namespace": "store"},
+               "spec": {"podSelector": {"matchLabels": {"app": "orders"}},
+                        "policyTypes": ["Ingress"],
+                        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "checkout"}}}]}]}}),
+    )
+    .await;
+    let observer = observer(&api);
+    assert!(reaches_api("web") && !reaches_api("batch"));
+
+    api.stop_apiserver();
+    let st = eventually(
+        "the API server reported away",
+        Duration::from_secs(60),
+        || {
+            let st = observer.status();
+            (st["kubernetes"]["connected"] == false).then_some(st)
+        },
+    );
+    assert!(st["kubernetes"]["last_error"].is_string(), "{st}");
+    // Nothing changes meanwhile: the pods keep their names, the policy holds.
+    assert!(reaches_api("web") && !reaches_api("batch"));
+    let server = observer.api.to_string();
+    assert!(
+        !observe_json(
+            &server,
+            &["--from-pod", "store/checkout-5d8f9c", "--last", "1"]
+        )
+        .is_empty(),
+        "flows keep the API's names while it is away"
+    );
+
+    api.start_apiserver();
+    eventually("the API server back", Duration::from_secs(60), || {
+        (observer.status()["kubernetes"]["connected"] == true).then_some(())
+    });
+    // And changes flow again.
+    let client = api.client().await;
+    let before = revision(&observer);
+    delete_policy(&client, "store", "orders-ingress").await;
+    util::wait_for_revision_after(&observer, before);
+    assert!(reaches_api("batch"));
+}
