@@ -17,7 +17,7 @@ use std::{
 use flowscope_observer::endpoints::EndpointsFile;
 use flowscope_policy::{Connection, Peer, PolicySet, Protocol, World, load_dir, verdict};
 use serde_json::Value;
-use util::{LabGuard, flowscope};
+use util::flowscope;
 
 const XYZ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/labs/xyz.yaml");
 const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/policies/conformance");
@@ -222,14 +222,7 @@ fn run_case(file: &Path, world: &World) -> Result<usize, Vec<String>> {
 
 #[test]
 fn every_conformance_case_matches_the_reference_semantics_in_the_datapath() {
-    let _guard = LabGuard;
-    let _ = flowscope(&["lab", "down"]);
-    let up = flowscope(&["lab", "up", XYZ]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    let _lab = util::lab_up(XYZ);
     let endpoints: EndpointsFile = serde_json::from_str(
         &std::fs::read_to_string("/run/flowscope/lab/endpoints.json").unwrap(),
     )

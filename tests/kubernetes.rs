@@ -13,7 +13,7 @@ use kube::{
     api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams},
 };
 use serde_json::{Value, json};
-use util::{KubeApi, Observer, eventually, lab_up, observe_json};
+use util::{KubeApi, LabGuard, Observer, eventually, lab_up, observe_json};
 
 const LAB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/labs/l7.yaml");
 /// The lab's pods these tests map API pods onto.
@@ -93,34 +93,34 @@ async fn namespace(client: &Client, name: &str, labels: Value) {
     .await;
 }
 
-/// The cluster the tests share: namespace `store` with checkout (on the lab's web pod), orders
-/// (on api) and reports (on batch).
-async fn cluster(client: &Client) {
-    namespace(client, "store", json!({"team": "shop"})).await;
-    pod(
-        client,
-        "store",
-        "checkout-5d8f9c",
-        json!({"app": "checkout"}),
-        WEB,
-    )
-    .await;
-    pod(
-        client,
-        "store",
-        "orders-api-7c9d4f",
-        json!({"app": "orders"}),
-        API,
-    )
-    .await;
-    pod(
-        client,
-        "store",
-        "reports-job-x2k8p",
-        json!({"app": "reports"}),
-        BATCH,
-    )
-    .await;
+/// The lab, and an API server with the cluster the tests share: namespace `store` with
+/// checkout (on the lab's web pod), orders (on api) and reports (on batch).
+async fn cluster() -> (LabGuard, KubeApi, Client) {
+    let lab = lab_up(LAB);
+    let api = KubeApi::start();
+    let client = api.client().await;
+    namespace(&client, "store", json!({"team": "shop"})).await;
+    for (name, app, ip) in [
+        ("checkout-5d8f9c", "checkout", WEB),
+        ("orders-api-7c9d4f", "orders", API),
+        ("reports-job-x2k8p", "reports", BATCH),
+    ] {
+        pod(&client, "store", name, json!({ "app": app }), ip).await;
+    }
+    (lab, api, client)
+}
+
+/// NetworkPolicy store/orders-ingress: isolates orders for ingress, admitting pods with
+/// `app: from` when given.
+fn orders_ingress(from: Option<&str>) -> Value {
+    let ingress = match from {
+        Some(app) => json!([{"from": [{"podSelector": {"matchLabels": {"app": app}}}]}]),
+        None => json!([]),
+    };
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+           "metadata": {"name": "orders-ingress", "namespace": "store"},
+           "spec": {"podSelector": {"matchLabels": {"app": "orders"}},
+                    "policyTypes": ["Ingress"], "ingress": ingress}})
 }
 
 fn observer(api: &KubeApi) -> Observer {
@@ -156,16 +156,9 @@ fn http(pod: &str, method: &'static str) -> Option<u16> {
         .flatten()
 }
 
-fn revision(observer: &Observer) -> u64 {
-    observer.policy_revision()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn pods_namespaces_and_policies_come_from_the_api_server() {
-    let _lab = lab_up(LAB);
-    let api = KubeApi::start();
-    let client = api.client().await;
-    cluster(&client).await;
+    let (_lab, api, client) = cluster().await;
     let observer = observer(&api);
     let st = observer.status();
     assert_eq!(st["kubernetes"]["synced"], true, "{st}");
@@ -201,22 +194,12 @@ async fn pods_namespaces_and_policies_come_from_the_api_server() {
 
     // A NetworkPolicy created through the API isolates orders; changed, it admits checkout
     // only; deleted, everything again.
-    let np = |from: Option<&str>| {
-        let ingress = match from {
-            Some(app) => json!([{"from": [{"podSelector": {"matchLabels": {"app": app}}}]}]),
-            None => json!([]),
-        };
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-               "metadata": {"name": "orders-ingress", "namespace": "store"},
-               "spec": {"podSelector": {"matchLabels": {"app": "orders"}},
-                        "policyTypes": ["Ingress"], "ingress": ingress}})
-    };
-    let before = revision(&observer);
-    apply(&client, np(None)).await;
+    let before = observer.policy_revision();
+    apply(&client, orders_ingress(None)).await;
     util::wait_for_revision_after(&observer, before);
     assert!(!reaches_api("web") && !reaches_api("batch"));
-    let before = revision(&observer);
-    apply(&client, np(Some("checkout"))).await;
+    let before = observer.policy_revision();
+    apply(&client, orders_ingress(Some("checkout"))).await;
     util::wait_for_revision_after(&observer, before);
     assert!(reaches_api("web"));
     assert!(!reaches_api("batch"));
@@ -267,7 +250,7 @@ async fn pods_namespaces_and_policies_come_from_the_api_server() {
     eventually("the Cilium CRDs seen", Duration::from_secs(30), || {
         (observer.status()["kubernetes"]["cilium_crds"] == true).then_some(())
     });
-    let before = revision(&observer);
+    let before = observer.policy_revision();
     apply(
         &client,
         json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
@@ -282,7 +265,7 @@ async fn pods_namespaces_and_policies_come_from_the_api_server() {
     // checkout is admitted at L4 by the NetworkPolicy too (rules add up), so every request
     // of it passes; deleting that policy leaves the HTTP rule in charge.
     assert_eq!(http("web", "POST"), Some(200));
-    let before = revision(&observer);
+    let before = observer.policy_revision();
     delete_policy(&client, "store", "orders-ingress").await;
     util::wait_for_revision_after(&observer, before);
     assert_eq!(http("web", "GET"), Some(200));
@@ -290,7 +273,7 @@ async fn pods_namespaces_and_policies_come_from_the_api_server() {
     assert_eq!(http("batch", "GET"), None, "reports is not admitted at all");
 
     // An invalid object is reported, naming it, and the others stay enforced.
-    let before = revision(&observer);
+    let before = observer.policy_revision();
     apply(
         &client,
         json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
@@ -323,19 +306,8 @@ async fn pods_namespaces_and_policies_come_from_the_api_server() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn relabelled_and_deleted_pods_take_their_identity_and_policies_with_them() {
-    let _lab = lab_up(LAB);
-    let api = KubeApi::start();
-    let client = api.client().await;
-    cluster(&client).await;
-    apply(
-        &client,
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-               "metadata": {"name": "orders-ingress", "namespace": "store"},
-               "spec": {"podSelector": {"matchLabels": {"app": "orders"}},
-                        "policyTypes": ["Ingress"],
-                        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "checkout"}}}]}]}}),
-    )
-    .await;
+    let (_lab, api, client) = cluster().await;
+    apply(&client, orders_ingress(Some("checkout"))).await;
     let observer = observer(&api);
     assert!(!reaches_api("batch"));
     let identity = |observer: &Observer, pod: &str| {
@@ -349,7 +321,7 @@ async fn relabelled_and_deleted_pods_take_their_identity_and_policies_with_them(
     });
 
     // reports relabelled as a checkout: same identity as checkout now, and admitted.
-    let before = revision(&observer);
+    let before = observer.policy_revision();
     pod(
         &client,
         "store",
@@ -371,7 +343,7 @@ async fn relabelled_and_deleted_pods_take_their_identity_and_policies_with_them(
 
     // Deleted, it is no pod any more: its address is the world's, which orders does not admit.
     let pods: Api<Pod> = Api::namespaced(client.clone(), "store");
-    let before = revision(&observer);
+    let before = observer.policy_revision();
     pods.delete(
         "reports-job-x2k8p",
         &DeleteParams::default().grace_period(0),
@@ -391,19 +363,8 @@ async fn relabelled_and_deleted_pods_take_their_identity_and_policies_with_them(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_last_state_is_enforced_while_the_api_server_is_away() {
-    let _lab = lab_up(LAB);
-    let api = KubeApi::start();
-    let client = api.client().await;
-    cluster(&client).await;
-    apply(
-        &client,
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-               "metadata": {"name": "orders-ingress", "namespace": "store"},
-               "spec": {"podSelector": {"matchLabels": {"app": "orders"}},
-                        "policyTypes": ["Ingress"],
-                        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "checkout"}}}]}]}}),
-    )
-    .await;
+    let (_lab, api, client) = cluster().await;
+    apply(&client, orders_ingress(Some("checkout"))).await;
     let observer = observer(&api);
     assert!(reaches_api("web") && !reaches_api("batch"));
 
@@ -435,7 +396,7 @@ async fn the_last_state_is_enforced_while_the_api_server_is_away() {
     });
     // And changes flow again.
     let client = api.client().await;
-    let before = revision(&observer);
+    let before = observer.policy_revision();
     delete_policy(&client, "store", "orders-ingress").await;
     util::wait_for_revision_after(&observer, before);
     assert!(reaches_api("batch"));

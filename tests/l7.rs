@@ -148,6 +148,12 @@ impl Reader {
         self.stream.write_all(raw).expect("send");
     }
 
+    /// Sends one request (`request`'s) and reads its response.
+    fn ask(&mut self, method: &str, path: &str, extra: &str) -> Response {
+        self.send(&request(method, path, extra));
+        self.response()
+    }
+
     fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 16 * 1024];
         match self.stream.read(&mut chunk) {
@@ -210,9 +216,7 @@ fn request(method: &str, path: &str, extra: &str) -> Vec<u8> {
 
 /// One request on a fresh connection from `pod`.
 fn exchange(pod: &str, dst: &str, method: &str, path: &str, extra: &str) -> Response {
-    let mut r = Reader::new(connect(pod, dst));
-    r.send(&request(method, path, extra));
-    r.response()
+    Reader::new(connect(pod, dst)).ask(method, path, extra)
 }
 
 /// Requests the pod's lab server logged, as (method, target).
@@ -458,14 +462,11 @@ fn kept_alive_and_pipelined_requests_are_judged_one_by_one() {
 
     // One kept-alive connection: allowed, denied (no body: the connection stays), allowed.
     let mut r = Reader::new(connect("web", API));
-    r.send(&request("GET", "/api/a", ""));
-    assert_eq!(r.response().status, 200);
-    r.send(&request("DELETE", "/api/a", ""));
-    let denied = r.response();
+    assert_eq!(r.ask("GET", "/api/a", "").status, 200);
+    let denied = r.ask("DELETE", "/api/a", "");
     assert_eq!(denied.status, 403);
     assert_ne!(denied.header("connection"), Some("close"), "{denied:?}");
-    r.send(&request("GET", "/api/b", ""));
-    assert_eq!(r.response().status, 200);
+    assert_eq!(r.ask("GET", "/api/b", "").status, 200);
 
     // Pipelined: three requests in one write, answered in order, each judged on its own.
     let mut p = Reader::new(connect("web", API));
@@ -532,8 +533,11 @@ fn a_client_port_reused_right_after_the_proxy_closed_its_connection_is_served() 
         .unwrap_or_else(|e| panic!("round {round}: connecting from port 45123 again: {e}"));
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut r = Reader::new(s);
-        r.send(&request("GET", "/api/again", "Connection: close\r\n"));
-        assert_eq!(r.response().status, 200, "round {round}");
+        assert_eq!(
+            r.ask("GET", "/api/again", "Connection: close\r\n").status,
+            200,
+            "round {round}"
+        );
         assert!(
             r.closed(),
             "round {round}: the server closes after Connection: close"
@@ -729,20 +733,16 @@ fn audit_mode_forwards_what_the_rules_would_deny_and_says_so() {
 fn a_policy_change_decides_the_next_request_on_an_open_connection() {
     let (_lab, dir, observer) = setup(&[("api-reads.yaml", API_RULES)], &[]);
     let mut r = Reader::new(connect("web", API));
-    r.send(&request("GET", "/api/items", ""));
-    assert_eq!(r.response().status, 200);
-    r.send(&request("DELETE", "/api/items", ""));
-    assert_eq!(r.response().status, 403);
+    assert_eq!(r.ask("GET", "/api/items", "").status, 200);
+    assert_eq!(r.ask("DELETE", "/api/items", "").status, 403);
 
     let swapped = API_RULES
         .replace("- method: GET", "- method: DELETE")
         .replace("name: api-reads", "name: api-deletes");
     rewrite_policy(&observer, &dir.join("api-reads.yaml"), &swapped);
     // Same connection, new rules.
-    r.send(&request("GET", "/api/items", ""));
-    assert_eq!(r.response().status, 403);
-    r.send(&request("DELETE", "/api/items", ""));
-    assert_eq!(r.response().status, 200);
+    assert_eq!(r.ask("GET", "/api/items", "").status, 403);
+    assert_eq!(r.ask("DELETE", "/api/items", "").status, 200);
 
     // A policy that no longer admits the connection at all: the next request resets it.
     rewrite_policy(
@@ -1033,8 +1033,7 @@ fn http_rules_hold_over_ipv6() {
             let s = TcpStream::connect_timeout(&dst, Duration::from_secs(3)).expect("connect");
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut r = Reader::new(s);
-            r.send(&request(method, "/api/items", ""));
-            r.response().status
+            r.ask(method, "/api/items", "").status
         })
     };
     assert_eq!(ask("GET"), 200);

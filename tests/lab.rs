@@ -44,10 +44,7 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn lab_up_status_down_leave_nothing_behind_even_after_kill_9() {
-    let _guard = LabGuard;
-    let _ = flowscope(&["lab", "down"]);
-    let up = flowscope(&["lab", "up", XYZ]);
-    assert!(up.status.success(), "{}", text(&up));
+    let _lab = util::lab_up(XYZ);
     assert_eq!(lab_namespaces().len(), 9);
     let status = text(&flowscope(&["lab", "status"]));
     for pod in ["x/a", "y/b", "z/c"] {
@@ -333,21 +330,12 @@ impl LabObserver {
     }
 
     fn revision(&self) -> u64 {
-        self.0.status()["policy"]["revision"].as_u64().unwrap_or(0)
+        self.0.policy_revision()
     }
 
     /// Waits until a policy revision after `after` is installed.
     fn wait_revision(&self, after: u64) {
-        for _ in 0..200 {
-            if self.revision() > after {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!(
-            "policy revision did not move past {after}: {}",
-            self.0.status()
-        );
+        util::wait_for_revision_after(&self.0, after);
     }
 
     /// The flows the observer holds that `whitelist` selects (Hubble FlowFilters).
@@ -376,9 +364,7 @@ fn deny_ingress(pod: &str) -> String {
 
 #[test]
 fn policy_changes_apply_on_a_running_observer_and_bad_files_keep_the_rest() {
-    let _guard = LabGuard;
-    let _ = flowscope(&["lab", "down"]);
-    assert!(flowscope(&["lab", "up", XYZ]).status.success());
+    let _lab = util::lab_up(XYZ);
     let dir = util::TempDir::new("reload");
     let obs = LabObserver::start(&dir, &[]);
     let revision = || obs.revision();
@@ -440,9 +426,7 @@ fn hot_reload_under_traffic_never_judges_by_a_mix() {
         atomic::{AtomicBool, AtomicU64, Ordering},
     };
     use std::time::Duration;
-    let _guard = LabGuard;
-    let _ = flowscope(&["lab", "down"]);
-    assert!(flowscope(&["lab", "up", XYZ]).status.success());
+    let _lab = util::lab_up(XYZ);
     let dir = util::TempDir::new("reload-traffic");
     let file = dir.join("policy.yaml");
     std::fs::write(&file, allow_port(80)).unwrap();
@@ -581,9 +565,7 @@ fn send_sctp_init(dst: std::net::Ipv4Addr, sport: u16, port: u16) {
 /// namespace y; y/a's INIT to 9999 is forwarded and attributed, to 9998 it is dropped.
 #[test]
 fn sctp_is_enforced_by_port() {
-    let _guard = LabGuard;
-    let _ = flowscope(&["lab", "down"]);
-    assert!(flowscope(&["lab", "up", XYZ]).status.success());
+    let _lab = util::lab_up(XYZ);
     let dir = util::TempDir::new("sctp");
     std::fs::write(
         dir.join("sctp.yaml"),
@@ -626,9 +608,7 @@ fn sctp_is_enforced_by_port() {
 #[test]
 fn wide_port_ranges_are_enforced() {
     use std::time::Duration;
-    let _guard = LabGuard;
-    let _ = flowscope(&["lab", "down"]);
-    assert!(flowscope(&["lab", "up", XYZ]).status.success());
+    let _lab = util::lab_up(XYZ);
     let dir = util::TempDir::new("range");
     std::fs::write(
         dir.join("range.yaml"),

@@ -11,7 +11,7 @@ use std::{
 };
 
 use serde_json::Value;
-use util::{LabGuard, flowscope, observe_json, tcp_probe, udp_probe};
+use util::{flowscope, observe_json, tcp_probe, udp_probe};
 
 const XYZ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/labs/xyz.yaml");
 const X_DENY_ALLOW_Y: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/policies/x-deny-allow-y");
@@ -67,21 +67,8 @@ fn check(
 
 #[test]
 fn observe_filters_formats_and_errors_against_a_running_observer() {
-    let _guard = LabGuard;
-    let _ = flowscope(&["lab", "down"]);
-    assert!(flowscope(&["lab", "up", XYZ]).status.success());
-    let obs = util::Observer::start(&[
-        "--interface",
-        "fsl*",
-        "--endpoint-interface",
-        "fsl*",
-        "--endpoints",
-        "/run/flowscope/lab/endpoints.json",
-        "--policy-dir",
-        X_DENY_ALLOW_Y,
-        "--max-flows",
-        "65535",
-    ]);
+    let _lab = util::lab_up(XYZ);
+    let obs = util::lab_observer(X_DENY_ALLOW_Y, &["--max-flows", "65535"]);
     let server = obs.api.to_string();
     let server = server.as_str();
     // Known traffic: x/a is 198.18.1.1, x/b 198.18.1.2, y/b 198.18.1.5.

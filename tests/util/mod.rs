@@ -246,17 +246,12 @@ impl Observer {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
+        eventually("observer ready", Duration::from_secs(30), || {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 panic!("observer exited early: {status}");
             }
-            if http_get(self.api, "/readyz").is_some_and(|(code, _)| code == 200) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("observer not ready within 30 s");
+            http_get(self.api, "/readyz").and_then(|(code, _)| (code == 200).then_some(()))
+        });
     }
 
     pub fn status(&self) -> Value {
@@ -273,15 +268,13 @@ impl Observer {
 impl Observer {
     /// Stops the observer as Ctrl-C does and waits for it to exit (at most 10 s): what it
     /// wrote is then complete.
-    pub fn stop(mut self) {
+    pub fn stop(self) {
+        let pid = self.child.id() as i32;
+        let exited = ExitWatch::new(pid);
         // SAFETY: a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        if let Some(exited) = exited {
+            exited.wait(Duration::from_secs(10));
         }
     }
 }
@@ -491,7 +484,7 @@ impl Drop for TempDir {
 
 /// Polls `probe` every 50 ms until it returns `Some`, and returns that; fails the test naming
 /// `what` (and the last thing `probe` saw, through `what`'s caller) when `timeout` passes
-/// first. The one way these tests wait for a condition: no fixed sleeps.
+/// first. The one way these tests wait for a condition they cannot be told of: no fixed sleeps.
 pub fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
@@ -500,6 +493,33 @@ pub fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> O
         }
         assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A process's exit as something to wait on (a pidfd), for processes that are not our
+/// children or that must be waited for with a time limit.
+pub struct ExitWatch(std::os::fd::OwnedFd);
+
+impl ExitWatch {
+    /// `None` if `pid` has already gone.
+    pub fn new(pid: i32) -> Option<ExitWatch> {
+        use std::os::fd::FromRawFd as _;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: a descriptor pidfd_open just returned, owned by nothing else.
+        (fd >= 0).then(|| ExitWatch(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// Waits until the process has exited or `timeout` passes; true if it exited.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        use std::os::fd::AsRawFd as _;
+        let mut pfd = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) > 0 }
     }
 }
 
@@ -556,10 +576,7 @@ pub fn wait_for_revision_after(observer: &Observer, after: u64) {
     eventually(
         &format!("a policy revision after {after}"),
         Duration::from_secs(15),
-        || {
-            let now = observer.status()["policy"]["revision"].as_u64()?;
-            (now > after).then_some(())
-        },
+        || (observer.policy_revision() > after).then_some(()),
     );
 }
 
@@ -622,14 +639,13 @@ impl KubeApi {
         let Ok(pid) = pid.trim().parse::<i32>() else {
             return;
         };
-        // SAFETY: signals to processes this helper started.
+        // Not our child (the script's), so there is no wait(): watch for its exit instead.
+        let Some(exited) = ExitWatch::new(pid) else {
+            return; // already gone
+        };
+        // SAFETY: a signal to a process this helper started.
         unsafe { libc::kill(pid, libc::SIGKILL) };
-        let gone = || !std::path::Path::new(&format!("/proc/{pid}")).exists();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !gone() && Instant::now() < deadline {
-            // Reap it if it is our child (it is not: the script's); /proc goes when it exits.
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        exited.wait(Duration::from_secs(10));
     }
 
     /// Stops the API server (etcd keeps the data).

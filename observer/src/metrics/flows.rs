@@ -282,7 +282,15 @@ struct Lookup<'a> {
     now: Instant,
 }
 
-impl Lookup<'_> {
+impl<'a> Lookup<'a> {
+    fn new(endpoints: &'a mut EndpointCache, live: &'a Live, now: Instant) -> Self {
+        Lookup {
+            endpoints,
+            live,
+            now,
+        }
+    }
+
     /// The counter a flow increments in one family: its series', or the refused counter.
     fn counter<K: FixedLabels>(
         &mut self,
@@ -294,6 +302,11 @@ impl Lookup<'_> {
         family
             .get(fixed, r.values, r.bindings, self.live, self.now)
             .unwrap_or_else(|| family.refused().clone())
+    }
+
+    /// Counts `rec`, as it was seen, in one family.
+    fn inc<K: FixedLabels>(&mut self, family: &mut Capped<K, Counter>, fixed: K, rec: &FlowRecord) {
+        self.counter(family, fixed, &View::of(rec)).inc();
     }
 }
 
@@ -597,11 +610,7 @@ impl FlowMetrics {
             daddr,
             direction: sig.direction,
         };
-        let mut lookup = Lookup {
-            endpoints: &mut self.endpoints,
-            live: &self.live,
-            now,
-        };
+        let mut lookup = Lookup::new(&mut self.endpoints, &self.live, now);
         let mut counters = Vec::new();
         if let Some(f) = &mut self.flows {
             counters.push(lookup.counter(f, sig.flow(), &view));
@@ -639,11 +648,7 @@ impl FlowMetrics {
             return;
         }
         let view = View::of(rec);
-        let mut lookup = Lookup {
-            endpoints: &mut self.endpoints,
-            live: &self.live,
-            now,
-        };
+        let mut lookup = Lookup::new(&mut self.endpoints, &self.live, now);
         let qtypes = words(dns.qtypes);
         let query = d.query.then(|| Value::Shared(dns.query.into()));
         let labels = |rcode| DnsLabels {
@@ -687,19 +692,12 @@ impl FlowMetrics {
             && rec.src.identity != IDENTITY_HOST
             && let Some(f) = &mut self.policy
         {
-            let view = View::of(rec);
             let labels = PolicyLabels {
                 direction: rec.traffic_direction(),
                 matched: super::labels::MATCH_L7_HTTP,
                 action: rec.verdict(),
             };
-            Lookup {
-                endpoints: &mut self.endpoints,
-                live: &self.live,
-                now,
-            }
-            .counter(f, labels, &view)
-            .inc();
+            Lookup::new(&mut self.endpoints, &self.live, now).inc(f, labels, rec);
         }
         let Some(h) = &mut self.http else { return };
         if !http.response {
@@ -713,11 +711,7 @@ impl FlowMetrics {
             daddr: saddr,
             direction: rec.traffic_direction(),
         };
-        let mut lookup = Lookup {
-            endpoints: &mut self.endpoints,
-            live: &self.live,
-            now,
-        };
+        let mut lookup = Lookup::new(&mut self.endpoints, &self.live, now);
         let reporter = Reporter::of(rec.traffic_direction());
         let method = word(http.method);
         let labels = HttpLabels {
@@ -742,19 +736,12 @@ impl FlowMetrics {
 
     fn count_l7(&mut self, rec: &FlowRecord, protocol: Protocol, now: Instant) {
         let Some(f) = &mut self.flows else { return };
-        let view = View::of(rec);
         let labels = FlowLabels {
             protocol,
             event: Event::L7(protocol),
             verdict: rec.verdict(),
         };
-        Lookup {
-            endpoints: &mut self.endpoints,
-            live: &self.live,
-            now,
-        }
-        .counter(f, labels, &view)
-        .inc();
+        Lookup::new(&mut self.endpoints, &self.live, now).inc(f, labels, rec);
     }
 
     /// Once a second: follows registry changes and removes series whose endpoints have been

@@ -81,10 +81,12 @@ enum Sender {
 
 /// Serves one redirected connection until it closes.
 pub(crate) async fn serve(stream: TcpStream, client: SocketAddr, side: Side, shared: &Arc<Shared>) {
-    let Some(server) = super::original_destination(&stream) else {
+    // The original destination: the listener is transparent, so it is the accepted socket's
+    // local address (never IPv4-mapped: the IPv6 listeners are IPv6-only).
+    let Ok(server) = stream.local_addr() else {
         return;
     };
-    if super::is_loopback(server.ip()) {
+    if server.ip().is_loopback() {
         // A process of this node connected to the listener itself: nothing redirected it,
         // there is nothing to proxy to.
         debug!(%client, "Direct connection to the proxy listener closed");

@@ -226,35 +226,24 @@ impl L7Policy {
         let server_ep = self.local_endpoint(&server);
         let client_ep = self.local_endpoint(&client);
         let mut logged = 0;
-        let (primary, dir, reported_at) = match side {
-            Side::Ingress => (
-                self.side(
-                    server_ep,
-                    direction::INGRESS,
-                    client,
-                    port,
-                    req,
-                    &mut logged,
-                ),
-                direction::INGRESS,
-                server_ep,
-            ),
+        // The server's ingress rules apply on either side: on ingress they are this proxy's
+        // own, on egress those of the proxy the connection does not pass again.
+        let ingress = self.side(
+            server_ep,
+            direction::INGRESS,
+            client,
+            port,
+            req,
+            &mut logged,
+        );
+        let (primary, secondary, dir, reported_at) = match side {
+            Side::Ingress => (ingress, SideResult::NotLocal, direction::INGRESS, server_ep),
             Side::Egress => (
                 self.side(client_ep, direction::EGRESS, server, port, req, &mut logged),
+                ingress,
                 direction::EGRESS,
                 client_ep,
             ),
-        };
-        let secondary = match side {
-            Side::Egress => self.side(
-                server_ep,
-                direction::INGRESS,
-                client,
-                port,
-                req,
-                &mut logged,
-            ),
-            Side::Ingress => SideResult::NotLocal,
         };
         let ifindex = reported_at.map_or(0, |e| e.ifindex);
         let attribution = |direction: u8, deny: bool, policies: &[u32]| {
@@ -292,8 +281,8 @@ impl L7Policy {
         }
     }
 
-    /// The number of local endpoints whose ingress sends some connections to the proxy, and
-    /// their addresses with their interfaces: what the datapath's L7 ingress map holds.
+    /// The local endpoints whose ingress sends some connections to the proxy, as their
+    /// addresses with their interfaces: what the datapath's L7 ingress map holds.
     pub fn ingress_redirects(&self) -> Vec<(IpAddr, u32)> {
         let mut out: Vec<(IpAddr, u32)> = self
             .local

@@ -26,7 +26,7 @@ pub mod routing;
 pub mod upstream;
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -428,17 +428,4 @@ async fn accept_loop(
             permit,
         });
     }
-}
-
-/// The original destination of a redirected connection: the accepted socket's local address
-/// (the listener is transparent). Addresses of IPv4 clients never come as IPv4-mapped IPv6
-/// here: the IPv6 listeners are IPv6-only.
-pub(crate) fn original_destination(stream: &tokio::net::TcpStream) -> Option<SocketAddr> {
-    stream.local_addr().ok()
-}
-
-/// Whether an address is one of the listeners' own (a client connecting to the proxy directly
-/// over loopback, which no policy redirected).
-pub(crate) fn is_loopback(ip: IpAddr) -> bool {
-    ip.is_loopback()
 }
