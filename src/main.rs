@@ -738,15 +738,15 @@ fn strings(v: &serde_json::Value) -> Vec<&str> {
 fn endpoint_list(server: &str) -> anyhow::Result<()> {
     let eps = client::get_json(server, "/api/v1/endpoints")?;
     println!(
-        "{:<8} {:<10} {:<9} {:<9} {:<30} {:<16} LABELS",
-        "ENDPOINT", "IDENTITY", "INGRESS", "EGRESS", "POD", "IPS"
+        "{:<8} {:<10} {:<9} {:<9} {:<30} {:<16} {:<12} LABELS",
+        "ENDPOINT", "IDENTITY", "INGRESS", "EGRESS", "POD", "IPS", "INTERFACE"
     );
     let on = |v: &serde_json::Value| if v == true { "Enabled" } else { "Disabled" };
     for e in eps.as_array().into_iter().flatten() {
         let labels: Vec<&str> = strings(&e["labels"]);
         let ips: Vec<&str> = strings(&e["ips"]);
         println!(
-            "{:<8} {:<10} {:<9} {:<9} {:<30} {:<16} {}",
+            "{:<8} {:<10} {:<9} {:<9} {:<30} {:<16} {:<12} {}",
             e["id"].to_string(),
             e["identity"].to_string(),
             on(&e["ingress_enforcement"]),
@@ -757,6 +757,8 @@ fn endpoint_list(server: &str) -> anyhow::Result<()> {
                 e["pod_name"].as_str().unwrap_or("")
             ),
             ips.join(","),
+            // A pod of another node has none here.
+            e["interface"].as_str().unwrap_or("-"),
             labels.join(" ")
         );
     }

@@ -40,6 +40,7 @@ async fn apply(client: &Client, object: Value) {
         "NetworkPolicy" => "networkpolicies".to_string(),
         "CiliumNetworkPolicy" => "ciliumnetworkpolicies".to_string(),
         "CustomResourceDefinition" => "customresourcedefinitions".to_string(),
+        "Endpoints" => "endpoints".to_string(),
         k => format!("{}s", k.to_ascii_lowercase()),
     };
     let resource =
@@ -64,11 +65,24 @@ async fn delete_policy(client: &Client, namespace: &str, name: &str) {
 
 /// A pod of `namespace` on this test's node with `labels`, given `ip` as a kubelet would.
 async fn pod(client: &Client, namespace: &str, name: &str, labels: Value, ip: &str) {
+    owned_pod(client, namespace, name, labels, json!([]), ip).await
+}
+
+/// A pod with owner references, as a controller creates it.
+async fn owned_pod(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    labels: Value,
+    owners: Value,
+    ip: &str,
+) {
     apply(
         client,
         json!({
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                         "ownerReferences": owners},
             "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "example",
                 "ports": [{"name": "http", "containerPort": 8080}]}]},
         }),
@@ -400,4 +414,128 @@ async fn the_last_state_is_enforced_while_the_api_server_is_away() {
     delete_policy(&client, "store", "orders-ingress").await;
     util::wait_for_revision_after(&observer, before);
     assert!(reaches_api("batch"));
+}
+
+/// An owner reference to a controller of `kind` named `name`.
+fn owner(kind: &str, name: &str) -> Value {
+    let api_version = if kind == "Job" { "batch/v1" } else { "apps/v1" };
+    json!([{"apiVersion": api_version, "kind": kind, "name": name, "controller": true,
+            "uid": "00000000-0000-4000-8000-000000000001"}])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn services_nodes_and_workloads_name_the_flows() {
+    let (_lab, api, client) = cluster().await;
+    // checkout as a Deployment's pod, owned by its ReplicaSet.
+    owned_pod(
+        &client,
+        "store",
+        "checkout-5d8f9c",
+        json!({"app": "checkout", "pod-template-hash": "5d8f9c"}),
+        owner("ReplicaSet", "checkout-5d8f9c"),
+        WEB,
+    )
+    .await;
+    // The Service orders (port 80 -> 8080) and its Endpoints, as the endpoints controller
+    // (which a bare API server lacks) would write them.
+    apply(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "orders", "namespace": "store"},
+               "spec": {"selector": {"app": "orders"},
+                        "ports": [{"name": "http", "port": 80, "targetPort": 8080,
+                                   "protocol": "TCP"}]}}),
+    )
+    .await;
+    apply(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Endpoints",
+               "metadata": {"name": "orders", "namespace": "store"},
+               "subsets": [{"addresses": [{"ip": API}],
+                            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]}),
+    )
+    .await;
+    let observer = observer(&api);
+    let server = observer.api.to_string();
+
+    // A request to the service's backend names the service; the answer comes from it.
+    let to_service = eventually("a flow to the orders service", WAIT, || {
+        assert!(reaches_api("web"));
+        observe_json(&server, &["--to-service", "store/orders", "--last", "20"])
+            .into_iter()
+            .find(|f| f["source"]["pod_name"] == "checkout-5d8f9c")
+    });
+    assert_eq!(
+        to_service["destination_service"],
+        json!({"name": "orders", "namespace": "store"}),
+        "{to_service}"
+    );
+    assert_eq!(
+        to_service["source"]["workloads"],
+        json!([{"name": "checkout", "kind": "Deployment"}]),
+        "{to_service}"
+    );
+    let reply = eventually("a reply from the orders service", WAIT, || {
+        observe_json(&server, &["--from-service", "store/orders", "--last", "20"])
+            .into_iter()
+            .next()
+    });
+    assert_eq!(reply["source"]["pod_name"], "orders-api-7c9d4f", "{reply}");
+    assert_eq!(reply["source_service"]["name"], "orders", "{reply}");
+    // Another port of the same pod is no service's.
+    let other = observe_json(&server, &["--to-service", "store/orders", "--last", "200"]);
+    assert!(
+        other
+            .iter()
+            .all(|f| f["l4"]["TCP"]["destination_port"] == 8080),
+        "only port 8080 is the service's: {other:?}"
+    );
+
+    // reports is gone and its address is another node's: flows say `remote-node`.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "store");
+    pods.delete(
+        "reports-job-x2k8p",
+        &DeleteParams::default().grace_period(0),
+    )
+    .await
+    .expect("delete pod");
+    apply(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-b"}}),
+    )
+    .await;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    nodes
+        .patch_status(
+            "node-b",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"addresses": [
+                {"type": "InternalIP", "address": BATCH},
+                {"type": "Hostname", "address": "node-b"}]}})),
+        )
+        .await
+        .expect("node status");
+    let from_node = eventually("a flow from the other node", WAIT, || {
+        reaches_api("batch");
+        observe_json(&server, &["--from-ip", BATCH, "--last", "1"])
+            .into_iter()
+            .find(|f| f["source"]["identity"] == 6)
+    });
+    assert_eq!(
+        from_node["source"]["labels"],
+        json!(["reserved:remote-node"]),
+        "{from_node}"
+    );
+
+    // `endpoint list`: this node's pods with their interface, the API's names and labels.
+    let listed = util::flowscope(&["endpoint", "list", "--server", &server]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let checkout = listed
+        .lines()
+        .find(|l| l.contains("store/checkout-5d8f9c"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(
+        checkout.contains(WEB) && checkout.contains("fsl") && checkout.contains("k8s:app=checkout"),
+        "{listed}"
+    );
 }

@@ -1,6 +1,6 @@
-//! The Kubernetes source: what the API server says of pods, namespaces and network policies,
-//! kept current by watches and handed to the rest of flowscope as one immutable snapshot
-//! ([`ClusterState`]) at a time.
+//! The Kubernetes source: what the API server says of pods, namespaces, services (with their
+//! Endpoints), nodes and network policies, kept current by watches and handed to the rest of
+//! flowscope as one immutable snapshot ([`ClusterState`]) at a time.
 //!
 //! Data flow: one kube-rs watcher per kind (list, then watch; relisted by kube-runtime after a
 //! `410 Gone`; retried with backoff while the server is away) -> [`state`] applies each event
@@ -21,7 +21,26 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use tokio::sync::watch as channel;
 
-pub use state::{ApiStatus, ClusterState, ContainerPort, PodInfo, PolicyObject};
+pub use state::{
+    ApiStatus, Backend, ClusterState, ContainerPort, NodeInfo, PodInfo, PolicyObject, ServiceInfo,
+    ServicePort, Workload,
+};
+
+/// Everything the source watches, as (API group, resource), `""` being the core group. The
+/// observers' ClusterRole (`deploy/kubernetes/observer-daemonset.yaml`) grants get, list and
+/// watch on exactly these and nothing else: a unit test holds this list to the kinds
+/// `watch.rs` watches, and `tests/deploy.rs` holds the ClusterRole to this list, naming what it
+/// then lacks or grants in excess.
+pub const WATCHED: &[(&str, &str)] = &[
+    ("", "pods"),
+    ("", "namespaces"),
+    ("", "services"),
+    ("", "endpoints"),
+    ("", "nodes"),
+    ("networking.k8s.io", "networkpolicies"),
+    ("cilium.io", "ciliumnetworkpolicies"),
+    ("cilium.io", "ciliumclusterwidenetworkpolicies"),
+];
 
 /// A snapshot is published at most this often: a burst of events (a deployment rolling out
 /// hundreds of pods) becomes a few snapshots, not hundreds of policy compiles.

@@ -1,5 +1,6 @@
-//! What the source knows, as plain data: pods with their addresses and labels, namespaces with
-//! their labels, the network policy objects, and the state of the connection.
+//! What the source knows, as plain data: pods with their addresses, labels and workload,
+//! namespaces with their labels, services with their frontends and backends, nodes with their
+//! addresses, the network policy objects, and the state of the connection.
 
 use std::{collections::BTreeMap, net::IpAddr};
 
@@ -16,6 +17,10 @@ pub struct ClusterState {
     pub pods: Vec<PodInfo>,
     /// NetworkPolicy, CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy objects.
     pub policies: Vec<PolicyObject>,
+    /// Services, each with the backends its Endpoints object lists.
+    pub services: Vec<ServiceInfo>,
+    /// Nodes and their addresses.
+    pub nodes: Vec<NodeInfo>,
     pub status: ApiStatus,
 }
 
@@ -62,8 +67,57 @@ pub struct PodInfo {
     pub node: Option<String>,
     /// Declared container ports, which named ports in policies resolve against.
     pub ports: Vec<ContainerPort>,
-    /// The first owner, as `Kind/name` (a ReplicaSet, a DaemonSet, ...).
-    pub owner: Option<String>,
+    /// The workload that owns the pod, as Cilium names it: the Deployment of a ReplicaSet
+    /// (by the `pod-template-hash` label), the CronJob of a Job (by its timestamp suffix),
+    /// else the controlling owner itself (a DaemonSet, a StatefulSet, a bare ReplicaSet).
+    pub workload: Option<Workload>,
+}
+
+/// A pod's owning workload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Workload {
+    /// `Deployment`, `DaemonSet`, `StatefulSet`, `CronJob`, `Job`, ...
+    pub kind: String,
+    pub name: String,
+}
+
+/// A Service: the addresses and ports clients use (frontends) and the pod addresses and
+/// ports they reach (backends, from the Endpoints object of the same name).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServiceInfo {
+    pub namespace: String,
+    pub name: String,
+    /// `spec.clusterIPs` (else `clusterIP`), `externalIPs` and the load balancer's ingress
+    /// addresses; none for a headless service.
+    pub frontend_ips: Vec<IpAddr>,
+    /// The service's ports, each on every frontend address.
+    pub ports: Vec<ServicePort>,
+    /// Ready and not-ready addresses of the Endpoints object, each with its port.
+    pub backends: Vec<Backend>,
+}
+
+/// A port of a Service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServicePort {
+    pub port: u16,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+}
+
+/// One address and port behind a Service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Backend {
+    pub ip: IpAddr,
+    pub port: u16,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+}
+
+/// A node: its name and its `status.addresses` (internal and external IPs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub ips: Vec<IpAddr>,
 }
 
 /// A declared container port.

@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 
 use futures_util::StreamExt as _;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service as KubeService};
 use kube::{
     Api, Client, ResourceExt as _,
     api::{ApiResource, DynamicObject, GroupVersionKind},
@@ -12,21 +12,31 @@ use kube::{
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::state::{ApiStatus, ClusterState, ContainerPort, PodInfo, PolicyObject};
+use crate::state::{
+    ApiStatus, Backend, ClusterState, ContainerPort, NodeInfo, PodInfo, PolicyObject, ServiceInfo,
+    ServicePort, Workload,
+};
 
 /// The kinds watched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Kind {
     Namespace,
     Pod,
+    Service,
+    Endpoints,
+    Node,
     NetworkPolicy,
     CiliumNetworkPolicy,
     CiliumClusterwideNetworkPolicy,
 }
 
-const KINDS: [Kind; 5] = [
+/// Every kind watched; [`crate::WATCHED`] lists their resources for RBAC.
+const KINDS: [Kind; 8] = [
     Kind::Namespace,
     Kind::Pod,
+    Kind::Service,
+    Kind::Endpoints,
+    Kind::Node,
     Kind::NetworkPolicy,
     Kind::CiliumNetworkPolicy,
     Kind::CiliumClusterwideNetworkPolicy,
@@ -40,6 +50,22 @@ impl Kind {
         )
     }
 
+    /// The API group and resource (plural) of the kind.
+    fn resource(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Namespace => ("", "namespaces"),
+            Kind::Pod => ("", "pods"),
+            Kind::Service => ("", "services"),
+            Kind::Endpoints => ("", "endpoints"),
+            Kind::Node => ("", "nodes"),
+            Kind::NetworkPolicy => ("networking.k8s.io", "networkpolicies"),
+            Kind::CiliumNetworkPolicy => ("cilium.io", "ciliumnetworkpolicies"),
+            Kind::CiliumClusterwideNetworkPolicy => {
+                ("cilium.io", "ciliumclusterwidenetworkpolicies")
+            }
+        }
+    }
+
     fn policy_kind(self) -> &'static str {
         match self {
             Kind::NetworkPolicy => "NetworkPolicy",
@@ -47,6 +73,9 @@ impl Kind {
             Kind::CiliumClusterwideNetworkPolicy => "CiliumClusterwideNetworkPolicy",
             Kind::Namespace => "Namespace",
             Kind::Pod => "Pod",
+            Kind::Service => "Service",
+            Kind::Endpoints => "Endpoints",
+            Kind::Node => "Node",
         }
     }
 }
@@ -56,6 +85,10 @@ impl Kind {
 enum Item {
     Namespace(BTreeMap<String, String>),
     Pod(PodInfo),
+    /// A service without its backends, which come from its Endpoints.
+    Service(ServiceInfo),
+    Endpoints(Vec<Backend>),
+    Node(NodeInfo),
     Policy(PolicyObject),
 }
 
@@ -171,6 +204,7 @@ fn snapshot(
         status: status.clone(),
         ..ClusterState::default()
     };
+    let endpoints = maps.get(&Kind::Endpoints);
     for items in maps.values() {
         for (key, item) in items {
             match item {
@@ -178,6 +212,15 @@ fn snapshot(
                     state.namespaces.insert(key.clone(), labels.clone());
                 }
                 Item::Pod(p) => state.pods.push(p.clone()),
+                Item::Service(s) => {
+                    let mut service = s.clone();
+                    if let Some(Item::Endpoints(backends)) = endpoints.and_then(|e| e.get(key)) {
+                        service.backends = backends.clone();
+                    }
+                    state.services.push(service);
+                }
+                Item::Endpoints(_) => {}
+                Item::Node(n) => state.nodes.push(n.clone()),
                 Item::Policy(p) => state.policies.push(p.clone()),
             }
         }
@@ -202,12 +245,33 @@ async fn watch_kind(client: Client, kind: Kind, tx: mpsc::UnboundedSender<Change
             })
             .await
         }
+        Kind::Service => {
+            let api: Api<KubeService> = Api::all(client);
+            pump(api, kind, tx, |s: &KubeService| {
+                let info = service_info(s)?;
+                Some((key(&info.namespace, &info.name), Item::Service(info)))
+            })
+            .await
+        }
+        Kind::Endpoints => {
+            let api: Api<Endpoints> = Api::all(client);
+            pump(api, kind, tx, |e: &Endpoints| {
+                let k = key(&e.namespace().unwrap_or_default(), &e.name_any());
+                Some((k, Item::Endpoints(backends(e))))
+            })
+            .await
+        }
+        Kind::Node => {
+            let api: Api<Node> = Api::all(client);
+            pump(api, kind, tx, |n: &Node| {
+                let info = node_info(n);
+                Some((key("", &info.name), Item::Node(info)))
+            })
+            .await
+        }
         _ => {
-            let (group, version, plural) = match kind {
-                Kind::NetworkPolicy => ("networking.k8s.io", "v1", "networkpolicies"),
-                Kind::CiliumNetworkPolicy => ("cilium.io", "v2", "ciliumnetworkpolicies"),
-                _ => ("cilium.io", "v2", "ciliumclusterwidenetworkpolicies"),
-            };
+            let (group, plural) = kind.resource();
+            let version = if kind.is_cilium() { "v2" } else { "v1" };
             let resource = ApiResource::from_gvk_with_plural(
                 &GroupVersionKind::gvk(group, version, kind.policy_kind()),
                 plural,
@@ -350,11 +414,132 @@ fn pod_info(p: &Pod) -> Option<PodInfo> {
         ips,
         node: spec.node_name.clone(),
         ports,
-        owner: p
-            .owner_references()
-            .first()
-            .map(|o| format!("{}/{}", o.kind, o.name)),
+        workload: workload(p),
     })
+}
+
+/// The workload owning a pod, as Cilium derives it (`pkg/k8s/utils`): a ReplicaSet named
+/// `<deployment>-<pod-template-hash>` stands for its Deployment, a Job named
+/// `<cronjob>-<scheduled minute>` for its CronJob.
+fn workload(p: &Pod) -> Option<Workload> {
+    let owners = p.owner_references();
+    let owner = owners
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .or_else(|| owners.first())?;
+    let parent = |suffix_ok: &dyn Fn(&str) -> bool| {
+        owner
+            .name
+            .rsplit_once('-')
+            .filter(|(parent, suffix)| !parent.is_empty() && suffix_ok(suffix))
+            .map(|(parent, _)| parent.to_string())
+    };
+    let (kind, name) = match owner.kind.as_str() {
+        "ReplicaSet" => {
+            let hash = p.labels().get("pod-template-hash");
+            match parent(&|s| hash.is_some_and(|h| h == s)) {
+                Some(deployment) => ("Deployment", deployment),
+                None => ("ReplicaSet", owner.name.clone()),
+            }
+        }
+        "Job" => match parent(&|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())) {
+            Some(cronjob) => ("CronJob", cronjob),
+            None => ("Job", owner.name.clone()),
+        },
+        other => (other, owner.name.clone()),
+    };
+    Some(Workload {
+        kind: kind.to_string(),
+        name,
+    })
+}
+
+fn parse_ips<'a>(texts: impl IntoIterator<Item = &'a String>) -> Vec<IpAddr> {
+    texts.into_iter().filter_map(|t| t.parse().ok()).collect()
+}
+
+fn service_info(s: &KubeService) -> Option<ServiceInfo> {
+    let spec = s.spec.as_ref()?;
+    // ExternalName services are DNS aliases: no address of theirs carries traffic.
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return None;
+    }
+    let mut frontend_ips = match &spec.cluster_ips {
+        Some(ips) if !ips.is_empty() => parse_ips(ips),
+        _ => parse_ips(spec.cluster_ip.iter()),
+    };
+    frontend_ips.extend(parse_ips(spec.external_ips.iter().flatten()));
+    let ingress = s
+        .status
+        .as_ref()
+        .and_then(|st| st.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    frontend_ips.extend(parse_ips(
+        ingress.into_iter().flatten().filter_map(|i| i.ip.as_ref()),
+    ));
+    frontend_ips.sort();
+    frontend_ips.dedup();
+    let ports = spec
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            Some(ServicePort {
+                port: u16::try_from(p.port).ok()?,
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+            })
+        })
+        .collect();
+    Some(ServiceInfo {
+        namespace: s.namespace().unwrap_or_default(),
+        name: s.name_any(),
+        frontend_ips,
+        ports,
+        backends: Vec::new(),
+    })
+}
+
+fn backends(e: &Endpoints) -> Vec<Backend> {
+    let mut out = Vec::new();
+    for subset in e.subsets.iter().flatten() {
+        let addresses = subset
+            .addresses
+            .iter()
+            .flatten()
+            .chain(subset.not_ready_addresses.iter().flatten());
+        let ips: Vec<IpAddr> = addresses.filter_map(|a| a.ip.parse().ok()).collect();
+        for port in subset.ports.iter().flatten() {
+            let Ok(number) = u16::try_from(port.port) else {
+                continue;
+            };
+            for ip in &ips {
+                out.push(Backend {
+                    ip: *ip,
+                    port: number,
+                    protocol: port.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn node_info(n: &Node) -> NodeInfo {
+    let mut ips: Vec<IpAddr> = n
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|a| matches!(a.type_.as_str(), "InternalIP" | "ExternalIP"))
+        .filter_map(|a| a.address.parse().ok())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    NodeInfo {
+        name: n.name_any(),
+        ips,
+    }
 }
 
 fn policy_object(kind: Kind, o: &DynamicObject) -> Option<PolicyObject> {
@@ -381,4 +566,141 @@ fn policy_object(kind: Kind, o: &DynamicObject) -> Option<PolicyObject> {
         name: o.name_any(),
         json: serde_json::to_string_pretty(&value).ok()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(labels: serde_json::Value, owners: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "labels": labels,
+                         "ownerReferences": owners},
+            "spec": {"containers": []},
+        }))
+        .unwrap()
+    }
+
+    fn owner(kind: &str, name: &str, controller: bool) -> serde_json::Value {
+        serde_json::json!({"apiVersion": "apps/v1", "kind": kind, "name": name,
+                           "uid": "u", "controller": controller})
+    }
+
+    fn workload_of(
+        labels: serde_json::Value,
+        owners: serde_json::Value,
+    ) -> Option<(String, String)> {
+        workload(&pod(labels, owners)).map(|w| (w.kind, w.name))
+    }
+
+    #[test]
+    fn the_watched_list_is_the_kinds_watched() {
+        let mut kinds: Vec<_> = KINDS.iter().map(|k| k.resource()).collect();
+        let mut listed = crate::WATCHED.to_vec();
+        kinds.sort();
+        listed.sort();
+        assert_eq!(kinds, listed);
+    }
+
+    #[test]
+    fn workloads_are_named_as_cilium_names_them() {
+        let named = |k: &str, n: &str| Some((k.to_string(), n.to_string()));
+        assert_eq!(
+            workload_of(
+                serde_json::json!({"pod-template-hash": "7c9d4f"}),
+                serde_json::json!([owner("ReplicaSet", "my-api-7c9d4f", true)])
+            ),
+            named("Deployment", "my-api")
+        );
+        // A ReplicaSet of its own (no matching hash) stays one.
+        assert_eq!(
+            workload_of(
+                serde_json::json!({}),
+                serde_json::json!([owner("ReplicaSet", "my-api-7c9d4f", true)])
+            ),
+            named("ReplicaSet", "my-api-7c9d4f")
+        );
+        assert_eq!(
+            workload_of(
+                serde_json::json!({}),
+                serde_json::json!([owner("Job", "backup-29012345", true)])
+            ),
+            named("CronJob", "backup")
+        );
+        assert_eq!(
+            workload_of(
+                serde_json::json!({}),
+                serde_json::json!([owner("Job", "migrate-db", true)])
+            ),
+            named("Job", "migrate-db")
+        );
+        // The controller among several owners.
+        assert_eq!(
+            workload_of(
+                serde_json::json!({}),
+                serde_json::json!([
+                    owner("ConfigMap", "x", false),
+                    owner("DaemonSet", "agent", true)
+                ])
+            ),
+            named("DaemonSet", "agent")
+        );
+        assert_eq!(
+            workload_of(serde_json::json!({}), serde_json::json!([])),
+            None
+        );
+    }
+
+    #[test]
+    fn services_have_frontends_and_endpoints_backends() {
+        let service: KubeService = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "api", "namespace": "shop"},
+            "spec": {"clusterIP": "198.19.254.10", "clusterIPs": ["198.19.254.10", "2001:db8::a"],
+                     "externalIPs": ["198.18.0.9"],
+                     "ports": [{"port": 80, "targetPort": 8080}, {"port": 53, "protocol": "UDP"}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "198.18.0.10"}, {"hostname": "lb"}]}},
+        }))
+        .unwrap();
+        let info = service_info(&service).unwrap();
+        let ips: Vec<String> = info.frontend_ips.iter().map(|i| i.to_string()).collect();
+        assert_eq!(
+            ips,
+            ["198.18.0.9", "198.18.0.10", "198.19.254.10", "2001:db8::a"]
+        );
+        assert_eq!(
+            info.ports,
+            [
+                ServicePort {
+                    port: 80,
+                    protocol: "TCP".into()
+                },
+                ServicePort {
+                    port: 53,
+                    protocol: "UDP".into()
+                }
+            ]
+        );
+        let external: KubeService = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "ext", "namespace": "shop"},
+            "spec": {"type": "ExternalName", "externalName": "example.org"},
+        }))
+        .unwrap();
+        assert!(
+            service_info(&external).is_none(),
+            "a DNS alias has no addresses"
+        );
+
+        let endpoints: Endpoints = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "api", "namespace": "shop"},
+            "subsets": [{"addresses": [{"ip": "198.18.1.1"}],
+                         "notReadyAddresses": [{"ip": "198.18.1.2"}],
+                         "ports": [{"port": 8080}]}],
+        }))
+        .unwrap();
+        let backends: Vec<String> = backends(&endpoints)
+            .iter()
+            .map(|b| format!("{}:{}/{}", b.ip, b.port, b.protocol))
+            .collect();
+        assert_eq!(backends, ["198.18.1.1:8080/TCP", "198.18.1.2:8080/TCP"]);
+    }
 }

@@ -293,13 +293,9 @@ async fn endpoints(State(st): State<Arc<AppState>>) -> Json<Vec<EndpointLine>> {
         .registry
         .endpoints
         .iter()
-        .map(|ep| {
+        .zip(&runtime.registry.specs)
+        .map(|(ep, spec)| {
             let key = format!("{}/{}", ep.namespace, ep.pod_name);
-            let spec = runtime
-                .registry
-                .specs
-                .iter()
-                .find(|s| s.namespace == ep.namespace && s.pod_name == ep.pod_name);
             let (ingress, egress) = runtime
                 .policy
                 .as_ref()
@@ -311,10 +307,8 @@ async fn endpoints(State(st): State<Arc<AppState>>) -> Json<Vec<EndpointLine>> {
                 namespace: ep.namespace.clone(),
                 pod_name: ep.pod_name.clone(),
                 labels: ep.labels.clone(),
-                ips: spec
-                    .map(|s| s.ips.iter().map(|i| i.to_string()).collect())
-                    .unwrap_or_default(),
-                interface: spec.and_then(|s| s.interface.clone()),
+                ips: spec.ips.iter().map(|i| i.to_string()).collect(),
+                interface: spec.interface.clone(),
                 ingress_enforcement: ingress,
                 egress_enforcement: egress,
                 policy_revision: revision,

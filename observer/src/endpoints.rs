@@ -1,7 +1,8 @@
-//! Who is behind an address: the endpoint registry. Sources (the lab's endpoints file today,
-//! the Kubernetes API later) describe pods by namespace, name, labels and IPs; the registry
-//! turns them into Hubble endpoints — labels in `k8s:key=value` form and a numeric security
-//! identity per distinct label set — that the decoder attaches to flows.
+//! Who is behind an address: the endpoint registry. Sources (the lab's endpoints file, the
+//! Kubernetes API) describe pods by namespace, name, labels and IPs; the registry turns them
+//! into Hubble endpoints — labels in `k8s:key=value` form and a numeric security identity per
+//! distinct label set — that the decoder attaches to flows. The Kubernetes source adds the
+//! services behind addresses and ports, and the nodes' addresses.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -11,7 +12,7 @@ use std::{
     sync::Arc,
 };
 
-use flowscope_model::flow::Endpoint;
+use flowscope_model::flow::{Endpoint, Service, Workload};
 use serde::{Deserialize, Serialize};
 
 /// Identities below this are Cilium's reserved ones (host 1, world 2, ...); pods get
@@ -38,6 +39,9 @@ pub struct EndpointSpec {
     /// Declared container ports, which named ports in policies resolve against.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortSpec>,
+    /// The workload that owns the pod (Hubble's `workloads`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
 }
 
 /// A declared container port.
@@ -91,26 +95,50 @@ pub fn hubble_labels(spec: &EndpointSpec) -> Vec<String> {
     labels
 }
 
-/// IP -> endpoint, with identities allocated per distinct label set.
+/// IP -> endpoint, with identities allocated per distinct label set; address and port ->
+/// service; address -> node.
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
     by_ip: HashMap<IpAddr, Arc<Endpoint>>,
     /// Endpoint id per pod, stable for the registry's lifetime.
     pub endpoints: Vec<Arc<Endpoint>>,
-    /// What the source said, for the policy compiler (labels, ports, interfaces).
+    /// What the source said, for the policy compiler (labels, ports, interfaces); the same
+    /// order as `endpoints`.
     pub specs: Vec<EndpointSpec>,
+    services: HashMap<ServiceKey, Arc<Service>>,
+    nodes: HashMap<IpAddr, NodeRole>,
+}
+
+/// An address, port and IP protocol number (6 TCP, 17 UDP, 132 SCTP).
+pub type ServiceKey = (IpAddr, u16, u8);
+
+/// Whose node an address is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeRole {
+    /// This node (`reserved:host`).
+    Local,
+    /// Another node of the cluster (`reserved:remote-node`).
+    Remote,
+}
+
+/// The IP protocol number of a Kubernetes protocol name; None for one flows never carry.
+pub fn protocol_number(name: &str) -> Option<u8> {
+    match name {
+        "TCP" => Some(6),
+        "UDP" => Some(17),
+        "SCTP" => Some(132),
+        _ => None,
+    }
 }
 
 impl Registry {
     pub fn build(specs: &[EndpointSpec]) -> Self {
         let mut identities: HashMap<Vec<String>, u32> = HashMap::new();
         let mut used: HashMap<u32, Vec<String>> = HashMap::new();
-        let mut reg = Registry {
-            specs: specs.to_vec(),
-            ..Registry::default()
-        };
+        let mut reg = Registry::default();
         let mut sorted: Vec<&EndpointSpec> = specs.iter().collect();
         sorted.sort_by(|a, b| (&a.namespace, &a.pod_name).cmp(&(&b.namespace, &b.pod_name)));
+        reg.specs = sorted.iter().map(|s| (*s).clone()).collect();
         // Label sets in sorted order, so collisions resolve the same way on every node.
         let mut sets: Vec<Vec<String>> = sorted.iter().map(|s| hubble_labels(s)).collect();
         sets.sort();
@@ -131,6 +159,7 @@ impl Registry {
                 namespace: spec.namespace.clone(),
                 pod_name: spec.pod_name.clone(),
                 labels,
+                workloads: spec.workload.iter().cloned().collect(),
                 ..Endpoint::default()
             });
             for ip in &spec.ips {
@@ -143,6 +172,53 @@ impl Registry {
 
     pub fn get(&self, ip: &IpAddr) -> Option<&Arc<Endpoint>> {
         self.by_ip.get(ip)
+    }
+
+    /// Adds a service, reached at each of `addresses` (its frontends: cluster IPs and ports;
+    /// its backends: pod addresses and target ports, where kube-proxy's DNAT has already
+    /// replaced the frontend). A frontend added later wins over a backend at the same address
+    /// and port.
+    pub fn add_service(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        backends: impl IntoIterator<Item = ServiceKey>,
+        frontends: impl IntoIterator<Item = ServiceKey>,
+    ) {
+        let service = Arc::new(Service {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+        });
+        for key in backends {
+            self.services.entry(key).or_insert_with(|| service.clone());
+        }
+        for key in frontends {
+            self.services.insert(key, service.clone());
+        }
+    }
+
+    /// The service an address, port and protocol reach, if any.
+    pub fn service(&self, key: &ServiceKey) -> Option<&Arc<Service>> {
+        if self.services.is_empty() {
+            return None;
+        }
+        self.services.get(key)
+    }
+
+    /// Records a node's addresses.
+    pub fn add_node(&mut self, role: NodeRole, ips: &[IpAddr]) {
+        for ip in ips {
+            // A pod's address is the pod's, even where a node shares it (host-network pods are
+            // not endpoints, so this only guards against a misreported node address).
+            if !self.by_ip.contains_key(ip) {
+                self.nodes.insert(*ip, role);
+            }
+        }
+    }
+
+    /// Whether an address is a node's, and whose.
+    pub fn node(&self, ip: &IpAddr) -> Option<NodeRole> {
+        self.nodes.get(ip).copied()
     }
 
     pub fn len(&self) -> usize {
@@ -189,6 +265,7 @@ mod tests {
             namespace_labels: [("kubernetes.io/metadata.name".to_string(), ns.to_string())].into(),
             interface: None,
             ports: Vec::new(),
+            workload: None,
         }
     }
 
@@ -242,6 +319,48 @@ mod tests {
             ("default", "web")
         );
         assert!(r.get(&"198.18.9.9".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn services_and_nodes_by_address() {
+        let mut r = Registry::build(&[pod("shop", "api-1", "198.18.1.1", &[("app", "api")])]);
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        r.add_service(
+            "shop",
+            "api",
+            [(ip("198.18.1.1"), 8080, 6)],
+            [(ip("198.19.254.10"), 80, 6)],
+        );
+        // A frontend wins over a backend at the same address and port.
+        r.add_service("shop", "other", [(ip("198.19.254.10"), 80, 6)], []);
+        let name = |key: ServiceKey| {
+            r.service(&key)
+                .map(|s| format!("{}/{}", s.namespace, s.name))
+        };
+        assert_eq!(
+            name((ip("198.18.1.1"), 8080, 6)).as_deref(),
+            Some("shop/api")
+        );
+        assert_eq!(
+            name((ip("198.19.254.10"), 80, 6)).as_deref(),
+            Some("shop/api")
+        );
+        assert_eq!(
+            name((ip("198.18.1.1"), 8080, 17)),
+            None,
+            "UDP is another port"
+        );
+        assert_eq!(name((ip("198.18.1.1"), 9090, 6)), None);
+
+        r.add_node(NodeRole::Remote, &[ip("198.18.2.1"), ip("198.18.1.1")]);
+        r.add_node(NodeRole::Local, &[ip("198.18.2.2")]);
+        assert_eq!(r.node(&ip("198.18.2.1")), Some(NodeRole::Remote));
+        assert_eq!(r.node(&ip("198.18.2.2")), Some(NodeRole::Local));
+        assert_eq!(
+            r.node(&ip("198.18.1.1")),
+            None,
+            "a pod's address stays the pod's"
+        );
     }
 
     #[test]

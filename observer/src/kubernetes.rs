@@ -2,7 +2,10 @@
 //! endpoint registry (every pod with an address, cluster-wide, since remote peers need
 //! identities too), with the host-side interface of each pod of this node found by its
 //! address (a route lookup over netlink, as `ip route get` does, so it works for any CNI that
-//! routes to pods through their own veth: Calico's `cali*`, Cilium's `lxc*`, the lab's `fsl*`).
+//! routes to pods through their own veth: Calico's `cali*`, Cilium's `lxc*`, the lab's `fsl*`),
+//! with the services behind addresses and ports (their frontends and, since kube-proxy's DNAT
+//! hides the frontend from the server's side, their backends) and the nodes' addresses
+//! (`reserved:host` for this node's, `reserved:remote-node` for the others').
 //! Policies from the API are read by the policy watcher from the same snapshots.
 
 use std::{
@@ -20,8 +23,10 @@ use rtnetlink::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use flowscope_model::flow::Workload;
+
 use crate::{
-    endpoints::{EndpointSpec, PortSpec, Registry},
+    endpoints::{EndpointSpec, NodeRole, PortSpec, Registry, protocol_number},
     source::interfaces,
 };
 
@@ -48,10 +53,12 @@ pub async fn watch_cluster(
         if Some(state.revision) != last_revision && state.status.synced {
             last_revision = Some(state.revision);
             let specs = endpoint_specs(&state, &node_name, routes.as_ref()).await;
-            let registry = Registry::build(&specs);
+            let registry = registry(&state, &specs, &node_name);
             info!(
                 pods = state.pods.len(),
                 endpoints = registry.len(),
+                services = state.services.len(),
+                nodes = state.nodes.len(),
                 local = specs.iter().filter(|s| s.interface.is_some()).count(),
                 revision = state.revision,
                 "Endpoints from the Kubernetes API"
@@ -62,6 +69,33 @@ pub async fn watch_cluster(
             return;
         }
     }
+}
+
+/// Endpoints, services and nodes of a snapshot.
+fn registry(state: &ClusterState, specs: &[EndpointSpec], node_name: &str) -> Registry {
+    let mut registry = Registry::build(specs);
+    for service in &state.services {
+        let backends = service
+            .backends
+            .iter()
+            .filter_map(|b| Some((b.ip, b.port, protocol_number(&b.protocol)?)));
+        let frontends = service.frontend_ips.iter().flat_map(|ip| {
+            service
+                .ports
+                .iter()
+                .filter_map(|p| Some((*ip, p.port, protocol_number(&p.protocol)?)))
+        });
+        registry.add_service(&service.namespace, &service.name, backends, frontends);
+    }
+    for node in &state.nodes {
+        let role = if node.name == node_name {
+            NodeRole::Local
+        } else {
+            NodeRole::Remote
+        };
+        registry.add_node(role, &node.ips);
+    }
+    registry
 }
 
 /// The pods of a snapshot as endpoint specs; only pods with addresses count.
@@ -111,6 +145,10 @@ async fn endpoint_specs(
                     protocol: p.protocol.clone(),
                 })
                 .collect(),
+            workload: pod.workload.as_ref().map(|w| Workload {
+                name: w.name.clone(),
+                kind: w.kind.clone(),
+            }),
         });
     }
     // An interface several pods are routed through (a bridge, as flannel's cni0) is no one

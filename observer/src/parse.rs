@@ -13,7 +13,7 @@ use flowscope_model::{
     Timestamp,
     flow::{
         CiliumEventType, DropReason, Endpoint, Ethernet, Flow, FlowType, Icmp, Ip, IpVersion,
-        L7FlowType, L7Record, Layer4, Layer7, NetworkInterface, Sctp, Tcp, TcpFlags,
+        L7FlowType, L7Record, Layer4, Layer7, NetworkInterface, Sctp, Service, Tcp, TcpFlags,
         TraceObservationPoint, TrafficDirection, Udp, Verdict,
     },
 };
@@ -21,7 +21,7 @@ use flowscope_model::{
 use crate::{
     clock::BootClock,
     dns::{self, DnsMessage, FqdnCache, Pending},
-    endpoints::Registry,
+    endpoints::{NodeRole, Registry},
     http::{self, HttpMessage},
     policy::{Attribution, Attributions},
 };
@@ -29,6 +29,8 @@ use crate::{
 /// Cilium's reserved identities, used until an endpoint registry knows better.
 pub const IDENTITY_HOST: u32 = 1;
 pub const IDENTITY_WORLD: u32 = 2;
+/// Cilium's `reserved:remote-node`: another node of the cluster.
+pub const IDENTITY_REMOTE_NODE: u32 = 6;
 
 // Cilium monitor event types and trace sub-types (pkg/monitor/api/types.go), carried in
 // `event_type` so Hubble's `--type` filters work.
@@ -81,6 +83,9 @@ pub struct FlowRecord {
     /// destination address (Hubble's `source_names`, `destination_names`).
     pub source_names: Option<Arc<Vec<String>>>,
     pub destination_names: Option<Arc<Vec<String>>>,
+    /// The services the source and destination address and port belong to.
+    pub source_service: Option<Arc<Service>>,
+    pub destination_service: Option<Arc<Service>>,
 }
 
 /// Turns datapath events into records: node, clock, interfaces and endpoints.
@@ -93,6 +98,7 @@ pub struct Decoder {
     attributions: Arc<Attributions>,
     host: Arc<Endpoint>,
     world: Arc<Endpoint>,
+    remote_node: Arc<Endpoint>,
     seq: u64,
     pending_dns: Pending,
     pending_http: http::Pending,
@@ -120,6 +126,7 @@ impl Decoder {
             attributions: Arc::default(),
             host: reserved(IDENTITY_HOST, "reserved:host"),
             world: reserved(IDENTITY_WORLD, "reserved:world"),
+            remote_node: reserved(IDENTITY_REMOTE_NODE, "reserved:remote-node"),
             seq: 0,
             pending_dns: Pending::default(),
             pending_http: http::Pending::default(),
@@ -194,6 +201,8 @@ impl Decoder {
             http: None,
             source_names,
             destination_names,
+            source_service: self.registry.service(&(src, ev.sport, ev.proto)).cloned(),
+            destination_service: self.registry.service(&(dst, ev.dport, ev.proto)).cloned(),
         }
     }
 
@@ -292,7 +301,11 @@ impl Decoder {
         } else if self.host_addrs.contains(&addr) {
             self.host.clone()
         } else {
-            self.world.clone()
+            match self.registry.node(&addr) {
+                Some(NodeRole::Local) => self.host.clone(),
+                Some(NodeRole::Remote) => self.remote_node.clone(),
+                None => self.world.clone(),
+            }
         }
     }
 }
@@ -494,6 +507,8 @@ impl FlowRecord {
                 .as_deref()
                 .cloned()
                 .unwrap_or_default(),
+            source_service: self.source_service.as_deref().cloned(),
+            destination_service: self.destination_service.as_deref().cloned(),
             ..attributed(self.attribution.as_deref())
         };
         if let Some((l7, summary)) = self.layer7() {
