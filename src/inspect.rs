@@ -65,7 +65,34 @@ pub fn status(server: &str, json: bool) -> anyhow::Result<()> {
         let names: Vec<&str> = nodes.iter().filter_map(Value::as_str).collect();
         println!("Unavailable Nodes: {}", names.join(", "));
     }
+    if let Some(line) = kubernetes_line(&s["kubernetes"]) {
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// The state of an observer's Kubernetes source, when it has one.
+fn kubernetes_line(k: &Value) -> Option<String> {
+    let server = k["server"].as_str()?;
+    let n = |key: &str| k[key].as_u64().unwrap_or(0);
+    let counts = format!(
+        "{} pods, {} namespaces, {} services, {} nodes, {} policies",
+        n("pods"),
+        n("namespaces"),
+        n("services"),
+        n("nodes"),
+        n("policies")
+    );
+    Some(if k["connected"] != true {
+        format!(
+            "Kubernetes: {server} unreachable ({}); enforcing the last known state: {counts}",
+            k["last_error"].as_str().unwrap_or("no answer")
+        )
+    } else if k["synced"] != true {
+        format!("Kubernetes: {server} connected, still listing: {counts}")
+    } else {
+        format!("Kubernetes: {server} connected and synced: {counts}")
+    })
 }
 
 /// `flowscope list nodes`: the nodes behind the server, like `hubble list nodes`: an observer

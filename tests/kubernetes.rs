@@ -539,3 +539,68 @@ async fn services_nodes_and_workloads_name_the_flows() {
         "{listed}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_whose_history_was_compacted_lists_again() {
+    let (_lab, api, _client) = cluster().await;
+    let observer = observer(&api);
+    let server = observer.api.to_string();
+    assert!(reaches_api("batch"));
+    eventually("reports named", WAIT, || {
+        observe_json(
+            &server,
+            &["--from-pod", "store/reports-job-x2k8p", "--last", "1"],
+        )
+        .into_iter()
+        .next()
+    });
+
+    // While the observer's API server is away, a replica takes a pod's deletion and a new
+    // policy, and etcd's history is compacted past them: the observer's watches cannot resume
+    // where they stopped.
+    let replica = api.replica();
+    let other = replica.client().await;
+    api.stop_apiserver();
+    eventually(
+        "the API server reported away",
+        Duration::from_secs(60),
+        || (observer.status()["kubernetes"]["connected"] == false).then_some(()),
+    );
+    let pods: Api<Pod> = Api::namespaced(other.clone(), "store");
+    pods.delete(
+        "reports-job-x2k8p",
+        &DeleteParams::default().grace_period(0),
+    )
+    .await
+    .expect("delete pod");
+    apply(&other, orders_ingress(Some("checkout"))).await;
+    api.compact_etcd();
+    let relists = observer.status()["kubernetes"]["relists"].as_u64().unwrap();
+
+    api.start_apiserver();
+    // The watches were told 410 Gone and listed again, which brought the deletion they
+    // missed.
+    eventually("the watches listed again", Duration::from_secs(60), || {
+        let k = &observer.status()["kubernetes"];
+        (k["connected"] == true
+            && k["relists"].as_u64().unwrap() > relists
+            && k["pods"] == 2
+            && k["policies"] == 1)
+            .then_some(())
+    });
+    // And the policy they brought is enforced.
+    eventually("the policy installed", WAIT, || {
+        (observer.status()["policy"]["policies"] == 1).then_some(())
+    });
+    assert!(reaches_api("web"), "checkout is admitted");
+    assert!(
+        !reaches_api("batch"),
+        "the deleted pod's address is no one's"
+    );
+    let gone = eventually("a flow from the deleted pod's address", WAIT, || {
+        observe_json(&server, &["--from-ip", BATCH, "--last", "1"])
+            .into_iter()
+            .find(|f| f["verdict"] == "DROPPED")
+    });
+    assert_eq!(gone["source"]["pod_name"], Value::Null, "{gone}");
+}

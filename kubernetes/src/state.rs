@@ -51,6 +51,10 @@ pub struct ApiStatus {
     pub last_error: Option<String>,
     /// Errors since the start (each is retried with backoff).
     pub errors: u64,
+    /// Watches that started over from a fresh list because the server no longer had their
+    /// position (`410 Gone`: its history was compacted while the watch was away). Not an
+    /// error: what the list says replaces what the watch knew, deletions missed included.
+    pub relists: u64,
     /// Whether the Cilium policy kinds are served (their CRDs installed).
     pub cilium_crds: bool,
 }

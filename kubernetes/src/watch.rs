@@ -100,6 +100,8 @@ enum Change {
     Remove(Kind, String),
     /// A request failed; the watcher retries with backoff.
     Error(Kind, String),
+    /// The server no longer has the watch's position (`410 Gone`): it lists again.
+    Expired(Kind),
     /// The kind is not served (a CRD that is not installed): it has no objects.
     Absent(Kind),
     /// A request succeeded after errors.
@@ -152,6 +154,10 @@ pub(crate) async fn run(client: Client, server: String, out: watch::Sender<Arc<C
                         status.errors += 1;
                         status.last_error = Some(format!("{kind:?}: {error}"));
                         failing.insert(kind, true);
+                    }
+                    Change::Expired(kind) => {
+                        info!(?kind, "Watch position expired (410 Gone): listing again");
+                        status.relists += 1;
                     }
                     Change::Absent(kind) => {
                         maps.insert(kind, BTreeMap::new());
@@ -342,8 +348,12 @@ async fn pump<K>(
                         let _ = tx.send(Change::Absent(kind));
                         break;
                     }
-                    erred = true;
-                    Some(Change::Error(kind, err.to_string()))
+                    if expired(&err) {
+                        Some(Change::Expired(kind))
+                    } else {
+                        erred = true;
+                        Some(Change::Error(kind, err.to_string()))
+                    }
                 }
             };
             if let Some(change) = change {
@@ -360,6 +370,12 @@ async fn pump<K>(
         // Only a kind that is not served ends its stream: look again later.
         tokio::time::sleep(ABSENT_RETRY).await;
     }
+}
+
+/// The watch's resource version is gone from the server's history (`410 Gone`, reason
+/// `Expired`); kube-runtime's watcher lists again after it.
+fn expired(err: &watcher::Error) -> bool {
+    matches!(err, watcher::Error::WatchError(status) if status.code == 410)
 }
 
 /// The server does not serve the kind at all (404 on the list).

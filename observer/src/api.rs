@@ -89,10 +89,12 @@ pub struct RuntimeStatus {
 pub struct KubernetesStatus {
     #[serde(flatten)]
     pub api: flowscope_kubernetes::ApiStatus,
-    /// Pods, namespaces and policy objects in the last snapshot.
+    /// Pods, namespaces, policy objects, services and nodes in the last snapshot.
     pub pods: usize,
     pub namespaces: usize,
     pub policies: usize,
+    pub services: usize,
+    pub nodes: usize,
     pub revision: u64,
 }
 
@@ -107,6 +109,8 @@ impl RuntimeStatus {
                 pods: state.pods.len(),
                 namespaces: state.namespaces.len(),
                 policies: state.policies.len(),
+                services: state.services.len(),
+                nodes: state.nodes.len(),
                 revision: state.revision,
             }
         });

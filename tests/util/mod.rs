@@ -658,6 +658,50 @@ impl KubeApi {
         self.script("apiserver");
     }
 
+    /// Another API server on the same etcd with the same credentials, as a cluster's
+    /// replicas are: it takes writes while this one is stopped.
+    pub fn replica(&self) -> KubeApi {
+        let dir = TempDir::new("fs-kube-replica");
+        let (from, to) = (self.dir.join("run"), dir.join("run"));
+        std::fs::create_dir_all(to.join("pki")).expect("replica dir");
+        for file in [
+            "tokens.csv",
+            "pki/ca.crt",
+            "pki/apiserver.crt",
+            "pki/apiserver.key",
+            "pki/sa.pub",
+            "pki/sa.key",
+        ] {
+            std::fs::copy(from.join(file), to.join(file)).expect("copy the API server's files");
+        }
+        let replica = KubeApi {
+            kubeconfig: to.join("kubeconfig"),
+            dir,
+            etcd_port: self.etcd_port,
+            api_port: free_port(),
+        };
+        // Its own run directory has no etcd.pid: dropping it stops its API server only.
+        replica.script("apiserver");
+        replica
+    }
+
+    /// Compacts etcd's history up to its current revision, as the API server does every few
+    /// minutes: a watch resuming from before then is told `410 Gone`.
+    pub fn compact_etcd(&self) {
+        let base = format!("http://127.0.0.1:{}/v3/kv", self.etcd_port);
+        let head: Value = ureq::post(&format!("{base}/range"))
+            .send_json(serde_json::json!({"key": "AA=="}))
+            .and_then(|mut r| r.body_mut().read_json())
+            .expect("etcd's revision");
+        let revision: i64 = head["header"]["revision"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("no revision in {head}"));
+        ureq::post(&format!("{base}/compaction"))
+            .send_json(serde_json::json!({"revision": revision, "physical": true}))
+            .expect("etcd compaction");
+    }
+
     /// A client with the admin credentials.
     pub async fn client(&self) -> kube::Client {
         let file = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
