@@ -13,6 +13,8 @@ for pkg in llvm-22-dev iproute2 iputils-ping iperf3 iptables prometheus bpftool 
 done
 # Any Node.js with npm will do (a machine may carry a newer one than Debian's; keep it).
 { command -v node && command -v npm; } >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# kubectl renders deploy/kubernetes' kustomization in tests/deploy.rs (any kubectl will do).
+command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
