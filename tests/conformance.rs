@@ -227,7 +227,8 @@ fn every_conformance_case_matches_the_reference_semantics_in_the_datapath() {
         &std::fs::read_to_string("/run/flowscope/lab/endpoints.json").unwrap(),
     )
     .unwrap();
-    let world = flowscope_observer::policy::world(&endpoints.endpoints, false);
+    let registry = flowscope_observer::endpoints::Registry::build(&endpoints.endpoints);
+    let world = flowscope_observer::policy::world(&registry, false);
     let mut cases: Vec<PathBuf> = std::fs::read_dir(CASES)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -124,6 +124,26 @@ async fn cluster() -> (LabGuard, KubeApi, Client) {
     (lab, api, client)
 }
 
+/// Installs the CiliumNetworkPolicy CRD (schema-less, as the tests need) and waits until the
+/// observer watches the kind.
+async fn install_cilium_crd(client: &Client, observer: &Observer) {
+    apply(
+        client,
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+               "metadata": {"name": "ciliumnetworkpolicies.cilium.io"},
+               "spec": {"group": "cilium.io", "scope": "Namespaced",
+                        "names": {"kind": "CiliumNetworkPolicy", "plural": "ciliumnetworkpolicies",
+                                  "singular": "ciliumnetworkpolicy"},
+                        "versions": [{"name": "v2", "served": true, "storage": true,
+                                      "schema": {"openAPIV3Schema": {"type": "object",
+                                          "x-kubernetes-preserve-unknown-fields": true}}}]}}),
+    )
+    .await;
+    eventually("the Cilium CRDs seen", Duration::from_secs(30), || {
+        (observer.status()["kubernetes"]["cilium_crds"] == true).then_some(())
+    });
+}
+
 /// NetworkPolicy store/orders-ingress: isolates orders for ingress, admitting pods with
 /// `app: from` when given.
 fn orders_ingress(from: Option<&str>) -> Value {
@@ -249,21 +269,7 @@ async fn pods_namespaces_and_policies_come_from_the_api_server() {
     );
 
     // CiliumNetworkPolicy, once its CRD is installed, with L7 rules.
-    apply(
-        &client,
-        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-               "metadata": {"name": "ciliumnetworkpolicies.cilium.io"},
-               "spec": {"group": "cilium.io", "scope": "Namespaced",
-                        "names": {"kind": "CiliumNetworkPolicy", "plural": "ciliumnetworkpolicies",
-                                  "singular": "ciliumnetworkpolicy"},
-                        "versions": [{"name": "v2", "served": true, "storage": true,
-                                      "schema": {"openAPIV3Schema": {"type": "object",
-                                          "x-kubernetes-preserve-unknown-fields": true}}}]}}),
-    )
-    .await;
-    eventually("the Cilium CRDs seen", Duration::from_secs(30), || {
-        (observer.status()["kubernetes"]["cilium_crds"] == true).then_some(())
-    });
+    install_cilium_crd(&client, &observer).await;
     let before = observer.policy_revision();
     apply(
         &client,
@@ -527,6 +533,24 @@ async fn services_nodes_and_workloads_name_the_flows() {
         "{from_node}"
     );
 
+    // Isolated, orders keeps the other node out, unless a rule names it as `remote-node`.
+    let before = observer.policy_revision();
+    apply(&client, orders_ingress(Some("checkout"))).await;
+    util::wait_for_revision_after(&observer, before);
+    assert!(!reaches_api("batch"));
+    install_cilium_crd(&client, &observer).await;
+    let before = observer.policy_revision();
+    apply(
+        &client,
+        json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+               "metadata": {"name": "orders-from-nodes", "namespace": "store"},
+               "spec": {"endpointSelector": {"matchLabels": {"app": "orders"}},
+                        "ingress": [{"fromEntities": ["remote-node"]}]}}),
+    )
+    .await;
+    util::wait_for_revision_after(&observer, before);
+    assert!(reaches_api("batch"), "remote-node admits the other node");
+
     // `endpoint list`: this node's pods with their interface, the API's names and labels.
     let listed = util::flowscope(&["endpoint", "list", "--server", &server]);
     let listed = String::from_utf8_lossy(&listed.stdout);
@@ -598,7 +622,7 @@ async fn a_watch_whose_history_was_compacted_lists_again() {
         "the deleted pod's address is no one's"
     );
     let gone = eventually("a flow from the deleted pod's address", WAIT, || {
-        observe_json(&server, &["--from-ip", BATCH, "--last", "1"])
+        observe_json(&server, &["--from-ip", BATCH, "--last", "20"])
             .into_iter()
             .find(|f| f["verdict"] == "DROPPED")
     });

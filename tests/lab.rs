@@ -409,6 +409,49 @@ fn policy_changes_apply_on_a_running_observer_and_bad_files_keep_the_rest() {
     drop(obs);
 }
 
+#[test]
+fn the_node_reaches_isolated_pods_and_policies_name_it_as_host() {
+    let _lab = util::lab_up(XYZ);
+    // An address of the node's, in the range the lab keeps for itself, with a listener the
+    // pods can try to reach.
+    let node = util::NodeAddress::add(std::net::Ipv4Addr::new(198, 18, 0, 200));
+    let listener = std::net::TcpListener::bind((node.0, 0)).unwrap();
+    let node_port = listener.local_addr().unwrap().port();
+    let (node_ip, xa, za) = (node.0.to_string(), "198.18.1.1", "198.18.3.1");
+    let dir = util::TempDir::new("node");
+    std::fs::write(
+        dir.join("policies.yaml"),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all, namespace: x}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress, Egress]\n---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: to-node, namespace: y}\nspec:\n  endpointSelector: {matchLabels: {pod: a}}\n  egress:\n    - toEntities: [host]\n",
+    )
+    .unwrap();
+    let obs = LabObserver::start(&dir, &[]);
+    obs.wait_revision(0);
+
+    // The node reaches x/a, which policy isolates both ways (a pod cannot block its node, as
+    // the kubelet's probes must reach it); no pod does, and x/a does not reach the node.
+    let from_node = flowscope_lab::servers::probe_tcp(
+        format!("{xa}:80").parse().unwrap(),
+        std::time::Duration::from_secs(1),
+    );
+    assert!(from_node.connected, "the node is kept out of x/a");
+    assert!(!reachable("fsl-y-b", xa));
+    assert!(!util::tcp_probe("fsl-x-a", &node_ip, node_port));
+    // `toEntities: [host]` lets y/a reach the node, and nothing else.
+    assert!(util::tcp_probe("fsl-y-a", &node_ip, node_port));
+    assert!(!reachable("fsl-y-a", za));
+
+    // Flows name the node as Hubble does.
+    let flows = obs.flows(serde_json::json!([{"destination_ip": [xa], "verdict": ["FORWARDED"]}]));
+    assert!(
+        flows.iter().any(
+            |f| f["flow"]["source"]["labels"] == serde_json::json!(["reserved:host"])
+                && f["flow"]["source"]["identity"] == 1
+        ),
+        "{flows:?}"
+    );
+    drop(listener);
+}
+
 fn allow_port(port: u16) -> String {
     format!(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: allow-{port}, namespace: x}}\nspec:\n  podSelector: {{matchLabels: {{pod: b}}}}\n  ingress:\n    - from: [{{namespaceSelector: {{matchLabels: {{ns: \"y\"}}}}}}]\n      ports: [{{port: {port}, protocol: TCP}}]\n"

@@ -680,7 +680,8 @@ impl Decision {
 /// ipcache (a miss is `world`); the policy map is tried from the most specific key to the
 /// least: (identity, proto, port), (identity, proto, any port), (any, proto, port),
 /// (any, proto, any port), (identity, any, any), (any, any, any). No match: dropped when a
-/// policy isolates the endpoint in that direction, allowed otherwise.
+/// policy isolates the endpoint in that direction (unless the node itself connects in),
+/// allowed otherwise.
 #[inline(always)]
 fn policy(pkt: &Packet, ip: &mut Key<IpKey>, hook: u8) -> Decision {
     // IPv6 link control — neighbour discovery (router/neighbour solicitations and
@@ -809,6 +810,10 @@ fn lookup(
             };
         }
     }
+    // No rule speaks of it: dropped where policy isolates the endpoint, except the node's own
+    // connections into its pods, which a pod cannot block (`unmatched_allowed` in
+    // policy/src/compile.rs).
+    let enforce = enforce && !(dir == direction::INGRESS && remote_identity == identity::HOST);
     Decision {
         verdict: if enforce {
             verdict::DROPPED

@@ -221,6 +221,18 @@ impl Registry {
         self.nodes.get(ip).copied()
     }
 
+    /// The addresses of the nodes in `role`, sorted.
+    pub fn node_ips(&self, role: NodeRole) -> Vec<IpAddr> {
+        let mut ips: Vec<IpAddr> = self
+            .nodes
+            .iter()
+            .filter(|(_, r)| **r == role)
+            .map(|(ip, _)| *ip)
+            .collect();
+        ips.sort();
+        ips
+    }
+
     pub fn len(&self) -> usize {
         self.endpoints.len()
     }

@@ -648,7 +648,7 @@ async fn watch_policies(
                 merged.extend(attributions);
                 let _ = out.send(Arc::new(merged));
                 let (loaded, enforcement) =
-                    policy::selections(&set, &policy::world(&reg.specs, cidr_selects_pods));
+                    policy::selections(&set, &policy::world(&reg, cidr_selects_pods));
                 if let Ok(mut rt) = state.runtime.lock() {
                     rt.policy = Some(PolicyStatus {
                         revision,

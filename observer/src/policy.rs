@@ -25,9 +25,9 @@ use flowscope_policy::{
 use ipnet::IpNet;
 
 use crate::{
-    endpoints::{EndpointSpec, Registry},
+    endpoints::{EndpointSpec, NodeRole, Registry},
     proxy::judge::{L7Policy, LocalEndpoint},
-    source::datapath::Datapath,
+    source::{datapath::Datapath, interfaces},
 };
 
 /// Who decided a connection: the direction judged, allow or deny, and the policies.
@@ -158,9 +158,15 @@ fn protocol(name: &str) -> Option<Protocol> {
     }
 }
 
-/// The policy world as the registry describes it; `cidr_selects_pods`: see
+/// The policy world as the registry describes it, with this node's addresses (its interfaces'
+/// and those the Kubernetes source lists) and the other nodes'; `cidr_selects_pods`: see
 /// [`crate::ObserverConfig::policy_cidr_selects_pods`].
-pub fn world(specs: &[EndpointSpec], cidr_selects_pods: bool) -> World {
+pub fn world(registry: &Registry, cidr_selects_pods: bool) -> World {
+    let specs = &registry.specs;
+    let mut host = interfaces::host_addrs().unwrap_or_default();
+    host.extend(registry.node_ips(NodeRole::Local));
+    host.sort();
+    host.dedup();
     let mut namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for s in specs {
         namespaces
@@ -194,6 +200,8 @@ pub fn world(specs: &[EndpointSpec], cidr_selects_pods: bool) -> World {
             })
             .collect(),
         cidr_selects_pods,
+        host,
+        remote_nodes: registry.node_ips(NodeRole::Remote),
     }
 }
 
@@ -221,18 +229,13 @@ pub fn install(
     revision: u64,
     audit: bool,
 ) -> anyhow::Result<Installed> {
-    let world = world(&registry.specs, cidr_selects_pods);
+    let world = world(registry, cidr_selects_pods);
     // Endpoint id -> (identity, what the source said of the pod).
     let pods: HashMap<u32, (u32, &EndpointSpec)> = registry
         .endpoints
         .iter()
-        .filter_map(|ep| {
-            let spec = registry
-                .specs
-                .iter()
-                .find(|s| s.namespace == ep.namespace && s.pod_name == ep.pod_name)?;
-            Some((ep.id, (ep.identity, spec)))
-        })
+        .zip(&registry.specs)
+        .map(|(ep, spec)| (ep.id, (ep.identity, spec)))
         .collect();
     let identities: Vec<EndpointIdentity> = registry
         .endpoints
@@ -368,6 +371,13 @@ pub fn install(
         ("::/0".parse()?, WORLD_IPV6_IDENTITY),
     ];
     ipcache.extend(compiled.cidrs.iter().copied());
+    // Nodes: this one as `reserved:host`, the others as `reserved:remote-node`.
+    ipcache.extend(
+        compiled
+            .nodes
+            .iter()
+            .map(|(ip, id)| (IpNet::from(*ip), *id)),
+    );
     for (identity, spec) in pods.values() {
         ipcache.extend(spec.ips.iter().map(|ip| (IpNet::from(*ip), *identity)));
     }

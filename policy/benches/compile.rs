@@ -48,7 +48,7 @@ fn world() -> (World, Vec<EndpointIdentity>) {
         World {
             namespaces,
             pods,
-            cidr_selects_pods: false,
+            ..World::default()
         },
         ids,
     )

@@ -22,7 +22,10 @@
 //! 7. `(identity, 0, 0)`
 //! 8. `(0, 0, 0)`
 //!
-//! Not found: dropped when the table is [`DirectionTable::enforced`], allowed otherwise.
+//! Not found: dropped when the table is [`DirectionTable::enforced`], allowed otherwise, and
+//! always allowed at ingress from [`HOST_IDENTITY`] ([`unmatched_allowed`]): a pod cannot
+//! block its own node, so where no rule speaks of the node's connection it passes, and where
+//! one does (a deny, HTTP rules for every peer) that rule decides, as `verdict` says.
 //! There is no `(x, 0, port)` form: a rule naming a port without a protocol (Cilium's `ANY`)
 //! becomes one entry per protocol. A port range (`endPort`) becomes the few aligned power-of-two
 //! blocks that tile it (at most 30 for any range), which the datapath finds with one
@@ -88,6 +91,10 @@ use crate::verdict::{names_namespace, strip_source};
 /// First CIDR identity: Cilium's local (CIDR) identity scope, `1 << 24`, far above the pod
 /// identities (256..65535) the observer allocates.
 pub const CIDR_IDENTITY_BASE: u32 = 1 << 24;
+/// Cilium's `reserved:host`: the node's own addresses ([`World::host`]).
+pub const HOST_IDENTITY: u32 = 1;
+/// Cilium's `reserved:remote-node`: the other nodes' addresses ([`World::remote_nodes`]).
+pub const REMOTE_NODE_IDENTITY: u32 = 6;
 /// Cilium's `reserved:world-ipv4`: an IPv4 address outside the cluster that no CIDR rule names.
 pub const WORLD_IPV4_IDENTITY: u32 = 9;
 /// Cilium's `reserved:world-ipv6`.
@@ -125,6 +132,9 @@ pub struct Compiled {
     /// CIDR identities, to add to the IP -> identity map (longest prefix wins; a pod's own
     /// address is more specific than any of them).
     pub cidrs: Vec<(IpNet, u32)>,
+    /// The nodes' addresses with [`HOST_IDENTITY`] or [`REMOTE_NODE_IDENTITY`], to add to the
+    /// IP -> identity map as single addresses (a node's identity wins over any CIDR's).
+    pub nodes: Vec<(IpAddr, u32)>,
     /// Every policy of the set, in set order; [`Entry::policies`] are indices into it.
     pub policies: Vec<PolicyId>,
     /// The `rules.http` lists some entry grants, each once (equal lists are one);
@@ -138,9 +148,12 @@ impl Compiled {
         self.endpoints.iter().find(|e| e.endpoint_id == endpoint_id)
     }
 
-    /// The identity of an address that belongs to no pod: its longest matching CIDR, else the
-    /// world identity of its family.
+    /// The identity of an address that belongs to no pod: a node's, else its longest matching
+    /// CIDR, else the world identity of its family.
     pub fn address_identity(&self, address: IpAddr) -> u32 {
+        if let Some((_, identity)) = self.nodes.iter().find(|(ip, _)| *ip == address) {
+            return *identity;
+        }
         self.cidrs
             .iter()
             .filter(|(net, _)| net.contains(&address))
@@ -311,6 +324,11 @@ pub fn lookup(
         .or_else(|| find((0, 0, 0, 0)))
 }
 
+/// Whether a connection no entry of `table` matches passes (see the module documentation).
+pub fn unmatched_allowed(table: &DirectionTable, ingress: bool, remote_identity: u32) -> bool {
+    !table.enforced || (ingress && remote_identity == HOST_IDENTITY)
+}
+
 /// The aligned blocks tiling `start..=end`, largest first where they fit, as (first, bits).
 pub fn port_blocks(start: u16, end: u16) -> Vec<(u16, u8)> {
     let mut out = Vec::new();
@@ -355,6 +373,7 @@ pub fn compile(
     let mut out = Compiled {
         endpoints: Vec::new(),
         cidrs: universe.cidrs.clone(),
+        nodes: node_identities(world),
         policies: set.policies.iter().map(|p| p.id()).collect(),
         http_rule_sets: Vec::new(),
     };
@@ -597,6 +616,25 @@ impl<'w> Universe<'w> {
     }
 }
 
+/// The nodes' addresses with their reserved identities; an address listed as both is the
+/// host's.
+fn node_identities(world: &World) -> Vec<(IpAddr, u32)> {
+    let mut out: BTreeMap<IpAddr, u32> = BTreeMap::new();
+    for ip in &world.remote_nodes {
+        out.insert(*ip, REMOTE_NODE_IDENTITY);
+    }
+    for ip in &world.host {
+        out.insert(*ip, HOST_IDENTITY);
+    }
+    // A pod's address is the pod's.
+    for pod in &world.pods {
+        for ip in &pod.ips {
+            out.remove(ip);
+        }
+    }
+    out.into_iter().collect()
+}
+
 /// The prefixes CIDR rules name, each with a CIDR identity.
 fn cidr_identities(set: &PolicySet) -> Vec<(IpNet, u32)> {
     let mut prefixes = BTreeSet::new();
@@ -765,8 +803,17 @@ impl<'w> Ctx<'_, 'w> {
                         Entity::World => ids.extend(u.world_remotes(true, true)),
                         Entity::WorldIpv4 => ids.extend(u.world_remotes(true, false)),
                         Entity::WorldIpv6 => ids.extend(u.world_remotes(false, true)),
-                        Entity::Cluster => ids.extend(u.identities.keys().copied()),
-                        // Hosts, nodes, the API server, Cilium's own endpoints: not in a World.
+                        Entity::Cluster => {
+                            ids.extend(u.identities.keys().copied());
+                            ids.extend([HOST_IDENTITY, REMOTE_NODE_IDENTITY]);
+                        }
+                        Entity::Host => {
+                            ids.insert(HOST_IDENTITY);
+                        }
+                        Entity::RemoteNode => {
+                            ids.insert(REMOTE_NODE_IDENTITY);
+                        }
+                        // The API server, Cilium's own endpoints: not in a World.
                         _ => {}
                     }
                 }

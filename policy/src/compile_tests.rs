@@ -19,8 +19,9 @@ const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 const PODS: [&str; 3] = ["a", "b", "c"];
 const PORTS: [u16; 9] = [80, 81, 82, 443, 1023, 1024, 8080, 40000, 65535];
 
-/// Addresses outside the cluster, chosen around the CIDRs of the cases (RFC 5737, RFC 3849).
-const ADDRESSES: [&str; 7] = [
+/// Addresses outside the cluster's pods, chosen around the CIDRs of the cases (RFC 5737, RFC
+/// 3849), and the nodes' ([`HOST`], [`REMOTE_NODE`]).
+const ADDRESSES: [&str; 9] = [
     "192.0.2.5",
     "192.0.2.10",
     "192.0.2.16",
@@ -28,7 +29,13 @@ const ADDRESSES: [&str; 7] = [
     "198.51.100.1",
     "203.0.113.9",
     "2001:db8::1",
+    HOST,
+    REMOTE_NODE,
 ];
+/// This node, inside the cases' CIDRs (which must not match it).
+const HOST: &str = "192.0.2.50";
+/// Another node.
+const REMOTE_NODE: &str = "198.51.100.60";
 
 /// The upstream suites' x/y/z model, plus x/d labelled `pod=a`: the same identity as x/a.
 fn world() -> World {
@@ -43,6 +50,8 @@ fn world() -> World {
         }
     }
     world.pods.push(pod_in("x", "d", "a", 0, 4));
+    world.host = vec![HOST.parse().expect("address")];
+    world.remote_nodes = vec![REMOTE_NODE.parse().expect("address")];
     world
 }
 
@@ -390,6 +399,25 @@ fn cases() -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            "nodes_as_entities_and_the_host_admitted",
+            np("x", "deny", "  podSelector: {}\n  policyTypes: [Ingress, Egress]\n")
+                + &cnp(
+                    "y",
+                    "nodes",
+                    "  endpointSelector: {matchLabels: {pod: a}}\n  ingress:\n    - fromEntities: [remote-node]\n  egress:\n    - toEntities: [host, cluster]\n",
+                )
+                + &cnp(
+                    "y",
+                    "deny-host",
+                    "  endpointSelector: {matchLabels: {pod: b}}\n  ingressDeny:\n    - fromEntities: [host]\n      toPorts: [{ports: [{port: \"80\"}]}]\n",
+                )
+                + &cnp(
+                    "z",
+                    "get-from-all",
+                    "  endpointSelector: {matchLabels: {pod: a}}\n  ingress:\n    - toPorts:\n        - ports: [{port: \"80\", protocol: TCP}]\n          rules:\n            http: [{method: GET}]\n",
+                ),
+        ),
+        (
             "cilium_cidr_set_with_except_on_egress",
             cnp(
                 "x",
@@ -604,7 +632,9 @@ fn disagreements(set: &PolicySet, world: &World) -> Vec<String> {
                                 &tables.ingress
                             }
                         });
-                        let got = judge(&compiled, table, identity(remote), protocol, port);
+                        let ingress = direction == "ingress";
+                        let got =
+                            judge(&compiled, table, ingress, identity(remote), protocol, port);
                         let want = expected(dv);
                         let at = format!(
                             "{} -> {} {port}/{protocol} {direction}",
@@ -735,6 +765,7 @@ fn expected(dv: &DirectionVerdict) -> Outcome {
 fn judge(
     compiled: &Compiled,
     table: Option<&DirectionTable>,
+    ingress: bool,
     remote: u32,
     protocol: Protocol,
     port: u16,
@@ -752,7 +783,7 @@ fn judge(
     match lookup(table, remote, protocol_number(protocol), port) {
         None => (
             table.enforced,
-            !table.enforced,
+            unmatched_allowed(table, ingress, remote),
             Vec::new(),
             Vec::new(),
             false,

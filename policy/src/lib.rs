@@ -29,7 +29,7 @@ mod yaml;
 
 pub use compile::{
     CompileError, Compiled, Decision, DirectionTable, EndpointIdentity, EndpointTables, Entry,
-    L7Grant, compile, lookup,
+    L7Grant, compile, lookup, unmatched_allowed,
 };
 pub use error::PolicyError;
 pub use l7::{

@@ -23,6 +23,12 @@
 //!   tests' ipBlock cases expect of implementations that do so).
 //! - A pod talking to itself is always allowed: loopback traffic never reaches the datapath
 //!   that enforces policy (the conformance suite's `AllowLoopback`).
+//! - A pod cannot block its own node ([`World::host`]): a connection from the host is allowed
+//!   at the pod's ingress whatever isolates it (the kubelet's probes must reach it), unless a
+//!   Cilium deny rule names the host; HTTP rules that some rule applies to it still filter its
+//!   requests. Egress to the host, and both directions with other nodes
+//!   ([`World::remote_nodes`]), are judged like any peer. `ipBlock` and CIDR rules do not
+//!   match nodes' addresses, as in Cilium (whose nodes have identities of their own).
 //!
 //! Cilium adds:
 //! - A namespaced rule selects pods of its own namespace; its `fromEndpoints`/`toEndpoints`
@@ -36,8 +42,10 @@
 //! - A rule with ports and no peer field applies to every peer; with neither, to none (the
 //!   `ingress: [{}]` idiom for "deny all").
 //! - Entities: `all` is everything, `world` (`world-ipv4`, `world-ipv6`) every address that is
-//!   not a pod, `cluster` every pod. Hosts, nodes, the API server and Cilium's own endpoints are
-//!   not part of a [`World`], so the entities naming them match nothing here.
+//!   neither a pod nor a node, `host` this node, `remote-node` the others, `cluster` every pod
+//!   and node. The API server and Cilium's own endpoints (`kube-apiserver`, `health`, `init`,
+//!   `ingress`, `unmanaged`) are not part of a [`World`], so the entities naming them match
+//!   nothing here.
 //! - HTTP rules of the allowing rules are reported; Cilium's proxy then filters requests, unless
 //!   some other allowing rule admits the same traffic at L4 only.
 //! - `nodeSelector` rules select nodes, which a [`World`] has none of.
@@ -87,6 +95,10 @@ pub struct World {
     /// Whether `ipBlock` and CIDR rules also match pod addresses (see the module
     /// documentation); `false` by default, as in Cilium.
     pub cidr_selects_pods: bool,
+    /// The addresses of the node judging (Cilium's `reserved:host`).
+    pub host: Vec<IpAddr>,
+    /// The addresses of the cluster's other nodes (`reserved:remote-node`).
+    pub remote_nodes: Vec<IpAddr>,
 }
 
 /// A namespace.
@@ -258,6 +270,11 @@ enum Direction {
 #[derive(Clone, Copy)]
 enum End<'w> {
     Pod(PodView<'w>),
+    /// This node.
+    Host,
+    /// Another node.
+    RemoteNode,
+    /// Any other address.
     Ip(IpAddr),
 }
 
@@ -354,6 +371,8 @@ impl<'w> Resolver<'w> {
             }
             Peer::Ip(ip) => match self.world.pods.iter().find(|p| p.ips.contains(ip)) {
                 Some(pod) => End::Pod(self.view(pod)),
+                None if self.world.host.contains(ip) => End::Host,
+                None if self.world.remote_nodes.contains(ip) => End::RemoteNode,
                 None => End::Ip(*ip),
             },
         }
@@ -462,7 +481,10 @@ impl Judge<'_> {
                 out.denied_by.push(id);
             }
         }
-        out.allowed = out.denied_by.is_empty() && (!out.isolated || !out.allowed_by.is_empty());
+        // The node reaches its pods whatever isolates them (see the module documentation).
+        let from_host = direction == Direction::Ingress && matches!(peer, End::Host);
+        out.allowed =
+            out.denied_by.is_empty() && (!out.isolated || !out.allowed_by.is_empty() || from_host);
         out.l7_enforced = out.allowed && out.isolated && !l4_only && !out.http_rules.is_empty();
         out
     }
@@ -516,7 +538,7 @@ impl Judge<'_> {
         match peer {
             End::Ip(ip) => Box::new(std::iter::once(ip)),
             End::Pod(pod) if self.world.cidr_selects_pods => Box::new(pod.ips.iter().copied()),
-            End::Pod(_) => Box::new(std::iter::empty()),
+            End::Pod(_) | End::Host | End::RemoteNode => Box::new(std::iter::empty()),
         }
     }
 
@@ -542,7 +564,7 @@ impl Judge<'_> {
                     .ports
                     .iter()
                     .any(|p| &p.name == name && p.protocol == protocol && p.port == wanted),
-                End::Ip(_) => false,
+                End::Ip(_) | End::Host | End::RemoteNode => false,
             },
         }
     }
@@ -709,7 +731,9 @@ fn entity_matches(entity: Entity, peer: End<'_>) -> bool {
         (Entity::World, End::Ip(_)) => true,
         (Entity::WorldIpv4, End::Ip(ip)) => ip.is_ipv4(),
         (Entity::WorldIpv6, End::Ip(ip)) => ip.is_ipv6(),
-        (Entity::Cluster, End::Pod(_)) => true,
+        (Entity::Cluster, End::Pod(_) | End::Host | End::RemoteNode) => true,
+        (Entity::Host, End::Host) => true,
+        (Entity::RemoteNode, End::RemoteNode) => true,
         _ => false,
     }
 }

@@ -754,6 +754,72 @@ fn cilium_entities() {
 }
 
 #[test]
+fn the_node_reaches_its_pods_and_nodes_are_entities() {
+    const HOST: &str = "192.0.2.50";
+    const OTHER_NODE: &str = "192.0.2.60";
+    let mut world = world();
+    world.host = vec![HOST.parse().unwrap()];
+    world.remote_nodes = vec![OTHER_NODE.parse().unwrap()];
+    let yaml = np(
+        "x",
+        "deny",
+        "  podSelector: {}\n  policyTypes: [Ingress, Egress]\n",
+    ) + &np(
+        "x",
+        "cidr",
+        "  podSelector: {matchLabels: {pod: c}}\n  policyTypes: [Ingress]\n  ingress:\n    - from: [{ipBlock: {cidr: 192.0.2.0/24}}]\n",
+    ) + &cnp(
+        "y",
+        "nodes",
+        "  endpointSelector: {matchLabels: {pod: a}}\n  ingress:\n    - fromEntities: [remote-node]\n  egress:\n    - toEntities: [host]\n",
+    ) + &cnp(
+        "y",
+        "deny-host",
+        "  endpointSelector: {matchLabels: {pod: b}}\n  ingressDeny:\n    - fromEntities: [host]\n",
+    ) + &cnp(
+        "z",
+        "world",
+        "  endpointSelector: {matchLabels: {pod: a}}\n  ingress:\n    - fromEntities: [world]\n",
+    );
+    let set = policies(&yaml);
+    let between = |src: &str, dst: &str| {
+        let peer = |s: &str| match s.split_once('/') {
+            Some((ns, pod)) => Peer::pod(ns, pod),
+            None => Peer::Ip(s.parse().unwrap()),
+        };
+        verdict(
+            &set,
+            &world,
+            &Connection {
+                src: peer(src),
+                dst: peer(dst),
+                port: 80,
+                protocol: TCP,
+            },
+        )
+    };
+    // Isolated pods still take the host's connections, by no policy...
+    let v = between(HOST, "x/a");
+    assert!(v.allowed() && v.ingress.isolated && v.ingress.allowed_by.is_empty());
+    // ...but not another node's, nor do they reach the host out of an isolated egress.
+    assert!(!between(OTHER_NODE, "x/a").allowed());
+    assert!(!between("x/a", HOST).allowed());
+    // ipBlock does not match nodes' addresses; it does match the world's beside them.
+    assert!(!between(OTHER_NODE, "x/c").allowed());
+    assert!(between("192.0.2.70", "x/c").allowed());
+    // The entities name them.
+    assert!(between(OTHER_NODE, "y/a").allowed());
+    assert!(!between("192.0.2.70", "y/a").allowed());
+    assert!(between("y/a", HOST).allowed());
+    assert!(!between("y/a", OTHER_NODE).allowed());
+    // A deny rule naming the host is the one way to keep it out.
+    let v = between(HOST, "y/b");
+    assert!(!v.allowed() && v.ingress.denied_by.len() == 1);
+    // `world` is neither node.
+    assert!(!between(OTHER_NODE, "z/a").allowed() && between("192.0.2.70", "z/a").allowed());
+}
+
+#[test]
 fn cilium_cidr_set_with_except_on_egress() {
     let yaml = cnp(
         "x",

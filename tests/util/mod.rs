@@ -599,6 +599,24 @@ pub struct KubeApi {
 
 const KUBE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kube-apiserver.sh");
 
+/// An address of the node's own, on `lo`, for pods to reach the node at; removed on drop.
+pub struct NodeAddress(pub std::net::Ipv4Addr);
+
+impl NodeAddress {
+    pub fn add(ip: std::net::Ipv4Addr) -> NodeAddress {
+        run("ip", &["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+        NodeAddress(ip)
+    }
+}
+
+impl Drop for NodeAddress {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{}/32", self.0), "dev", "lo"])
+            .output();
+    }
+}
+
 impl KubeApi {
     pub fn start() -> KubeApi {
         let dir = TempDir::new("fs-kube");

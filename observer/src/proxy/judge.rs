@@ -16,7 +16,7 @@ use flowscope_model::flow::Policy as FlowPolicy;
 use flowscope_policy::{
     Compiled, Decision, DirectionTable,
     l7::{HttpMatcher, HttpRequestFields},
-    lookup,
+    lookup, unmatched_allowed,
 };
 
 use crate::policy::Attribution;
@@ -177,11 +177,12 @@ impl L7Policy {
             // A local endpoint no policy speaks of: not isolated.
             return SideResult::Allowed(Vec::new());
         };
-        let Some(entry) = lookup(table, self.identity(remote), PROTO_TCP, port) else {
-            return if table.enforced {
-                SideResult::L4Denied(Vec::new())
-            } else {
+        let identity = self.identity(remote);
+        let Some(entry) = lookup(table, identity, PROTO_TCP, port) else {
+            return if unmatched_allowed(table, dir == direction::INGRESS, identity) {
                 SideResult::Allowed(Vec::new())
+            } else {
+                SideResult::L4Denied(Vec::new())
             };
         };
         if entry.decision == Decision::Deny {
