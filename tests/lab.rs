@@ -452,6 +452,29 @@ fn the_node_reaches_isolated_pods_and_policies_name_it_as_host() {
     drop(listener);
 }
 
+#[test]
+fn another_agents_tc_programs_neither_hide_traffic_nor_are_skipped() {
+    let _lab = util::lab_up(XYZ);
+    // A CNI's program on x/b's interface, there before the observer, ending the chain.
+    let xb = "198.18.1.2";
+    let foreign = util::ForeignTcProgram::attach(&flowscope_lab::topology::host_if_name("x", "b"));
+    let dir = util::TempDir::new("foreign");
+    std::fs::write(dir.join("deny.yaml"), deny_ingress("b")).unwrap();
+    let obs = LabObserver::start(&dir, &[]);
+    obs.wait_revision(0);
+    // flowscope runs first: the policy holds and the drop is seen...
+    assert!(!reachable("fsl-y-a", xb), "x/b's ingress is not enforced");
+    let drops = obs.flows(serde_json::json!([{"destination_ip": [xb], "verdict": ["DROPPED"]}]));
+    assert!(!drops.is_empty(), "no drop seen on x/b's interface");
+    // ...and what it lets through goes on to the other program, which still decides.
+    let before = foreign.runs();
+    assert!(reachable("fsl-x-b", "198.18.1.3"), "x/b's egress");
+    assert!(
+        foreign.runs() > before,
+        "the other agent's program was skipped"
+    );
+}
+
 fn allow_port(port: u16) -> String {
     format!(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: allow-{port}, namespace: x}}\nspec:\n  podSelector: {{matchLabels: {{pod: b}}}}\n  ingress:\n    - from: [{{namespaceSelector: {{matchLabels: {{ns: \"y\"}}}}}}]\n      ports: [{{port: {port}, protocol: TCP}}]\n"

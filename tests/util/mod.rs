@@ -737,3 +737,98 @@ impl Drop for KubeApi {
         self.kill("etcd");
     }
 }
+
+/// Another agent's tc program (as a CNI's: Cilium's, Calico's in eBPF mode), attached to both
+/// directions of an interface through tcx: it passes every packet and ends the chain with a
+/// final verdict (`TC_ACT_OK`), so programs after it never run. Its runs are counted while
+/// [`ForeignTcProgram::runs`] can read them (BPF run statistics on while it lives). Detached
+/// and unloaded on drop.
+pub struct ForeignTcProgram {
+    program: std::os::fd::OwnedFd,
+    _links: Vec<std::os::fd::OwnedFd>,
+    _stats: std::os::fd::OwnedFd,
+}
+
+impl ForeignTcProgram {
+    pub fn attach(interface: &str) -> ForeignTcProgram {
+        use std::os::fd::FromRawFd as _;
+        const BPF_PROG_LOAD: i64 = 5;
+        const BPF_LINK_CREATE: i64 = 28;
+        const BPF_ENABLE_STATS: i64 = 32;
+        const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+        const BPF_TCX_INGRESS: u32 = 46;
+        const BPF_TCX_EGRESS: u32 = 47;
+        fn bpf(cmd: i64, attr: &mut [u8; 128]) -> std::os::fd::OwnedFd {
+            // SAFETY: `attr` is a zero-padded bpf_attr of the command's layout.
+            let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
+            assert!(
+                fd >= 0,
+                "bpf command {cmd}: {}",
+                std::io::Error::last_os_error()
+            );
+            // SAFETY: a new file descriptor the kernel gave us.
+            unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
+        }
+        let put32 = |attr: &mut [u8; 128], at: usize, v: u32| {
+            attr[at..at + 4].copy_from_slice(&v.to_ne_bytes())
+        };
+        let put64 = |attr: &mut [u8; 128], at: usize, v: u64| {
+            attr[at..at + 8].copy_from_slice(&v.to_ne_bytes())
+        };
+        // `r0 = 0 (TC_ACT_OK); exit`.
+        let insns: [u64; 2] = [0xb7, 0x95];
+        let license = c"GPL";
+        let mut attr = [0u8; 128];
+        put32(&mut attr, 0, BPF_PROG_TYPE_SCHED_CLS);
+        put32(&mut attr, 4, insns.len() as u32);
+        put64(&mut attr, 8, insns.as_ptr() as u64);
+        put64(&mut attr, 16, license.as_ptr() as u64);
+        attr[48..48 + 11].copy_from_slice(b"fs_foreign\0");
+        let program = bpf(BPF_PROG_LOAD, &mut attr);
+        let ifindex = std::fs::read_to_string(format!("/sys/class/net/{interface}/ifindex"))
+            .expect("interface")
+            .trim()
+            .parse::<u32>()
+            .unwrap();
+        let mut links = Vec::new();
+        for attach_type in [BPF_TCX_INGRESS, BPF_TCX_EGRESS] {
+            use std::os::fd::AsRawFd as _;
+            let mut attr = [0u8; 128];
+            put32(&mut attr, 0, program.as_raw_fd() as u32);
+            put32(&mut attr, 4, ifindex);
+            put32(&mut attr, 8, attach_type);
+            links.push(bpf(BPF_LINK_CREATE, &mut attr));
+        }
+        let mut attr = [0u8; 128];
+        put32(&mut attr, 0, 0); // BPF_STATS_RUN_TIME
+        let stats = bpf(BPF_ENABLE_STATS, &mut attr);
+        ForeignTcProgram {
+            program,
+            _links: links,
+            _stats: stats,
+        }
+    }
+
+    /// How many packets the program has judged.
+    pub fn runs(&self) -> u64 {
+        use std::os::fd::AsRawFd as _;
+        const BPF_OBJ_GET_INFO_BY_FD: i64 = 15;
+        // bpf_prog_info up to run_cnt (offset 200).
+        let mut info = [0u8; 256];
+        let mut attr = [0u8; 128];
+        attr[0..4].copy_from_slice(&(self.program.as_raw_fd() as u32).to_ne_bytes());
+        attr[4..8].copy_from_slice(&(info.len() as u32).to_ne_bytes());
+        attr[8..16].copy_from_slice(&(info.as_mut_ptr() as u64).to_ne_bytes());
+        // SAFETY: `attr` points at `info`, which outlives the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_OBJ_GET_INFO_BY_FD,
+                attr.as_mut_ptr(),
+                attr.len(),
+            )
+        };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        u64::from_ne_bytes(info[200..208].try_into().unwrap())
+    }
+}

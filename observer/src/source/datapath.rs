@@ -10,7 +10,10 @@ use aya::{
         Array, HashMap as AyaHashMap, MapData, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
+    programs::{
+        LinkOrder, SchedClassifier, TcAttachType,
+        tc::{SchedClassifierLinkId, TcAttachOptions},
+    },
 };
 use flowscope_common::{
     CONFIG_AUDIT, CONFIG_DNS, CONFIG_GENERATION, CONFIG_L7_INGRESS, Config, DenyKey, DenyValue,
@@ -453,13 +456,9 @@ impl Datapath {
     }
 
     fn attach(&mut self, iface: &Interface) -> anyhow::Result<()> {
-        let ingress = self
-            .classifier(PROG_INGRESS)?
-            .attach(&iface.name, TcAttachType::Ingress)
+        let ingress = attach_first(self.classifier(PROG_INGRESS)?, iface, TcAttachType::Ingress)
             .with_context(|| format!("attaching to {} ingress", iface.name))?;
-        let egress = match self
-            .classifier(PROG_EGRESS)?
-            .attach(&iface.name, TcAttachType::Egress)
+        let egress = match attach_first(self.classifier(PROG_EGRESS)?, iface, TcAttachType::Egress)
         {
             Ok(l) => l,
             Err(err) => {
@@ -1360,5 +1359,29 @@ mod tests {
             SHOT,
             "echo request is policy's to judge"
         );
+    }
+}
+
+/// Attaches `program` ahead of any other tc program on the interface (tcx, kernels >= 6.6).
+/// A CNI's own programs (Cilium's, Calico's in eBPF mode) end the chain with a verdict; after
+/// them flowscope would see nothing. flowscope's programs return `TC_ACT_UNSPEC` (tcx's
+/// "next") for what they let through, so the programs after them still decide as before, and
+/// they drop only what policy denies. Older kernels get the netlink attach, where flowscope's
+/// filter is added at the clsact qdisc's default priority.
+fn attach_first(
+    program: &mut SchedClassifier,
+    iface: &Interface,
+    direction: TcAttachType,
+) -> Result<SchedClassifierLinkId, aya::programs::ProgramError> {
+    use aya::util::KernelVersion;
+    let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+    if tcx {
+        program.attach_with_options(
+            &iface.name,
+            direction,
+            TcAttachOptions::TcxOrder(LinkOrder::first()),
+        )
+    } else {
+        program.attach(&iface.name, direction)
     }
 }
