@@ -61,12 +61,13 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
+use flowscope_meta::names;
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 use serde_saphyr::{Location, MessageFormatter, Spanned};
 
 /// Labels as Kubernetes writes them: key to value, in key order so output is stable.
-pub type Labels = BTreeMap<String, String>;
+pub use flowscope_meta::Labels;
 
 /// The built-in demo lab, as text: printed by anyone who wants a file to start from.
 pub const DEMO_YAML: &str = include_str!("../demo.yaml");
@@ -105,7 +106,7 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 pub const MIN_EVERY: Duration = Duration::from_millis(100);
 
 /// Namespace and pod names are DNS-1123 labels, at most this long.
-pub const MAX_NAME_LEN: usize = 63;
+pub const MAX_NAME_LEN: usize = names::MAX_LABEL_LEN;
 
 /// The path an HTTP request asks for when the traffic entry names none.
 pub const DEFAULT_HTTP_PATH: &str = "/";
@@ -118,15 +119,6 @@ pub const DEFAULT_GRPC_PATH: &str = "/flowscope.lab.Echo/Echo";
 /// real cluster can resolve.
 pub const DEFAULT_DNS_QUERY: &str = "kubernetes.default.svc.cluster.local";
 
-/// Kubernetes port names (IANA service names) are at most this long.
-const MAX_PORT_NAME_LEN: usize = 15;
-
-/// The DNS subdomain before the '/' of a label key is at most this long (Kubernetes' limit).
-const MAX_LABEL_PREFIX_LEN: usize = 253;
-
-/// Label names and values are at most this long (Kubernetes' limit).
-const MAX_LABEL_PART_LEN: usize = 63;
-
 /// A DNS name is at most 253 characters written out, without the final dot (RFC 1035).
 const MAX_DNS_NAME_LEN: usize = 253;
 
@@ -138,16 +130,6 @@ const MAX_HTTP_PATH_LEN: usize = 2048;
 /// to read on one line.
 const MAX_LISTED: usize = 8;
 
-const NAME_RULE: &str = "lowercase letters, digits and '-', starting and ending with a letter or \
-                         digit, at most 63 characters (a Kubernetes DNS-1123 label)";
-const PORT_NAME_RULE: &str = "at most 15 lowercase letters, digits and '-', with at least one \
-                              letter, starting and ending with a letter or digit, no \"--\" \
-                              (a Kubernetes port name)";
-const LABEL_KEY_RULE: &str = "an optional DNS subdomain and '/', then a name of at most 63 \
-                              letters, digits, '-', '_' or '.', starting and ending with a \
-                              letter or digit";
-const LABEL_VALUE_RULE: &str = "empty, or at most 63 letters, digits, '-', '_' or '.', starting \
-                                and ending with a letter or digit";
 const DNS_NAME_RULE: &str = "a DNS name: labels of 1 to 63 letters, digits, '-' or '_' joined \
                              by dots, at most 253 characters, e.g. my-api.default.svc.cluster.local";
 const HTTP_PATH_RULE: &str = "an absolute path of visible ASCII without spaces, at most 2048 \
@@ -1588,105 +1570,20 @@ fn allocate(pods: &[PodSpec], first: Ipv4Addr, last: Ipv4Addr) -> Result<Vec<Ipv
 }
 
 fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err(format!("the name is empty; names are {NAME_RULE}"));
-    }
-    if name.chars().count() > MAX_NAME_LEN {
-        return Err(format!(
-            "{:?} is {} characters long; names are {NAME_RULE}",
-            name,
-            name.chars().count()
-        ));
-    }
-    if !is_dns_label(name) {
-        return Err(format!(
-            "{name:?} is not a valid name; names are {NAME_RULE}"
-        ));
-    }
-    Ok(())
-}
-
-/// A DNS-1123 label: lowercase alphanumerics and '-', alphanumeric at both ends.
-fn is_dns_label(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= MAX_NAME_LEN
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-'
+    names::dns_label(name).map_err(|error| error.to_string())
 }
 
 fn check_port_name(name: &str) -> Result<(), String> {
-    let bytes = name.as_bytes();
-    let valid = !bytes.is_empty()
-        && bytes.len() <= MAX_PORT_NAME_LEN
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && bytes.iter().any(u8::is_ascii_lowercase)
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-'
-        && !name.contains("--");
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name:?} is not a valid port name: {PORT_NAME_RULE}"
-        ))
-    }
+    names::port_name(name).map_err(|error| error.to_string())
 }
 
 fn check_labels(owner: &str, labels: &Labels, origin: &Origin<'_>) -> Result<(), SpecError> {
     for (key, value) in labels {
-        let path = label_path(owner, key);
-        if !is_label_key(key) {
-            return Err(origin.error(
-                &path,
-                format!(
-                    "{:?} is not a valid label key: {LABEL_KEY_RULE}",
-                    sanitize(key)
-                ),
-            ));
-        }
-        if !is_label_value(value) {
-            return Err(origin.error(
-                &path,
-                format!(
-                    "{:?} is not a valid label value: {LABEL_VALUE_RULE}",
-                    sanitize(value)
-                ),
-            ));
-        }
+        names::label_key(key)
+            .and_then(|()| names::label_value(value))
+            .map_err(|error| origin.error(&label_path(owner, key), error.to_string()))?;
     }
     Ok(())
-}
-
-/// `[prefix/]name`, as Kubernetes validates label keys.
-fn is_label_key(key: &str) -> bool {
-    let (prefix, name) = match key.split_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    let prefix_ok = prefix.is_none_or(|prefix| {
-        prefix.len() <= MAX_LABEL_PREFIX_LEN && prefix.split('.').all(is_dns_label)
-    });
-    prefix_ok && !name.is_empty() && is_label_value(name)
-}
-
-/// Empty, or up to 63 of `[A-Za-z0-9_.-]` with alphanumerics at both ends.
-fn is_label_value(value: &str) -> bool {
-    let bytes = value.as_bytes();
-    if bytes.is_empty() {
-        return true;
-    }
-    bytes.len() <= MAX_LABEL_PART_LEN
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
 }
 
 fn check_dns_name(name: &str) -> Result<(), String> {
@@ -2141,19 +2038,20 @@ traffic:
             &with("  - name: a\n", "  - name: \"\"\n"),
             "name: \"\"",
             "pods[0].name",
-            "the name is empty",
+            "\"\" is not a DNS-1123 label: it is empty; at most 63 lowercase letters",
         );
         assert_refused(
             &with("  - name: a\n", "  - name: A\n"),
             "name: A",
             "pods[0].name",
-            "\"A\" is not a valid name; names are lowercase letters, digits and '-'",
+            "\"A\" is not a DNS-1123 label: 'A' is not allowed; at most 63 lowercase letters, \
+             digits and '-'",
         );
         assert_refused(
             &with("  - name: x\n", "  - name: -x\n"),
             "name: -x",
             "namespaces[0].name",
-            "is not a valid name",
+            "\"-x\" is not a DNS-1123 label: it must start and end with a letter or digit",
         );
         let long = "n".repeat(64);
         let yaml = with("  - name: y\n", &format!("  - name: {long}\n"));
@@ -2161,7 +2059,7 @@ traffic:
             &yaml,
             &long,
             "namespaces[1].name",
-            "is 64 characters long; names are",
+            "is not a DNS-1123 label: it is 64 characters long; at most 63",
         );
         // 63 is the limit, not 62.
         let yaml = format!("namespaces:\n  - name: {}\npods: []\n", "n".repeat(63));
@@ -2316,7 +2214,7 @@ traffic:
             ),
             "name: Serve",
             "pods[1].ports[0].name",
-            "\"Serve\" is not a valid port name: at most 15",
+            "\"Serve\" is not a valid port name: 'S' is not allowed; at most 15",
         );
     }
 

@@ -3,7 +3,8 @@
 //! Shared by both policy kinds, so that the name, namespace and label rules, and the fields of an
 //! exported manifest that are accepted but change nothing, are decided once.
 
-use crate::names;
+use flowscope_meta::names;
+
 use crate::selector::{self, Labels};
 use crate::yaml::{self, Diagnostics, Field, Object};
 

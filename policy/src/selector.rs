@@ -1,134 +1,20 @@
-//! Label selectors (`matchLabels` and `matchExpressions`): reading, checking and matching.
+//! Label selectors (`matchLabels` and `matchExpressions`) read from a policy, with positions.
 //!
 //! Every part of a policy that picks pods or namespaces does it with one of these, in both
-//! Kubernetes' and Cilium's policies, so one type serves both. Cilium's keys may carry a source
-//! (`k8s:app`, `reserved:host`); the key is kept as written and [`verdict`](mod@crate::verdict) decides what
-//! each source can match.
+//! Kubernetes' and Cilium's policies. The type, the key and value rules and the matching are
+//! Kubernetes' concepts that Hubble's label filters share, so they live in
+//! [`flowscope_meta::selector`]; what is left here is reading one from a policy's YAML tree,
+//! recording every problem at its line. Cilium's keys may carry a source (`k8s:app`,
+//! `reserved:host`); the key is kept as written and [`verdict`](mod@crate::verdict) decides
+//! what each source can match.
 
-use std::collections::BTreeMap;
-use std::fmt;
+pub use flowscope_meta::selector::{KeyRule, LabelSelector, Labels, Operator, Requirement};
 
-use serde::Serialize;
+/// The label sources Cilium knows; a key with another source is refused.
+pub use flowscope_meta::cilium::SOURCES as CILIUM_SOURCES;
+use flowscope_meta::names;
 
-use crate::names;
 use crate::yaml::{self, Diagnostics, Field, Object};
-
-/// Labels as Kubernetes writes them, in key order so output is stable.
-pub type Labels = BTreeMap<String, String>;
-
-/// A label selector. The empty selector (`{}`) selects everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct LabelSelector {
-    /// Each key must have exactly this value.
-    pub match_labels: Labels,
-    /// Each requirement must hold, as must every `match_labels` entry.
-    pub match_expressions: Vec<Requirement>,
-}
-
-/// One `matchExpressions` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Requirement {
-    /// The label key.
-    pub key: String,
-    /// How the key's value is compared with `values`.
-    pub operator: Operator,
-    /// Non-empty for `In` and `NotIn`, empty for `Exists` and `DoesNotExist`.
-    pub values: Vec<String>,
-}
-
-/// A `matchExpressions` operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Operator {
-    /// The label is present with one of the values.
-    In,
-    /// The label is absent, or present with none of the values.
-    NotIn,
-    /// The label is present, whatever its value.
-    Exists,
-    /// The label is absent.
-    DoesNotExist,
-}
-
-impl fmt::Display for Operator {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Operator::In => "In",
-            Operator::NotIn => "NotIn",
-            Operator::Exists => "Exists",
-            Operator::DoesNotExist => "DoesNotExist",
-        })
-    }
-}
-
-impl LabelSelector {
-    /// True for `{}`, which selects everything.
-    pub fn is_empty(&self) -> bool {
-        self.match_labels.is_empty() && self.match_expressions.is_empty()
-    }
-
-    /// Whether labels looked up by `value_of` satisfy the selector. The lookup is a function so
-    /// that Cilium's sourced keys can be resolved against a pod, its namespace and the reserved
-    /// identities without building a label set per question.
-    pub fn matches_with<'a>(&self, value_of: impl Fn(&str) -> Option<&'a str>) -> bool {
-        self.match_labels
-            .iter()
-            .all(|(key, value)| value_of(key) == Some(value.as_str()))
-            && self.match_expressions.iter().all(|r| {
-                let actual = value_of(&r.key);
-                match r.operator {
-                    Operator::In => actual.is_some_and(|v| r.values.iter().any(|x| x == v)),
-                    Operator::NotIn => actual.is_none_or(|v| r.values.iter().all(|x| x != v)),
-                    Operator::Exists => actual.is_some(),
-                    Operator::DoesNotExist => actual.is_none(),
-                }
-            })
-    }
-
-    /// Whether `labels` satisfy the selector.
-    pub fn matches(&self, labels: &Labels) -> bool {
-        self.matches_with(|key| labels.get(key).map(String::as_str))
-    }
-}
-
-/// Which keys a selector may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KeyRule {
-    /// Kubernetes label keys.
-    Kubernetes,
-    /// Kubernetes label keys, optionally after a Cilium label source and ':'.
-    Cilium,
-}
-
-/// The label sources Cilium knows. A key with any other source (a typo such as `k8:app`)
-/// would match nothing, silently; so it is refused.
-pub const CILIUM_SOURCES: &[&str] = &[
-    "any",
-    "k8s",
-    "reserved",
-    "container",
-    "unspec",
-    "cidr",
-    "fqdn",
-    "cilium-generated",
-];
-
-fn check_key(key: &str, rule: KeyRule) -> Result<(), String> {
-    match rule {
-        KeyRule::Kubernetes => names::label_key(key),
-        KeyRule::Cilium => match key.split_once(':') {
-            Some((source, rest)) => {
-                if !CILIUM_SOURCES.contains(&source) {
-                    return Err(format!(
-                        "{source:?} is not a Cilium label source; accepted: {}",
-                        CILIUM_SOURCES.join(", ")
-                    ));
-                }
-                names::label_key(rest)
-            }
-            None => names::label_key(key),
-        },
-    }
-}
 
 /// Reads a selector at `f`, recording every problem; `None` when there was one.
 pub(crate) fn parse(
@@ -142,7 +28,7 @@ pub(crate) fn parse(
     if let Some(node) = object.take("matchLabels") {
         let path = object.child("matchLabels");
         for (key, key_at, value, value_path) in yaml::string_map(d, Field { node, path: &path }) {
-            if let Err(problem) = check_key(&key, rule) {
+            if let Err(problem) = rule.check(&key) {
                 d.push(key_at, &value_path, problem);
             }
             if let Err(problem) = names::label_value(&value) {
@@ -189,7 +75,7 @@ fn parse_requirement(
     object.finish(d);
 
     let key = key?;
-    if let Err(problem) = check_key(&key.0, rule) {
+    if let Err(problem) = rule.check(&key.0) {
         d.push(key.1, &format!("{}.key", f.path), problem);
     }
     let (operator, operator_at) = operator?;

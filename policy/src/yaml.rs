@@ -384,14 +384,14 @@ impl<'f> Diagnostics<'f> {
         }
     }
 
-    pub(crate) fn push(&mut self, at: Pos, field: &str, message: impl Into<String>) {
+    pub(crate) fn push(&mut self, at: Pos, field: &str, message: impl fmt::Display) {
         let known = at.known();
         self.errors.push(PolicyError {
             file: self.file.to_owned(),
             line: known.map(|(line, _)| line),
             column: known.map(|(_, column)| column),
             field: field.to_owned(),
-            message: message.into(),
+            message: message.to_string(),
         });
     }
 
