@@ -62,6 +62,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use flowscope_meta::names;
+use flowscope_meta::yaml::{self, sanitize};
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 use serde_saphyr::{Location, MessageFormatter, Spanned};
@@ -908,6 +909,12 @@ impl PlannedPod {
 // still name the line, and scalars are read as strings so that their messages say what is
 // accepted (serde's own would say "invalid u16"). Only shape errors (a list where a mapping
 // belongs, a missing or unknown key) come from the deserializer.
+//
+// Why not the policy files' reader (`flowscope_meta::yaml`, a tree walked by hand)? That
+// reader exists for what a derived one cannot do: a document's kind choosing its shape,
+// every problem reported at once, scalars keeping their YAML type. A lab file has one shape,
+// stops at its first problem and reads every scalar as text, so deriving fits it; it shares
+// the YAML options, the syntax messages and `sanitize` with the policy reader.
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -964,12 +971,8 @@ struct RawTraffic {
 /// Deserializes the document, turning the YAML crate's errors into ours: the crate knows the
 /// line and column, `serde_path_to_error` knows the field.
 fn deserialize(text: &str, source: &str) -> Result<RawLab, SpecError> {
-    let mut options = serde_saphyr::Options::default();
-    // Our messages carry file:line:column already; the crate's source snippets would repeat
-    // them over several lines.
-    options.with_snippet = false;
     let mut path = None;
-    serde_saphyr::with_deserializer_from_str_with_options(text, options, |deserializer| {
+    serde_saphyr::with_deserializer_from_str_with_options(text, yaml::options(), |deserializer| {
         serde_path_to_error::deserialize(deserializer).map_err(|error| {
             path = Some(error.path().clone());
             error.into_inner()
@@ -1016,16 +1019,8 @@ fn yaml_error(
             field.push(format!(".{key}"));
             "required, but missing".to_owned()
         }
-        E::DuplicateMappingKey { key, .. } => match key {
-            Some(key) => format!("key {:?} is written twice", sanitize(key)),
-            None => "a key is written twice".to_owned(),
-        },
-        E::Eof { .. } => "the file ends too early".to_owned(),
         E::Unexpected { expected, .. } => format!("expected {}", describe_expected(expected)),
         E::NullIntoString { .. } => "has no value; write one".to_owned(),
-        E::UnknownAnchor { .. } => {
-            "this alias names no anchor: `*name` needs an `&name` earlier in the file".to_owned()
-        }
         E::SerdeInvalidType {
             unexpected,
             expected,
@@ -1038,12 +1033,12 @@ fn yaml_error(
         E::ExternalMessage { .. } => {
             // A syntax error: the field the deserializer was in says little about it.
             field.clear();
-            format!(
-                "invalid YAML: {}",
-                sanitize(&serde_saphyr::UserMessageFormatter.format_message(error))
-            )
+            yaml::invalid_yaml(error)
         }
-        other => sanitize(&serde_saphyr::UserMessageFormatter.format_message(other)),
+        // A key written twice, the file ending early, an alias without an anchor: worded as
+        // in policy files.
+        other => yaml::syntax_message(other, "file")
+            .unwrap_or_else(|| sanitize(&serde_saphyr::UserMessageFormatter.format_message(other))),
     };
     SpecError {
         file: Some(source.to_owned()),
@@ -1112,9 +1107,7 @@ fn item_start(text: &str, pieces: &[String]) -> Option<Location> {
     if pieces.is_empty() {
         return None;
     }
-    let mut options = serde_saphyr::Options::default();
-    options.with_snippet = false;
-    let mut shape: Shape = serde_saphyr::from_str_with_options(text, options).ok()?;
+    let mut shape: Shape = serde_saphyr::from_str_with_options(text, yaml::options()).ok()?;
     let mut location = None;
     for piece in pieces {
         let (_, child) = shape
@@ -1209,21 +1202,6 @@ impl<'de> serde::de::Visitor<'de> for ShapeVisitor {
     fn visit_none<E>(self) -> Result<Shape, E> {
         Ok(Shape::default())
     }
-}
-
-/// Text from the file or the YAML crate, with control characters escaped so that a message
-/// stays one line and cannot drive the terminal.
-fn sanitize(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
 }
 
 /// Turns the raw document into a spec, parsing scalars and recording where every value is.

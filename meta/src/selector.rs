@@ -7,6 +7,9 @@
 //! `app In (x)`, `app!=x` is `app NotIn (x)`, `!app` is `app DoesNotExist`, and `>`/`<` give
 //! `Gt`/`Lt`, which only the string syntax can write.
 //!
+//! With the `yaml` feature, [`LabelSelector::from_yaml`] reads `matchLabels` and
+//! `matchExpressions` from a manifest's tree, recording every problem at its line.
+//!
 //! Every way of matching goes through [`LabelSelector::matches_by`]: a requirement holds when
 //! some value the key has satisfies it (or, for `NotIn` and `DoesNotExist`, when none does).
 //! What differs is where values come from:
@@ -489,5 +492,7 @@ impl<'a> Parser<'a> {
     }
 }
 
+#[cfg(feature = "yaml")]
+mod read;
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,7 @@
 
 use flowscope_meta::names;
 
-use crate::selector::{self, Labels};
+use crate::selector::Labels;
 use crate::yaml::{self, Diagnostics, Field, Object};
 
 /// The namespace of a namespaced object whose manifest names none. `kubectl apply` puts such
@@ -57,7 +57,7 @@ pub(crate) fn parse(
         return None;
     };
     let mut object = Object::new(d, node, &path)?;
-    let name = selector::required_string(d, &mut object, "name");
+    let name = yaml::required_string(d, &mut object, "name");
     if let Some((name, at)) = &name
         && let Err(problem) = names::dns_subdomain(name)
     {
