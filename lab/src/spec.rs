@@ -61,12 +61,14 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
+use flowscope_meta::names;
+use flowscope_meta::yaml::{self, sanitize};
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 use serde_saphyr::{Location, MessageFormatter, Spanned};
 
 /// Labels as Kubernetes writes them: key to value, in key order so output is stable.
-pub type Labels = BTreeMap<String, String>;
+pub use flowscope_meta::Labels;
 
 /// The built-in demo lab, as text: printed by anyone who wants a file to start from.
 pub const DEMO_YAML: &str = include_str!("../demo.yaml");
@@ -105,7 +107,7 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 pub const MIN_EVERY: Duration = Duration::from_millis(100);
 
 /// Namespace and pod names are DNS-1123 labels, at most this long.
-pub const MAX_NAME_LEN: usize = 63;
+pub const MAX_NAME_LEN: usize = names::MAX_LABEL_LEN;
 
 /// The path an HTTP request asks for when the traffic entry names none.
 pub const DEFAULT_HTTP_PATH: &str = "/";
@@ -118,15 +120,6 @@ pub const DEFAULT_GRPC_PATH: &str = "/flowscope.lab.Echo/Echo";
 /// real cluster can resolve.
 pub const DEFAULT_DNS_QUERY: &str = "kubernetes.default.svc.cluster.local";
 
-/// Kubernetes port names (IANA service names) are at most this long.
-const MAX_PORT_NAME_LEN: usize = 15;
-
-/// The DNS subdomain before the '/' of a label key is at most this long (Kubernetes' limit).
-const MAX_LABEL_PREFIX_LEN: usize = 253;
-
-/// Label names and values are at most this long (Kubernetes' limit).
-const MAX_LABEL_PART_LEN: usize = 63;
-
 /// A DNS name is at most 253 characters written out, without the final dot (RFC 1035).
 const MAX_DNS_NAME_LEN: usize = 253;
 
@@ -138,16 +131,6 @@ const MAX_HTTP_PATH_LEN: usize = 2048;
 /// to read on one line.
 const MAX_LISTED: usize = 8;
 
-const NAME_RULE: &str = "lowercase letters, digits and '-', starting and ending with a letter or \
-                         digit, at most 63 characters (a Kubernetes DNS-1123 label)";
-const PORT_NAME_RULE: &str = "at most 15 lowercase letters, digits and '-', with at least one \
-                              letter, starting and ending with a letter or digit, no \"--\" \
-                              (a Kubernetes port name)";
-const LABEL_KEY_RULE: &str = "an optional DNS subdomain and '/', then a name of at most 63 \
-                              letters, digits, '-', '_' or '.', starting and ending with a \
-                              letter or digit";
-const LABEL_VALUE_RULE: &str = "empty, or at most 63 letters, digits, '-', '_' or '.', starting \
-                                and ending with a letter or digit";
 const DNS_NAME_RULE: &str = "a DNS name: labels of 1 to 63 letters, digits, '-' or '_' joined \
                              by dots, at most 253 characters, e.g. my-api.default.svc.cluster.local";
 const HTTP_PATH_RULE: &str = "an absolute path of visible ASCII without spaces, at most 2048 \
@@ -926,6 +909,12 @@ impl PlannedPod {
 // still name the line, and scalars are read as strings so that their messages say what is
 // accepted (serde's own would say "invalid u16"). Only shape errors (a list where a mapping
 // belongs, a missing or unknown key) come from the deserializer.
+//
+// Why not the policy files' reader (`flowscope_meta::yaml`, a tree walked by hand)? That
+// reader exists for what a derived one cannot do: a document's kind choosing its shape,
+// every problem reported at once, scalars keeping their YAML type. A lab file has one shape,
+// stops at its first problem and reads every scalar as text, so deriving fits it; it shares
+// the YAML options, the syntax messages and `sanitize` with the policy reader.
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -982,12 +971,8 @@ struct RawTraffic {
 /// Deserializes the document, turning the YAML crate's errors into ours: the crate knows the
 /// line and column, `serde_path_to_error` knows the field.
 fn deserialize(text: &str, source: &str) -> Result<RawLab, SpecError> {
-    let mut options = serde_saphyr::Options::default();
-    // Our messages carry file:line:column already; the crate's source snippets would repeat
-    // them over several lines.
-    options.with_snippet = false;
     let mut path = None;
-    serde_saphyr::with_deserializer_from_str_with_options(text, options, |deserializer| {
+    serde_saphyr::with_deserializer_from_str_with_options(text, yaml::options(), |deserializer| {
         serde_path_to_error::deserialize(deserializer).map_err(|error| {
             path = Some(error.path().clone());
             error.into_inner()
@@ -1034,16 +1019,8 @@ fn yaml_error(
             field.push(format!(".{key}"));
             "required, but missing".to_owned()
         }
-        E::DuplicateMappingKey { key, .. } => match key {
-            Some(key) => format!("key {:?} is written twice", sanitize(key)),
-            None => "a key is written twice".to_owned(),
-        },
-        E::Eof { .. } => "the file ends too early".to_owned(),
         E::Unexpected { expected, .. } => format!("expected {}", describe_expected(expected)),
         E::NullIntoString { .. } => "has no value; write one".to_owned(),
-        E::UnknownAnchor { .. } => {
-            "this alias names no anchor: `*name` needs an `&name` earlier in the file".to_owned()
-        }
         E::SerdeInvalidType {
             unexpected,
             expected,
@@ -1056,12 +1033,12 @@ fn yaml_error(
         E::ExternalMessage { .. } => {
             // A syntax error: the field the deserializer was in says little about it.
             field.clear();
-            format!(
-                "invalid YAML: {}",
-                sanitize(&serde_saphyr::UserMessageFormatter.format_message(error))
-            )
+            yaml::invalid_yaml(error)
         }
-        other => sanitize(&serde_saphyr::UserMessageFormatter.format_message(other)),
+        // A key written twice, the file ending early, an alias without an anchor: worded as
+        // in policy files.
+        other => yaml::syntax_message(other, "file")
+            .unwrap_or_else(|| sanitize(&serde_saphyr::UserMessageFormatter.format_message(other))),
     };
     SpecError {
         file: Some(source.to_owned()),
@@ -1130,9 +1107,7 @@ fn item_start(text: &str, pieces: &[String]) -> Option<Location> {
     if pieces.is_empty() {
         return None;
     }
-    let mut options = serde_saphyr::Options::default();
-    options.with_snippet = false;
-    let mut shape: Shape = serde_saphyr::from_str_with_options(text, options).ok()?;
+    let mut shape: Shape = serde_saphyr::from_str_with_options(text, yaml::options()).ok()?;
     let mut location = None;
     for piece in pieces {
         let (_, child) = shape
@@ -1227,21 +1202,6 @@ impl<'de> serde::de::Visitor<'de> for ShapeVisitor {
     fn visit_none<E>(self) -> Result<Shape, E> {
         Ok(Shape::default())
     }
-}
-
-/// Text from the file or the YAML crate, with control characters escaped so that a message
-/// stays one line and cannot drive the terminal.
-fn sanitize(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
 }
 
 /// Turns the raw document into a spec, parsing scalars and recording where every value is.
@@ -1588,105 +1548,20 @@ fn allocate(pods: &[PodSpec], first: Ipv4Addr, last: Ipv4Addr) -> Result<Vec<Ipv
 }
 
 fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err(format!("the name is empty; names are {NAME_RULE}"));
-    }
-    if name.chars().count() > MAX_NAME_LEN {
-        return Err(format!(
-            "{:?} is {} characters long; names are {NAME_RULE}",
-            name,
-            name.chars().count()
-        ));
-    }
-    if !is_dns_label(name) {
-        return Err(format!(
-            "{name:?} is not a valid name; names are {NAME_RULE}"
-        ));
-    }
-    Ok(())
-}
-
-/// A DNS-1123 label: lowercase alphanumerics and '-', alphanumeric at both ends.
-fn is_dns_label(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= MAX_NAME_LEN
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-'
+    names::dns_label(name).map_err(|error| error.to_string())
 }
 
 fn check_port_name(name: &str) -> Result<(), String> {
-    let bytes = name.as_bytes();
-    let valid = !bytes.is_empty()
-        && bytes.len() <= MAX_PORT_NAME_LEN
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && bytes.iter().any(u8::is_ascii_lowercase)
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-'
-        && !name.contains("--");
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name:?} is not a valid port name: {PORT_NAME_RULE}"
-        ))
-    }
+    names::port_name(name).map_err(|error| error.to_string())
 }
 
 fn check_labels(owner: &str, labels: &Labels, origin: &Origin<'_>) -> Result<(), SpecError> {
     for (key, value) in labels {
-        let path = label_path(owner, key);
-        if !is_label_key(key) {
-            return Err(origin.error(
-                &path,
-                format!(
-                    "{:?} is not a valid label key: {LABEL_KEY_RULE}",
-                    sanitize(key)
-                ),
-            ));
-        }
-        if !is_label_value(value) {
-            return Err(origin.error(
-                &path,
-                format!(
-                    "{:?} is not a valid label value: {LABEL_VALUE_RULE}",
-                    sanitize(value)
-                ),
-            ));
-        }
+        names::label_key(key)
+            .and_then(|()| names::label_value(value))
+            .map_err(|error| origin.error(&label_path(owner, key), error.to_string()))?;
     }
     Ok(())
-}
-
-/// `[prefix/]name`, as Kubernetes validates label keys.
-fn is_label_key(key: &str) -> bool {
-    let (prefix, name) = match key.split_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    let prefix_ok = prefix.is_none_or(|prefix| {
-        prefix.len() <= MAX_LABEL_PREFIX_LEN && prefix.split('.').all(is_dns_label)
-    });
-    prefix_ok && !name.is_empty() && is_label_value(name)
-}
-
-/// Empty, or up to 63 of `[A-Za-z0-9_.-]` with alphanumerics at both ends.
-fn is_label_value(value: &str) -> bool {
-    let bytes = value.as_bytes();
-    if bytes.is_empty() {
-        return true;
-    }
-    bytes.len() <= MAX_LABEL_PART_LEN
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
 }
 
 fn check_dns_name(name: &str) -> Result<(), String> {
@@ -2141,19 +2016,20 @@ traffic:
             &with("  - name: a\n", "  - name: \"\"\n"),
             "name: \"\"",
             "pods[0].name",
-            "the name is empty",
+            "\"\" is not a DNS-1123 label: it is empty; at most 63 lowercase letters",
         );
         assert_refused(
             &with("  - name: a\n", "  - name: A\n"),
             "name: A",
             "pods[0].name",
-            "\"A\" is not a valid name; names are lowercase letters, digits and '-'",
+            "\"A\" is not a DNS-1123 label: 'A' is not allowed; at most 63 lowercase letters, \
+             digits and '-'",
         );
         assert_refused(
             &with("  - name: x\n", "  - name: -x\n"),
             "name: -x",
             "namespaces[0].name",
-            "is not a valid name",
+            "\"-x\" is not a DNS-1123 label: it must start and end with a letter or digit",
         );
         let long = "n".repeat(64);
         let yaml = with("  - name: y\n", &format!("  - name: {long}\n"));
@@ -2161,7 +2037,7 @@ traffic:
             &yaml,
             &long,
             "namespaces[1].name",
-            "is 64 characters long; names are",
+            "is not a DNS-1123 label: it is 64 characters long; at most 63",
         );
         // 63 is the limit, not 62.
         let yaml = format!("namespaces:\n  - name: {}\npods: []\n", "n".repeat(63));
@@ -2316,7 +2192,7 @@ traffic:
             ),
             "name: Serve",
             "pods[1].ports[0].name",
-            "\"Serve\" is not a valid port name: at most 15",
+            "\"Serve\" is not a valid port name: 'S' is not allowed; at most 15",
         );
     }
 

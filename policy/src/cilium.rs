@@ -15,7 +15,7 @@ use crate::meta;
 use crate::names;
 use crate::networkpolicy;
 use crate::ports::{PortRef, Protocol};
-use crate::selector::{self, KeyRule, LabelSelector, Labels};
+use crate::selector::{KeyRule, LabelSelector, Labels};
 use crate::yaml::{self, Diagnostics, Field, Node, Object};
 
 /// The `apiVersion` both Cilium kinds are read from.
@@ -325,7 +325,7 @@ fn parse_rule(
         object.take(key).map(|node| {
             (
                 node.at,
-                selector::parse(d, Field { node, path: &path }, KeyRule::Cilium),
+                LabelSelector::from_yaml(d, Field { node, path: &path }, KeyRule::Cilium),
             )
         })
     };
@@ -472,7 +472,7 @@ fn peer_rule(
         .enumerate()
         {
             let path = format!("{endpoints_path}[{i}]");
-            if let Some(s) = selector::parse(
+            if let Some(s) = LabelSelector::from_yaml(
                 d,
                 Field {
                     node: item,
@@ -717,7 +717,7 @@ fn port_rule(
 fn port_protocol(d: &mut Diagnostics<'_>, node: &Node, path: &str) -> Option<PortProtocol> {
     let before = d.count();
     let mut object = Object::new(d, node, path)?;
-    let port = selector::required_string(d, &mut object, "port").and_then(|(text, at)| {
+    let port = yaml::required_string(d, &mut object, "port").and_then(|(text, at)| {
         parse_cilium_port(&text)
             .map_err(|problem| d.push(at, &format!("{path}.port"), problem))
             .ok()
@@ -961,7 +961,7 @@ fn header_entry_problem(entry: &str) -> Option<String> {
 fn header_match(d: &mut Diagnostics<'_>, node: &Node, path: &str) -> Option<HeaderMatch> {
     let before = d.count();
     let mut object = Object::new(d, node, path)?;
-    let name = selector::required_string(d, &mut object, "name").and_then(|(name, at)| {
+    let name = yaml::required_string(d, &mut object, "name").and_then(|(name, at)| {
         match l7::header_name_problem(&name) {
             Some(problem) => {
                 d.push(at, &format!("{path}.name"), problem);

@@ -3,8 +3,9 @@
 //! Shared by both policy kinds, so that the name, namespace and label rules, and the fields of an
 //! exported manifest that are accepted but change nothing, are decided once.
 
-use crate::names;
-use crate::selector::{self, Labels};
+use flowscope_meta::names;
+
+use crate::selector::Labels;
 use crate::yaml::{self, Diagnostics, Field, Object};
 
 /// The namespace of a namespaced object whose manifest names none. `kubectl apply` puts such
@@ -56,7 +57,7 @@ pub(crate) fn parse(
         return None;
     };
     let mut object = Object::new(d, node, &path)?;
-    let name = selector::required_string(d, &mut object, "name");
+    let name = yaml::required_string(d, &mut object, "name");
     if let Some((name, at)) = &name
         && let Err(problem) = names::dns_subdomain(name)
     {

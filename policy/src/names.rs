@@ -1,125 +1,25 @@
-//! The spelling rules Kubernetes applies to names, label keys and values, port names and CIDRs.
+//! The spelling rules of a policy's ports and CIDRs.
 //!
 //! They exist here because a policy the API server would refuse must be refused by flowscope
 //! too, with the same reason: a selector with an invalid label value never reaches the
 //! cluster, so showing what it "would" allow would be showing a policy that does not exist.
-//! Each check returns `Err(message)` saying what is accepted.
+//! Names, label keys and label values follow Kubernetes' rules, which every flowscope crate
+//! shares through `flowscope_meta::names`. Each check returns `Err(message)` saying what is
+//! accepted.
 
 use std::net::IpAddr;
 
+use flowscope_meta::names;
 use ipnet::IpNet;
 
-/// Kubernetes' limit on a DNS-1123 label (namespace names, label name parts, ...).
-pub(crate) const MAX_LABEL_LEN: usize = 63;
-
-/// Kubernetes' limit on a DNS-1123 subdomain (object names, label key prefixes).
-pub(crate) const MAX_SUBDOMAIN_LEN: usize = 253;
-
-/// IANA service names, which Kubernetes port names are, are at most this long.
-pub(crate) const MAX_PORT_NAME_LEN: usize = 15;
-
-fn is_lower_alnum(c: char) -> bool {
-    c.is_ascii_lowercase() || c.is_ascii_digit()
-}
-
-/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters: namespace names.
-pub(crate) fn dns_label(text: &str) -> Result<(), String> {
-    let ok = !text.is_empty()
-        && text.len() <= MAX_LABEL_LEN
-        && text.chars().all(|c| is_lower_alnum(c) || c == '-')
-        && text.starts_with(is_lower_alnum)
-        && text.ends_with(is_lower_alnum);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{text:?} is not a DNS-1123 label: at most {MAX_LABEL_LEN} lowercase letters, \
-             digits and '-', starting and ending with a letter or digit"
-        ))
-    }
-}
-
-/// DNS-1123 labels joined by dots, at most 253 characters: object names.
-pub(crate) fn dns_subdomain(text: &str) -> Result<(), String> {
-    let ok = !text.is_empty()
-        && text.len() <= MAX_SUBDOMAIN_LEN
-        && text.split('.').all(|part| {
-            !part.is_empty()
-                && part.chars().all(|c| is_lower_alnum(c) || c == '-')
-                && part.starts_with(is_lower_alnum)
-                && part.ends_with(is_lower_alnum)
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{text:?} is not a DNS-1123 subdomain: at most {MAX_SUBDOMAIN_LEN} lowercase \
-             letters, digits, '-' and '.', each dot-separated part starting and ending with a \
-             letter or digit"
-        ))
-    }
-}
-
-/// The name part of a label key, and a label value when non-empty:
-/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`, at most 63 characters.
-fn label_name_part(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= MAX_LABEL_LEN
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && text.ends_with(|c: char| c.is_ascii_alphanumeric())
-}
-
-/// A label or annotation key: an optional DNS subdomain and '/', then a name part.
-pub(crate) fn label_key(text: &str) -> Result<(), String> {
-    let ok = match text.split_once('/') {
-        Some((prefix, name)) => dns_subdomain(prefix).is_ok() && label_name_part(name),
-        None => label_name_part(text),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{text:?} is not a valid label key: an optional DNS subdomain and '/' (e.g. \
-             app.kubernetes.io/), then at most {MAX_LABEL_LEN} letters, digits, '-', '_' or \
-             '.', starting and ending with a letter or digit"
-        ))
-    }
-}
-
-/// A label value: empty, or a name part.
-pub(crate) fn label_value(text: &str) -> Result<(), String> {
-    if text.is_empty() || label_name_part(text) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{text:?} is not a valid label value: empty, or at most {MAX_LABEL_LEN} letters, \
-             digits, '-', '_' or '.', starting and ending with a letter or digit"
-        ))
-    }
-}
-
-/// A port name (an IANA service name): at most 15 of a-z, 0-9 and '-', at least one letter,
-/// no '-' at either end and no "--".
+/// A port name where a port number or name belongs (a NetworkPolicy's `port: http`).
 pub(crate) fn port_name(text: &str) -> Result<(), String> {
-    let ok = !text.is_empty()
-        && text.len() <= MAX_PORT_NAME_LEN
-        && text.chars().all(|c| is_lower_alnum(c) || c == '-')
-        && text.chars().any(|c| c.is_ascii_lowercase())
-        && !text.starts_with('-')
-        && !text.ends_with('-')
-        && !text.contains("--");
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{text:?} is not a port number or a port name: a name is at most \
-             {MAX_PORT_NAME_LEN} lowercase letters, digits and '-', with at least one letter, \
-             no '-' at either end and no \"--\""
-        ))
-    }
+    names::port_name(text).map_err(|error| {
+        format!(
+            "{text:?} is not a port number or a port name: {}",
+            error.explain()
+        )
+    })
 }
 
 /// A port number, 1 to 65535.
@@ -161,31 +61,6 @@ pub(crate) fn strict_subnet(cidr: &IpNet, except: &IpNet) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dns_names() {
-        assert!(dns_label("kube-system").is_ok());
-        assert!(dns_label("Default").is_err());
-        assert!(dns_label("-a").is_err());
-        assert!(dns_label(&"a".repeat(64)).is_err());
-        assert!(dns_subdomain("allow.dns-egress").is_ok());
-        assert!(dns_subdomain("allow..dns").is_err());
-        assert!(dns_subdomain("allow_dns").is_err());
-    }
-
-    #[test]
-    fn label_keys_and_values() {
-        assert!(label_key("kubernetes.io/metadata.name").is_ok());
-        assert!(label_key("app").is_ok());
-        assert!(label_key("App_1.x").is_ok());
-        assert!(label_key("/app").is_err());
-        assert!(label_key("a/b/c").is_err());
-        assert!(label_key("app-").is_err());
-        assert!(label_value("").is_ok());
-        assert!(label_value("v1.2_3").is_ok());
-        assert!(label_value("a b").is_err());
-        assert!(label_value(&"a".repeat(64)).is_err());
-    }
 
     #[test]
     fn port_names_and_numbers() {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::meta;
 use crate::names;
 use crate::ports::{PortRef, Protocol};
-use crate::selector::{self, KeyRule, LabelSelector, Labels};
+use crate::selector::{KeyRule, LabelSelector, Labels};
 use crate::yaml::{self, Diagnostics, Field, IntOrString, Node, Object};
 
 /// The `apiVersion` a NetworkPolicy is read from.
@@ -167,7 +167,7 @@ fn parse_spec(d: &mut Diagnostics<'_>, node: &Node, path: &str) -> Option<Spec> 
     let selector_path = spec.child("podSelector");
     // Absent reads as `{}`, as in Kubernetes (the field is a struct, not a pointer).
     let pod_selector = match spec.take("podSelector") {
-        Some(node) => selector::parse(
+        Some(node) => LabelSelector::from_yaml(
             d,
             Field {
                 node,
@@ -302,8 +302,9 @@ fn parse_peer(d: &mut Diagnostics<'_>, node: &Node, path: &str) -> Option<Networ
     let mut peer = Object::new(d, node, path)?;
     let selector = |d: &mut Diagnostics<'_>, peer: &mut Object<'_>, key: &'static str| {
         let path = peer.child(key);
-        peer.take(key)
-            .map(|node| selector::parse(d, Field { node, path: &path }, KeyRule::Kubernetes))
+        peer.take(key).map(|node| {
+            LabelSelector::from_yaml(d, Field { node, path: &path }, KeyRule::Kubernetes)
+        })
     };
     let pod_selector = selector(d, &mut peer, "podSelector");
     let namespace_selector = selector(d, &mut peer, "namespaceSelector");
@@ -359,7 +360,7 @@ pub(crate) fn cidr_and_except(
     inside: fn(&IpNet, &IpNet) -> Result<(), String>,
 ) -> (Option<IpNet>, Vec<IpNet>) {
     let cidr_path = object.child("cidr");
-    let cidr = selector::required_string(d, object, "cidr").and_then(|(text, at)| {
+    let cidr = yaml::required_string(d, object, "cidr").and_then(|(text, at)| {
         names::cidr(&text)
             .map_err(|problem| d.push(at, &cidr_path, problem))
             .ok()

@@ -703,9 +703,7 @@ pub(crate) fn names_namespace(selector: &LabelSelector) -> bool {
 }
 
 /// `k8s:app` -> (`k8s`, `app`); `app` -> (`any`, `app`).
-pub(crate) fn strip_source(key: &str) -> (&str, &str) {
-    key.split_once(':').unwrap_or(("any", key))
-}
+pub(crate) use flowscope_meta::cilium::split_source as strip_source;
 
 /// Matches a Cilium selector against a pod's Cilium labels.
 fn cilium_matches(selector: &LabelSelector, pod: PodView<'_>) -> bool {

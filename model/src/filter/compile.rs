@@ -4,12 +4,12 @@
 
 use std::net::IpAddr;
 
+use flowscope_meta::selector::KeyRule;
 use ipnet::IpNet;
 use regex::Regex;
 
 use super::pattern::{NodeNamePatterns, fqdn_regex};
-use super::selector::{LabelSelector, SelectorError};
-use super::{EventTypeFilter, FlowFilter};
+use super::{EventTypeFilter, FlowFilter, LabelSelector, SelectorError};
 use crate::flow::{
     DropReason, Endpoint, Flow, HttpHeader, IpVersion, L7Record, Layer4, NetworkInterface,
     TrafficDirection, Verdict, Workload, event_type,
@@ -366,7 +366,7 @@ impl CompiledFilter {
                     .iter()
                     .enumerate()
                     .map(|(i, s)| {
-                        LabelSelector::parse(s).map_err(|source| {
+                        LabelSelector::parse(s, KeyRule::Hubble).map_err(|source| {
                             at.item(
                                 name,
                                 i,
@@ -871,7 +871,7 @@ impl Matcher {
                     LabelsOf::Destination => flow.destination.as_ref().map_or(&[], |e| &e.labels),
                     LabelsOf::Node => &flow.node_labels,
                 };
-                selectors.iter().any(|s| s.matches(labels))
+                selectors.iter().any(|s| s.matches_cilium_labels(labels))
             }
             Matcher::Workload { side, workloads } => side.endpoint(flow).is_some_and(|e| {
                 e.workloads.iter().any(|w| {

@@ -6,7 +6,6 @@
 
 mod compile;
 mod pattern;
-mod selector;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -24,7 +23,8 @@ pub fn parse_json_filters(flag: &str, values: &[String]) -> Result<Vec<FlowFilte
     }
     Ok(out)
 }
-pub use selector::{LabelSelector, SelectorError};
+// Label selectors are Kubernetes' concept, shared with policies: flowscope-meta owns them.
+pub use flowscope_meta::selector::{LabelSelector, SelectorError};
 
 use crate::flow::{
     DropReason, HttpHeader, IpVersion, NetworkInterface, TcpFlags, TrafficDirection, Verdict,

@@ -1,0 +1,855 @@
+//! YAML documents as trees that remember where every value is, and the small readers that turn
+//! them into typed objects while collecting every problem with its line (behind the `yaml`
+//! feature, so the wasm UI does not carry a YAML parser).
+//!
+//! Why not `#[derive(Deserialize)]` on the typed objects? Three things a manifest directory
+//! needs that a derived reader cannot give:
+//!
+//! - the kind of a document decides its shape, and `kind: List` nests whole documents under
+//!   `items`; serde's tagged enums buffer values and lose their `Spanned` locations;
+//! - a document should report all its problems at once, as `kubectl apply` does, not the first;
+//! - `port: 53` and `port: "53"` mean different things in a NetworkPolicy (a number, and a
+//!   port *name* that is invalid), so scalars must keep their YAML type.
+//!
+//! So each document is read once, with `serde-saphyr`, into a [`Node`] tree, and the typed
+//! readers walk that tree. Messages read `file:line:column: field.path: problem` ([`Problem`]).
+//!
+//! The lab file (`flowscope-lab`) is one fixed shape, stops at its first problem and reads
+//! every scalar as text, so it still derives its reader with `serde-saphyr`'s `Spanned`; it
+//! shares [`options`], [`sanitize`] and the YAML syntax messages ([`syntax_message`]) from
+//! here, so both files report broken YAML alike.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde_saphyr::{Location, MessageFormatter, Spanned};
+
+/// A problem found in a file, said the way a compiler would: one line naming the file, the
+/// line and column, the field, and what would be accepted: `allow-dns.yaml:12:9:
+/// spec.egress[0].ports[0].protocol: "ICMP" is not TCP, UDP or SCTP`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {}{message}", location(.line, .column), field_prefix(.field))]
+pub struct Problem {
+    /// The file as its reader was given it.
+    pub file: String,
+    /// 1-based, when known (a file that cannot be read has none).
+    pub line: Option<u64>,
+    /// 1-based, in characters, when known.
+    pub column: Option<u64>,
+    /// Where in the document, e.g. `spec.egress[0].ports[0].protocol`; empty when the problem
+    /// is the whole document or file.
+    pub field: String,
+    /// What is wrong and what would be accepted.
+    pub message: String,
+}
+
+fn location(line: &Option<u64>, column: &Option<u64>) -> String {
+    match (line, column) {
+        (Some(line), Some(column)) => format!(":{line}:{column}"),
+        (Some(line), None) => format!(":{line}"),
+        _ => String::new(),
+    }
+}
+
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!("{field}: ")
+    }
+}
+
+/// Where a value starts in its file: 1-based line and column; 0 when unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    pub line: u64,
+    pub column: u64,
+}
+
+impl Pos {
+    fn from_location(location: Location, line_offset: u64) -> Pos {
+        if location == Location::UNKNOWN {
+            Pos::default()
+        } else {
+            Pos {
+                line: location.line() + line_offset,
+                column: location.column(),
+            }
+        }
+    }
+
+    fn known(self) -> Option<(u64, u64)> {
+        (self.line != 0).then_some((self.line, self.column))
+    }
+}
+
+/// A YAML value and where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub at: Pos,
+    pub value: Value,
+}
+
+/// A YAML value, keeping the scalar's type as the YAML 1.1 reading Kubernetes uses gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<Entry>),
+}
+
+/// One `key: value` of a mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub key: String,
+    pub key_at: Pos,
+    pub value: Node,
+}
+
+impl Value {
+    /// How a message names what was found.
+    fn describe(&self) -> String {
+        match self {
+            Value::Null => "nothing (null)".to_owned(),
+            Value::Bool(b) => format!("the boolean {b}"),
+            Value::Int(n) => format!("the number {n}"),
+            Value::Float(x) => format!("the number {x}"),
+            Value::Str(s) => format!("the string {:?}", sanitize(s)),
+            Value::Seq(_) => "a list".to_owned(),
+            Value::Map(_) => "a mapping".to_owned(),
+        }
+    }
+}
+
+impl Node {
+    /// The value at `key` when this is a mapping, whatever its type.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Map(entries) => entries.iter().find(|e| e.key == key).map(|e| &e.value),
+            _ => None,
+        }
+    }
+
+    /// The string at `key` when this is a mapping and that value is a string.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        match self.get(key).map(|node| &node.value) {
+            Some(Value::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn shift(&mut self, line_offset: u64) {
+        if self.at.line != 0 {
+            self.at.line += line_offset;
+        }
+        match &mut self.value {
+            Value::Seq(items) => items.iter_mut().for_each(|n| n.shift(line_offset)),
+            Value::Map(entries) => {
+                for entry in entries {
+                    if entry.key_at.line != 0 {
+                        entry.key_at.line += line_offset;
+                    }
+                    entry.value.shift(line_offset);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+// Reading a tree: every value is `Spanned`, keys too, so a message can point at either.
+
+struct RawNode(Value);
+
+impl<'de> Deserialize<'de> for RawNode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+fn node(spanned: Spanned<RawNode>) -> Node {
+    Node {
+        at: Pos::from_location(spanned.referenced, 0),
+        value: spanned.value.0,
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = RawNode;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawNode, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<Spanned<KeyText>>()? {
+            let value = map.next_value::<Spanned<RawNode>>()?;
+            entries.push(Entry {
+                key: key.value.0,
+                key_at: Pos::from_location(key.referenced, 0),
+                value: node(value),
+            });
+        }
+        Ok(RawNode(Value::Map(entries)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawNode, A::Error> {
+        let mut items = Vec::new();
+        while let Some(value) = seq.next_element::<Spanned<RawNode>>()? {
+            items.push(node(value));
+        }
+        Ok(RawNode(Value::Seq(items)))
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<RawNode, D::Error> {
+        RawNode::deserialize(d)
+    }
+
+    fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, d: D) -> Result<RawNode, D::Error> {
+        RawNode::deserialize(d)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<RawNode, E> {
+        Ok(RawNode(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<RawNode, E> {
+        Ok(RawNode(Value::Int(v.into())))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<RawNode, E> {
+        Ok(RawNode(Value::Int(v.into())))
+    }
+    fn visit_i128<E>(self, v: i128) -> Result<RawNode, E> {
+        Ok(RawNode(Value::Int(v)))
+    }
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<RawNode, E> {
+        i128::try_from(v)
+            .map(|v| RawNode(Value::Int(v)))
+            .map_err(|_| E::custom("integer too large"))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<RawNode, E> {
+        Ok(RawNode(Value::Float(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<RawNode, E> {
+        Ok(RawNode(Value::Str(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<RawNode, E> {
+        Ok(RawNode(Value::Str(v)))
+    }
+    fn visit_bytes<E>(self, v: &[u8]) -> Result<RawNode, E> {
+        Ok(RawNode(Value::Str(String::from_utf8_lossy(v).into_owned())))
+    }
+    fn visit_unit<E>(self) -> Result<RawNode, E> {
+        Ok(RawNode(Value::Null))
+    }
+    fn visit_none<E>(self) -> Result<RawNode, E> {
+        Ok(RawNode(Value::Null))
+    }
+}
+
+/// A mapping key as text. Kubernetes objects only have string keys; a key YAML reads as a
+/// number (`80: x`) is kept as written so the unknown-key message shows it.
+struct KeyText(String);
+
+impl<'de> Deserialize<'de> for KeyText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = KeyText;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<KeyText, E> {
+        Ok(KeyText(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<KeyText, E> {
+        Ok(KeyText(v))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<KeyText, E> {
+        Ok(KeyText(v.to_string()))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<KeyText, E> {
+        Ok(KeyText(v.to_string()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<KeyText, E> {
+        Ok(KeyText(v.to_string()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<KeyText, E> {
+        Ok(KeyText(v.to_string()))
+    }
+    fn visit_unit<E>(self) -> Result<KeyText, E> {
+        Ok(KeyText("null".to_owned()))
+    }
+    fn visit_none<E>(self) -> Result<KeyText, E> {
+        Ok(KeyText("null".to_owned()))
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<KeyText, D::Error> {
+        KeyText::deserialize(d)
+    }
+}
+
+/// One document of a file: its text and the 0-based line of the file it starts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk<'a> {
+    pub text: &'a str,
+    pub first_line: u64,
+}
+
+/// Splits a file into its documents the way `kubectl` does: at lines that are `---` alone or
+/// followed by a comment. Documents holding only blank lines and comments are left out (they
+/// are what an editor leaves after a trailing `---`). Splitting here, rather than letting the
+/// YAML reader walk the whole stream, means broken YAML in one document costs only that one.
+pub fn split_documents(text: &str) -> Vec<Chunk<'_>> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut start_line = 0u64;
+    let mut offset = 0;
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let index = index as u64;
+        if is_separator(line) {
+            chunks.push(Chunk {
+                text: &text[start..offset],
+                first_line: start_line,
+            });
+            start = offset + line.len();
+            start_line = index + 1;
+        }
+        offset += line.len();
+    }
+    chunks.push(Chunk {
+        text: &text[start..],
+        first_line: start_line,
+    });
+    chunks.retain(|chunk| !is_blank(chunk.text));
+    chunks
+}
+
+fn is_separator(line: &str) -> bool {
+    line.strip_prefix("---").is_some_and(|rest| {
+        let rest = rest.trim();
+        rest.is_empty() || rest.starts_with('#')
+    })
+}
+
+fn is_blank(text: &str) -> bool {
+    text.lines().all(|line| {
+        let line = line.trim();
+        // `...` ends a document and `%YAML` opens one; neither holds content.
+        line.is_empty() || line.starts_with('#') || line == "..." || line.starts_with('%')
+    })
+}
+
+/// How flowscope reads YAML: without the crate's source snippets, since every message
+/// carries file:line:column already and the snippets would repeat them over several lines.
+pub fn options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    options
+}
+
+/// Reads one document. The error is where the YAML breaks and why.
+pub fn parse_chunk(chunk: Chunk<'_>) -> Result<Node, (Pos, String)> {
+    match serde_saphyr::from_str_with_options::<Spanned<RawNode>>(chunk.text, options()) {
+        Ok(spanned) => {
+            let mut tree = node(spanned);
+            tree.shift(chunk.first_line);
+            Ok(tree)
+        }
+        Err(error) => Err(yaml_error(&error, chunk.first_line)),
+    }
+}
+
+fn yaml_error(error: &serde_saphyr::Error, line_offset: u64) -> (Pos, String) {
+    let error = error.without_snippet();
+    let at = error
+        .location()
+        .map(|l| Pos::from_location(l, line_offset))
+        .unwrap_or_default();
+    let message = syntax_message(error, "document").unwrap_or_else(|| invalid_yaml(error));
+    (at, message)
+}
+
+/// The message for YAML that breaks the rules every reader shares (a key written twice, the
+/// text ending early, an alias without an anchor), in words a user of the file knows; `unit`
+/// is what the text is to its reader ("document", "file"). `None` for other errors.
+pub fn syntax_message(error: &serde_saphyr::Error, unit: &str) -> Option<String> {
+    use serde_saphyr::Error as E;
+
+    Some(match error.without_snippet() {
+        E::DuplicateMappingKey { key: Some(key), .. } => {
+            format!("key {:?} is written twice", sanitize(key))
+        }
+        E::DuplicateMappingKey { key: None, .. } => "a key is written twice".to_owned(),
+        E::Eof { .. } => format!("the {unit} ends too early"),
+        E::UnknownAnchor { .. } => {
+            format!("this alias names no anchor: `*name` needs an `&name` earlier in the {unit}")
+        }
+        _ => return None,
+    })
+}
+
+/// `invalid YAML: ` and the crate's own words, made safe to print.
+pub fn invalid_yaml(error: &serde_saphyr::Error) -> String {
+    format!(
+        "invalid YAML: {}",
+        sanitize(&serde_saphyr::UserMessageFormatter.format_message(error.without_snippet()))
+    )
+}
+
+/// Text from a file, with control characters escaped so that a message stays one line and
+/// cannot drive the terminal.
+pub fn sanitize(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+/// The problems found in one document, in the order found.
+pub struct Diagnostics<'f> {
+    file: &'f str,
+    pub errors: Vec<Problem>,
+}
+
+impl<'f> Diagnostics<'f> {
+    pub fn new(file: &'f str) -> Self {
+        Diagnostics {
+            file,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, at: Pos, field: &str, message: impl fmt::Display) {
+        let known = at.known();
+        self.errors.push(Problem {
+            file: self.file.to_owned(),
+            line: known.map(|(line, _)| line),
+            column: known.map(|(_, column)| column),
+            field: field.to_owned(),
+            message: message.to_string(),
+        });
+    }
+
+    /// How many problems so far: a reader compares before and after to learn whether a part
+    /// was valid.
+    pub fn count(&self) -> usize {
+        self.errors.len()
+    }
+}
+
+/// A value found under a key, with its field path.
+#[derive(Clone, Copy)]
+pub struct Field<'n, 'p> {
+    pub node: &'n Node,
+    pub path: &'p str,
+}
+
+/// Reads a mapping key by key, and at the end refuses the keys nobody asked for: Kubernetes
+/// would silently prune them, but a misspelt key in a policy (`podselector`) would then change
+/// what traffic flows without a word.
+pub struct Object<'n> {
+    pub path: String,
+    pub at: Pos,
+    entries: &'n [Entry],
+    taken: Vec<bool>,
+    known: Vec<&'static str>,
+}
+
+impl<'n> Object<'n> {
+    /// `None`, with the problem recorded, when `node` is not a mapping. A null reads as an empty
+    /// mapping, as Kubernetes' JSON decoding does (`spec:` with nothing under it).
+    pub fn new(d: &mut Diagnostics<'_>, node: &'n Node, path: &str) -> Option<Object<'n>> {
+        let entries: &[Entry] = match &node.value {
+            Value::Map(entries) => entries,
+            Value::Null => &[],
+            other => {
+                d.push(
+                    node.at,
+                    path,
+                    format!(
+                        "expected a mapping of `key: value` entries, found {}",
+                        other.describe()
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(Object {
+            path: path.to_owned(),
+            at: node.at,
+            entries,
+            taken: vec![false; entries.len()],
+            known: Vec::new(),
+        })
+    }
+
+    /// The path of a key of this object.
+    pub fn child(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// The value at `key`; `None` when absent or null (Kubernetes reads both as unset).
+    pub fn take(&mut self, key: &'static str) -> Option<&'n Node> {
+        self.known.push(key);
+        let index = self.entries.iter().position(|e| e.key == key)?;
+        self.taken[index] = true;
+        let value = &self.entries[index].value;
+        (value.value != Value::Null).then_some(value)
+    }
+
+    /// Whether `key` is written, even as null.
+    pub fn has(&self, key: &str) -> bool {
+        self.entries.iter().any(|e| e.key == key)
+    }
+
+    /// Accepts `key` without reading it: fields the API server sets (`status`, `uid`, ...) that
+    /// an exported manifest carries and that change nothing about the policy.
+    pub fn ignore(&mut self, key: &'static str) {
+        let _ = self.take(key);
+    }
+
+    /// Refuses `key` if written: a real field of the API that flowscope cannot evaluate, so
+    /// loading the policy without it would misstate what the cluster does.
+    pub fn unsupported(&mut self, d: &mut Diagnostics<'_>, key: &'static str, why: &str) {
+        self.known.push(key);
+        if let Some(index) = self.entries.iter().position(|e| e.key == key) {
+            self.taken[index] = true;
+            let entry = &self.entries[index];
+            d.push(entry.key_at, &self.child(key), why);
+        }
+    }
+
+    /// Refuses every key not read, naming the keys that are accepted here.
+    pub fn finish(self, d: &mut Diagnostics<'_>) {
+        for (entry, taken) in self.entries.iter().zip(&self.taken) {
+            if !taken {
+                let accepted = self.known.join(", ");
+                d.push(
+                    entry.key_at,
+                    &self.path,
+                    format!(
+                        "unknown key {:?}; accepted keys: {accepted}",
+                        sanitize(&entry.key)
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn mismatch(d: &mut Diagnostics<'_>, f: Field<'_, '_>, expected: &str) {
+    let hint = match &f.node.value {
+        Value::Int(n) if expected == "a string" => format!("; write it quoted: \"{n}\""),
+        // Kubernetes reads YAML 1.1, where `y`, `yes`, `on` (and `n`, `no`, `off`) are
+        // booleans: the namespace `y` of the conformance suites must be quoted.
+        Value::Bool(_) if expected == "a string" => {
+            "; YAML reads y, yes, on, n, no, off, true and false as booleans, so write the \
+             text quoted, e.g. \"y\""
+                .to_owned()
+        }
+        _ => String::new(),
+    };
+    d.push(
+        f.node.at,
+        f.path,
+        format!(
+            "expected {expected}, found {}{hint}",
+            f.node.value.describe()
+        ),
+    );
+}
+
+/// A string, or `None` with the problem recorded.
+pub fn string(d: &mut Diagnostics<'_>, f: Field<'_, '_>) -> Option<String> {
+    match &f.node.value {
+        Value::Str(s) => Some(s.clone()),
+        _ => {
+            mismatch(d, f, "a string");
+            None
+        }
+    }
+}
+
+/// `true` or `false`.
+pub fn boolean(d: &mut Diagnostics<'_>, f: Field<'_, '_>) -> Option<bool> {
+    match &f.node.value {
+        Value::Bool(b) => Some(*b),
+        _ => {
+            mismatch(d, f, "true or false");
+            None
+        }
+    }
+}
+
+/// A whole number.
+pub fn integer(d: &mut Diagnostics<'_>, f: Field<'_, '_>) -> Option<i128> {
+    match &f.node.value {
+        Value::Int(n) => Some(*n),
+        _ => {
+            mismatch(d, f, "a whole number");
+            None
+        }
+    }
+}
+
+/// A number or a string, as Kubernetes' `IntOrString`.
+pub enum IntOrString {
+    Int(i128),
+    Str(String),
+}
+
+pub fn int_or_string(d: &mut Diagnostics<'_>, f: Field<'_, '_>) -> Option<IntOrString> {
+    match &f.node.value {
+        Value::Int(n) => Some(IntOrString::Int(*n)),
+        Value::Str(s) => Some(IntOrString::Str(s.clone())),
+        _ => {
+            mismatch(d, f, "a number or a string");
+            None
+        }
+    }
+}
+
+/// The items of a list.
+pub fn list<'n>(d: &mut Diagnostics<'_>, f: Field<'n, '_>) -> Option<&'n [Node]> {
+    match &f.node.value {
+        Value::Seq(items) => Some(items),
+        _ => {
+            mismatch(d, f, "a list of `- ` items");
+            None
+        }
+    }
+}
+
+/// A list of strings, each with where it is.
+pub fn string_list(d: &mut Diagnostics<'_>, f: Field<'_, '_>) -> Vec<(String, Pos)> {
+    let Some(items) = list(d, f) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{}[{i}]", f.path);
+        if let Some(s) = string(
+            d,
+            Field {
+                node: item,
+                path: &path,
+            },
+        ) {
+            out.push((s, item.at));
+        }
+    }
+    out
+}
+
+/// A mapping of strings to strings (labels, annotations, `matchLabels`): each key with where it
+/// is, its value, and the field path of that value.
+pub fn string_map(d: &mut Diagnostics<'_>, f: Field<'_, '_>) -> Vec<(String, Pos, String, String)> {
+    let entries: &[Entry] = match &f.node.value {
+        Value::Map(entries) => entries,
+        Value::Null => &[],
+        _ => {
+            mismatch(d, f, "a mapping of `key: value` strings");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let path = format!("{}[{:?}]", f.path, sanitize(&entry.key));
+        let value = match &entry.value.value {
+            // `key:` with nothing after it is the empty value, which labels allow.
+            Value::Null => Some(String::new()),
+            _ => string(
+                d,
+                Field {
+                    node: &entry.value,
+                    path: &path,
+                },
+            ),
+        };
+        if let Some(value) = value {
+            out.push((entry.key.clone(), entry.key_at, value, path));
+        }
+    }
+    out
+}
+
+/// A string that must be present: recorded as missing, pointing at the object, when absent.
+pub fn required_string(
+    d: &mut Diagnostics<'_>,
+    object: &mut Object<'_>,
+    key: &'static str,
+) -> Option<(String, Pos)> {
+    let path = object.child(key);
+    match object.take(key) {
+        Some(node) => string(d, Field { node, path: &path }).map(|s| (s, node.at)),
+        None => {
+            d.push(object.at, &path, "required, but missing");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_read_like_compiler_messages() {
+        let problem = Problem {
+            file: "allow-dns.yaml".into(),
+            line: Some(12),
+            column: Some(9),
+            field: "spec.egress[0].ports[0].protocol".into(),
+            message: "\"ICMP\" is not TCP, UDP or SCTP".into(),
+        };
+        assert_eq!(
+            problem.to_string(),
+            "allow-dns.yaml:12:9: spec.egress[0].ports[0].protocol: \"ICMP\" is not TCP, UDP or SCTP"
+        );
+        let problem = Problem {
+            file: "p.yaml".into(),
+            line: None,
+            column: None,
+            field: String::new(),
+            message: "cannot be read".into(),
+        };
+        assert_eq!(problem.to_string(), "p.yaml: cannot be read");
+    }
+
+    #[test]
+    fn documents_split_at_separator_lines_only() {
+        let text = "a: 1\n---\nb: 2\n--- # comment\n# only a comment\n---\nc: |\n  ---x\n";
+        let chunks = split_documents(text);
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[0].text, "a: 1\n");
+        assert_eq!(chunks[0].first_line, 0);
+        assert_eq!(chunks[1].text, "b: 2\n");
+        assert_eq!(chunks[1].first_line, 2);
+        assert_eq!(chunks[2].text, "c: |\n  ---x\n");
+        assert_eq!(chunks[2].first_line, 6);
+    }
+
+    #[test]
+    fn leading_separator_and_empty_file_give_no_empty_documents() {
+        assert_eq!(split_documents("---\na: 1\n").len(), 1);
+        assert!(split_documents("").is_empty());
+        assert!(split_documents("# nothing\n---\n\n").is_empty());
+    }
+
+    #[test]
+    fn values_and_keys_carry_file_lines() {
+        let text = "x: 0\n---\nspec:\n  port: 53\n  name: \"53\"\n";
+        let chunks = split_documents(text);
+        let tree = parse_chunk(chunks[1]).expect("valid YAML");
+        let spec = tree.get("spec").expect("spec");
+        let port = spec.get("port").expect("port");
+        assert_eq!(port.value, Value::Int(53));
+        assert_eq!(port.at, Pos { line: 4, column: 9 });
+        let name = spec.get("name").expect("name");
+        assert_eq!(name.value, Value::Str("53".into()));
+        let Value::Map(entries) = &spec.value else {
+            panic!("spec is a mapping")
+        };
+        assert_eq!(entries[1].key_at, Pos { line: 5, column: 3 });
+    }
+
+    #[test]
+    fn broken_yaml_and_duplicate_keys_are_located() {
+        let text = "a: 1\n---\nb: [1, 2\n";
+        let chunks = split_documents(text);
+        let (at, message) = parse_chunk(chunks[1]).expect_err("broken");
+        assert!(at.line >= 3, "{at:?}");
+        assert!(
+            message.starts_with("invalid YAML") || message.contains("ends"),
+            "{message}"
+        );
+
+        let chunks = split_documents("a: 1\na: 2\n");
+        let (at, message) = parse_chunk(chunks[0]).expect_err("duplicate");
+        assert_eq!(message, "key \"a\" is written twice");
+        assert_eq!(at.line, 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_accepted_ones() {
+        let chunks = split_documents("spec:\n  podselector: {}\n");
+        let tree = parse_chunk(chunks[0]).expect("valid YAML");
+        let mut d = Diagnostics::new("p.yaml");
+        let spec = tree.get("spec").expect("spec");
+        let mut object = Object::new(&mut d, spec, "spec").expect("mapping");
+        assert!(object.take("podSelector").is_none());
+        object.ignore("status");
+        object.finish(&mut d);
+        assert_eq!(
+            d.errors[0].to_string(),
+            "p.yaml:2:3: spec: unknown key \"podselector\"; accepted keys: podSelector, status"
+        );
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_where_a_string_belongs_suggest_quotes() {
+        let chunks = split_documents("namespace: y\n");
+        let tree = parse_chunk(chunks[0]).expect("valid YAML");
+        let mut d = Diagnostics::new("p.yaml");
+        let node = tree.get("namespace").expect("namespace");
+        assert_eq!(
+            node.value,
+            Value::Bool(true),
+            "read as YAML 1.1, like kubectl"
+        );
+        assert_eq!(
+            string(
+                &mut d,
+                Field {
+                    node,
+                    path: "namespace"
+                }
+            ),
+            None
+        );
+        assert!(
+            d.errors[0].message.contains("write the text quoted"),
+            "{:?}",
+            d.errors
+        );
+    }
+
+    #[test]
+    fn a_number_where_a_string_belongs_suggests_quotes() {
+        let chunks = split_documents("port: 8080\n");
+        let tree = parse_chunk(chunks[0]).expect("valid YAML");
+        let mut d = Diagnostics::new("p.yaml");
+        let field = Field {
+            node: tree.get("port").expect("port"),
+            path: "port",
+        };
+        assert_eq!(string(&mut d, field), None);
+        assert_eq!(
+            d.errors[0].message,
+            "expected a string, found the number 8080; write it quoted: \"8080\""
+        );
+    }
+}
