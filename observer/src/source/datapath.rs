@@ -591,6 +591,30 @@ fn raise_memlock_limit() {
 
 /// The datapath's parser and conntrack, run in the kernel on crafted packets through
 /// BPF_PROG_TEST_RUN (needs root, like every test that loads BPF).
+/// Attaches `program` ahead of any other tc program on the interface (tcx, kernels >= 6.6).
+/// A CNI's own programs (Cilium's, Calico's in eBPF mode) end the chain with a verdict; after
+/// them flowscope would see nothing. flowscope's programs return `TC_ACT_UNSPEC` (tcx's
+/// "next") for what they let through, so the programs after them still decide as before, and
+/// they drop only what policy denies. Older kernels get the netlink attach, where flowscope's
+/// filter is added at the clsact qdisc's default priority.
+fn attach_first(
+    program: &mut SchedClassifier,
+    iface: &Interface,
+    direction: TcAttachType,
+) -> Result<SchedClassifierLinkId, aya::programs::ProgramError> {
+    use aya::util::KernelVersion;
+    let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+    if tcx {
+        program.attach_with_options(
+            &iface.name,
+            direction,
+            TcAttachOptions::TcxOrder(LinkOrder::first()),
+        )
+    } else {
+        program.attach(&iface.name, direction)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use aya::programs::{TestRun as _, TestRunOptions};
@@ -1359,29 +1383,5 @@ mod tests {
             SHOT,
             "echo request is policy's to judge"
         );
-    }
-}
-
-/// Attaches `program` ahead of any other tc program on the interface (tcx, kernels >= 6.6).
-/// A CNI's own programs (Cilium's, Calico's in eBPF mode) end the chain with a verdict; after
-/// them flowscope would see nothing. flowscope's programs return `TC_ACT_UNSPEC` (tcx's
-/// "next") for what they let through, so the programs after them still decide as before, and
-/// they drop only what policy denies. Older kernels get the netlink attach, where flowscope's
-/// filter is added at the clsact qdisc's default priority.
-fn attach_first(
-    program: &mut SchedClassifier,
-    iface: &Interface,
-    direction: TcAttachType,
-) -> Result<SchedClassifierLinkId, aya::programs::ProgramError> {
-    use aya::util::KernelVersion;
-    let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
-    if tcx {
-        program.attach_with_options(
-            &iface.name,
-            direction,
-            TcAttachOptions::TcxOrder(LinkOrder::first()),
-        )
-    } else {
-        program.attach(&iface.name, direction)
     }
 }
