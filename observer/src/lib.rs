@@ -647,8 +647,7 @@ async fn watch_policies(
                 let mut merged = std::mem::replace(&mut previous, attributions.clone());
                 merged.extend(attributions);
                 let _ = out.send(Arc::new(merged));
-                let (loaded, enforcement) =
-                    policy::selections(&set, &policy::world(&reg, cidr_selects_pods));
+                let (loaded, enforcement) = policy::selections(&set, &reg, cidr_selects_pods);
                 if let Ok(mut rt) = state.runtime.lock() {
                     rt.policy = Some(PolicyStatus {
                         revision,

@@ -71,58 +71,29 @@ pub struct LoadedPolicy {
     pub warnings: Vec<String>,
 }
 
-/// Which pods each policy selects, and which directions of each pod are isolated: asked of the
-/// reference semantics with a connection from and to an address outside the cluster.
+/// Which pods each policy selects (cluster-wide), and which directions of this node's pods (those
+/// with an interface here) are isolated, by the reference semantics' reading.
 pub fn selections(
     set: &PolicySet,
-    world: &World,
+    registry: &Registry,
+    cidr_selects_pods: bool,
 ) -> (Vec<LoadedPolicy>, BTreeMap<String, (bool, bool)>) {
-    use flowscope_policy::{Connection, Peer, verdict};
-    // Documentation address (RFC 5737): only ever a value in this computation.
-    let outside = IpAddr::from([192, 0, 2, 1]);
-    let probe = |s: &PolicySet, ns: &str, pod: &str| {
-        let ingress = verdict(
-            s,
-            world,
-            &Connection {
-                src: Peer::Ip(outside),
-                dst: Peer::pod(ns, pod),
-                port: 1,
-                protocol: Protocol::Tcp,
-            },
-        )
-        .ingress
-        .isolated;
-        let egress = verdict(
-            s,
-            world,
-            &Connection {
-                src: Peer::pod(ns, pod),
-                dst: Peer::Ip(outside),
-                port: 1,
-                protocol: Protocol::Tcp,
-            },
-        )
-        .egress
-        .isolated;
-        (ingress, egress)
-    };
-    let enforcement = world
-        .pods
+    let world = world(registry, cidr_selects_pods);
+    let found = flowscope_policy::selections(set, &world);
+    let name = |i: usize| format!("{}/{}", world.pods[i].namespace, world.pods[i].name);
+    // The world's pods are the registry's specs, in order.
+    let enforcement = registry
+        .specs
         .iter()
-        .map(|p| {
-            (
-                format!("{}/{}", p.namespace, p.name),
-                probe(set, &p.namespace, &p.name),
-            )
-        })
+        .enumerate()
+        .filter(|(_, spec)| spec.interface.is_some())
+        .map(|(i, _)| (name(i), found.isolated[i]))
         .collect();
     let loaded = set
         .policies
         .iter()
-        .map(|policy| {
-            let mut single = PolicySet::new();
-            single.policies.push(policy.clone());
+        .zip(&found.selected)
+        .map(|(policy, selected)| {
             let id = policy.id();
             LoadedPolicy {
                 kind: id.kind.to_string(),
@@ -131,15 +102,7 @@ pub fn selections(
                 file: policy.file.clone(),
                 line: policy.line,
                 warnings: policy.warnings(),
-                selects: world
-                    .pods
-                    .iter()
-                    .filter(|p| {
-                        let (i, e) = probe(&single, &p.namespace, &p.name);
-                        i || e
-                    })
-                    .map(|p| format!("{}/{}", p.namespace, p.name))
-                    .collect(),
+                selects: selected.iter().map(|i| name(*i)).collect(),
             }
         })
         .collect();
@@ -247,7 +210,17 @@ pub fn install(
             identity: ep.identity,
         })
         .collect();
-    let compiled = compile::compile(set, &world, &identities).context("compiling policies")?;
+    // Tables for this node's pods only: the others are remote ends here.
+    let local_pods: std::collections::HashSet<(&str, &str)> = registry
+        .specs
+        .iter()
+        .filter(|s| s.interface.as_deref().and_then(&ifindex_of).is_some())
+        .map(|s| (s.namespace.as_str(), s.pod_name.as_str()))
+        .collect();
+    let compiled = compile::compile_for(set, &world, &identities, |pod| {
+        local_pods.contains(&(pod.namespace.as_str(), pod.name.as_str()))
+    })
+    .context("compiling policies")?;
     let generation = dp.next_generation()?;
     let flow_policies: Vec<FlowPolicy> = compiled
         .policies

@@ -817,6 +817,53 @@ fn every_case_agrees_with_verdict() {
 }
 
 #[test]
+fn selections_are_what_verdict_isolates() {
+    let world = world();
+    let outside = Peer::Ip("192.0.2.1".parse().expect("address"));
+    let isolated = |set: &PolicySet, pod: &Pod| {
+        let conn = |src: Peer, dst: Peer| Connection {
+            src,
+            dst,
+            port: 1,
+            protocol: Protocol::Tcp,
+        };
+        let me = Peer::pod(&pod.namespace, &pod.name);
+        (
+            verdict(set, &world, &conn(outside.clone(), me.clone()))
+                .ingress
+                .isolated,
+            verdict(set, &world, &conn(me, outside.clone()))
+                .egress
+                .isolated,
+        )
+    };
+    for (name, yaml) in cases() {
+        let set = policies(&yaml);
+        let found = crate::verdict::selections(&set, &world);
+        for (i, pod) in world.pods.iter().enumerate() {
+            assert_eq!(
+                found.isolated[i],
+                isolated(&set, pod),
+                "{name}: {}/{}",
+                pod.namespace,
+                pod.name
+            );
+        }
+        for (p, policy) in set.policies.iter().enumerate() {
+            let mut single = PolicySet::new();
+            single.policies.push(policy.clone());
+            let want: Vec<usize> = (0..world.pods.len())
+                .filter(|i| {
+                    let (a, b) = isolated(&single, &world.pods[*i]);
+                    a || b
+                })
+                .collect();
+            assert_eq!(found.selected[p], want, "{name}: policy {}", policy.id());
+        }
+    }
+}
+
+#[test]
 fn the_seed_policies_agree_with_verdict() {
     let seed = include_str!("../../deploy/network-policies/default-deny-ingress.yaml").to_owned()
         + "---\n"

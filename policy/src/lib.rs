@@ -29,7 +29,7 @@ mod yaml;
 
 pub use compile::{
     CompileError, Compiled, Decision, DirectionTable, EndpointIdentity, EndpointTables, Entry,
-    L7Grant, compile, lookup, unmatched_allowed,
+    L7Grant, compile, compile_for, lookup, unmatched_allowed,
 };
 pub use error::PolicyError;
 pub use l7::{
@@ -42,4 +42,6 @@ pub use load::{
 };
 pub use meta::DEFAULT_NAMESPACE;
 pub use ports::{PortRef, Protocol};
-pub use verdict::{Connection, Peer, Verdict, World, request_allowed, verdict};
+pub use verdict::{
+    Connection, Peer, Selections, Verdict, World, request_allowed, selections, verdict,
+};

@@ -379,6 +379,90 @@ impl<'w> Resolver<'w> {
     }
 }
 
+/// Which pods each policy of a set selects, and which directions of which pods some policy
+/// isolates: what `policy list` and `endpoint list` show. The same reading as [`verdict`]'s
+/// (a pod is selected where a policy would isolate it), done once per policy over the pods of
+/// its namespace, so it stays cheap at thousands of pods and policies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selections {
+    /// Per policy of the set, in set order: indices into [`World::pods`], ascending.
+    pub selected: Vec<Vec<usize>>,
+    /// Per pod of the world: (ingress isolated, egress isolated).
+    pub isolated: Vec<(bool, bool)>,
+}
+
+/// See [`Selections`].
+pub fn selections(set: &PolicySet, world: &World) -> Selections {
+    let resolver = Resolver::new(
+        world,
+        &Connection {
+            src: Peer::Ip(IpAddr::from([0, 0, 0, 0])),
+            dst: Peer::Ip(IpAddr::from([0, 0, 0, 0])),
+            port: 0,
+            protocol: Protocol::Tcp,
+        },
+    );
+    let mut by_namespace: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, pod) in world.pods.iter().enumerate() {
+        by_namespace
+            .entry(pod.namespace.as_str())
+            .or_default()
+            .push(i);
+    }
+    let all: Vec<usize> = (0..world.pods.len()).collect();
+    let mut out = Selections {
+        selected: Vec::with_capacity(set.policies.len()),
+        isolated: vec![(false, false); world.pods.len()],
+    };
+    for policy in &set.policies {
+        let mut selected = Vec::new();
+        let mut isolate = |i: usize, ingress: bool, egress: bool| {
+            let (a, b) = &mut out.isolated[i];
+            *a |= ingress;
+            *b |= egress;
+            if ingress || egress {
+                selected.push(i);
+            }
+        };
+        match &policy.body {
+            PolicyBody::Kubernetes(np) => {
+                let types = np.policy_types;
+                for &i in by_namespace
+                    .get(np.namespace.as_str())
+                    .into_iter()
+                    .flatten()
+                {
+                    if np.pod_selector.matches(&world.pods[i].labels) {
+                        isolate(i, types.ingress, types.egress);
+                    }
+                }
+            }
+            PolicyBody::Cilium(cnp) => {
+                let candidates = match &cnp.namespace {
+                    Some(ns) => by_namespace.get(ns.as_str()).map_or(&[][..], Vec::as_slice),
+                    None => &all,
+                };
+                for &i in candidates {
+                    let view = resolver.view(&world.pods[i]);
+                    let (mut ingress, mut egress) = (false, false);
+                    for rule in &cnp.rules {
+                        if let Subject::Endpoints(selector) = &rule.subject
+                            && cilium_matches(selector, view)
+                        {
+                            ingress |= rule.default_deny.ingress;
+                            egress |= rule.default_deny.egress;
+                        }
+                    }
+                    isolate(i, ingress, egress);
+                }
+            }
+        }
+        selected.dedup();
+        out.selected.push(selected);
+    }
+    out
+}
+
 /// Judges `conn` against `set` in `world` (see the module documentation for the semantics).
 pub fn verdict(set: &PolicySet, world: &World, conn: &Connection) -> Verdict {
     let resolver = Resolver::new(world, conn);
