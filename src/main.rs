@@ -119,6 +119,26 @@ struct RelayArgs {
     /// Service (`flowscope-peers.kube-system.svc.cluster.local:4244`); re-resolved every 2 s.
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
     peer_service: Option<String>,
+    /// The observers as pods, found through the Kubernetes API (with --kubernetes or
+    /// --kubeconfig): those of --peer-namespace matching this label selector, e.g.
+    /// `app.kubernetes.io/name=flowscope,app.kubernetes.io/component=observer`. Each is reached
+    /// at its pod address and --peer-port, and named by its node; followed as pods come and go.
+    #[arg(long, value_name = "SELECTOR", requires = "peer_port")]
+    peer_pods: Option<String>,
+    /// The namespace of the observers' pods (--peer-pods).
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        default_value = "kube-system",
+        requires = "peer_pods"
+    )]
+    peer_namespace: String,
+    /// The observers' API port (--peer-pods).
+    #[arg(long, value_name = "PORT", requires = "peer_pods",
+        value_parser = clap::value_parser!(u16).range(1..))]
+    peer_port: Option<u16>,
+    #[command(flatten)]
+    kubernetes: KubernetesArgs,
     /// Where Prometheus scrapes the relay's metrics (peers, flows forwarded, merge queue).
     #[arg(long, default_value = flowscope_relay::DEFAULT_METRICS_LISTEN, value_name = "ADDR",
         env = "FLOWSCOPE_RELAY_METRICS_LISTEN")]
@@ -272,7 +292,7 @@ struct ObserverArgs {
     summary_interval: Duration,
     /// Endpoints file (JSON, as the lab writes it): namespaces, pods, labels and IPs, so flows
     /// name their workloads. Re-read when it changes.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["kubernetes", "kubeconfig"])]
     endpoints: Option<std::path::PathBuf>,
     /// Enforce the NetworkPolicy and CiliumNetworkPolicy manifests in DIR (re-read on change).
     #[arg(long, value_name = "DIR")]
@@ -300,19 +320,20 @@ struct ObserverArgs {
     kubernetes: KubernetesArgs,
 }
 
-/// The Kubernetes API as the source of pods, namespaces and policies.
+/// The Kubernetes API: for the observer the source of pods, namespaces, services, nodes and
+/// policies; for the relay, of its observers (--peer-pods).
 #[derive(clap::Args)]
 #[command(next_help_heading = "Kubernetes")]
 struct KubernetesArgs {
-    /// Watch the Kubernetes API with the pod's service account (in a DaemonSet): pods and
-    /// namespaces name the flows; NetworkPolicy, CiliumNetworkPolicy and
-    /// CiliumClusterwideNetworkPolicy objects are enforced (beside --policy-dir, if given).
-    /// This node's pods are those whose spec.nodeName is --node-name (default: $NODE_NAME,
-    /// else the host name).
-    #[arg(long, conflicts_with_all = ["kubeconfig", "endpoints"])]
+    /// Watch the Kubernetes API with the pod's service account. The observer: pods, services
+    /// and nodes name the flows; NetworkPolicy, CiliumNetworkPolicy and
+    /// CiliumClusterwideNetworkPolicy objects are enforced (beside --policy-dir, if given);
+    /// this node's pods are those whose spec.nodeName is --node-name (default: $NODE_NAME,
+    /// else the host name). The relay: finds its observers with --peer-pods.
+    #[arg(long, conflicts_with = "kubeconfig")]
     kubernetes: bool,
     /// As --kubernetes, with the API server and credentials of a kubeconfig file.
-    #[arg(long, value_name = "FILE", conflicts_with = "endpoints")]
+    #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
     /// The kubeconfig's context to use (default: its current context).
     #[arg(long, value_name = "NAME", requires = "kubeconfig")]
@@ -561,11 +582,41 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(flowscope_observer::run(config, shutdown_signal()))
         }
         Command::Relay(a) => {
-            if a.peers.is_empty() && a.peers_file.is_none() && a.peer_service.is_none() {
+            if a.peers.is_empty()
+                && a.peers_file.is_none()
+                && a.peer_service.is_none()
+                && a.peer_pods.is_none()
+            {
                 anyhow::bail!(
-                    "the relay needs observers: give --peer HOST:PORT, --peers-file FILE or \
-                     --peer-service HOST:PORT"
+                    "the relay needs observers: give --peer HOST:PORT, --peers-file FILE, \
+                     --peer-service HOST:PORT or --peer-pods SELECTOR (with --kubernetes or \
+                     --kubeconfig)"
                 );
+            }
+            let connection = a.kubernetes.resolve();
+            let peer_pods = match (&a.peer_pods, &connection) {
+                (None, _) => None,
+                (Some(_), None) => anyhow::bail!(
+                    "--peer-pods finds the observers through the Kubernetes API: give \
+                     --kubernetes or --kubeconfig FILE"
+                ),
+                (Some(selector), Some(connection)) => {
+                    flowscope_meta::selector::LabelSelector::parse(
+                        selector,
+                        flowscope_meta::selector::KeyRule::Kubernetes,
+                    )
+                    .map_err(|e| anyhow::anyhow!("--peer-pods {selector:?}: {e}"))?;
+                    let what = format!("{} in namespace {}", selector, a.peer_namespace);
+                    let watch = runtime.block_on(flowscope_kubernetes::peers::watch_peers(
+                        connection,
+                        &a.peer_namespace,
+                        selector,
+                    ))?;
+                    Some((watch, what))
+                }
+            };
+            if connection.is_some() && peer_pods.is_none() {
+                anyhow::bail!("--kubernetes and --kubeconfig are for --peer-pods in the relay");
             }
             if let Some(file) = &a.peers_file {
                 std::fs::read_to_string(file)
@@ -577,6 +628,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     peers: a.peers,
                     peers_file: a.peers_file,
                     peer_service: a.peer_service,
+                    peer_pods: peer_pods
+                        .as_ref()
+                        .map(|(watch, what)| flowscope_relay::PeerPods {
+                            pods: watch.pods.clone(),
+                            port: a.peer_port.unwrap_or_default(),
+                            what: what.clone(),
+                        }),
                 },
                 metrics_listen: (!a.no_metrics).then_some(a.metrics_listen),
                 metrics_prefix: a.metrics_prefix,

@@ -10,7 +10,7 @@ use std::{net::SocketAddr, time::Duration};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, Client,
-    api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams},
 };
 use serde_json::{Value, json};
 use util::{KubeApi, LabGuard, Observer, eventually, lab_up, observe_json};
@@ -23,37 +23,6 @@ const API: &str = "198.18.7.3";
 /// The node name `util::Observer` gives its observers.
 const NODE: &str = "test-node";
 const WAIT: Duration = Duration::from_secs(20);
-
-fn apply_params() -> PatchParams {
-    PatchParams::apply("flowscope-tests").force()
-}
-
-/// Server-side apply of any object, by its apiVersion and kind.
-async fn apply(client: &Client, object: Value) {
-    let api_version = object["apiVersion"].as_str().unwrap().to_string();
-    let kind = object["kind"].as_str().unwrap().to_string();
-    let (group, version) = match api_version.split_once('/') {
-        Some((g, v)) => (g.to_string(), v.to_string()),
-        None => (String::new(), api_version.clone()),
-    };
-    let plural = match kind.as_str() {
-        "NetworkPolicy" => "networkpolicies".to_string(),
-        "CiliumNetworkPolicy" => "ciliumnetworkpolicies".to_string(),
-        "CustomResourceDefinition" => "customresourcedefinitions".to_string(),
-        "Endpoints" => "endpoints".to_string(),
-        k => format!("{}s", k.to_ascii_lowercase()),
-    };
-    let resource =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, &version, &kind), &plural);
-    let name = object["metadata"]["name"].as_str().unwrap().to_string();
-    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    };
-    api.patch(&name, &apply_params(), &Patch::Apply(&object))
-        .await
-        .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
-}
 
 async fn delete_policy(client: &Client, namespace: &str, name: &str) {
     let api: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
@@ -68,7 +37,7 @@ async fn pod(client: &Client, namespace: &str, name: &str, labels: Value, ip: &s
     owned_pod(client, namespace, name, labels, json!([]), ip).await
 }
 
-/// A pod with owner references, as a controller creates it.
+/// A pod with owner references, as a controller creates it, on this test's node.
 async fn owned_pod(
     client: &Client,
     namespace: &str,
@@ -77,29 +46,11 @@ async fn owned_pod(
     owners: Value,
     ip: &str,
 ) {
-    apply(
-        client,
-        json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels,
-                         "ownerReferences": owners},
-            "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "example",
-                "ports": [{"name": "http", "containerPort": 8080}]}]},
-        }),
-    )
-    .await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    pods.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}})),
-    )
-    .await
-    .expect("pod status");
+    util::kube_pod(client, namespace, name, labels, owners, NODE, ip).await
 }
 
 async fn namespace(client: &Client, name: &str, labels: Value) {
-    apply(
+    util::kube_apply(
         client,
         json!({"apiVersion": "v1", "kind": "Namespace",
                "metadata": {"name": name, "labels": labels}}),
@@ -127,7 +78,7 @@ async fn cluster() -> (LabGuard, KubeApi, Client) {
 /// Installs the CiliumNetworkPolicy CRD (schema-less, as the tests need) and waits until the
 /// observer watches the kind.
 async fn install_cilium_crd(client: &Client, observer: &Observer) {
-    apply(
+    util::kube_apply(
         client,
         json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
                "metadata": {"name": "ciliumnetworkpolicies.cilium.io"},
@@ -229,11 +180,11 @@ async fn pods_namespaces_and_policies_come_from_the_api_server() {
     // A NetworkPolicy created through the API isolates orders; changed, it admits checkout
     // only; deleted, everything again.
     let before = observer.policy_revision();
-    apply(&client, orders_ingress(None)).await;
+    util::kube_apply(&client, orders_ingress(None)).await;
     util::wait_for_revision_after(&observer, before);
     assert!(!reaches_api("web") && !reaches_api("batch"));
     let before = observer.policy_revision();
-    apply(&client, orders_ingress(Some("checkout"))).await;
+    util::kube_apply(&client, orders_ingress(Some("checkout"))).await;
     util::wait_for_revision_after(&observer, before);
     assert!(reaches_api("web"));
     assert!(!reaches_api("batch"));
@@ -271,7 +222,7 @@ async fn pods_namespaces_and_policies_come_from_the_api_server() {
     // CiliumNetworkPolicy, once its CRD is installed, with L7 rules.
     install_cilium_crd(&client, &observer).await;
     let before = observer.policy_revision();
-    apply(
+    util::kube_apply(
         &client,
         json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
                "metadata": {"name": "orders-get-only", "namespace": "store"},
@@ -294,7 +245,7 @@ async fn pods_namespaces_and_policies_come_from_the_api_server() {
 
     // An invalid object is reported, naming it, and the others stay enforced.
     let before = observer.policy_revision();
-    apply(
+    util::kube_apply(
         &client,
         json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
                "metadata": {"name": "typo", "namespace": "store"},
@@ -327,7 +278,7 @@ async fn pods_namespaces_and_policies_come_from_the_api_server() {
 #[tokio::test(flavor = "multi_thread")]
 async fn relabelled_and_deleted_pods_take_their_identity_and_policies_with_them() {
     let (_lab, api, client) = cluster().await;
-    apply(&client, orders_ingress(Some("checkout"))).await;
+    util::kube_apply(&client, orders_ingress(Some("checkout"))).await;
     let observer = observer(&api);
     assert!(!reaches_api("batch"));
     let identity = |observer: &Observer, pod: &str| {
@@ -384,7 +335,7 @@ async fn relabelled_and_deleted_pods_take_their_identity_and_policies_with_them(
 #[tokio::test(flavor = "multi_thread")]
 async fn the_last_state_is_enforced_while_the_api_server_is_away() {
     let (_lab, api, client) = cluster().await;
-    apply(&client, orders_ingress(Some("checkout"))).await;
+    util::kube_apply(&client, orders_ingress(Some("checkout"))).await;
     let observer = observer(&api);
     assert!(reaches_api("web") && !reaches_api("batch"));
 
@@ -444,7 +395,7 @@ async fn services_nodes_and_workloads_name_the_flows() {
     .await;
     // The Service orders (port 80 -> 8080) and its Endpoints, as the endpoints controller
     // (which a bare API server lacks) would write them.
-    apply(
+    util::kube_apply(
         &client,
         json!({"apiVersion": "v1", "kind": "Service",
                "metadata": {"name": "orders", "namespace": "store"},
@@ -453,7 +404,7 @@ async fn services_nodes_and_workloads_name_the_flows() {
                                    "protocol": "TCP"}]}}),
     )
     .await;
-    apply(
+    util::kube_apply(
         &client,
         json!({"apiVersion": "v1", "kind": "Endpoints",
                "metadata": {"name": "orders", "namespace": "store"},
@@ -505,7 +456,7 @@ async fn services_nodes_and_workloads_name_the_flows() {
     )
     .await
     .expect("delete pod");
-    apply(
+    util::kube_apply(
         &client,
         json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-b"}}),
     )
@@ -535,12 +486,12 @@ async fn services_nodes_and_workloads_name_the_flows() {
 
     // Isolated, orders keeps the other node out, unless a rule names it as `remote-node`.
     let before = observer.policy_revision();
-    apply(&client, orders_ingress(Some("checkout"))).await;
+    util::kube_apply(&client, orders_ingress(Some("checkout"))).await;
     util::wait_for_revision_after(&observer, before);
     assert!(!reaches_api("batch"));
     install_cilium_crd(&client, &observer).await;
     let before = observer.policy_revision();
-    apply(
+    util::kube_apply(
         &client,
         json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
                "metadata": {"name": "orders-from-nodes", "namespace": "store"},
@@ -597,7 +548,7 @@ async fn a_watch_whose_history_was_compacted_lists_again() {
     )
     .await
     .expect("delete pod");
-    apply(&other, orders_ingress(Some("checkout"))).await;
+    util::kube_apply(&other, orders_ingress(Some("checkout"))).await;
     api.compact_etcd();
     let relists = observer.status()["kubernetes"]["relists"].as_u64().unwrap();
 

@@ -667,3 +667,95 @@ async fn an_observer_refusing_the_request_is_a_node_error_with_its_reason() {
     let s = relay.status();
     assert_eq!(s["num_connected_nodes"], 2, "{s:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_finds_observer_pods_through_the_kubernetes_api() {
+    let kube = util::KubeApi::start();
+    let client = kube.client().await;
+    // Two observers on one port, each on its own loopback address, as on two nodes.
+    let (h1, h2) = (TestHost::new(), TestHost::new());
+    let port = free_port();
+    let _oa = Observer::start_at(
+        format!("127.0.0.2:{port}").parse().unwrap(),
+        "node-a",
+        &["--interface", &h1.host_if],
+    );
+    let _ob = Observer::start_at(
+        format!("127.0.0.3:{port}").parse().unwrap(),
+        "node-b",
+        &["--interface", &h2.host_if],
+    );
+    // Their pods, as a DaemonSet's, and one pod the selector leaves out.
+    let observer = json!({"app.kubernetes.io/name": "flowscope",
+                          "app.kubernetes.io/component": "observer"});
+    for (pod, labels, node, ip) in [
+        ("flowscope-x7k2p", &observer, "node-a", "127.0.0.2"),
+        ("flowscope-q9d4m", &observer, "node-b", "127.0.0.3"),
+        (
+            "flowscope-relay-5c4",
+            &json!({"app.kubernetes.io/name": "flowscope"}),
+            "node-a",
+            "127.0.0.4",
+        ),
+    ] {
+        util::kube_pod(
+            &client,
+            "kube-system",
+            pod,
+            labels.clone(),
+            json!([]),
+            node,
+            ip,
+        )
+        .await;
+    }
+    let relay = Relay::start(&[
+        "--kubeconfig",
+        kube.kubeconfig.to_str().unwrap(),
+        "--peer-pods",
+        "app.kubernetes.io/name=flowscope,app.kubernetes.io/component=observer",
+        "--peer-port",
+        &port.to_string(),
+    ]);
+    relay.wait_nodes(2, 0, Duration::from_secs(20));
+    let nodes = relay.get("/api/v1/nodes");
+    let mut names: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["node-a", "node-b"], "{nodes}");
+
+    // A pod deleted (its node drained): the relay stops following its observer.
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), "kube-system");
+    pods.delete(
+        "flowscope-q9d4m",
+        &kube::api::DeleteParams::default().grace_period(0),
+    )
+    .await
+    .expect("delete pod");
+    relay.wait_nodes(1, 0, Duration::from_secs(20));
+
+    // Bad input is refused, naming it.
+    let refused = |args: &[&str]| {
+        let out = flowscope(&[&["relay"], args].concat());
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let e = refused(&["--peer-pods", "app=flowscope", "--peer-port", "24244"]);
+    assert!(e.contains("--kubernetes or --kubeconfig"), "{e}");
+    let e = refused(&[
+        "--kubeconfig",
+        kube.kubeconfig.to_str().unwrap(),
+        "--peer-pods",
+        "app in (",
+        "--peer-port",
+        "24244",
+    ]);
+    assert!(e.contains("--peer-pods \"app in (\""), "{e}");
+    let e = refused(&["--peer-pods", "app=flowscope"]);
+    assert!(e.contains("--peer-port"), "{e}");
+}

@@ -13,6 +13,7 @@
 //! validator and compiler as files do (`flowscope-policy`), named `api:Kind/namespace/name` in
 //! every message.
 
+pub mod peers;
 pub mod state;
 mod watch;
 
@@ -61,6 +62,14 @@ pub enum Connection {
 /// Starts watching; the receiver always holds the newest snapshot (empty, not synced, until
 /// the first lists arrive). Watching stops when the returned handle is dropped.
 pub async fn start(connection: &Connection) -> anyhow::Result<Source> {
+    let (client, server) = client(connection).await?;
+    let (tx, rx) = channel::channel(Arc::new(ClusterState::empty(&server)));
+    let task = tokio::spawn(watch::run(client, server, tx));
+    Ok(Source { state: rx, task })
+}
+
+/// A client for `connection`, and the API server's URL.
+async fn client(connection: &Connection) -> anyhow::Result<(kube::Client, String)> {
     let config = match connection {
         Connection::InCluster => kube::Config::incluster()
             .context("--kubernetes: no in-cluster service account (KUBERNETES_SERVICE_HOST and the token under /var/run/secrets/kubernetes.io/serviceaccount)")?,
@@ -78,9 +87,7 @@ pub async fn start(connection: &Connection) -> anyhow::Result<Source> {
     };
     let server = config.cluster_url.to_string();
     let client = kube::Client::try_from(config).context("connecting to the Kubernetes API")?;
-    let (tx, rx) = channel::channel(Arc::new(ClusterState::empty(&server)));
-    let task = tokio::spawn(watch::run(client, server, tx));
-    Ok(Source { state: rx, task })
+    Ok((client, server))
 }
 
 /// A running Kubernetes source.

@@ -29,7 +29,7 @@ use flowscope_observer::metrics::Prefix;
 use tokio::sync::watch;
 use tracing::info;
 
-pub use peers::{Discovery, PeerSpec};
+pub use peers::{Discovery, PeerPods, PeerSpec};
 
 /// Hubble Relay's port.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4245";

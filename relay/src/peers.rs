@@ -123,6 +123,18 @@ pub struct Discovery {
     pub peers_file: Option<PathBuf>,
     /// `HOST:PORT` of a DNS name with one address per observer.
     pub peer_service: Option<String>,
+    /// The observers' pods from the Kubernetes API, each reached at its address and this
+    /// port, and named by its node.
+    pub peer_pods: Option<PeerPods>,
+}
+
+/// Observers found as pods through the Kubernetes API.
+#[derive(Clone, Debug)]
+pub struct PeerPods {
+    pub pods: tokio::sync::watch::Receiver<Option<Vec<flowscope_kubernetes::peers::PeerPod>>>,
+    pub port: u16,
+    /// What the pods were asked by (`namespace` and selector), for messages.
+    pub what: String,
 }
 
 /// What a peer's last status said, the fields the relay aggregates.
@@ -405,7 +417,7 @@ async fn poll(pool: Arc<Pool>, peer: Arc<Peer>) {
 /// A peers file that cannot be read or has bad lines keeps the peers it gave before for the
 /// lines it can no longer read, and its errors are reported; a peer service that does not
 /// resolve keeps the addresses it resolved to last.
-pub async fn discover(pool: Arc<Pool>, discovery: Discovery) {
+pub async fn discover(pool: Arc<Pool>, mut discovery: Discovery) {
     let mut file_peers: Vec<PeerSpec> = Vec::new();
     let mut file_seen: Option<(SystemTime, u64)> = None;
     let mut file_errors: Vec<String> = Vec::new();
@@ -463,6 +475,23 @@ pub async fn discover(pool: Arc<Pool>, discovery: Discovery) {
             }
         }
         let mut wanted: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let mut pods_error = None;
+        if let Some(peer_pods) = &discovery.peer_pods {
+            match peer_pods.pods.borrow().as_ref() {
+                Some(pods) => {
+                    for pod in pods {
+                        let address = std::net::SocketAddr::new(pod.ip, peer_pods.port).to_string();
+                        wanted.insert(address, Some(pod.node.clone()));
+                    }
+                }
+                None => {
+                    pods_error = Some(format!(
+                        "observer pods ({}): not listed from the Kubernetes API yet",
+                        peer_pods.what
+                    ))
+                }
+            }
+        }
         for p in discovery.peers.iter().chain(&file_peers) {
             wanted
                 .entry(p.address.clone())
@@ -474,10 +503,24 @@ pub async fn discover(pool: Arc<Pool>, discovery: Discovery) {
         pool.set(wanted);
         let mut errors = file_errors.clone();
         errors.extend(service_error.clone());
+        errors.extend(pods_error);
         *pool.discovery_errors.lock().expect("errors") = errors;
         pool.discovered
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        tokio::time::sleep(DISCOVERY_INTERVAL).await;
+        // Pods from the API are followed as they change; the rest is looked at again later.
+        match discovery.peer_pods.as_mut() {
+            Some(peer_pods) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(DISCOVERY_INTERVAL) => {}
+                    changed = peer_pods.pods.changed() => {
+                        if changed.is_err() {
+                            tokio::time::sleep(DISCOVERY_INTERVAL).await;
+                        }
+                    }
+                }
+            }
+            None => tokio::time::sleep(DISCOVERY_INTERVAL).await,
+        }
     }
 }
 

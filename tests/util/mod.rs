@@ -832,3 +832,67 @@ impl ForeignTcProgram {
         u64::from_ne_bytes(info[200..208].try_into().unwrap())
     }
 }
+
+/// Server-side apply of any object through the API, by its apiVersion and kind.
+pub async fn kube_apply(client: &kube::Client, object: Value) {
+    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+    let api_version = object["apiVersion"].as_str().unwrap().to_string();
+    let kind = object["kind"].as_str().unwrap().to_string();
+    let (group, version) = match api_version.split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), api_version.clone()),
+    };
+    let plural = match kind.as_str() {
+        "NetworkPolicy" => "networkpolicies".to_string(),
+        "CiliumNetworkPolicy" => "ciliumnetworkpolicies".to_string(),
+        "CustomResourceDefinition" => "customresourcedefinitions".to_string(),
+        "Endpoints" => "endpoints".to_string(),
+        k => format!("{}s", k.to_ascii_lowercase()),
+    };
+    let resource =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, &version, &kind), &plural);
+    let name = object["metadata"]["name"].as_str().unwrap().to_string();
+    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    let params = PatchParams::apply("flowscope-tests").force();
+    api.patch(&name, &params, &Patch::Apply(&object))
+        .await
+        .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
+}
+
+/// A running pod on `node` with `labels` and owner references, given `ip` as a kubelet would
+/// (a bare API server has none).
+pub async fn kube_pod(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    labels: Value,
+    owners: Value,
+    node: &str,
+    ip: &str,
+) {
+    use kube::api::{Api, Patch, PatchParams};
+    kube_apply(
+        client,
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                         "ownerReferences": owners},
+            "spec": {"nodeName": node, "containers": [{"name": "app", "image": "example",
+                "ports": [{"name": "http", "containerPort": 8080}]}]},
+        }),
+    )
+    .await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
+    pods.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(
+            serde_json::json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}),
+        ),
+    )
+    .await
+    .expect("pod status");
+}
