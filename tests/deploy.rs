@@ -6,12 +6,15 @@
 //!   against the Services they must find;
 //! - the Prometheus configuration with `promtool check config`;
 //! - consistency: Services select the pods they are meant for and target their declared ports,
-//!   probes and listen flags use declared ports, the relay's --peer-service names the observers'
-//!   headless Service and their port, the flags are the binary's, the policies ConfigMap is the
-//!   seed files, the kustomization lists every manifest but the documented optional ones;
+//!   probes and listen flags use declared ports, the relay's --peer-pods, --peer-namespace and
+//!   --peer-port find exactly the observer DaemonSet's pods on their API port, the flags are the
+//!   binary's, the policies ConfigMap is the seed files, the kustomization lists every manifest
+//!   but the documented optional ones;
 //! - what deploy/README.md documents in one place: the ports (none of them Cilium's on a node)
 //!   and the interface globs per CNI, against the manifests;
 //! - the observers' ClusterRole against `flowscope_kubernetes::WATCHED`, what the source watches;
+//!   the relay's Role (get, list, watch of pods in the observers' namespace, nothing more), its
+//!   binding to the relay's ServiceAccount and the mounted token its pod watch needs;
 //! - the Containerfile, which cannot be built here (no container engine, no internet), as far as
 //!   it can be checked offline: what it copies and runs exists and reaches the build, its shell
 //!   steps parse, its toolchains are scripts/setup.sh's, its image, tag, entrypoint and binary
@@ -295,7 +298,6 @@ for t in targets:
 const SERVICES_MATCH_PODS: &str = r#"
 expected = {
     "flowscope-metrics": "flowscope",
-    "flowscope-peers": "flowscope",
     "flowscope-relay": "flowscope-relay",
     "flowscope-relay-metrics": "flowscope-relay",
 }
@@ -386,33 +388,100 @@ fn probes_and_listen_flags_use_declared_ports() {
     assert!(ok, "{text}");
 }
 
-/// `--peer-service NAME.NAMESPACE.svc.cluster.local:PORT` names a headless Service in the
-/// manifests, one of its ports, and that port reaches the observers' API listener. A headless
-/// Service maps no port (its DNS name answers with the pods' addresses and the relay dials PORT
-/// on each), so PORT must be the observers' own.
+/// The relay finds the observers through the Kubernetes API, as the observer DaemonSet runs
+/// them: `--kubernetes` (the in-cluster token; no other discovery flag), `--peer-pods` a
+/// selector (comma-separated `key=value`, the only syntax this check reads: anything else in
+/// the manifest is refused) that selects the DaemonSet's pod template labels, no other
+/// workload's pods in that namespace (the relay would dial them), and is the DaemonSet's own
+/// selector; `--peer-namespace` the DaemonSet's namespace; `--peer-port` the observers' API
+/// containerPort (the one their --listen serves; with hostNetwork the pod address is the node's,
+/// and nothing maps the port).
 const RELAY_FINDS_OBSERVERS: &str = r#"
 relay = find("Deployment", "flowscope-relay", "kube-system")
-peer = flag(container(relay)["args"], "--peer-service")
-assert peer is not None, "the relay has no --peer-service"
-host, port = host_port(peer)
-parts = host.split(".")
-assert len(parts) == 5 and parts[2:] == ["svc", "cluster", "local"], host
-svc = find("Service", parts[0], parts[1])
-assert svc["spec"].get("clusterIP") == "None", (name(svc), "must be headless: one address per observer")
-ports = [p for p in svc["spec"]["ports"] if p["port"] == port]
-assert ports, (peer, "is not a port of", name(svc), svc["spec"]["ports"])
-observers = selected(svc)
-assert [w["kind"] for w in observers] == ["DaemonSet"], [name(w) for w in observers]
+args = container(relay)["args"]
+assert "--kubernetes" in args, ("the relay has no --kubernetes: --peer-pods needs the API", args)
+for other in ("--kubeconfig", "--peer", "--peers-file", "--peer-service"):
+    assert flag(args, other) is None, ("the relay finds the observers with --peer-pods alone, not", other)
+selector = flag(args, "--peer-pods")
+assert selector is not None, "the relay has no --peer-pods"
+sel = {}
+for term in selector.split(","):
+    m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._/-]*)=([A-Za-z0-9._-]*)", term)
+    assert m, ("--peer-pods", selector, "term", term, "is not key=value: only comma-separated key=value is checked here")
+    assert m.group(1) not in sel, ("--peer-pods", selector, "repeats", m.group(1))
+    sel[m.group(1)] = m.group(2)
+namespace = flag(args, "--peer-namespace")
+assert namespace is not None, "the relay has no --peer-namespace"
+observers = [w for w in WORKLOADS if w["kind"] == "DaemonSet"]
+assert [name(w) for w in observers] == ["flowscope"], [name(w) for w in observers]
 obs = observers[0]
-cp = container_port(obs, ports[0].get("targetPort", port))
-assert cp is not None, (ports[0], "targets no port of", name(obs))
-assert cp["containerPort"] == host_port(flag(container(obs)["args"], "--listen"))[1], cp
-assert port == cp["containerPort"], (peer, "is not the observers' API port", cp["containerPort"], "and a headless Service maps none")
+assert namespace == ns(obs), ("--peer-namespace", namespace, "is not the DaemonSet's namespace", ns(obs))
+assert matches(sel, pod_labels(obs)), ("--peer-pods", selector, "does not select the DaemonSet's pods", pod_labels(obs))
+others = [name(w) for w in WORKLOADS if w is not obs and ns(w) == namespace and matches(sel, pod_labels(w))]
+assert not others, ("--peer-pods", selector, "also selects the pods of", others)
+assert sel == obs["spec"]["selector"]["matchLabels"], ("--peer-pods", sel, "is not the DaemonSet's own selector", obs["spec"]["selector"]["matchLabels"])
+port = flag(args, "--peer-port")
+assert port is not None, "the relay has no --peer-port"
+assert port.isdigit(), ("--peer-port", port, "is not a port number")
+api = container_port(obs, "api")
+assert api is not None, (name(obs), "declares no api port")
+assert api["containerPort"] == host_port(flag(container(obs)["args"], "--listen"))[1], api
+assert int(port) == api["containerPort"], ("--peer-port", port, "is not the observers' API port", api["containerPort"])
 "#;
 
 #[test]
-fn the_relay_finds_the_observers_through_the_peer_service() {
+fn the_relay_finds_the_observers_pods_through_the_api() {
     let (ok, text) = check(RELAY_FINDS_OBSERVERS, &kubernetes_dir(), &[]);
+    assert!(ok, "{text}");
+}
+
+/// The relay's access to the API is exactly what its pod watch needs: its pod mounts the
+/// ServiceAccount token (`automountServiceAccountToken` of the pod, else of the ServiceAccount,
+/// not false); every binding naming that ServiceAccount is one RoleBinding in --peer-namespace to
+/// a Role there (no ClusterRole, no ClusterRoleBinding); the Role's rules have only
+/// `apiGroups`, `resources` and `verbs`, and grant get, list and watch of core pods, nothing
+/// more (no other verb, resource, group or wildcard) and nothing less.
+const RELAY_RBAC: &str = r#"
+relay = find("Deployment", "flowscope-relay", "kube-system")
+spec = relay["spec"]["template"]["spec"]
+sa_name = spec.get("serviceAccountName")
+assert sa_name, (name(relay), "runs as the namespace's default ServiceAccount")
+sa = find("ServiceAccount", sa_name, ns(relay))
+mounted = spec.get("automountServiceAccountToken")
+if mounted is None:
+    mounted = sa.get("automountServiceAccountToken", True)
+assert mounted is True, (name(relay), "does not mount the ServiceAccount token --kubernetes reads")
+namespace = flag(container(relay)["args"], "--peer-namespace")
+assert namespace is not None, "the relay has no --peer-namespace"
+subject = {"kind": "ServiceAccount", "name": sa_name, "namespace": ns(relay)}
+bindings = [b for b in DOCS if b["kind"] in ("RoleBinding", "ClusterRoleBinding")
+            and subject in b.get("subjects", [])]
+assert bindings, ("no RoleBinding binds the relay's ServiceAccount", sa_name)
+assert len(bindings) == 1, ("the relay's ServiceAccount is bound more than once", [(b["kind"], name(b)) for b in bindings])
+(b,) = bindings
+assert b["kind"] == "RoleBinding" and ns(b) == namespace, ("the relay's ServiceAccount is bound by", b["kind"], name(b), ns(b), "not a RoleBinding in", namespace)
+ref = b["roleRef"]
+assert ref["apiGroup"] == "rbac.authorization.k8s.io" and ref["kind"] == "Role", ("RoleBinding", name(b), "refers to", ref, "not a Role")
+role = find("Role", ref["name"], namespace)
+granted = []
+for i, rule in enumerate(role.get("rules", [])):
+    extra = set(rule) - {"apiGroups", "resources", "verbs"}
+    assert not extra, ("Role", name(role), "rule", i, "has", sorted(extra))
+    for g in rule.get("apiGroups", []):
+        for r in rule.get("resources", []):
+            for v in rule.get("verbs", []):
+                granted.append((g, r, v))
+want = [("", "pods", v) for v in ("get", "list", "watch")]
+assert len(set(granted)) == len(granted), ("Role", name(role), "grants a verb twice", granted)
+more = sorted(set(granted) - set(want))
+assert not more, ("Role", name(role), "grants more than get, list, watch of pods:", more)
+less = sorted(set(want) - set(granted))
+assert not less, ("Role", name(role), "lacks", less)
+"#;
+
+#[test]
+fn the_relay_may_watch_pods_in_the_observers_namespace_and_nothing_more() {
+    let (ok, text) = check(RELAY_RBAC, &kubernetes_dir(), &[]);
     assert!(ok, "{text}");
 }
 
@@ -438,7 +507,14 @@ fn the_manifests_flags_are_the_binarys() {
     let (ok, help) = run(env!("CARGO_BIN_EXE_flowscope"), &["observer", "--help"]);
     assert!(ok && help.contains("--policy-dir"), "{help}");
     let (ok, relay_help) = run(env!("CARGO_BIN_EXE_flowscope"), &["relay", "--help"]);
-    assert!(ok && relay_help.contains("--peer-service"), "{relay_help}");
+    for f in [
+        "--kubernetes",
+        "--peer-pods",
+        "--peer-namespace",
+        "--peer-port",
+    ] {
+        assert!(ok && relay_help.contains(f), "{f}: {relay_help}");
+    }
     let args = [("observer_help", help), ("relay_help", relay_help)];
     let (ok, text) = check(FLAGS_EXIST, &kubernetes_dir(), &args);
     assert!(ok, "{text}");
@@ -716,12 +792,13 @@ fn kustomize_renders_the_listed_manifests_valid() {
     assert_eq!(text.matches(" passed ").count(), objects, "{text}");
 }
 
-/// The observers' RBAC: one ClusterRole, `flowscope-observer`, bound (by the one binding) to the
-/// DaemonSet's ServiceAccount; printed as JSON for [`rbac_problems`]. The relay has none.
+/// The observers' RBAC: one ClusterRole, `flowscope-observer`, bound (by the one cluster-wide
+/// binding) to the DaemonSet's ServiceAccount, which no namespaced binding names; printed as
+/// JSON for [`rbac_problems`]. The relay's Role and RoleBinding are [`RELAY_RBAC`]'s.
 const OBSERVER_RBAC: &str = r#"
-roles = [d for d in DOCS if d["kind"] in ("ClusterRole", "Role")]
+roles = of_kind("ClusterRole")
 assert [name(r) for r in roles] == ["flowscope-observer"], [name(r) for r in roles]
-bindings = [d for d in DOCS if d["kind"] in ("ClusterRoleBinding", "RoleBinding")]
+bindings = of_kind("ClusterRoleBinding")
 assert len(bindings) == 1, [name(b) for b in bindings]
 (b,) = bindings
 ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "flowscope-observer"}
@@ -729,6 +806,8 @@ assert b["kind"] == "ClusterRoleBinding" and b["roleRef"] == ref, b
 observer = find("DaemonSet", "flowscope", "kube-system")
 sa = observer["spec"]["template"]["spec"]["serviceAccountName"]
 assert b["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": ns(observer)}], b["subjects"]
+for rb in of_kind("RoleBinding"):
+    assert b["subjects"][0] not in rb.get("subjects", []), (name(rb), "binds the observers' ServiceAccount too")
 print(json.dumps(roles[0]["rules"]))
 "#;
 
@@ -923,23 +1002,133 @@ fn inconsistent_manifests_are_caught() {
             WORKLOADS_USE_DECLARED_PORTS,
             "is not expanded",
         ),
-        // The relay asking the wrong port of the peers Service.
+        // The relay watching the relay's pods instead of the observers'.
         (
             "relay.yaml",
-            &[("svc.cluster.local:24244", "svc.cluster.local:24245")],
+            &[(
+                "app.kubernetes.io/component=observer",
+                "app.kubernetes.io/component=relay",
+            )],
             RELAY_FINDS_OBSERVERS,
-            "is not a port of",
+            "does not select the DaemonSet's pods",
         ),
-        // The peers Service on Hubble's port, mapped to the observers' by targetPort: a
-        // headless Service maps nothing, so the relay would dial Hubble.
+        // A selector too wide: the relay's own pods too, which it would dial on 24244.
         (
             "relay.yaml",
-            &[
-                ("      port: 24244\n", "      port: 4244\n"),
-                ("svc.cluster.local:24244", "svc.cluster.local:4244"),
-            ],
+            &[(",app.kubernetes.io/component=observer\n", "\n")],
+            RELAY_FINDS_OBSERVERS,
+            "also selects the pods of",
+        ),
+        // A selector that finds the observers today but is not the DaemonSet's.
+        (
+            "relay.yaml",
+            &[("- app.kubernetes.io/name=flowscope,app", "- app")],
+            RELAY_FINDS_OBSERVERS,
+            "is not the DaemonSet's own selector",
+        ),
+        // Set-based syntax, which this check does not read: refused, not misread.
+        (
+            "relay.yaml",
+            &[(
+                "app.kubernetes.io/component=observer",
+                "app.kubernetes.io/component in (observer)",
+            )],
+            RELAY_FINDS_OBSERVERS,
+            "is not key=value",
+        ),
+        // The observers looked for in another namespace.
+        (
+            "relay.yaml",
+            &[(
+                "- --peer-namespace\n            - kube-system\n",
+                "- --peer-namespace\n            - default\n",
+            )],
+            RELAY_FINDS_OBSERVERS,
+            "is not the DaemonSet's namespace",
+        ),
+        // The relay dialing Hubble's port on every node.
+        (
+            "relay.yaml",
+            &[("- \"24244\"", "- \"4244\"")],
             RELAY_FINDS_OBSERVERS,
             "is not the observers' API port",
+        ),
+        // --peer-pods without --kubernetes: the relay would refuse to start.
+        (
+            "relay.yaml",
+            &[("            - --kubernetes\n", "")],
+            RELAY_FINDS_OBSERVERS,
+            "has no --kubernetes",
+        ),
+        // The relay's Role granting a verb too many.
+        (
+            "relay.yaml",
+            &[(
+                "verbs: [get, list, watch]",
+                "verbs: [get, list, watch, create]",
+            )],
+            RELAY_RBAC,
+            "grants more than get, list, watch of pods",
+        ),
+        // ... a resource too many.
+        (
+            "relay.yaml",
+            &[("resources: [pods]", "resources: [pods, secrets]")],
+            RELAY_RBAC,
+            "grants more than get, list, watch of pods",
+        ),
+        // ... a verb too few: the watch would be refused.
+        (
+            "relay.yaml",
+            &[("verbs: [get, list, watch]", "verbs: [get, list]")],
+            RELAY_RBAC,
+            "lacks",
+        ),
+        // The relay's RoleBinding left out: the Role grants nobody anything.
+        (
+            "relay.yaml",
+            &[(
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  \
+                 name: flowscope-relay\n  namespace: kube-system\n  labels:\n    \
+                 app.kubernetes.io/name: flowscope\n    app.kubernetes.io/component: relay\n\
+                 roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  \
+                 name: flowscope-relay\nsubjects:\n  - kind: ServiceAccount\n    \
+                 name: flowscope-relay\n    namespace: kube-system\n---\n",
+                "",
+            )],
+            RELAY_RBAC,
+            "no RoleBinding binds the relay's ServiceAccount",
+        ),
+        // The RoleBinding pointing at the observers' ClusterRole: the whole of it, in kube-system.
+        (
+            "relay.yaml",
+            &[(
+                "  kind: Role\n  name: flowscope-relay\n",
+                "  kind: ClusterRole\n  name: flowscope-observer\n",
+            )],
+            RELAY_RBAC,
+            "not a Role",
+        ),
+        // The relay's ServiceAccount bound cluster-wide too, beside its Role.
+        (
+            "observer-daemonset.yaml",
+            &[(
+                "    name: flowscope\n    namespace: kube-system\n---\n",
+                "    name: flowscope\n    namespace: kube-system\n  - kind: ServiceAccount\n    \
+                 name: flowscope-relay\n    namespace: kube-system\n---\n",
+            )],
+            RELAY_RBAC,
+            "is bound more than once",
+        ),
+        // No token in the relay's pod: --kubernetes has no credentials.
+        (
+            "relay.yaml",
+            &[(
+                "automountServiceAccountToken: true",
+                "automountServiceAccountToken: false",
+            )],
+            RELAY_RBAC,
+            "does not mount the ServiceAccount token",
         ),
         // A ServiceMonitor scraping a port its Service does not have.
         (
