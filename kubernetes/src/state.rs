@@ -11,6 +11,8 @@ use serde::Serialize;
 pub struct ClusterState {
     /// Grows with every change; equal revisions mean equal contents.
     pub revision: u64,
+    /// Grows with every change to `policies` only, so their readers skip the other changes.
+    pub policies_revision: u64,
     /// Namespaces and their labels.
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     /// Pods that have (or may get) addresses: running or pending, not host-network.

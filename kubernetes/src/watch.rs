@@ -66,6 +66,13 @@ impl Kind {
         }
     }
 
+    fn is_policy(self) -> bool {
+        matches!(
+            self,
+            Kind::NetworkPolicy | Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy
+        )
+    }
+
     fn policy_kind(self) -> &'static str {
         match self {
             Kind::NetworkPolicy => "NetworkPolicy",
@@ -127,7 +134,9 @@ pub(crate) async fn run(client: Client, server: String, out: watch::Sender<Arc<C
         ..ApiStatus::default()
     };
     let mut revision = 0u64;
+    let mut policies_revision = 0u64;
     let mut dirty = false;
+    let mut policies_dirty = false;
     let mut tick = tokio::time::interval(crate::PUBLISH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -135,6 +144,14 @@ pub(crate) async fn run(client: Client, server: String, out: watch::Sender<Arc<C
             change = rx.recv() => {
                 let Some(change) = change else { break };
                 dirty = true;
+                if let Change::Reset(kind, _)
+                | Change::Upsert(kind, ..)
+                | Change::Remove(kind, _)
+                | Change::Absent(kind) = &change
+                    && kind.is_policy()
+                {
+                    policies_dirty = true;
+                }
                 match change {
                     Change::Reset(kind, items) => {
                         maps.insert(kind, items.into_iter().collect());
@@ -181,6 +198,10 @@ pub(crate) async fn run(client: Client, server: String, out: watch::Sender<Arc<C
             _ = tick.tick(), if dirty => {
                 dirty = false;
                 revision += 1;
+                if policies_dirty {
+                    policies_dirty = false;
+                    policies_revision += 1;
+                }
                 status.synced = synced.values().all(|s| *s);
                 let connected = !failing.values().any(|f| *f);
                 if connected != status.connected {
@@ -191,7 +212,9 @@ pub(crate) async fn run(client: Client, server: String, out: watch::Sender<Arc<C
                     }
                 }
                 status.connected = connected;
-                let _ = out.send(Arc::new(snapshot(revision, &maps, &status)));
+                let mut state = snapshot(revision, &maps, &status);
+                state.policies_revision = policies_revision;
+                let _ = out.send(Arc::new(state));
             }
         }
     }

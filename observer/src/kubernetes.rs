@@ -48,22 +48,34 @@ pub async fn watch_cluster(
         }
     };
     let mut last_revision = None;
+    // What the last registry was built from: a snapshot that changes nothing the registry
+    // holds (a pod's phase, another pod's container ports...) builds none, so the policies
+    // are not compiled again for it.
+    let mut last_inputs = None;
     loop {
         let state = cluster.borrow_and_update().clone();
         if Some(state.revision) != last_revision && state.status.synced {
             last_revision = Some(state.revision);
             let specs = endpoint_specs(&state, &node_name, routes.as_ref()).await;
-            let registry = registry(&state, &specs, &node_name);
+            let inputs = (specs, state.services.clone(), state.nodes.clone());
+            if last_inputs.as_ref() == Some(&inputs) {
+                if cluster.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            let registry = registry(&state, &inputs.0, &node_name);
             info!(
                 pods = state.pods.len(),
                 endpoints = registry.len(),
                 services = state.services.len(),
                 nodes = state.nodes.len(),
-                local = specs.iter().filter(|s| s.interface.is_some()).count(),
+                local = inputs.0.iter().filter(|s| s.interface.is_some()).count(),
                 revision = state.revision,
                 "Endpoints from the Kubernetes API"
             );
             let _ = out.send(Arc::new(registry));
+            last_inputs = Some(inputs);
         }
         if cluster.changed().await.is_err() {
             return;

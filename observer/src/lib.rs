@@ -560,9 +560,14 @@ async fn watch_policies(
     let mut tick = tokio::time::interval(SOURCE_POLL);
     let mut last_fingerprint: Option<policy::Fingerprint> = None;
     let mut last_registry: Option<Arc<Registry>> = None;
-    let mut last_cluster_revision: Option<u64> = None;
+    let mut last_policies_revision: Option<u64> = None;
     let mut previous = Attributions::new();
     let mut revision = 0u64;
+    // The API's policy objects as last parsed, by source: an object is parsed again only
+    // when its text changed (a cluster's policies change one at a time).
+    let mut parsed_api: HashMap<String, (String, flowscope_policy::ParsedFile)> = HashMap::new();
+    // Problems already logged: a reload logs only what is new.
+    let mut logged: std::collections::HashSet<String> = Default::default();
     // Policies select pods: with an endpoints source, the first install waits for its first
     // load, so no revision is ever installed for an empty world at start.
     if endpoints_configured {
@@ -572,7 +577,7 @@ async fn watch_policies(
         tick.tick().await;
         let fingerprint = dir.as_deref().map(policy::fingerprint).unwrap_or_default();
         let cluster_state = cluster.as_ref().map(|c| c.borrow().clone());
-        let cluster_revision = cluster_state.as_ref().map(|c| c.revision);
+        let policies_revision = cluster_state.as_ref().map(|c| c.policies_revision);
         let reg = registry.borrow().clone();
         // The interfaces the datapath is attached to, as the interface watcher maintains them.
         let interfaces_changed = attached.has_changed().unwrap_or(false);
@@ -580,13 +585,13 @@ async fn watch_policies(
         if same_registry
             && !interfaces_changed
             && last_fingerprint.as_ref() == Some(&fingerprint)
-            && last_cluster_revision == cluster_revision
+            && last_policies_revision == policies_revision
         {
             continue;
         }
         last_registry = Some(reg.clone());
         last_fingerprint = Some(fingerprint);
-        last_cluster_revision = cluster_revision;
+        last_policies_revision = policies_revision;
         let ifaces = attached.borrow_and_update().clone();
         let mut set = match &dir {
             Some(dir) => flowscope_policy::load_dir(dir),
@@ -594,18 +599,33 @@ async fn watch_policies(
         };
         // The API's objects go through the same parser as files, named by kind and name.
         if let Some(cluster) = &cluster_state {
+            let mut parsed = HashMap::with_capacity(cluster.policies.len());
             for object in &cluster.policies {
-                set.add_file(&object.json, &object.source());
+                let source = object.source();
+                let file = match parsed_api.remove(&source) {
+                    Some((json, file)) if json == object.json => file,
+                    _ => flowscope_policy::parse_file_in(
+                        &object.json,
+                        &source,
+                        flowscope_policy::DEFAULT_NAMESPACE,
+                    ),
+                };
+                set.add(file.clone());
+                parsed.insert(source, (object.json.clone(), file));
             }
+            parsed_api = parsed;
         }
-        for e in &set.errors {
-            warn!("Policy: {e}");
-        }
+        let mut problems: std::collections::HashSet<String> =
+            set.errors.iter().map(|e| e.to_string()).collect();
         for p in &set.policies {
             for w in p.warnings() {
-                warn!("Policy: {}:{}: {}: {w}", p.file, p.line, p.id());
+                problems.insert(format!("{}:{}: {}: {w}", p.file, p.line, p.id()));
             }
         }
+        for problem in problems.difference(&logged) {
+            warn!("Policy: {problem}");
+        }
+        logged = problems;
         let index_of = |name: &str| {
             ifaces
                 .iter()

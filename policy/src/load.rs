@@ -8,7 +8,6 @@
 //! because refusing a whole directory over one typo would leave flowscope showing no policy at
 //! all, which is further from the truth than showing all but one.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -102,6 +101,25 @@ impl Policy {
         Vec::new()
     }
 
+    /// Whether the policy's identity is `id` (as [`Policy::id`], without building one).
+    pub fn has_id(&self, id: &PolicyId) -> bool {
+        match &self.body {
+            PolicyBody::Kubernetes(p) => {
+                id.kind == PolicyKind::NetworkPolicy
+                    && id.namespace.as_deref() == Some(p.namespace.as_str())
+                    && id.name == p.name
+            }
+            PolicyBody::Cilium(p) => {
+                let kind = if p.is_cluster_wide() {
+                    PolicyKind::CiliumClusterwideNetworkPolicy
+                } else {
+                    PolicyKind::CiliumNetworkPolicy
+                };
+                id.kind == kind && id.namespace == p.namespace && id.name == p.name
+            }
+        }
+    }
+
     /// The policy's identity.
     pub fn id(&self) -> PolicyId {
         match &self.body {
@@ -156,16 +174,14 @@ impl PolicySet {
     /// error naming where the first one is; the first stays, so that adding a file never takes
     /// away a policy already accepted.
     pub fn add(&mut self, parsed: ParsedFile) {
-        let mut seen: HashMap<PolicyId, (String, u64)> = self
-            .policies
-            .iter()
-            .map(|p| (p.id(), (p.file.clone(), p.line)))
-            .collect();
         self.errors.extend(parsed.errors);
         self.skipped += parsed.skipped;
         for policy in parsed.policies {
             let id = policy.id();
-            if let Some((file, line)) = seen.get(&id) {
+            // A scan without allocation: a set grows by one small file at a time, and a
+            // thousand policies from the API are a thousand adds.
+            if let Some(first) = self.policies.iter().find(|p| p.has_id(&id)) {
+                let (file, line) = (&first.file, first.line);
                 self.errors.push(PolicyError {
                     file: policy.file.clone(),
                     line: Some(policy.line),
@@ -178,7 +194,6 @@ impl PolicySet {
                 });
                 continue;
             }
-            seen.insert(id, (policy.file.clone(), policy.line));
             self.policies.push(policy);
         }
     }
