@@ -15,9 +15,9 @@
 //! readers walk that tree. Messages read `file:line:column: field.path: problem` ([`Problem`]).
 //!
 //! The lab file (`flowscope-lab`) is read by the same tree and readers: it is one document
-//! ([`parse_document`]), reports its first problem in the file ([`Diagnostics::first`]) and
-//! judges every scalar as the text written ([`scalar_text`]), so `port: "80"`, `port: 80` and
-//! the label value `1.10` read as written.
+//! ([`parse_document`]), reports the first problem its reading finds, and judges every scalar
+//! as the text written ([`scalar_text`]), so `port: "80"`, `port: 80` and the label value
+//! `1.10` read as written.
 
 use std::fmt;
 
@@ -590,22 +590,6 @@ impl<'f> Diagnostics<'f> {
     pub fn count(&self) -> usize {
         self.errors.len()
     }
-
-    /// The problem that comes first in the file (the first found among those at the same
-    /// place, or without one), for readers that report one problem at a time.
-    pub fn first(&self) -> Option<&Problem> {
-        self.errors
-            .iter()
-            .enumerate()
-            .min_by_key(|(i, problem)| {
-                (
-                    problem.line.unwrap_or(u64::MAX),
-                    problem.column.unwrap_or(u64::MAX),
-                    *i,
-                )
-            })
-            .map(|(_, problem)| problem)
-    }
 }
 
 /// A value found under a key, with its field path.
@@ -624,6 +608,8 @@ pub struct Object<'n> {
     entries: &'n [Entry],
     taken: Vec<bool>,
     known: Vec<&'static str>,
+    /// Required keys found absent or empty, reported by [`Object::finish`].
+    lacking: Vec<(&'static str, Option<Pos>)>,
 }
 
 impl<'n> Object<'n> {
@@ -651,6 +637,7 @@ impl<'n> Object<'n> {
             entries,
             taken: vec![false; entries.len()],
             known: Vec::new(),
+            lacking: Vec::new(),
         })
     }
 
@@ -677,17 +664,15 @@ impl<'n> Object<'n> {
         self.entries.iter().any(|e| e.key == key)
     }
 
-    /// The value at `key`, which must be there: when absent, recorded as missing, pointing at
-    /// the object; when written with nothing after it (or `~`, `null`), recorded as having no
-    /// value, pointing at the key.
-    pub fn require(&mut self, d: &mut Diagnostics<'_>, key: &'static str) -> Option<&'n Node> {
+    /// The value at `key`, which must be there. [`Object::finish`] reports it, after the unknown
+    /// keys (a misspelt key is the usual reason one is missing): when absent as missing,
+    /// pointing at the object; when written with nothing after it (or `~`, `null`) as having
+    /// no value, pointing at the key.
+    pub fn require(&mut self, key: &'static str) -> Option<&'n Node> {
         let node = self.take(key);
         if node.is_none() {
-            let path = self.child(key);
-            match self.entries.iter().find(|e| e.key == key) {
-                Some(entry) => d.push(entry.key_at, &path, "has no value; write one"),
-                None => d.push(self.at, &path, "required, but missing"),
-            }
+            let written_at = self.entries.iter().find(|e| e.key == key).map(|e| e.key_at);
+            self.lacking.push((key, written_at));
         }
         node
     }
@@ -709,7 +694,8 @@ impl<'n> Object<'n> {
         }
     }
 
-    /// Refuses every key not read, naming the keys that are accepted here.
+    /// Refuses every key not read, naming the keys that are accepted here, then reports the
+    /// required keys found lacking ([`Object::require`]).
     pub fn finish(self, d: &mut Diagnostics<'_>) {
         for (entry, taken) in self.entries.iter().zip(&self.taken) {
             if !taken {
@@ -722,6 +708,13 @@ impl<'n> Object<'n> {
                         sanitize(entry.written_key())
                     ),
                 );
+            }
+        }
+        for (key, written_at) in &self.lacking {
+            let path = self.child(key);
+            match written_at {
+                Some(at) => d.push(*at, &path, "has no value; write one"),
+                None => d.push(self.at, &path, "required, but missing"),
             }
         }
     }
@@ -1105,28 +1098,18 @@ mod tests {
         let mut d = Diagnostics::new("p.yaml");
         let item = tree.get("item").expect("item");
         let mut object = Object::new(&mut d, item, "item").expect("mapping");
-        assert!(object.require(&mut d, "name").is_none());
-        assert!(object.require(&mut d, "kind").is_none());
-        assert!(object.require(&mut d, "other").is_some());
+        assert!(object.require("name").is_none());
+        assert!(object.require("kind").is_none());
+        object.finish(&mut d);
         let messages: Vec<String> = d.errors.iter().map(ToString::to_string).collect();
         assert_eq!(
             messages,
             [
+                "p.yaml:3:3: item: unknown key \"other\"; accepted keys: name, kind",
                 "p.yaml:2:3: item.name: has no value; write one",
                 "p.yaml:2:3: item.kind: required, but missing",
             ]
         );
-    }
-
-    #[test]
-    fn the_first_problem_is_the_first_in_the_file() {
-        let mut d = Diagnostics::new("p.yaml");
-        d.push(Pos { line: 4, column: 2 }, "b", "later");
-        d.push(Pos::default(), "", "nowhere");
-        d.push(Pos { line: 2, column: 9 }, "a", "earlier");
-        d.push(Pos { line: 2, column: 9 }, "a", "same place, found after");
-        assert_eq!(d.first().map(|p| p.message.as_str()), Some("earlier"));
-        assert!(Diagnostics::new("p.yaml").first().is_none());
     }
 
     #[test]
