@@ -664,6 +664,11 @@ impl<'n> Object<'n> {
         self.entries.iter().any(|e| e.key == key)
     }
 
+    /// Where `key` is written, even with a null value.
+    pub fn key_at(&self, key: &str) -> Option<Pos> {
+        self.entries.iter().find(|e| e.key == key).map(|e| e.key_at)
+    }
+
     /// The value at `key`, which must be there. [`Object::finish`] reports it, after the unknown
     /// keys (a misspelt key is the usual reason one is missing): when absent as missing,
     /// pointing at the object; when written with nothing after it (or `~`, `null`) as having
@@ -671,8 +676,7 @@ impl<'n> Object<'n> {
     pub fn require(&mut self, key: &'static str) -> Option<&'n Node> {
         let node = self.take(key);
         if node.is_none() {
-            let written_at = self.entries.iter().find(|e| e.key == key).map(|e| e.key_at);
-            self.lacking.push((key, written_at));
+            self.lacking.push((key, self.key_at(key)));
         }
         node
     }
@@ -1098,6 +1102,8 @@ mod tests {
         let mut d = Diagnostics::new("p.yaml");
         let item = tree.get("item").expect("item");
         let mut object = Object::new(&mut d, item, "item").expect("mapping");
+        assert_eq!(object.key_at("name"), Some(Pos { line: 2, column: 3 }));
+        assert_eq!(object.key_at("kind"), None);
         assert!(object.require("name").is_none());
         assert!(object.require("kind").is_none());
         object.finish(&mut d);
