@@ -427,7 +427,7 @@ fn is_blank(text: &str) -> bool {
 
 /// How flowscope reads YAML: without the crate's source snippets, since every message
 /// carries file:line:column already and the snippets would repeat them over several lines.
-pub fn options() -> serde_saphyr::Options {
+fn options() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     options.with_snippet = false;
     options
@@ -455,7 +455,8 @@ pub struct SyntaxError {
 }
 
 /// Reads a whole text as one document, for files that hold exactly one (a lab file); `unit`
-/// is what the text is to its reader ("file"), as in [`syntax_message`].
+/// is what the text is to its reader ("file"), as messages name it ("the file ends too
+/// early").
 pub fn parse_document(text: &str, unit: &str) -> Result<Node, SyntaxError> {
     read_tree(text, options()).map_err(|error| {
         let (at, message) = yaml_error(&error, 0, unit);
@@ -521,7 +522,7 @@ fn yaml_error(error: &serde_saphyr::Error, line_offset: u64, unit: &str) -> (Pos
 /// The message for YAML that breaks the rules every reader shares (a key written twice, the
 /// text ending early, an alias without an anchor), in words a user of the file knows; `unit`
 /// is what the text is to its reader ("document", "file"). `None` for other errors.
-pub fn syntax_message(error: &serde_saphyr::Error, unit: &str) -> Option<String> {
+fn syntax_message(error: &serde_saphyr::Error, unit: &str) -> Option<String> {
     use serde_saphyr::Error as E;
 
     Some(match error.without_snippet() {
@@ -538,7 +539,7 @@ pub fn syntax_message(error: &serde_saphyr::Error, unit: &str) -> Option<String>
 }
 
 /// `invalid YAML: ` and the crate's own words, made safe to print.
-pub fn invalid_yaml(error: &serde_saphyr::Error) -> String {
+fn invalid_yaml(error: &serde_saphyr::Error) -> String {
     format!(
         "invalid YAML: {}",
         sanitize(&serde_saphyr::UserMessageFormatter.format_message(error.without_snippet()))
