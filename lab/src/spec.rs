@@ -56,16 +56,14 @@
 //! gives the same plan.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use flowscope_meta::names;
-use flowscope_meta::yaml::{self, sanitize};
+use flowscope_meta::yaml::{self, Diagnostics, Field, Node, Object, Pos, sanitize};
 use ipnet::Ipv4Net;
-use serde::Deserialize;
-use serde_saphyr::{Location, MessageFormatter, Spanned};
 
 /// Labels as Kubernetes writes them: key to value, in key order so output is stable.
 pub use flowscope_meta::Labels;
@@ -388,8 +386,7 @@ impl LabSpec {
                  `traffic:`",
             ));
         }
-        let raw = deserialize(text, source)?;
-        let spec = convert(raw, &mut origin)?;
+        let spec = read(text, source, &mut origin)?;
         spec.check(&origin)?;
         Ok(spec)
     }
@@ -905,422 +902,279 @@ impl PlannedPod {
     }
 }
 
-// The file as written. Every value is `Spanned` so that checks made after deserialization can
-// still name the line, and scalars are read as strings so that their messages say what is
-// accepted (serde's own would say "invalid u16"). Only shape errors (a list where a mapping
-// belongs, a missing or unknown key) come from the deserializer.
-//
-// Why not the policy files' reader (`flowscope_meta::yaml`, a tree walked by hand)? That
-// reader exists for what a derived one cannot do: a document's kind choosing its shape,
-// every problem reported at once, scalars keeping their YAML type. A lab file has one shape,
-// stops at its first problem and reads every scalar as text, so deriving fits it; it shares
-// the YAML options, the syntax messages and `sanitize` with the policy reader.
+// Reading the file: the policy files' reader (`flowscope_meta::yaml`) gives a tree that knows
+// where every value and key is, walked here key by key. Scalars are taken as the text written
+// (`yaml::scalar_text`) and parsed here, so that messages say what is accepted ("\"http\" is
+// not a port number, 1 to 65535") and `port: "80"` reads as `port: 80`. The walk records
+// every problem it finds, in reading order (items in file order; in each mapping its values,
+// then its unknown keys, then its missing ones), and the first is reported.
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLab {
-    namespaces: Vec<Spanned<RawNamespace>>,
-    pods: Vec<Spanned<RawPod>>,
-    #[serde(default)]
-    traffic: Vec<Spanned<RawTraffic>>,
+/// Reads the document into a spec, recording where every value is in `origin`.
+fn read(text: &str, source: &str, origin: &mut Origin<'_>) -> Result<LabSpec, SpecError> {
+    let tree = yaml::parse_document(text, "file").map_err(|error| {
+        let known = error.at.line != 0;
+        SpecError {
+            file: Some(source.to_owned()),
+            line: known.then_some(error.at.line),
+            column: known.then_some(error.at.column),
+            field: error.field,
+            problem: error.message,
+        }
+    })?;
+    let mut d = Diagnostics::new(source);
+    let spec = read_lab(&mut d, origin, &tree);
+    match (d.errors.into_iter().next(), spec) {
+        (None, Some(spec)) => Ok(spec),
+        (Some(problem), _) => Err(SpecError {
+            file: Some(problem.file),
+            line: problem.line,
+            column: problem.column,
+            field: problem.field,
+            problem: problem.message,
+        }),
+        // Every reader that gives up records why; this is only a guard.
+        (None, None) => Err(origin.error("", "the file cannot be read as a lab")),
+    }
 }
 
-type RawLabels = Option<Spanned<BTreeMap<String, Spanned<String>>>>;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNamespace {
-    name: Spanned<String>,
-    labels: RawLabels,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPod {
-    name: Spanned<String>,
-    namespace: Spanned<String>,
-    labels: RawLabels,
-    ip: Option<Spanned<String>>,
-    #[serde(default)]
-    ports: Vec<Spanned<RawPort>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPort {
-    port: Spanned<String>,
-    protocol: Spanned<String>,
-    name: Option<Spanned<String>>,
-    app: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTraffic {
-    from: Spanned<String>,
-    to: Spanned<String>,
-    port: Spanned<String>,
-    protocol: Spanned<String>,
-    every: Spanned<String>,
-    count: Option<Spanned<String>>,
-    method: Option<Spanned<String>>,
-    path: Option<Spanned<String>>,
-    query: Option<Spanned<String>>,
-}
-
-/// Deserializes the document, turning the YAML crate's errors into ours: the crate knows the
-/// line and column, `serde_path_to_error` knows the field.
-fn deserialize(text: &str, source: &str) -> Result<RawLab, SpecError> {
-    let mut path = None;
-    serde_saphyr::with_deserializer_from_str_with_options(text, yaml::options(), |deserializer| {
-        serde_path_to_error::deserialize(deserializer).map_err(|error| {
-            path = Some(error.path().clone());
-            error.into_inner()
-        })
+fn read_lab(d: &mut Diagnostics<'_>, origin: &mut Origin<'_>, tree: &Node) -> Option<LabSpec> {
+    let mut object = Object::new(d, tree, "")?;
+    let namespaces = list(d, origin, &mut object, "namespaces", true, read_namespace);
+    let pods = list(d, origin, &mut object, "pods", true, read_pod);
+    let traffic = list(d, origin, &mut object, "traffic", false, read_traffic);
+    object.finish(d);
+    Some(LabSpec {
+        namespaces: namespaces?,
+        pods: pods?,
+        traffic: traffic?,
     })
-    .map_err(|error| yaml_error(&error, path.as_ref(), text, source))
 }
 
-fn yaml_error(
-    error: &serde_saphyr::Error,
-    path: Option<&serde_path_to_error::Path>,
-    text: &str,
-    source: &str,
-) -> SpecError {
-    use serde_saphyr::Error as E;
+fn read_namespace(
+    d: &mut Diagnostics<'_>,
+    origin: &mut Origin<'_>,
+    node: &Node,
+    path: &str,
+) -> Option<NamespaceSpec> {
+    let mut object = Object::new(d, node, path)?;
+    let name = required(d, origin, &mut object, "name", text);
+    let labels = read_labels(d, origin, &mut object);
+    object.finish(d);
+    let (name, mut labels) = (name?, labels?);
+    labels
+        .entry(NAMESPACE_NAME_LABEL.to_owned())
+        .or_insert_with(|| name.clone());
+    Some(NamespaceSpec { name, labels })
+}
 
-    let error = error.without_snippet();
-    let mut field = path.map(field_path).unwrap_or_default();
-    let mut location = error.location().filter(|l| *l != Location::UNKNOWN);
-    let problem = match error {
-        E::SerdeUnknownField {
-            field: key,
-            expected,
-            ..
-        } => {
-            // The path ends at the unknown key; the message names it, the field is its parent.
-            if field
-                .last()
-                .is_some_and(|last| last.trim_start_matches('.') == key)
-            {
-                field.pop();
-            }
+fn read_pod(
+    d: &mut Diagnostics<'_>,
+    origin: &mut Origin<'_>,
+    node: &Node,
+    path: &str,
+) -> Option<PodSpec> {
+    let mut object = Object::new(d, node, path)?;
+    let name = required(d, origin, &mut object, "name", text);
+    let namespace = required(d, origin, &mut object, "namespace", text);
+    let labels = read_labels(d, origin, &mut object);
+    let ip = optional(d, origin, &mut object, "ip", |text| {
+        text.parse::<Ipv4Addr>().map_err(|_| {
             format!(
-                "unknown key {key:?}; accepted keys: {}",
-                expected.join(", ")
+                "{text:?} is not an IPv4 address like 198.18.1.10 (leave ip out to get one \
+                 allocated)"
             )
-        }
-        E::SerdeMissingField { field: key, .. } => {
-            // The deserializer notices at the end of the mapping, which can be several lines
-            // below the item; point at the item's first line instead.
-            if let Some(start) = item_start(text, &field) {
-                location = Some(start);
-            }
-            field.push(format!(".{key}"));
-            "required, but missing".to_owned()
-        }
-        E::Unexpected { expected, .. } => format!("expected {}", describe_expected(expected)),
-        E::NullIntoString { .. } => "has no value; write one".to_owned(),
-        E::SerdeInvalidType {
-            unexpected,
-            expected,
-            ..
-        } => format!(
-            "expected {}, found {}",
-            sanitize(expected),
-            sanitize(unexpected)
-        ),
-        E::ExternalMessage { .. } => {
-            // A syntax error: the field the deserializer was in says little about it.
-            field.clear();
-            yaml::invalid_yaml(error)
-        }
-        // A key written twice, the file ending early, an alias without an anchor: worded as
-        // in policy files.
-        other => yaml::syntax_message(other, "file")
-            .unwrap_or_else(|| sanitize(&serde_saphyr::UserMessageFormatter.format_message(other))),
-    };
-    SpecError {
-        file: Some(source.to_owned()),
-        line: location.map(|l| l.line()),
-        column: location.map(|l| l.column()),
-        field: field.concat().trim_start_matches('.').to_owned(),
-        problem,
-    }
-}
-
-/// The YAML crate's "mapping start" and friends, in words a user of the file knows.
-fn describe_expected(expected: &str) -> String {
-    if expected.contains("mapping") {
-        "a mapping of `key: value` entries here".to_owned()
-    } else if expected.contains("sequence") {
-        "a list of `- ` items here".to_owned()
-    } else if expected.contains("scalar") {
-        "a single value here, not a list or a mapping".to_owned()
-    } else {
-        sanitize(expected)
-    }
-}
-
-/// Turns a deserializer path into field-path pieces (`.pods`, `[2]`, `.name`).
-///
-/// Every `Spanned<T>` adds a `value` key to the path (it deserializes as a map of `value` and
-/// locations); that key is dropped. Spanned values always sit under a real key or a list index,
-/// never under another `Spanned`, so a `value` right after a dropped one is a real key, e.g. a
-/// label called "value".
-fn field_path(path: &serde_path_to_error::Path) -> Vec<String> {
-    use serde_path_to_error::Segment;
-
-    let mut pieces = Vec::new();
-    // True where the next `value` is a real key: at the top, and right after a dropped `value`.
-    let mut after_wrapper = true;
-    let mut in_labels = false;
-    for segment in path.iter() {
-        match segment {
-            Segment::Seq { index } => {
-                pieces.push(format!("[{index}]"));
-                after_wrapper = false;
-                in_labels = false;
-            }
-            Segment::Map { key } if key == "value" && !after_wrapper => after_wrapper = true,
-            Segment::Map { key } => {
-                if in_labels {
-                    pieces.push(format!("[{:?}]", sanitize(key)));
-                    in_labels = false;
-                } else {
-                    pieces.push(format!(".{}", sanitize(key)));
-                    in_labels = key == "labels";
-                }
-                after_wrapper = false;
-            }
-            Segment::Enum { variant } => pieces.push(format!(".{}", sanitize(variant))),
-            // serde_path_to_error's marker for a position it cannot name (a duplicate key).
-            Segment::Unknown => {}
-        }
-    }
-    pieces
-}
-
-/// Where the item at `pieces` (as made by [`field_path`]) starts, from a second, shape-only
-/// reading of the document. `None` for the whole document or when the shape cannot be read.
-fn item_start(text: &str, pieces: &[String]) -> Option<Location> {
-    if pieces.is_empty() {
-        return None;
-    }
-    let mut shape: Shape = serde_saphyr::from_str_with_options(text, yaml::options()).ok()?;
-    let mut location = None;
-    for piece in pieces {
-        let (_, child) = shape
-            .children
-            .into_iter()
-            .find(|(segment, _)| segment == piece)?;
-        location = Some(child.referenced);
-        shape = child.value;
-    }
-    location.filter(|l| *l != Location::UNKNOWN)
-}
-
-/// Any YAML value, keeping only where each mapping value and list item is: the "light second
-/// pass" that finds an item's line when the typed reading stopped before recording it.
-#[derive(Default)]
-struct Shape {
-    /// `.key` or `[index]`, as [`field_path`] writes them, and where that child starts.
-    children: Vec<(String, Spanned<Shape>)>,
-}
-
-impl<'de> Deserialize<'de> for Shape {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ShapeVisitor)
-    }
-}
-
-struct ShapeVisitor;
-
-impl<'de> serde::de::Visitor<'de> for ShapeVisitor {
-    type Value = Shape;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any YAML value")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
-        let mut children = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value::<Spanned<Shape>>()?;
-            children.push((format!(".{}", sanitize(&key)), value));
-        }
-        Ok(Shape { children })
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
-        let mut children = Vec::new();
-        while let Some(value) = seq.next_element::<Spanned<Shape>>()? {
-            children.push((format!("[{}]", children.len()), value));
-        }
-        Ok(Shape { children })
-    }
-
-    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Shape, D::Error> {
-        Shape::deserialize(deserializer)
-    }
-
-    fn visit_newtype_struct<D: serde::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Shape, D::Error> {
-        Shape::deserialize(deserializer)
-    }
-
-    // Scalars have no children.
-    fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
-        Ok(Shape::default())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
-        Ok(Shape::default())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
-        Ok(Shape::default())
-    }
-    fn visit_i128<E>(self, _: i128) -> Result<Shape, E> {
-        Ok(Shape::default())
-    }
-    fn visit_u128<E>(self, _: u128) -> Result<Shape, E> {
-        Ok(Shape::default())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
-        Ok(Shape::default())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
-        Ok(Shape::default())
-    }
-    fn visit_bytes<E>(self, _: &[u8]) -> Result<Shape, E> {
-        Ok(Shape::default())
-    }
-    fn visit_unit<E>(self) -> Result<Shape, E> {
-        Ok(Shape::default())
-    }
-    fn visit_none<E>(self) -> Result<Shape, E> {
-        Ok(Shape::default())
-    }
-}
-
-/// Turns the raw document into a spec, parsing scalars and recording where every value is.
-fn convert(raw: RawLab, origin: &mut Origin<'_>) -> Result<LabSpec, SpecError> {
-    let mut namespaces = Vec::with_capacity(raw.namespaces.len());
-    for (i, item) in raw.namespaces.into_iter().enumerate() {
-        let path = format!("namespaces[{i}]");
-        origin.record(&path, item.referenced);
-        let ns = item.value;
-        let name = origin.take(format!("{path}.name"), ns.name);
-        let mut labels = convert_labels(&path, ns.labels, origin);
-        labels
-            .entry(NAMESPACE_NAME_LABEL.to_owned())
-            .or_insert_with(|| name.clone());
-        namespaces.push(NamespaceSpec { name, labels });
-    }
-
-    let mut pods = Vec::with_capacity(raw.pods.len());
-    for (i, item) in raw.pods.into_iter().enumerate() {
-        let path = format!("pods[{i}]");
-        origin.record(&path, item.referenced);
-        let pod = item.value;
-        let ip = match pod.ip {
-            Some(ip) => Some(origin.parse(format!("{path}.ip"), ip, |text| {
-                text.parse::<Ipv4Addr>().map_err(|_| {
-                    format!(
-                        "{text:?} is not an IPv4 address like 198.18.1.10 (leave ip out to get \
-                         one allocated)"
-                    )
-                })
-            })?),
-            None => None,
-        };
-        let mut ports = Vec::with_capacity(pod.ports.len());
-        for (j, item) in pod.ports.into_iter().enumerate() {
-            let path = format!("{path}.ports[{j}]");
-            origin.record(&path, item.referenced);
-            let port = item.value;
-            ports.push(PortSpec {
-                port: origin.parse(format!("{path}.port"), port.port, parse_port)?,
-                protocol: origin.parse(
-                    format!("{path}.protocol"),
-                    port.protocol,
-                    Protocol::parse,
-                )?,
-                name: port
-                    .name
-                    .map(|name| origin.take(format!("{path}.name"), name)),
-                app: match port.app {
-                    Some(app) => Some(origin.parse(format!("{path}.app"), app, App::parse)?),
-                    None => None,
-                },
-            });
-        }
-        pods.push(PodSpec {
-            name: origin.take(format!("{path}.name"), pod.name),
-            namespace: origin.take(format!("{path}.namespace"), pod.namespace),
-            labels: convert_labels(&path, pod.labels, origin),
-            ip,
-            ports,
-        });
-    }
-
-    let mut traffic = Vec::with_capacity(raw.traffic.len());
-    for (i, item) in raw.traffic.into_iter().enumerate() {
-        let path = format!("traffic[{i}]");
-        origin.record(&path, item.referenced);
-        let entry = item.value;
-        let pod_ref = |text: &str| {
-            PodRef::parse(text)
-                .ok_or_else(|| format!("{text:?} is not namespace/pod, e.g. default/frontend"))
-        };
-        traffic.push(TrafficSpec {
-            from: origin.parse(format!("{path}.from"), entry.from, pod_ref)?,
-            to: origin.parse(format!("{path}.to"), entry.to, pod_ref)?,
-            port: origin.parse(format!("{path}.port"), entry.port, parse_port)?,
-            protocol: origin.parse(format!("{path}.protocol"), entry.protocol, Protocol::parse)?,
-            every: origin.parse(format!("{path}.every"), entry.every, parse_every)?,
-            count: match entry.count {
-                Some(count) => Some(origin.parse(format!("{path}.count"), count, |text| {
-                    text.parse::<u64>()
-                        .map_err(|_| format!("{text:?} is not a number of requests, e.g. 10"))
-                })?),
-                None => None,
-            },
-            method: match entry.method {
-                Some(method) => {
-                    Some(origin.parse(format!("{path}.method"), method, HttpMethod::parse)?)
-                }
-                None => None,
-            },
-            path: entry
-                .path
-                .map(|value| origin.take(format!("{path}.path"), value)),
-            query: entry
-                .query
-                .map(|value| origin.take(format!("{path}.query"), value)),
-        });
-    }
-
-    Ok(LabSpec {
-        namespaces,
-        pods,
-        traffic,
+        })
+    });
+    let ports = list(d, origin, &mut object, "ports", false, read_port);
+    object.finish(d);
+    Some(PodSpec {
+        name: name?,
+        namespace: namespace?,
+        labels: labels?,
+        ip: ip?,
+        ports: ports?,
     })
 }
 
-fn convert_labels(owner: &str, raw: RawLabels, origin: &mut Origin<'_>) -> Labels {
-    let Some(raw) = raw else {
-        return Labels::new();
+fn read_port(
+    d: &mut Diagnostics<'_>,
+    origin: &mut Origin<'_>,
+    node: &Node,
+    path: &str,
+) -> Option<PortSpec> {
+    let mut object = Object::new(d, node, path)?;
+    let port = required(d, origin, &mut object, "port", parse_port);
+    let protocol = required(d, origin, &mut object, "protocol", Protocol::parse);
+    let name = optional(d, origin, &mut object, "name", text);
+    let app = optional(d, origin, &mut object, "app", App::parse);
+    object.finish(d);
+    Some(PortSpec {
+        port: port?,
+        protocol: protocol?,
+        name: name?,
+        app: app?,
+    })
+}
+
+fn read_traffic(
+    d: &mut Diagnostics<'_>,
+    origin: &mut Origin<'_>,
+    node: &Node,
+    path: &str,
+) -> Option<TrafficSpec> {
+    let pod_ref = |text: &str| {
+        PodRef::parse(text)
+            .ok_or_else(|| format!("{text:?} is not namespace/pod, e.g. default/frontend"))
     };
-    origin.record(&format!("{owner}.labels"), raw.referenced);
-    raw.value
-        .into_iter()
-        .map(|(key, value)| {
-            let value = origin.take(label_path(owner, &key), value);
-            (key, value)
-        })
-        .collect()
+    let mut object = Object::new(d, node, path)?;
+    let from = required(d, origin, &mut object, "from", pod_ref);
+    let to = required(d, origin, &mut object, "to", pod_ref);
+    let port = required(d, origin, &mut object, "port", parse_port);
+    let protocol = required(d, origin, &mut object, "protocol", Protocol::parse);
+    let every = required(d, origin, &mut object, "every", parse_every);
+    let count = optional(d, origin, &mut object, "count", |text| {
+        text.parse::<u64>()
+            .map_err(|_| format!("{text:?} is not a number of requests, e.g. 10"))
+    });
+    let method = optional(d, origin, &mut object, "method", HttpMethod::parse);
+    let request_path = optional(d, origin, &mut object, "path", text);
+    let query = optional(d, origin, &mut object, "query", text);
+    object.finish(d);
+    Some(TrafficSpec {
+        from: from?,
+        to: to?,
+        port: port?,
+        protocol: protocol?,
+        every: every?,
+        count: count?,
+        method: method?,
+        path: request_path?,
+        query: query?,
+    })
+}
+
+/// The items of the list at `key`, each read by `read` with its path (`pods[2]`); `None` when
+/// the list or any item is wrong (recorded). An optional list left out is empty.
+fn list<T>(
+    d: &mut Diagnostics<'_>,
+    origin: &mut Origin<'_>,
+    object: &mut Object<'_>,
+    key: &'static str,
+    required: bool,
+    mut read: impl FnMut(&mut Diagnostics<'_>, &mut Origin<'_>, &Node, &str) -> Option<T>,
+) -> Option<Vec<T>> {
+    let path = object.child(key);
+    let node = if required {
+        object.require(key)
+    } else {
+        object.take(key)
+    };
+    let Some(node) = node else {
+        if let (false, Some(at)) = (required, object.key_at(key)) {
+            // `ports:` with nothing after it: refused as before, rather than read as none.
+            d.push(
+                at,
+                &path,
+                "expected a list of `- ` items, found nothing (null); write `[]` or leave the \
+                 key out for none",
+            );
+            return None;
+        }
+        return (!required).then(Vec::new);
+    };
+    origin.record(&path, node.at);
+    let items = yaml::list(d, Field { node, path: &path })?;
+    let mut out = Vec::with_capacity(items.len());
+    let mut valid = true;
+    for (i, item) in items.iter().enumerate() {
+        let item_path = format!("{path}[{i}]");
+        origin.record(&item_path, item.at);
+        match read(d, origin, item, &item_path) {
+            Some(value) => out.push(value),
+            None => valid = false,
+        }
+    }
+    valid.then_some(out)
+}
+
+/// `labels:`, each value taken as the text written; left out, no labels.
+fn read_labels(
+    d: &mut Diagnostics<'_>,
+    origin: &mut Origin<'_>,
+    object: &mut Object<'_>,
+) -> Option<Labels> {
+    let path = object.child("labels");
+    let Some(node) = object.take("labels") else {
+        return Some(Labels::new());
+    };
+    origin.record(&path, node.at);
+    let entries = yaml::mapping(d, Field { node, path: &path })?;
+    let mut labels = Labels::new();
+    let mut valid = true;
+    for entry in entries {
+        let key = entry.written_key();
+        let value_path = label_path(&object.path, key);
+        origin.record(&value_path, entry.value.at);
+        let field = Field {
+            node: &entry.value,
+            path: &value_path,
+        };
+        match yaml::scalar_text(d, field) {
+            Some(value) => {
+                labels.insert(key.to_owned(), value);
+            }
+            None => valid = false,
+        }
+    }
+    valid.then_some(labels)
+}
+
+/// The value at `key`, which must be there, parsed from its text by `parse`; `None` when it
+/// is missing or wrong (recorded).
+fn required<T>(
+    d: &mut Diagnostics<'_>,
+    origin: &mut Origin<'_>,
+    object: &mut Object<'_>,
+    key: &'static str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<T> {
+    let node = object.require(key)?;
+    scalar(d, origin, &object.child(key), node, parse)
+}
+
+/// The value at `key` parsed from its text, `Some(None)` when left out; `None` when it is
+/// wrong (recorded).
+fn optional<T>(
+    d: &mut Diagnostics<'_>,
+    origin: &mut Origin<'_>,
+    object: &mut Object<'_>,
+    key: &'static str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<Option<T>> {
+    match object.take(key) {
+        Some(node) => scalar(d, origin, &object.child(key), node, parse).map(Some),
+        None => Some(None),
+    }
+}
+
+/// Records where `node` is and parses its text, recording `parse`'s refusal at the value.
+fn scalar<T>(
+    d: &mut Diagnostics<'_>,
+    origin: &mut Origin<'_>,
+    path: &str,
+    node: &Node,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<T> {
+    origin.record(path, node.at);
+    let text = yaml::scalar_text(d, Field { node, path })?;
+    parse(&text)
+        .map_err(|problem| d.push(node.at, path, problem))
+        .ok()
+}
+
+/// The text itself, for values that are judged later ([`LabSpec::check`]) or never.
+fn text(text: &str) -> Result<String, String> {
+    Ok(text.to_owned())
 }
 
 fn label_path(owner: &str, key: &str) -> String {
@@ -1354,28 +1208,10 @@ impl<'a> Origin<'a> {
         }
     }
 
-    fn record(&mut self, path: &str, location: Location) {
-        if location != Location::UNKNOWN {
-            self.spans
-                .insert(path.to_owned(), (location.line(), location.column()));
+    fn record(&mut self, path: &str, at: Pos) {
+        if at.line != 0 {
+            self.spans.insert(path.to_owned(), (at.line, at.column));
         }
-    }
-
-    /// Records where `value` is and returns it.
-    fn take<T>(&mut self, path: String, value: Spanned<T>) -> T {
-        self.record(&path, value.referenced);
-        value.value
-    }
-
-    /// Records where `value` is and parses it, refusing it with `parse`'s message.
-    fn parse<T>(
-        &mut self,
-        path: String,
-        value: Spanned<String>,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Result<T, SpecError> {
-        self.record(&path, value.referenced);
-        parse(&value.value).map_err(|problem| self.error(&path, problem))
     }
 
     /// Where `path` is, or else its nearest recorded parent.
@@ -1925,12 +1761,84 @@ traffic:
         );
         assert_refused(
             &with(
+                "    ports:\n      - {port: 81, protocol: TCP}",
+                "    ports: {port: 81, protocol: TCP}",
+            ),
+            "ports: {port: 81, protocol: TCP}",
+            "pods[1].ports",
+            "expected a list of `- ` items, found a mapping",
+        );
+        // A mapping entry followed by list items is not YAML: the file is refused where the
+        // YAML breaks, at the first `- ` item.
+        assert_refused(
+            &with(
                 "    ports:\n      - {port: 80",
                 "    ports:\n      x: {port: 80",
             ),
-            "x: {port: 80",
-            "pods[0].ports",
-            "expected a list",
+            "- {port: 53",
+            "",
+            "invalid YAML",
+        );
+    }
+
+    #[test]
+    fn scalars_are_read_as_written() {
+        // Quoted or not, a port is its number; a label value is its text as written.
+        let yaml = with("{port: 81, protocol: TCP}", "{port: \"81\", protocol: TCP}")
+            .replacen(
+                "labels: {pod: b}",
+                "labels: {pod: b, version: 1.10, on: yes}",
+                1,
+            )
+            .replacen("count: 3}", "count: \"3\"}", 1);
+        let spec = LabSpec::parse(&yaml, "lab.yaml").unwrap();
+        assert_eq!(spec.pods[1].ports[0].port, 81);
+        assert_eq!(
+            spec.pods[1].labels,
+            Labels::from([
+                ("pod".into(), "b".into()),
+                ("version".into(), "1.10".into()),
+                ("on".into(), "yes".into()),
+            ])
+        );
+        assert_eq!(spec.traffic[3].count, Some(3));
+        assert_refused(
+            &with("{port: 81, protocol: TCP}", "{port: 0x51, protocol: TCP}"),
+            "port: 0x51",
+            "pods[1].ports[0].port",
+            "\"0x51\" is not a port number, 1 to 65535",
+        );
+        assert_refused(
+            &with("labels: {pod: b}", "labels: {pod: }"),
+            "labels: {pod: }",
+            "pods[1].labels[\"pod\"]",
+            "has no value; write one",
+        );
+        assert_refused(
+            &with(
+                "{port: 81, protocol: TCP}",
+                "{port: 81, protocol: TCP, 8: x}",
+            ),
+            "8: x",
+            "pods[1].ports[0]",
+            "unknown key \"8\"; accepted keys: port, protocol, name, app",
+        );
+        // An optional list written with nothing after it is refused, not read as empty.
+        assert_refused_at(
+            &with(
+                "    ports:\n      - {port: 81, protocol: TCP}\n",
+                "    ports:\n",
+            ),
+            line_of(BASE, "ip: 198.18.1.1") + 1,
+            "pods[1].ports",
+            "expected a list of `- ` items, found nothing (null)",
+        );
+        // One document only: refused where the second starts.
+        assert_refused_at(
+            &format!("{BASE}---\n{BASE}"),
+            line_of(BASE, "count: 3") + 2,
+            "",
+            "only single YAML document expected",
         );
     }
 
@@ -1942,7 +1850,7 @@ traffic:
             "pods[1].ports[0].protocol",
             "required, but missing",
         );
-        // Reported at the item, not where the deserializer noticed (its last key).
+        // Reported at the item, where the mapping starts, not at its last key.
         assert_refused(
             &with("  - name: b\n    namespace: y\n", "  - name: b\n"),
             "name: b",
@@ -2008,6 +1916,12 @@ traffic:
             "pods[1]",
             "key \"ip\" is written twice",
         );
+        assert_refused(
+            &with("labels: {pod: b}", "labels: {pod: b, pod: c}"),
+            "pod: c",
+            "pods[1].labels",
+            "key \"pod\" is written twice",
+        );
     }
 
     #[test]
@@ -2047,7 +1961,7 @@ traffic:
             &with("  - name: a\n", "  - name: [a]\n"),
             "name: [a]",
             "pods[0].name",
-            "expected a single value here, not a list or a mapping",
+            "expected a single value such as text or a number, found a list",
         );
         assert_refused_at(
             &with("  - name: a\n", "  - name:\n"),
@@ -2597,5 +2511,34 @@ traffic:
         let error = LabSpec::parse(&yaml, "lab.yaml").unwrap_err();
         assert!(!error.to_string().contains('\n'), "{error}");
         assert!(error.to_string().contains("\"a\\nb\""), "{error}");
+    }
+
+    /// Every lab file in the repository (tests/labs and the built-in demo) loads and plans.
+    #[test]
+    fn every_lab_file_in_the_repository_loads() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/labs");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "no lab files in {dir}");
+        let mut texts: Vec<(String, String)> = files
+            .iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(path).unwrap();
+                (path.display().to_string(), text)
+            })
+            .collect();
+        texts.push((DEMO_SOURCE.to_owned(), DEMO_YAML.to_owned()));
+        for (name, text) in texts {
+            let spec = LabSpec::parse(&text, &name).unwrap_or_else(|error| panic!("{error}"));
+            let plan = spec.plan().unwrap_or_else(|error| panic!("{error}"));
+            assert_eq!(plan.pods.len(), spec.pods.len(), "{name}");
+            if std::env::var_os("LAB_PLAN_DUMP").is_some() {
+                eprintln!("PLAN {name} {spec:?} {plan:?}");
+            }
+        }
     }
 }

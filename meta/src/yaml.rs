@@ -14,10 +14,10 @@
 //! So each document is read once, with `serde-saphyr`, into a [`Node`] tree, and the typed
 //! readers walk that tree. Messages read `file:line:column: field.path: problem` ([`Problem`]).
 //!
-//! The lab file (`flowscope-lab`) is one fixed shape, stops at its first problem and reads
-//! every scalar as text, so it still derives its reader with `serde-saphyr`'s `Spanned`; it
-//! shares [`options`], [`sanitize`] and the YAML syntax messages ([`syntax_message`]) from
-//! here, so both files report broken YAML alike.
+//! The lab file (`flowscope-lab`) is read by the same tree and readers: it is one document
+//! ([`parse_document`]), reports the first problem its reading finds, and judges every scalar
+//! as the text written ([`scalar_text`]), so `port: "80"`, `port: 80` and the label value
+//! `1.10` read as written.
 
 use std::fmt;
 
@@ -89,6 +89,14 @@ impl Pos {
 pub struct Node {
     pub at: Pos,
     pub value: Value,
+    /// A scalar YAML reads as something other than a string (`80`, `1.10`, `0x50`, `yes`),
+    /// as written in the file: readers that take every scalar as text ([`scalar_text`]) need
+    /// `1.10` and `080` as typed, not as the number YAML makes of them. `None` for strings,
+    /// lists and mappings.
+    pub written: Option<String>,
+    /// Where the value's text is in its document, in bytes (offset, length), when known; only
+    /// needed until `written` is filled in.
+    span: Option<(usize, usize)>,
 }
 
 /// A YAML value, keeping the scalar's type as the YAML 1.1 reading Kubernetes uses gives it.
@@ -106,9 +114,24 @@ pub enum Value {
 /// One `key: value` of a mapping.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
+    /// As YAML reads it: a key read as a boolean or a number is its value as text (`yes` is
+    /// "true", as Kubernetes' YAML 1.1 reading makes it).
     pub key: String,
     pub key_at: Pos,
     pub value: Node,
+    /// A key YAML reads as something other than a string (`yes`, `080`), as written; `None`
+    /// for string keys. See [`Entry::written_key`].
+    pub key_written: Option<String>,
+    /// Where a key that is not a string is in its document, in bytes (offset, length).
+    key_span: Option<(usize, usize)>,
+}
+
+impl Entry {
+    /// The key as written in the file, for messages and for readers that take every key as
+    /// text.
+    pub fn written_key(&self) -> &str {
+        self.key_written.as_deref().unwrap_or(&self.key)
+    }
 }
 
 impl Value {
@@ -143,6 +166,24 @@ impl Node {
         }
     }
 
+    /// Fills in [`Node::written`] for every scalar that is not a string, from the text the
+    /// document was read from.
+    fn fill_written(&mut self, text: &str) {
+        match &mut self.value {
+            Value::Seq(items) => items.iter_mut().for_each(|n| n.fill_written(text)),
+            Value::Map(entries) => {
+                for entry in entries {
+                    entry.key_written = written(text, entry.key_span);
+                    entry.value.fill_written(text);
+                }
+            }
+            Value::Str(_) => {}
+            Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => {
+                self.written = written(text, self.span);
+            }
+        }
+    }
+
     fn shift(&mut self, line_offset: u64) {
         if self.at.line != 0 {
             self.at.line += line_offset;
@@ -162,6 +203,20 @@ impl Node {
     }
 }
 
+/// The text at `span` of `text`, trimmed; `None` when unknown or empty.
+fn written(text: &str, span: Option<(usize, usize)>) -> Option<String> {
+    span.and_then(|(start, len)| text.get(start..start.checked_add(len)?))
+        .map(|written| written.trim().to_owned())
+        .filter(|written| !written.is_empty())
+}
+
+fn byte_span(location: Location) -> Option<(usize, usize)> {
+    let span = location.span();
+    let start = usize::try_from(span.byte_offset()?).ok()?;
+    let len = usize::try_from(span.byte_len()?).ok()?;
+    Some((start, len))
+}
+
 // Reading a tree: every value is `Spanned`, keys too, so a message can point at either.
 
 struct RawNode(Value);
@@ -173,9 +228,12 @@ impl<'de> Deserialize<'de> for RawNode {
 }
 
 fn node(spanned: Spanned<RawNode>) -> Node {
+    let span = byte_span(spanned.referenced);
     Node {
         at: Pos::from_location(spanned.referenced, 0),
         value: spanned.value.0,
+        written: None,
+        span,
     }
 }
 
@@ -193,9 +251,11 @@ impl<'de> Visitor<'de> for NodeVisitor {
         while let Some(key) = map.next_key::<Spanned<KeyText>>()? {
             let value = map.next_value::<Spanned<RawNode>>()?;
             entries.push(Entry {
-                key: key.value.0,
+                key: key.value.text,
                 key_at: Pos::from_location(key.referenced, 0),
                 value: node(value),
+                key_written: None,
+                key_span: key.value.typed.then(|| byte_span(key.referenced)).flatten(),
             });
         }
         Ok(RawNode(Value::Map(entries)))
@@ -255,8 +315,21 @@ impl<'de> Visitor<'de> for NodeVisitor {
 }
 
 /// A mapping key as text. Kubernetes objects only have string keys; a key YAML reads as a
-/// number (`80: x`) is kept as written so the unknown-key message shows it.
-struct KeyText(String);
+/// boolean or a number (`80: x`, `yes: x`) is `typed`, so that its text as written can be
+/// recovered for messages ([`Entry::written_key`]).
+struct KeyText {
+    text: String,
+    typed: bool,
+}
+
+impl KeyText {
+    fn text(text: String) -> KeyText {
+        KeyText { text, typed: false }
+    }
+    fn typed(text: String) -> KeyText {
+        KeyText { text, typed: true }
+    }
+}
 
 impl<'de> Deserialize<'de> for KeyText {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -273,28 +346,28 @@ impl<'de> Visitor<'de> for KeyVisitor {
         f.write_str("a key")
     }
     fn visit_str<E>(self, v: &str) -> Result<KeyText, E> {
-        Ok(KeyText(v.to_owned()))
+        Ok(KeyText::text(v.to_owned()))
     }
     fn visit_string<E>(self, v: String) -> Result<KeyText, E> {
-        Ok(KeyText(v))
+        Ok(KeyText::text(v))
     }
     fn visit_bool<E>(self, v: bool) -> Result<KeyText, E> {
-        Ok(KeyText(v.to_string()))
+        Ok(KeyText::typed(v.to_string()))
     }
     fn visit_i64<E>(self, v: i64) -> Result<KeyText, E> {
-        Ok(KeyText(v.to_string()))
+        Ok(KeyText::typed(v.to_string()))
     }
     fn visit_u64<E>(self, v: u64) -> Result<KeyText, E> {
-        Ok(KeyText(v.to_string()))
+        Ok(KeyText::typed(v.to_string()))
     }
     fn visit_f64<E>(self, v: f64) -> Result<KeyText, E> {
-        Ok(KeyText(v.to_string()))
+        Ok(KeyText::typed(v.to_string()))
     }
     fn visit_unit<E>(self) -> Result<KeyText, E> {
-        Ok(KeyText("null".to_owned()))
+        Ok(KeyText::typed("null".to_owned()))
     }
     fn visit_none<E>(self) -> Result<KeyText, E> {
-        Ok(KeyText("null".to_owned()))
+        Ok(KeyText::typed("null".to_owned()))
     }
     fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<KeyText, D::Error> {
         KeyText::deserialize(d)
@@ -354,7 +427,7 @@ fn is_blank(text: &str) -> bool {
 
 /// How flowscope reads YAML: without the crate's source snippets, since every message
 /// carries file:line:column already and the snippets would repeat them over several lines.
-pub fn options() -> serde_saphyr::Options {
+fn options() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     options.with_snippet = false;
     options
@@ -362,30 +435,94 @@ pub fn options() -> serde_saphyr::Options {
 
 /// Reads one document. The error is where the YAML breaks and why.
 pub fn parse_chunk(chunk: Chunk<'_>) -> Result<Node, (Pos, String)> {
-    match serde_saphyr::from_str_with_options::<Spanned<RawNode>>(chunk.text, options()) {
-        Ok(spanned) => {
-            let mut tree = node(spanned);
+    match read_tree(chunk.text, options()) {
+        Ok(mut tree) => {
             tree.shift(chunk.first_line);
             Ok(tree)
         }
-        Err(error) => Err(yaml_error(&error, chunk.first_line)),
+        Err(error) => Err(yaml_error(&error, chunk.first_line, "document")),
     }
 }
 
-fn yaml_error(error: &serde_saphyr::Error, line_offset: u64) -> (Pos, String) {
+/// YAML that cannot be read as a tree: where it breaks, the field it breaks in when that is
+/// known (a key written twice names the mapping it is in), and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub at: Pos,
+    /// E.g. `pods[1]` for a key written twice in that item; empty when unknown.
+    pub field: String,
+    pub message: String,
+}
+
+/// Reads a whole text as one document, for files that hold exactly one (a lab file); `unit`
+/// is what the text is to its reader ("file"), as messages name it ("the file ends too
+/// early").
+pub fn parse_document(text: &str, unit: &str) -> Result<Node, SyntaxError> {
+    read_tree(text, options()).map_err(|error| {
+        let (at, message) = yaml_error(&error, 0, unit);
+        let field = match error.without_snippet() {
+            serde_saphyr::Error::DuplicateMappingKey { .. } => duplicate_key_field(text, at),
+            _ => String::new(),
+        };
+        SyntaxError { at, field, message }
+    })
+}
+
+fn read_tree(text: &str, options: serde_saphyr::Options) -> Result<Node, serde_saphyr::Error> {
+    let spanned = serde_saphyr::from_str_with_options::<Spanned<RawNode>>(text, options)?;
+    let mut tree = node(spanned);
+    tree.fill_written(text);
+    Ok(tree)
+}
+
+/// The path of the mapping holding the key written twice at `at`, from a second reading that
+/// lets repeated keys through; empty when it cannot be found.
+fn duplicate_key_field(text: &str, at: Pos) -> String {
+    let mut options = options();
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
+    read_tree(text, options)
+        .ok()
+        .and_then(|tree| mapping_with_key_at(&tree, at, String::new()))
+        .unwrap_or_default()
+}
+
+fn mapping_with_key_at(node: &Node, at: Pos, path: String) -> Option<String> {
+    match &node.value {
+        Value::Map(entries) => {
+            if entries.iter().any(|entry| entry.key_at == at) {
+                return Some(path);
+            }
+            entries.iter().find_map(|entry| {
+                let child = if path.is_empty() {
+                    sanitize(&entry.key)
+                } else {
+                    format!("{path}.{}", sanitize(&entry.key))
+                };
+                mapping_with_key_at(&entry.value, at, child)
+            })
+        }
+        Value::Seq(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| mapping_with_key_at(item, at, format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
+fn yaml_error(error: &serde_saphyr::Error, line_offset: u64, unit: &str) -> (Pos, String) {
     let error = error.without_snippet();
     let at = error
         .location()
         .map(|l| Pos::from_location(l, line_offset))
         .unwrap_or_default();
-    let message = syntax_message(error, "document").unwrap_or_else(|| invalid_yaml(error));
+    let message = syntax_message(error, unit).unwrap_or_else(|| invalid_yaml(error));
     (at, message)
 }
 
 /// The message for YAML that breaks the rules every reader shares (a key written twice, the
 /// text ending early, an alias without an anchor), in words a user of the file knows; `unit`
 /// is what the text is to its reader ("document", "file"). `None` for other errors.
-pub fn syntax_message(error: &serde_saphyr::Error, unit: &str) -> Option<String> {
+fn syntax_message(error: &serde_saphyr::Error, unit: &str) -> Option<String> {
     use serde_saphyr::Error as E;
 
     Some(match error.without_snippet() {
@@ -402,7 +539,7 @@ pub fn syntax_message(error: &serde_saphyr::Error, unit: &str) -> Option<String>
 }
 
 /// `invalid YAML: ` and the crate's own words, made safe to print.
-pub fn invalid_yaml(error: &serde_saphyr::Error) -> String {
+fn invalid_yaml(error: &serde_saphyr::Error) -> String {
     format!(
         "invalid YAML: {}",
         sanitize(&serde_saphyr::UserMessageFormatter.format_message(error.without_snippet()))
@@ -472,6 +609,8 @@ pub struct Object<'n> {
     entries: &'n [Entry],
     taken: Vec<bool>,
     known: Vec<&'static str>,
+    /// Required keys found absent or empty, reported by [`Object::finish`].
+    lacking: Vec<(&'static str, Option<Pos>)>,
 }
 
 impl<'n> Object<'n> {
@@ -499,6 +638,7 @@ impl<'n> Object<'n> {
             entries,
             taken: vec![false; entries.len()],
             known: Vec::new(),
+            lacking: Vec::new(),
         })
     }
 
@@ -525,6 +665,23 @@ impl<'n> Object<'n> {
         self.entries.iter().any(|e| e.key == key)
     }
 
+    /// Where `key` is written, even with a null value.
+    pub fn key_at(&self, key: &str) -> Option<Pos> {
+        self.entries.iter().find(|e| e.key == key).map(|e| e.key_at)
+    }
+
+    /// The value at `key`, which must be there. [`Object::finish`] reports it, after the unknown
+    /// keys (a misspelt key is the usual reason one is missing): when absent as missing,
+    /// pointing at the object; when written with nothing after it (or `~`, `null`) as having
+    /// no value, pointing at the key.
+    pub fn require(&mut self, key: &'static str) -> Option<&'n Node> {
+        let node = self.take(key);
+        if node.is_none() {
+            self.lacking.push((key, self.key_at(key)));
+        }
+        node
+    }
+
     /// Accepts `key` without reading it: fields the API server sets (`status`, `uid`, ...) that
     /// an exported manifest carries and that change nothing about the policy.
     pub fn ignore(&mut self, key: &'static str) {
@@ -542,7 +699,8 @@ impl<'n> Object<'n> {
         }
     }
 
-    /// Refuses every key not read, naming the keys that are accepted here.
+    /// Refuses every key not read, naming the keys that are accepted here, then reports the
+    /// required keys found lacking ([`Object::require`]).
     pub fn finish(self, d: &mut Diagnostics<'_>) {
         for (entry, taken) in self.entries.iter().zip(&self.taken) {
             if !taken {
@@ -552,9 +710,16 @@ impl<'n> Object<'n> {
                     &self.path,
                     format!(
                         "unknown key {:?}; accepted keys: {accepted}",
-                        sanitize(&entry.key)
+                        sanitize(entry.written_key())
                     ),
                 );
+            }
+        }
+        for (key, written_at) in &self.lacking {
+            let path = self.child(key);
+            match written_at {
+                Some(at) => d.push(*at, &path, "has no value; write one"),
+                None => d.push(self.at, &path, "required, but missing"),
             }
         }
     }
@@ -627,6 +792,40 @@ pub fn int_or_string(d: &mut Diagnostics<'_>, f: Field<'_, '_>) -> Option<IntOrS
         Value::Str(s) => Some(IntOrString::Str(s.clone())),
         _ => {
             mismatch(d, f, "a number or a string");
+            None
+        }
+    }
+}
+
+/// Any scalar as the text written in the file, for readers that judge every value as text
+/// (the lab file reads `port: 80`, `port: "80"` and a label value `1.10` alike): a string as
+/// YAML reads it (quotes and escapes resolved), any other scalar as written (`080`, `1.10`,
+/// `yes`). A list, a mapping or a null is recorded as a problem.
+pub fn scalar_text(d: &mut Diagnostics<'_>, f: Field<'_, '_>) -> Option<String> {
+    match &f.node.value {
+        Value::Str(s) => Some(s.clone()),
+        Value::Null => {
+            d.push(f.node.at, f.path, "has no value; write one");
+            None
+        }
+        Value::Seq(_) | Value::Map(_) => {
+            mismatch(d, f, "a single value such as text or a number");
+            None
+        }
+        Value::Bool(b) => Some(f.node.written.clone().unwrap_or_else(|| b.to_string())),
+        Value::Int(n) => Some(f.node.written.clone().unwrap_or_else(|| n.to_string())),
+        Value::Float(x) => Some(f.node.written.clone().unwrap_or_else(|| x.to_string())),
+    }
+}
+
+/// The entries of a mapping, for readers that take whatever keys are written (labels); a null
+/// is an empty mapping.
+pub fn mapping<'n>(d: &mut Diagnostics<'_>, f: Field<'n, '_>) -> Option<&'n [Entry]> {
+    match &f.node.value {
+        Value::Map(entries) => Some(entries),
+        Value::Null => Some(&[]),
+        _ => {
+            mismatch(d, f, "a mapping of `key: value` entries");
             None
         }
     }
@@ -850,6 +1049,112 @@ mod tests {
         assert_eq!(
             d.errors[0].message,
             "expected a string, found the number 8080; write it quoted: \"8080\""
+        );
+    }
+
+    #[test]
+    fn scalars_read_as_text_keep_what_was_written() {
+        let text = "a: 080\nb: {p: 1.10, q: yes, s: 0x50, t: \"8\\x41\"}\nc: [5, 1e3]\n";
+        let tree = parse_document(text, "file").expect("valid YAML");
+        let mut d = Diagnostics::new("p.yaml");
+        let mut text_at = |node: &Node| scalar_text(&mut d, Field { node, path: "x" });
+        let b = tree.get("b").expect("b");
+        assert_eq!(text_at(tree.get("a").expect("a")).as_deref(), Some("080"));
+        assert_eq!(text_at(b.get("p").expect("p")).as_deref(), Some("1.10"));
+        assert_eq!(text_at(b.get("q").expect("q")).as_deref(), Some("yes"));
+        assert_eq!(text_at(b.get("s").expect("s")).as_deref(), Some("0x50"));
+        // A quoted string is its value, escapes resolved.
+        assert_eq!(text_at(b.get("t").expect("t")).as_deref(), Some("8A"));
+        let Value::Seq(items) = &tree.get("c").expect("c").value else {
+            panic!("c is a list")
+        };
+        assert_eq!(text_at(&items[1]).as_deref(), Some("1e3"));
+        assert_eq!(text_at(tree.get("c").expect("c")), None);
+        assert_eq!(
+            d.errors[0].to_string(),
+            "p.yaml:3:4: x: expected a single value such as text or a number, found a list"
+        );
+        assert_eq!(d.count(), 1);
+    }
+
+    #[test]
+    fn a_document_names_the_mapping_that_repeats_a_key() {
+        let text = "pods:\n  - name: a\n  - name: b\n    ip: 1\n    ip: 2\n";
+        let error = parse_document(text, "file").expect_err("duplicate");
+        assert_eq!(
+            error,
+            SyntaxError {
+                at: Pos { line: 5, column: 5 },
+                field: "pods[1]".into(),
+                message: "key \"ip\" is written twice".into(),
+            }
+        );
+        let error = parse_document("a: [1\n", "file").expect_err("broken");
+        assert_eq!(error.field, "");
+        assert!(
+            error.message.starts_with("invalid YAML") || error.message == "the file ends too early",
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn required_keys_tell_missing_from_empty() {
+        let tree = parse_document("item:\n  name:\n  other: 1\n", "file").expect("valid YAML");
+        let mut d = Diagnostics::new("p.yaml");
+        let item = tree.get("item").expect("item");
+        let mut object = Object::new(&mut d, item, "item").expect("mapping");
+        assert_eq!(object.key_at("name"), Some(Pos { line: 2, column: 3 }));
+        assert_eq!(object.key_at("kind"), None);
+        assert!(object.require("name").is_none());
+        assert!(object.require("kind").is_none());
+        object.finish(&mut d);
+        let messages: Vec<String> = d.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [
+                "p.yaml:3:3: item: unknown key \"other\"; accepted keys: name, kind",
+                "p.yaml:2:3: item.name: has no value; write one",
+                "p.yaml:2:3: item.kind: required, but missing",
+            ]
+        );
+    }
+
+    #[test]
+    fn mappings_of_any_keys_and_null_as_empty() {
+        let tree = parse_document("l: {a: 1}\ne:\ns: x\n", "file").expect("valid YAML");
+        let mut d = Diagnostics::new("p.yaml");
+        let field = |key| Field {
+            node: tree.get(key).expect("key"),
+            path: "l",
+        };
+        assert_eq!(mapping(&mut d, field("l")).map(<[Entry]>::len), Some(1));
+        assert_eq!(mapping(&mut d, field("e")).map(<[Entry]>::len), Some(0));
+        assert!(mapping(&mut d, field("s")).is_none());
+        assert_eq!(
+            d.errors[0].message,
+            "expected a mapping of `key: value` entries, found the string \"x\""
+        );
+    }
+
+    #[test]
+    fn keys_that_are_not_strings_keep_what_was_written() {
+        let tree = parse_document("y: 1\n080: 2\nname: 3\n", "file").expect("valid YAML");
+        let Value::Map(entries) = &tree.value else {
+            panic!("a mapping")
+        };
+        let keys: Vec<(&str, &str)> = entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.written_key()))
+            .collect();
+        assert_eq!(keys, [("true", "y"), ("80", "080"), ("name", "name")]);
+        let mut d = Diagnostics::new("p.yaml");
+        let mut object = Object::new(&mut d, &tree, "").expect("mapping");
+        let _ = object.take("name");
+        object.finish(&mut d);
+        assert_eq!(
+            d.errors[0].message, "unknown key \"y\"; accepted keys: name",
+            "{:?}",
+            d.errors
         );
     }
 }
