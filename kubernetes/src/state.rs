@@ -57,7 +57,7 @@ pub struct ApiStatus {
     /// position (`410 Gone`: its history was compacted while the watch was away). Not an
     /// error: what the list says replaces what the watch knew, deletions missed included.
     pub relists: u64,
-    /// Whether the Cilium policy kinds are served (their CRDs installed).
+    /// Whether a Cilium policy kind is served (its CRD installed).
     pub cilium_crds: bool,
 }
 

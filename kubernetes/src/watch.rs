@@ -129,6 +129,8 @@ pub(crate) async fn run(client: Client, server: String, out: watch::Sender<Arc<C
     let mut maps: BTreeMap<Kind, BTreeMap<String, Item>> = BTreeMap::new();
     let mut synced: BTreeMap<Kind, bool> = KINDS.iter().map(|k| (*k, false)).collect();
     let mut failing: BTreeMap<Kind, bool> = BTreeMap::new();
+    // Whether each kind is served (false: a CRD not installed).
+    let mut served: BTreeMap<Kind, bool> = BTreeMap::new();
     let mut status = ApiStatus {
         server,
         ..ApiStatus::default()
@@ -143,6 +145,14 @@ pub(crate) async fn run(client: Client, server: String, out: watch::Sender<Arc<C
         tokio::select! {
             change = rx.recv() => {
                 let Some(change) = change else { break };
+                // A kind still not served, looked for again, changes nothing.
+                if let Change::Absent(kind) = &change
+                    && synced[kind]
+                    && served.get(kind) == Some(&false)
+                    && !failing.get(kind).copied().unwrap_or(false)
+                {
+                    continue;
+                }
                 dirty = true;
                 if let Change::Reset(kind, _)
                 | Change::Upsert(kind, ..)
@@ -157,9 +167,7 @@ pub(crate) async fn run(client: Client, server: String, out: watch::Sender<Arc<C
                         maps.insert(kind, items.into_iter().collect());
                         synced.insert(kind, true);
                         failing.insert(kind, false);
-                        if kind.is_cilium() {
-                            status.cilium_crds = true;
-                        }
+                        served.insert(kind, true);
                     }
                     Change::Upsert(kind, key, item) => {
                         maps.entry(kind).or_default().insert(key, item);
@@ -180,7 +188,7 @@ pub(crate) async fn run(client: Client, server: String, out: watch::Sender<Arc<C
                         maps.insert(kind, BTreeMap::new());
                         synced.insert(kind, true);
                         failing.insert(kind, false);
-                        status.cilium_crds = false;
+                        served.insert(kind, false);
                     }
                     Change::Healthy(kind) => {
                         failing.insert(kind, false);
@@ -203,6 +211,7 @@ pub(crate) async fn run(client: Client, server: String, out: watch::Sender<Arc<C
                     policies_revision += 1;
                 }
                 status.synced = synced.values().all(|s| *s);
+                status.cilium_crds = served.iter().any(|(k, s)| k.is_cilium() && *s);
                 let connected = !failing.values().any(|f| *f);
                 if connected != status.connected {
                     if connected {
