@@ -291,6 +291,33 @@ async fn relabelled_and_deleted_pods_take_their_identity_and_policies_with_them(
         identity(&observer, "store/reports-job-x2k8p")
     });
 
+    // A change that touches nothing policies read (an annotation) is seen, and compiles
+    // nothing again.
+    let (seen, installed) = (
+        observer.status()["kubernetes"]["revision"]
+            .as_u64()
+            .unwrap(),
+        observer.policy_revision(),
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "store");
+    pods.patch(
+        "reports-job-x2k8p",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"note": "unrelated"}}})),
+    )
+    .await
+    .expect("annotate");
+    eventually("the annotation seen", WAIT, || {
+        (observer.status()["kubernetes"]["revision"].as_u64()? > seen).then_some(())
+    });
+    // The policy loop polls every 250 ms: a recompile would have happened by the next status.
+    assert!(reaches_api("web") && !reaches_api("batch"));
+    assert_eq!(
+        observer.policy_revision(),
+        installed,
+        "an annotation recompiled the policies"
+    );
+
     // reports relabelled as a checkout: same identity as checkout now, and admitted.
     let before = observer.policy_revision();
     pod(
