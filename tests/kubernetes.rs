@@ -420,8 +420,9 @@ async fn services_nodes_and_workloads_name_the_flows() {
         WEB,
     )
     .await;
-    // The Service orders (port 80 -> 8080) and its Endpoints, as the endpoints controller
-    // (which a bare API server lacks) would write them.
+    // The Service orders (port 80 -> 8080) and its EndpointSlice, as the EndpointSlice
+    // controller (which a bare API server lacks) would write it: `v1beta1` is what 1.20 serves,
+    // and no Endpoints object exists.
     util::kube_apply(
         &client,
         json!({"apiVersion": "v1", "kind": "Service",
@@ -433,14 +434,20 @@ async fn services_nodes_and_workloads_name_the_flows() {
     .await;
     util::kube_apply(
         &client,
-        json!({"apiVersion": "v1", "kind": "Endpoints",
-               "metadata": {"name": "orders", "namespace": "store"},
-               "subsets": [{"addresses": [{"ip": API}],
-                            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]}),
+        json!({"apiVersion": "discovery.k8s.io/v1beta1", "kind": "EndpointSlice",
+               "metadata": {"name": "orders-x7k2p", "namespace": "store",
+                            "labels": {"kubernetes.io/service-name": "orders"}},
+               "addressType": "IPv4",
+               "endpoints": [{"addresses": [API], "conditions": {"ready": true}}],
+               "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}),
     )
     .await;
     let observer = observer(&api);
     let server = observer.api.to_string();
+    assert_eq!(
+        observer.status()["kubernetes"]["service_backends"],
+        "discovery.k8s.io/v1beta1 EndpointSlice"
+    );
 
     // A request to the service's backend names the service; the answer comes from it.
     let to_service = eventually("a flow to the orders service", WAIT, || {
@@ -539,6 +546,39 @@ async fn services_nodes_and_workloads_name_the_flows() {
     assert!(
         checkout.contains(WEB) && checkout.contains("fsl") && checkout.contains("k8s:app=checkout"),
         "{listed}"
+    );
+
+    // A server that serves no EndpointSlices: the backends come from the Endpoints object.
+    drop(observer);
+    let no_slices = api.replica_with(&["--runtime-config=discovery.k8s.io/v1beta1=false"]);
+    util::kube_apply(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Endpoints",
+               "metadata": {"name": "orders", "namespace": "store"},
+               "subsets": [{"addresses": [{"ip": API}],
+                            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]}),
+    )
+    .await;
+    let observer = self::observer(&no_slices);
+    let server = observer.api.to_string();
+    assert_eq!(
+        observer.status()["kubernetes"]["service_backends"],
+        "v1 Endpoints"
+    );
+    let to_service = eventually(
+        "a flow to the orders service, from its Endpoints",
+        WAIT,
+        || {
+            assert!(reaches_api("web"));
+            observe_json(&server, &["--to-service", "store/orders", "--last", "20"])
+                .into_iter()
+                .find(|f| f["source"]["pod_name"] == "checkout-5d8f9c")
+        },
+    );
+    assert_eq!(
+        to_service["destination_service"],
+        json!({"name": "orders", "namespace": "store"}),
+        "{to_service}"
     );
 }
 

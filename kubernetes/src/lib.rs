@@ -1,5 +1,5 @@
 //! The Kubernetes source: what the API server says of pods, namespaces, services (with their
-//! Endpoints), nodes and network policies, kept current by watches and handed to the rest of
+//! EndpointSlices, or Endpoints where slices are not served), nodes and network policies, kept current by watches and handed to the rest of
 //! flowscope as one immutable snapshot ([`ClusterState`]) at a time.
 //!
 //! Data flow: one kube-rs watcher per kind (list, then watch; relisted by kube-runtime after a
@@ -37,6 +37,7 @@ pub const WATCHED: &[(&str, &str)] = &[
     ("", "namespaces"),
     ("", "services"),
     ("", "endpoints"),
+    ("discovery.k8s.io", "endpointslices"),
     ("", "nodes"),
     ("networking.k8s.io", "networkpolicies"),
     ("cilium.io", "ciliumnetworkpolicies"),

@@ -59,6 +59,9 @@ pub struct ApiStatus {
     pub relists: u64,
     /// Whether a Cilium policy kind is served (its CRD installed).
     pub cilium_crds: bool,
+    /// Where services' backends are read from: `discovery.k8s.io/v1 EndpointSlice` (or
+    /// `v1beta1`), or `v1 Endpoints` where the server serves no slices; empty until known.
+    pub service_backends: String,
 }
 
 /// A pod, as flowscope needs it.

@@ -1,6 +1,11 @@
 //! One watcher per kind feeding one aggregator that owns the maps and publishes snapshots.
 
-use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+    sync::Arc,
+    time::Duration,
+};
 
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service as KubeService};
@@ -9,6 +14,7 @@ use kube::{
     api::{ApiResource, DynamicObject, GroupVersionKind},
     runtime::{WatchStreamExt as _, watcher},
 };
+use serde::Deserialize as _;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -23,7 +29,8 @@ enum Kind {
     Namespace,
     Pod,
     Service,
-    Endpoints,
+    /// The backends of services: EndpointSlices where the server serves them, else Endpoints.
+    Backends,
     Node,
     NetworkPolicy,
     CiliumNetworkPolicy,
@@ -35,7 +42,7 @@ const KINDS: [Kind; 8] = [
     Kind::Namespace,
     Kind::Pod,
     Kind::Service,
-    Kind::Endpoints,
+    Kind::Backends,
     Kind::Node,
     Kind::NetworkPolicy,
     Kind::CiliumNetworkPolicy,
@@ -50,13 +57,22 @@ impl Kind {
         )
     }
 
+    /// The API groups and resources (plural) the kind may be read from.
+    #[cfg(test)]
+    fn resources(self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            Kind::Backends => vec![("discovery.k8s.io", "endpointslices"), ("", "endpoints")],
+            _ => vec![self.resource()],
+        }
+    }
+
     /// The API group and resource (plural) of the kind.
     fn resource(self) -> (&'static str, &'static str) {
         match self {
             Kind::Namespace => ("", "namespaces"),
             Kind::Pod => ("", "pods"),
             Kind::Service => ("", "services"),
-            Kind::Endpoints => ("", "endpoints"),
+            Kind::Backends => ("discovery.k8s.io", "endpointslices"),
             Kind::Node => ("", "nodes"),
             Kind::NetworkPolicy => ("networking.k8s.io", "networkpolicies"),
             Kind::CiliumNetworkPolicy => ("cilium.io", "ciliumnetworkpolicies"),
@@ -81,7 +97,7 @@ impl Kind {
             Kind::Namespace => "Namespace",
             Kind::Pod => "Pod",
             Kind::Service => "Service",
-            Kind::Endpoints => "Endpoints",
+            Kind::Backends => "EndpointSlice",
             Kind::Node => "Node",
         }
     }
@@ -92,9 +108,13 @@ impl Kind {
 enum Item {
     Namespace(BTreeMap<String, String>),
     Pod(PodInfo),
-    /// A service without its backends, which come from its Endpoints.
+    /// A service without its backends, which come from its EndpointSlices (or Endpoints).
     Service(ServiceInfo),
-    Endpoints(Vec<Backend>),
+    /// Backends of the service `namespace/name`: one EndpointSlice's, or its Endpoints'.
+    Backends {
+        service: String,
+        backends: Vec<Backend>,
+    },
     Node(NodeInfo),
     Policy(PolicyObject),
 }
@@ -113,6 +133,8 @@ enum Change {
     Absent(Kind),
     /// A request succeeded after errors.
     Healthy(Kind),
+    /// Where services' backends are read from.
+    BackendsFrom(&'static str),
 }
 
 pub(crate) async fn run(client: Client, server: String, out: watch::Sender<Arc<ClusterState>>) {
@@ -193,6 +215,10 @@ pub(crate) async fn run(client: Client, server: String, out: watch::Sender<Arc<C
                     Change::Healthy(kind) => {
                         failing.insert(kind, false);
                     }
+                    Change::BackendsFrom(resource) => {
+                        info!(resource, "Service backends");
+                        status.service_backends = resource.into();
+                    }
                 }
             }
             _ = probe.tick(), if failing.values().any(|f| *f) => {
@@ -242,7 +268,24 @@ fn snapshot(
         status: status.clone(),
         ..ClusterState::default()
     };
-    let endpoints = maps.get(&Kind::Endpoints);
+    // A service's backends are spread over its slices.
+    let mut backends: HashMap<&str, Vec<Backend>> = HashMap::new();
+    for item in maps
+        .get(&Kind::Backends)
+        .into_iter()
+        .flat_map(|m| m.values())
+    {
+        if let Item::Backends {
+            service,
+            backends: b,
+        } = item
+        {
+            backends
+                .entry(service)
+                .or_default()
+                .extend(b.iter().cloned());
+        }
+    }
     for items in maps.values() {
         for (key, item) in items {
             match item {
@@ -252,12 +295,17 @@ fn snapshot(
                 Item::Pod(p) => state.pods.push(p.clone()),
                 Item::Service(s) => {
                     let mut service = s.clone();
-                    if let Some(Item::Endpoints(backends)) = endpoints.and_then(|e| e.get(key)) {
-                        service.backends = backends.clone();
+                    if let Some(mut b) = backends.remove(key.as_str()) {
+                        // Slices of one service may overlap while they are rebalanced.
+                        b.sort_by(|x, y| {
+                            (x.ip, x.port, &x.protocol).cmp(&(y.ip, y.port, &y.protocol))
+                        });
+                        b.dedup();
+                        service.backends = b;
                     }
                     state.services.push(service);
                 }
-                Item::Endpoints(_) => {}
+                Item::Backends { .. } => {}
                 Item::Node(n) => state.nodes.push(n.clone()),
                 Item::Policy(p) => state.policies.push(p.clone()),
             }
@@ -291,14 +339,47 @@ async fn watch_kind(client: Client, kind: Kind, tx: mpsc::UnboundedSender<Change
             })
             .await
         }
-        Kind::Endpoints => {
-            let api: Api<Endpoints> = Api::all(client);
-            pump(api, kind, tx, |e: &Endpoints| {
-                let k = key(&e.namespace().unwrap_or_default(), &e.name_any());
-                Some((k, Item::Endpoints(backends(e))))
-            })
-            .await
-        }
+        Kind::Backends => match slices_version(&client, kind, &tx).await {
+            Some(version) => {
+                let _ = tx.send(Change::BackendsFrom(if version == "v1" {
+                    "discovery.k8s.io/v1 EndpointSlice"
+                } else {
+                    "discovery.k8s.io/v1beta1 EndpointSlice"
+                }));
+                let resource = ApiResource::from_gvk_with_plural(
+                    &GroupVersionKind::gvk("discovery.k8s.io", version, "EndpointSlice"),
+                    "endpointslices",
+                );
+                let api: Api<DynamicObject> = Api::all_with(client, &resource);
+                pump(api, kind, tx, |o: &DynamicObject| {
+                    let namespace = o.namespace().unwrap_or_default();
+                    let service = o.labels().get(SERVICE_NAME_LABEL)?;
+                    Some((
+                        key(&namespace, &o.name_any()),
+                        Item::Backends {
+                            service: key(&namespace, service),
+                            backends: slice_backends(o),
+                        },
+                    ))
+                })
+                .await
+            }
+            None => {
+                let _ = tx.send(Change::BackendsFrom("v1 Endpoints"));
+                let api: Api<Endpoints> = Api::all(client);
+                pump(api, kind, tx, |e: &Endpoints| {
+                    let k = key(&e.namespace().unwrap_or_default(), &e.name_any());
+                    Some((
+                        k.clone(),
+                        Item::Backends {
+                            service: k,
+                            backends: backends(e),
+                        },
+                    ))
+                })
+                .await
+            }
+        },
         Kind::Node => {
             let api: Api<Node> = Api::all(client);
             pump(api, kind, tx, |n: &Node| {
@@ -323,6 +404,102 @@ async fn watch_kind(client: Client, kind: Kind, tx: mpsc::UnboundedSender<Change
             .await
         }
     }
+}
+
+/// The label an EndpointSlice names its service with.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Which version of EndpointSlice the server serves (`v1` since Kubernetes 1.21, `v1beta1`
+/// from 1.17 to 1.24), or `None` when it serves neither: then backends come from Endpoints.
+/// Asked until the server answers, with backoff; failures are reported as the kind's.
+async fn slices_version(
+    client: &Client,
+    kind: Kind,
+    tx: &mpsc::UnboundedSender<Change>,
+) -> Option<&'static str> {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        let mut failed = None;
+        for version in ["v1", "v1beta1"] {
+            match client
+                .list_api_group_resources(&format!("discovery.k8s.io/{version}"))
+                .await
+            {
+                Ok(list) if list.resources.iter().any(|r| r.name == "endpointslices") => {
+                    return Some(version);
+                }
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(err) => {
+                    failed = Some(err);
+                    break;
+                }
+            }
+        }
+        // Both versions answered and neither serves slices: None.
+        let err = failed?;
+        let _ = tx.send(Change::Error(
+            kind,
+            format!("discovering discovery.k8s.io: {err}"),
+        ));
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// The fields of an EndpointSlice read here, the same in `v1` and `v1beta1`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Slice {
+    #[serde(default)]
+    address_type: String,
+    #[serde(default)]
+    endpoints: Vec<SliceEndpoint>,
+    #[serde(default)]
+    ports: Option<Vec<SlicePort>>,
+}
+
+#[derive(serde::Deserialize)]
+struct SliceEndpoint {
+    #[serde(default)]
+    addresses: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct SlicePort {
+    port: Option<i32>,
+    protocol: Option<String>,
+}
+
+/// Every address of the slice (ready or not, as for Endpoints) on each of its ports. A slice
+/// of FQDNs, or a port without a number (all ports), names no address and port to match.
+fn slice_backends(o: &DynamicObject) -> Vec<Backend> {
+    let Ok(slice) = Slice::deserialize(&o.data) else {
+        return Vec::new();
+    };
+    if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+        return Vec::new();
+    }
+    let ips: Vec<IpAddr> = slice
+        .endpoints
+        .iter()
+        .flat_map(|e| &e.addresses)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let mut out = Vec::new();
+    for port in slice.ports.iter().flatten() {
+        let Some(number) = port.port.and_then(|p| u16::try_from(p).ok()) else {
+            continue;
+        };
+        for ip in &ips {
+            out.push(Backend {
+                ip: *ip,
+                port: number,
+                protocol: port.protocol.clone().unwrap_or_else(|| "TCP".into()),
+            });
+        }
+    }
+    out
 }
 
 fn key(namespace: &str, name: &str) -> String {
@@ -643,7 +820,7 @@ mod tests {
 
     #[test]
     fn the_watched_list_is_the_kinds_watched() {
-        let mut kinds: Vec<_> = KINDS.iter().map(|k| k.resource()).collect();
+        let mut kinds: Vec<_> = KINDS.iter().flat_map(|k| k.resources()).collect();
         let mut listed = crate::WATCHED.to_vec();
         kinds.sort();
         listed.sort();
@@ -750,5 +927,71 @@ mod tests {
             .map(|b| format!("{}:{}/{}", b.ip, b.port, b.protocol))
             .collect();
         assert_eq!(backends, ["198.18.1.1:8080/TCP", "198.18.1.2:8080/TCP"]);
+    }
+
+    #[test]
+    fn endpoint_slices_of_both_versions_give_backends() {
+        let show = |o: serde_json::Value| -> Vec<String> {
+            let o: DynamicObject = serde_json::from_value(o).unwrap();
+            slice_backends(&o)
+                .iter()
+                .map(|b| format!("{}:{}/{}", b.ip, b.port, b.protocol))
+                .collect()
+        };
+        let meta = serde_json::json!({"name": "api-x7k2p", "namespace": "shop",
+                                      "labels": {SERVICE_NAME_LABEL: "api"}});
+        // v1: not-ready endpoints count too; a port may carry its protocol.
+        assert_eq!(
+            show(serde_json::json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta,
+                "addressType": "IPv6",
+                "endpoints": [{"addresses": ["2001:db8::1"], "conditions": {"ready": true},
+                               "nodeName": "n1"},
+                              {"addresses": ["2001:db8::2"], "conditions": {"ready": false}}],
+                "ports": [{"name": "http", "port": 8080}, {"port": 53, "protocol": "UDP"}],
+            })),
+            [
+                "2001:db8::1:8080/TCP",
+                "2001:db8::2:8080/TCP",
+                "2001:db8::1:53/UDP",
+                "2001:db8::2:53/UDP"
+            ]
+        );
+        // v1beta1, as Kubernetes 1.17-1.24 serve it (topology instead of nodeName).
+        assert_eq!(
+            show(serde_json::json!({
+                "apiVersion": "discovery.k8s.io/v1beta1", "kind": "EndpointSlice",
+                "metadata": meta, "addressType": "IPv4",
+                "endpoints": [{"addresses": ["198.18.1.1"],
+                               "topology": {"kubernetes.io/hostname": "n1"}}],
+                "ports": [{"port": 8080, "protocol": "TCP"}],
+            })),
+            ["198.18.1.1:8080/TCP"]
+        );
+        // Names, not addresses; a port without a number (every port); no ports at all.
+        assert!(
+            show(serde_json::json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta,
+                "addressType": "FQDN", "endpoints": [{"addresses": ["db.example.org"]}],
+                "ports": [{"port": 5432}],
+            }))
+            .is_empty()
+        );
+        assert!(
+            show(serde_json::json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta,
+                "addressType": "IPv4", "endpoints": [{"addresses": ["198.18.1.1"]}],
+                "ports": [{"name": "all"}],
+            }))
+            .is_empty()
+        );
+        assert!(
+            show(serde_json::json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta,
+                "addressType": "IPv4", "endpoints": [{"addresses": ["198.18.1.1"]}],
+                "ports": null,
+            }))
+            .is_empty()
+        );
     }
 }

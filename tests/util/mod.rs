@@ -633,7 +633,13 @@ impl KubeApi {
     }
 
     fn script(&self, what: &str) {
+        self.script_with(what, &[]);
+    }
+
+    /// The script, with `args` added to the API server's command line.
+    fn script_with(&self, what: &str, args: &[&str]) {
         let out = Command::new("bash")
+            .env("KUBE_APISERVER_ARGS", args.join(" "))
             .args([
                 KUBE_SCRIPT,
                 what,
@@ -643,11 +649,17 @@ impl KubeApi {
             ])
             .output()
             .expect("run scripts/kube-apiserver.sh");
-        assert!(
-            out.status.success(),
-            "scripts/kube-apiserver.sh {what} (the API server is built by scripts/setup.sh): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            // What the server said last, since its directory goes with the test.
+            let log =
+                std::fs::read_to_string(self.dir.join("run/apiserver.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            panic!(
+                "scripts/kube-apiserver.sh {what} (the API server is built by scripts/setup.sh): {}\napiserver.log ends:\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
     }
 
     fn kill(&self, process: &str) {
@@ -679,6 +691,12 @@ impl KubeApi {
     /// Another API server on the same etcd with the same credentials, as a cluster's
     /// replicas are: it takes writes while this one is stopped.
     pub fn replica(&self) -> KubeApi {
+        self.replica_with(&[])
+    }
+
+    /// A replica started with `args` added to its command line (`--runtime-config=...` to
+    /// serve fewer APIs, as an older or differently configured server would).
+    pub fn replica_with(&self, args: &[&str]) -> KubeApi {
         let dir = TempDir::new("fs-kube-replica");
         let (from, to) = (self.dir.join("run"), dir.join("run"));
         std::fs::create_dir_all(to.join("pki")).expect("replica dir");
@@ -699,7 +717,7 @@ impl KubeApi {
             api_port: free_port(),
         };
         // Its own run directory has no etcd.pid: dropping it stops its API server only.
-        replica.script("apiserver");
+        replica.script_with("apiserver", args);
         replica
     }
 
