@@ -132,7 +132,7 @@ rss_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$OBS/status"; }
 mb() { awk -v kb="$1" 'BEGIN { printf "%.1f MB", kb / 1024 }'; }
 # Registries built, policy revisions installed and Cilium kinds found absent, by the log.
 churn() {
-  out "  observer log over its $(python3 -c "import time; print(round(time.time() - $STARTED))") s: $(grep -c 'Endpoints from the Kubernetes API' "$1") registries built, $(grep -c 'Policies installed' "$1") policy revisions installed, $(grep -c 'Not served' "$1") 'Not served' retries of the absent Cilium CRDs (each a new snapshot)"
+  out "  observer log over its $(python3 -c "import time; print(round(time.time() - $STARTED))") s: $(grep -c 'Endpoints from the Kubernetes API' "$1") registries built, $(grep -c 'Policies installed' "$1") policy revisions installed, $(grep -c 'Not served' "$1") 'Not served' retries of the absent Cilium CRDs (each publishing nothing)"
 }
 
 # perf_shares DATA TITLE [UNTIL] [CHANGES]: the inclusive share of the observer's samples in each

@@ -26,7 +26,7 @@ mkdir -p "$staging"
 wasm-bindgen --target web --no-typescript --out-dir "$staging" \
   "$target_dir/wasm32-unknown-unknown/$profile/flowscope_ui.wasm"
 cp ui/static/index.html ui/static/style.css "$staging/"
-# Compressed once here, served to browsers that accept gzip (observer/src/ui.rs): the wasm
+# Compressed once here, served to browsers that accept gzip (server/src/ui.rs): the wasm
 # shrinks to about a third, which matters over `kubectl port-forward` and slow links.
 for f in "$staging"/*.wasm "$staging"/*.js "$staging"/*.css; do
   gzip -9 -n -k "$f"

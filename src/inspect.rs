@@ -1,6 +1,7 @@
 //! One-shot views of a running observer or relay: `status`, `list nodes`,
 //! `list namespaces`, in the shape `hubble status` / `hubble list` print them.
 
+use flowscope_model::{api::NodeInfo, flow::NodeState};
 use serde_json::Value;
 
 use crate::client::get_json;
@@ -98,14 +99,15 @@ fn kubernetes_line(k: &Value) -> Option<String> {
 /// `flowscope list nodes`: the nodes behind the server, like `hubble list nodes`: an observer
 /// is one, a relay lists each of its observers with its state.
 pub fn nodes(server: &str, json: bool) -> anyhow::Result<()> {
-    let nodes = get_json(server, "/api/v1/nodes")?;
-    let nodes = nodes.as_array().cloned().unwrap_or_default();
+    let body = get_json(server, "/api/v1/nodes")?;
     if json {
-        for node in &nodes {
+        for node in body.as_array().into_iter().flatten() {
             println!("{node}");
         }
         return Ok(());
     }
+    let nodes: Vec<NodeInfo> = serde_json::from_value(body)
+        .map_err(|e| anyhow::anyhow!("the nodes {server} answered: {e}"))?;
     let mut rows = vec![[
         "NAME".to_string(),
         "STATUS".into(),
@@ -114,34 +116,21 @@ pub fn nodes(server: &str, json: bool) -> anyhow::Result<()> {
         "CURRENT/MAX-FLOWS".into(),
     ]];
     for node in &nodes {
-        let n = |k: &str| node[k].as_u64().unwrap_or(0);
-        let connected = node["state"] == "NODE_CONNECTED";
-        let status = match node["state"].as_str().unwrap_or("") {
-            "NODE_CONNECTED" => "Connected",
-            "NODE_UNAVAILABLE" => "Unavailable",
-            "NODE_GONE" => "Gone",
-            "NODE_ERROR" => "Error",
+        let connected = node.state == NodeState::Connected;
+        let status = match node.state {
+            NodeState::Connected => "Connected",
+            NodeState::Unavailable => "Unavailable",
+            NodeState::Gone => "Gone",
+            NodeState::Error => "Error",
             _ => "Unknown",
         };
-        let name = node["name"].as_str().unwrap_or("");
+        let when = |text: String| if connected { text } else { "N/A".into() };
         rows.push([
-            name.to_string(),
+            node.name.clone(),
             status.into(),
-            if connected {
-                age(n("uptime_ns"))
-            } else {
-                "N/A".into()
-            },
-            if connected {
-                format!("{:.2}", node["flows_rate"].as_f64().unwrap_or(0.0))
-            } else {
-                "N/A".into()
-            },
-            if connected {
-                fill(n("num_flows"), n("max_flows"))
-            } else {
-                "N/A".into()
-            },
+            when(age(node.uptime_ns)),
+            when(format!("{:.2}", node.flows_rate)),
+            when(fill(node.num_flows, node.max_flows)),
         ]);
     }
     print_table(&rows);

@@ -5,11 +5,13 @@
 //! flowscope can read each other's output, and filters follow Hubble's `FlowFilter` semantics.
 //! Nothing here touches the OS or the network, so the crate builds for `wasm32-unknown-unknown`.
 //!
+//! - [`api`]: the other bodies the servers answer ([`api::NodeInfo`]).
 //! - [`flow`]: [`Flow`] and the [`GetFlowsResponse`] envelope streamed to clients.
 //! - [`filter`]: [`GetFlowsRequest`], [`FlowFilter`] and the compiled [`FilterSet`].
 //! - [`graph`]: the service map, [`graph::ServiceGraph`], that flows aggregate into.
 //! - [`time`]: the nanosecond [`Timestamp`] and [`parse_time`] for `--since`/`--until` values.
 
+pub mod api;
 pub mod filter;
 pub mod flow;
 pub mod graph;

@@ -3,7 +3,10 @@
 //!   answers with `hubble observe -o json` lines: flows and lost events.
 //! - `GET /api/v1/status`, `/api/v1/nodes`, `/healthz`, `/readyz`.
 //! - `GET /api/v1/graph`: the service map of the stored flows (`graph`).
-//! - `GET /` and `/ui/*`: the web UI (`ui`).
+//! - `GET /` and `/ui/*`: the web UI (`flowscope_server::ui`).
+//!
+//! The flow-stream protocol's request reading, refusals and closing are the server kit's
+//! (`flowscope_server::ws`), shared with the relay.
 
 use std::{
     sync::{
@@ -17,20 +20,21 @@ use axum::{
     Json, Router,
     extract::{
         State, WebSocketUpgrade,
-        ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
+        ws::{Message, Utf8Bytes, WebSocket},
     },
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::get,
 };
 use flowscope_model::{
+    api::NodeInfo,
     filter::{FilterSet, GetFlowsRequest},
-    flow::FieldMask,
+    flow::{FieldMask, NodeState},
 };
-use futures_util::{
-    SinkExt as _, StreamExt as _,
-    stream::{SplitSink, SplitStream},
+use flowscope_server::ws::{
+    End, MAX_REQUEST_BYTES, close_stream, read_request, refuse, refuse_with, watch_client,
 };
+use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink};
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::debug;
@@ -41,13 +45,6 @@ use crate::{
     source::datapath::DatapathStats,
     store::{READ_BATCH, Timestamped as _},
 };
-
-/// How long a client may take to send its request after connecting.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// A request larger than this is refused: filters are short, and the server buffers the message.
-const MAX_REQUEST_BYTES: usize = 1 << 20;
-/// WebSocket close reasons are limited to 123 bytes by RFC 6455.
-const MAX_CLOSE_REASON: usize = 123;
 
 /// What the status endpoint reports beyond the store, refreshed once a second by the pipeline.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -183,8 +180,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/endpoints", get(endpoints))
         .route("/api/v1/policies", get(policies))
         .route("/api/v1/graph", get(crate::graph::graph))
-        .route("/", get(crate::ui::index))
-        .route("/ui/{file}", get(crate::ui::asset))
+        .route("/", get(flowscope_server::ui::index))
+        .route("/ui/{file}", get(flowscope_server::ui::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)
@@ -237,26 +234,6 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<StatusBody> {
     })
 }
 
-/// One node as Hubble's `GetNodes` returns it (`flowscope list nodes`); a relay answers the
-/// same shape for each of its observers.
-#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct NodeInfo {
-    pub name: String,
-    pub version: String,
-    pub address: String,
-    /// `NODE_CONNECTED`, `NODE_UNAVAILABLE`, ...
-    pub state: flowscope_model::flow::NodeState,
-    pub uptime_ns: u64,
-    pub num_flows: u64,
-    pub max_flows: u64,
-    pub seen_flows: u64,
-    pub flows_rate: f64,
-    /// Why the node is unavailable.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
 /// `GET /api/v1/nodes`: this observer, the one node it is.
 async fn nodes(State(st): State<Arc<AppState>>) -> Json<Vec<NodeInfo>> {
     let s = st.store.status();
@@ -265,7 +242,7 @@ async fn nodes(State(st): State<Arc<AppState>>) -> Json<Vec<NodeInfo>> {
         name: st.node_name.to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         address: String::new(),
-        state: flowscope_model::flow::NodeState::Connected,
+        state: NodeState::Connected,
         uptime_ns: st.started.elapsed().as_nanos() as u64,
         num_flows: s.len as u64,
         max_flows: s.capacity as u64,
@@ -339,54 +316,6 @@ async fn flows(ws: WebSocketUpgrade, State(st): State<Arc<AppState>>) -> Respons
         .on_upgrade(move |socket| serve_flows(socket, st))
 }
 
-/// Why a stream ended early.
-pub enum End {
-    /// The client went away or the socket failed: nothing more to send.
-    Gone,
-    /// The server is shutting down.
-    Shutdown,
-}
-
-/// The client sends nothing after its request; reading on keeps pings answered, and the
-/// receiver completes when it leaves. Abort the task when the stream ends.
-pub fn watch_client(
-    mut rx: SplitStream<WebSocket>,
-) -> (
-    tokio::task::JoinHandle<()>,
-    tokio::sync::oneshot::Receiver<()>,
-) {
-    let (gone_tx, gone) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        while let Some(Ok(msg)) = rx.next().await {
-            if matches!(msg, Message::Close(_)) {
-                break;
-            }
-        }
-        let _ = gone_tx.send(());
-    });
-    (task, gone)
-}
-
-/// Closes a flow stream that ended: 1000 when the request is complete, 1001 with `shutdown`
-/// when the server is going away, nothing when the client already left.
-pub async fn close_stream(
-    tx: &mut SplitSink<WebSocket, Message>,
-    result: Result<(), End>,
-    shutdown: &'static str,
-) {
-    let (code, reason) = match result {
-        Ok(()) => (1000, "end of flows"),
-        Err(End::Shutdown) => (1001, shutdown),
-        Err(End::Gone) => return,
-    };
-    let _ = tx
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })))
-        .await;
-}
-
 async fn serve_flows(socket: WebSocket, st: Arc<AppState>) {
     let (mut tx, mut rx) = socket.split();
     let Some(request) = read_request(&mut rx).await else {
@@ -419,71 +348,6 @@ async fn serve_flows(socket: WebSocket, st: Arc<AppState>) {
     drain.abort();
     st.subscribers.fetch_sub(1, Ordering::Relaxed);
     close_stream(&mut tx, result, "observer shutting down").await;
-}
-
-/// The client's first message as a checked request: None when it left without one, an error
-/// (for [`refuse`]) when what it sent is not a valid `GetFlowsRequest` or nothing came within
-/// [`REQUEST_TIMEOUT`]. The relay reads its clients' requests the same way.
-pub async fn read_request(
-    rx: &mut SplitStream<WebSocket>,
-) -> Option<Result<(GetFlowsRequest, FilterSet), String>> {
-    Some(
-        match tokio::time::timeout(REQUEST_TIMEOUT, rx.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => parse_request(t.as_str()),
-            Ok(Some(Ok(Message::Binary(b)))) => match std::str::from_utf8(&b) {
-                Ok(t) => parse_request(t),
-                Err(_) => Err("request is not UTF-8 JSON".to_string()),
-            },
-            Ok(Some(Ok(_))) => Err("the first message must be a JSON GetFlowsRequest".to_string()),
-            Ok(_) => return None,
-            Err(_) => Err(format!(
-                "no request within {}s: send a JSON GetFlowsRequest first",
-                REQUEST_TIMEOUT.as_secs()
-            )),
-        },
-    )
-}
-
-pub fn parse_request(text: &str) -> Result<(GetFlowsRequest, FilterSet), String> {
-    let req: GetFlowsRequest =
-        serde_json::from_str(text).map_err(|e| format!("invalid request: {e}"))?;
-    req.validate()
-        .map_err(|e| format!("invalid request: {e}"))?;
-    let filters = FilterSet::compile(&req.whitelist, &req.blacklist)
-        .map_err(|e| format!("invalid request: {e}"))?;
-    Ok((req, filters))
-}
-
-/// Sends the full reason as a JSON error line (a close reason is capped at 123 bytes), then
-/// closes with 1007 (invalid payload data) and as much of the reason as fits.
-pub async fn refuse(tx: &mut SplitSink<WebSocket, Message>, reason: String) {
-    refuse_with(tx, "INVALID_ARGUMENT", 1007, reason).await
-}
-
-/// As [`refuse`], with a gRPC-style `code` in the error line and a WebSocket close code.
-pub async fn refuse_with(
-    tx: &mut SplitSink<WebSocket, Message>,
-    code: &str,
-    close_code: u16,
-    reason: String,
-) {
-    let line = serde_json::json!({ "error": { "code": code, "message": reason } });
-    let _ = tx.send(Message::Text(line.to_string().into())).await;
-    let mut short = reason;
-    if short.len() > MAX_CLOSE_REASON {
-        let mut cut = MAX_CLOSE_REASON - 3;
-        while !short.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        short.truncate(cut);
-        short.push_str("...");
-    }
-    let _ = tx
-        .send(Message::Close(Some(CloseFrame {
-            code: close_code,
-            reason: short.into(),
-        })))
-        .await;
 }
 
 /// Serves one request: history first (last N / first N / since), then, when following, new

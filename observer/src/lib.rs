@@ -18,7 +18,6 @@ pub mod policy;
 pub mod proxy;
 pub mod source;
 pub mod store;
-pub mod ui;
 
 use std::{
     collections::HashMap,

@@ -9,12 +9,13 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use flowscope_model::api::NodeInfo;
 use flowscope_model::{
     Timestamp,
     flow::{GetFlowsResponse, NodeState},
     graph::{GraphSnapshot, ServiceGraph},
 };
-use flowscope_observer::{api::NodeInfo, graph::GraphQuery};
+use flowscope_server::graph::GraphQuery;
 use serde::Serialize;
 
 use crate::{RelayState, flows, http};
@@ -33,8 +34,8 @@ pub fn router(state: Arc<RelayState>) -> Router {
         .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/endpoints", get(endpoints))
         .route("/api/v1/graph", get(graph))
-        .route("/", get(flowscope_observer::ui::index))
-        .route("/ui/{file}", get(flowscope_observer::ui::asset))
+        .route("/", get(flowscope_server::ui::index))
+        .route("/ui/{file}", get(flowscope_server::ui::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)

@@ -30,7 +30,9 @@ use flowscope_model::{
     filter::GetFlowsRequest,
     flow::{GetFlowsResponse, NodeState, NodeStatusEvent},
 };
-use flowscope_observer::api::{End, close_stream, read_request, refuse, refuse_with, watch_client};
+use flowscope_server::ws::{
+    End, MAX_REQUEST_BYTES, close_stream, read_request, refuse, refuse_with, watch_client,
+};
 use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
@@ -49,7 +51,6 @@ const CHANNEL_LINES: usize = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a following stream looks for observers to (re)attach to, besides on changes.
 const REATTACH_INTERVAL: Duration = Duration::from_secs(2);
-const MAX_REQUEST_BYTES: usize = 1 << 20;
 
 pub async fn flows(ws: WebSocketUpgrade, State(st): State<Arc<RelayState>>) -> Response {
     ws.max_message_size(MAX_REQUEST_BYTES)

@@ -25,7 +25,7 @@ pub mod peers;
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
-use flowscope_observer::metrics::Prefix;
+use flowscope_server::metrics::Prefix;
 use tokio::sync::watch;
 use tracing::info;
 
@@ -74,7 +74,7 @@ pub async fn run(
             )
         })?;
     let metrics_listener = match config.metrics_listen {
-        Some(addr) => Some(flowscope_observer::metrics::bind(addr).await?),
+        Some(addr) => Some(flowscope_server::metrics::bind(addr).await?),
         None => None,
     };
     let pool = Arc::new(peers::Pool::default());
@@ -96,8 +96,8 @@ pub async fn run(
             listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             "Serving relay metrics"
         );
-        let exporter = flowscope_observer::metrics::Exporter::from_registry(registry);
-        tokio::spawn(flowscope_observer::metrics::serve(
+        let exporter = flowscope_server::metrics::Exporter::from_registry(registry);
+        tokio::spawn(flowscope_server::metrics::serve(
             l,
             exporter,
             wait(shutdown_rx.clone()),

@@ -16,7 +16,7 @@
 
 use std::{fmt, sync::Arc};
 
-use flowscope_observer::metrics::Prefix;
+use flowscope_server::metrics::Prefix;
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _},

@@ -20,8 +20,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use flowscope_model::api::NodeInfo;
 use flowscope_model::flow::NodeState;
-use flowscope_observer::api::NodeInfo;
 use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};

@@ -7,8 +7,6 @@
 
 use std::{fmt, str::FromStr, time::Duration};
 
-/// Metric names start with this unless `--metrics-prefix` says otherwise.
-pub const DEFAULT_PREFIX: &str = "flowscope";
 /// Series per family: enough for every pod pair of a busy node with a context label or two,
 /// small enough that a scrape stays a few megabytes and Prometheus is not flooded when a
 /// context like `ip` meets traffic from the whole internet.
@@ -382,47 +380,7 @@ impl fmt::Display for MetricsConfig {
     }
 }
 
-/// The first part of every metric name (`flowscope_flows_processed_total`); `hubble` makes the
-/// names Hubble's, so its dashboards work unchanged.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Prefix(String);
-
-impl Prefix {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Default for Prefix {
-    fn default() -> Self {
-        Prefix(DEFAULT_PREFIX.to_string())
-    }
-}
-
-impl FromStr for Prefix {
-    type Err = ConfigError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut chars = s.chars();
-        let valid = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if valid {
-            Ok(Prefix(s.to_string()))
-        } else {
-            Err(ConfigError::InvalidPrefix(s.to_string()))
-        }
-    }
-}
-
-impl fmt::Display for Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// What is wrong with `--metrics` or `--metrics-prefix`.
+/// What is wrong with `--metrics`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("no metric named; name one or more of: {}", metric_names())]
@@ -481,11 +439,6 @@ pub enum ConfigError {
         label_names()
     )]
     UnknownLabel { metric: MetricKind, value: String },
-    #[error(
-        "metric prefix `{0}`: use ASCII letters, digits and `_`, not starting with a digit \
-         (e.g. `flowscope`, or `hubble` for Hubble's dashboards)"
-    )]
-    InvalidPrefix(String),
 }
 
 fn metric_names() -> String {
@@ -820,16 +773,5 @@ mod tests {
             ConfigError::DuplicateOption { .. }
         ));
         assert_eq!(err(" , "), ConfigError::Empty);
-    }
-
-    #[test]
-    fn prefix_must_be_a_metric_name_start() {
-        assert_eq!(Prefix::default().as_str(), "flowscope");
-        assert_eq!("hubble".parse::<Prefix>().unwrap().as_str(), "hubble");
-        assert_eq!("_x1".parse::<Prefix>().unwrap().as_str(), "_x1");
-        for bad in ["", "1x", "hub-ble", "hübble", "a b"] {
-            let e = bad.parse::<Prefix>().unwrap_err();
-            assert!(e.to_string().contains("hubble"), "{e}");
-        }
     }
 }

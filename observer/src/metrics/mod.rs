@@ -17,42 +17,24 @@ mod flows;
 mod health;
 mod labels;
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
-use axum::{
-    Router,
-    extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
-    routing::get,
-};
-use prometheus_client::{
-    encoding::{prometheus_text, text},
-    metrics::info::Info,
-    registry::Registry,
-};
-use tokio::net::TcpListener;
+use prometheus_client::{metrics::info::Info, registry::Registry};
 
 pub use config::{
     ConfigError, ContextIdentifier, ContextLabel, ContextOptions, DEFAULT_EXPIRY_GRACE,
-    DEFAULT_PREFIX, DEFAULT_SERIES_LIMIT, MetricKind, MetricSpec, MetricsConfig, Prefix,
+    DEFAULT_SERIES_LIMIT, MetricKind, MetricSpec, MetricsConfig,
 };
+// The listener, formats and prefix are the server kit's, shared with the relay.
 pub use flows::{DnsRecord, FlowMetrics, HttpRecord};
+pub use flowscope_server::metrics::{
+    BindError, DEFAULT_PREFIX, Exporter, Format, InvalidPrefix, OPENMETRICS_CONTENT_TYPE, Prefix,
+    TEXT_CONTENT_TYPE, bind, router, serve,
+};
 pub use health::Health;
 
 /// Hubble's metrics port.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9965";
-/// `Content-Type` of the OpenMetrics text format.
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// `Content-Type` of the Prometheus text format.
-pub const TEXT_CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
-
-/// Everything `/metrics` serves.
-#[derive(Debug)]
-pub struct Exporter {
-    registry: Registry,
-}
 
 /// Builds the registry: the families `config` enables (none without one), lost events, the
 /// health collector when given, and build information. The returned recorder belongs in the
@@ -77,127 +59,7 @@ pub fn setup(
         "The observer's version",
         Info::new([("version", env!("CARGO_PKG_VERSION"))]),
     );
-    (Arc::new(Exporter { registry }), recorder)
-}
-
-/// An exposition format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// Prometheus text, version 0.0.4.
-    Text,
-    /// OpenMetrics text, version 1.0.0.
-    OpenMetrics,
-}
-
-impl Format {
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Text => TEXT_CONTENT_TYPE,
-            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
-        }
-    }
-
-    /// The format an `Accept` header prefers: OpenMetrics when it ranks at least as high as
-    /// plain text (Prometheus asks for it first), else text, which is also the default.
-    pub fn negotiate(accept: Option<&str>) -> Format {
-        let (mut openmetrics, mut text) = (0.0f32, 0.0f32);
-        for range in accept.unwrap_or_default().split(',') {
-            let mut parts = range.split(';').map(str::trim);
-            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
-            let q = parts
-                .filter_map(|p| p.split_once('='))
-                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
-                .and_then(|(_, v)| v.trim().parse::<f32>().ok())
-                .unwrap_or(1.0);
-            match media.as_str() {
-                "application/openmetrics-text" => openmetrics = openmetrics.max(q),
-                "text/plain" | "text/*" | "*/*" => text = text.max(q),
-                _ => {}
-            }
-        }
-        if openmetrics > 0.0 && openmetrics >= text {
-            Format::OpenMetrics
-        } else {
-            Format::Text
-        }
-    }
-}
-
-impl Exporter {
-    /// Serves another registry (the relay's) with the same formats and negotiation.
-    pub fn from_registry(registry: Registry) -> Arc<Exporter> {
-        Arc::new(Exporter { registry })
-    }
-
-    pub fn render(&self, format: Format) -> Result<String, std::fmt::Error> {
-        let mut out = String::with_capacity(16 * 1024);
-        match format {
-            Format::Text => prometheus_text::encode(&mut out, &self.registry)?,
-            Format::OpenMetrics => text::encode(&mut out, &self.registry)?,
-        }
-        Ok(out)
-    }
-}
-
-/// `GET /metrics`.
-pub fn router(exporter: Arc<Exporter>) -> Router {
-    Router::new()
-        .route("/metrics", get(scrape))
-        .with_state(exporter)
-}
-
-async fn scrape(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> Response {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let format = Format::negotiate(accept);
-    // Encoding thousands of series takes a while: off the async workers.
-    let rendered = tokio::task::spawn_blocking(move || exporter.render(format)).await;
-    match rendered {
-        Ok(Ok(body)) => (
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(format.content_type()),
-                ),
-                (header::VARY, HeaderValue::from_static("accept")),
-            ],
-            body,
-        )
-            .into_response(),
-        _ => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "encoding the metrics failed",
-        )
-            .into_response(),
-    }
-}
-
-/// The metrics port could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "cannot listen for metrics on {addr}: {source} (is another observer or Hubble using the \
-     port? choose another address with --metrics-listen)"
-)]
-pub struct BindError {
-    pub addr: SocketAddr,
-    pub source: std::io::Error,
-}
-
-/// Opens the metrics port.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| BindError { addr, source })
-}
-
-/// Serves `/metrics` on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: TcpListener,
-    exporter: Arc<Exporter>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(exporter))
-        .with_graceful_shutdown(shutdown)
-        .await
+    (Exporter::from_registry(registry), recorder)
 }
 
 #[cfg(test)]

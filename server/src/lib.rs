@@ -1,0 +1,12 @@
+//! `flowscope-server`: what the observer's and the relay's servers share, so the relay needs
+//! neither the observer nor the eBPF toolchain to build.
+//!
+//! - [`ws`]: the flow-stream protocol over WebSocket (the request, refusals, closing).
+//! - [`graph`]: the service map's query (`GET /api/v1/graph`).
+//! - [`ui`]: the web UI's files, embedded at build time.
+//! - [`metrics`]: the `/metrics` listener, its formats, and the metric name prefix.
+
+pub mod graph;
+pub mod metrics;
+pub mod ui;
+pub mod ws;

@@ -1,0 +1,133 @@
+//! The flow-stream protocol over WebSocket, as observer and relay speak it: the client's first
+//! message is a JSON `GetFlowsRequest`; the server answers with `hubble observe -o json` lines and
+//! closes with 1000 at the end of a finite request, 1001 when it shuts down, 1007 (with an
+//! `error` line first) for a request it refuses, 1013 when it serves as many streams as it may.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use flowscope_model::filter::{FilterSet, GetFlowsRequest};
+use futures_util::{
+    SinkExt as _, StreamExt as _,
+    stream::{SplitSink, SplitStream},
+};
+
+/// How long a client may take to send its request after connecting.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request larger than this is refused: filters are short, and the server buffers the message.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// WebSocket close reasons are limited to 123 bytes by RFC 6455.
+const MAX_CLOSE_REASON: usize = 123;
+
+/// Why a stream ended early.
+pub enum End {
+    /// The client went away or the socket failed: nothing more to send.
+    Gone,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// The client sends nothing after its request; reading on keeps pings answered, and the
+/// receiver completes when it leaves. Abort the task when the stream ends.
+pub fn watch_client(
+    mut rx: SplitStream<WebSocket>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let (gone_tx, gone) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        while let Some(Ok(msg)) = rx.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+        let _ = gone_tx.send(());
+    });
+    (task, gone)
+}
+
+/// Closes a flow stream that ended: 1000 when the request is complete, 1001 with `shutdown`
+/// when the server is going away, nothing when the client already left.
+pub async fn close_stream(
+    tx: &mut SplitSink<WebSocket, Message>,
+    result: Result<(), End>,
+    shutdown: &'static str,
+) {
+    let (code, reason) = match result {
+        Ok(()) => (1000, "end of flows"),
+        Err(End::Shutdown) => (1001, shutdown),
+        Err(End::Gone) => return,
+    };
+    let _ = tx
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+/// The client's first message as a checked request: None when it left without one, an error
+/// (for [`refuse`]) when what it sent is not a valid `GetFlowsRequest` or nothing came within
+/// [`REQUEST_TIMEOUT`]. The relay reads its clients' requests the same way.
+pub async fn read_request(
+    rx: &mut SplitStream<WebSocket>,
+) -> Option<Result<(GetFlowsRequest, FilterSet), String>> {
+    Some(
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => parse_request(t.as_str()),
+            Ok(Some(Ok(Message::Binary(b)))) => match std::str::from_utf8(&b) {
+                Ok(t) => parse_request(t),
+                Err(_) => Err("request is not UTF-8 JSON".to_string()),
+            },
+            Ok(Some(Ok(_))) => Err("the first message must be a JSON GetFlowsRequest".to_string()),
+            Ok(_) => return None,
+            Err(_) => Err(format!(
+                "no request within {}s: send a JSON GetFlowsRequest first",
+                REQUEST_TIMEOUT.as_secs()
+            )),
+        },
+    )
+}
+
+pub fn parse_request(text: &str) -> Result<(GetFlowsRequest, FilterSet), String> {
+    let req: GetFlowsRequest =
+        serde_json::from_str(text).map_err(|e| format!("invalid request: {e}"))?;
+    req.validate()
+        .map_err(|e| format!("invalid request: {e}"))?;
+    let filters = FilterSet::compile(&req.whitelist, &req.blacklist)
+        .map_err(|e| format!("invalid request: {e}"))?;
+    Ok((req, filters))
+}
+
+/// Sends the full reason as a JSON error line (a close reason is capped at 123 bytes), then
+/// closes with 1007 (invalid payload data) and as much of the reason as fits.
+pub async fn refuse(tx: &mut SplitSink<WebSocket, Message>, reason: String) {
+    refuse_with(tx, "INVALID_ARGUMENT", 1007, reason).await
+}
+
+/// As [`refuse`], with a gRPC-style `code` in the error line and a WebSocket close code.
+pub async fn refuse_with(
+    tx: &mut SplitSink<WebSocket, Message>,
+    code: &str,
+    close_code: u16,
+    reason: String,
+) {
+    let line = serde_json::json!({ "error": { "code": code, "message": reason } });
+    let _ = tx.send(Message::Text(line.to_string().into())).await;
+    let mut short = reason;
+    if short.len() > MAX_CLOSE_REASON {
+        let mut cut = MAX_CLOSE_REASON - 3;
+        while !short.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        short.truncate(cut);
+        short.push_str("...");
+    }
+    let _ = tx
+        .send(Message::Close(Some(CloseFrame {
+            code: close_code,
+            reason: short.into(),
+        })))
+        .await;
+}
