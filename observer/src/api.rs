@@ -184,6 +184,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ui/{file}", get(flowscope_server::ui::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        // Hubble's gRPC API on the same port (HTTP/2), for Hubble's own tools.
+        .route_service(
+            "/observer.Observer/{*method}",
+            flowscope_proto::observer::observer_server::ObserverServer::new(
+                crate::grpc::GrpcObserver(state.clone()),
+            ),
+        )
         .with_state(state)
 }
 
@@ -236,9 +243,14 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<StatusBody> {
 
 /// `GET /api/v1/nodes`: this observer, the one node it is.
 async fn nodes(State(st): State<Arc<AppState>>) -> Json<Vec<NodeInfo>> {
+    Json(vec![node_info(&st)])
+}
+
+/// This observer as a node.
+pub(crate) fn node_info(st: &AppState) -> NodeInfo {
     let s = st.store.status();
     let rate = st.runtime.lock().map(|r| r.flows_rate).unwrap_or(0.0);
-    Json(vec![NodeInfo {
+    NodeInfo {
         name: st.node_name.to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         address: String::new(),
@@ -249,7 +261,7 @@ async fn nodes(State(st): State<Arc<AppState>>) -> Json<Vec<NodeInfo>> {
         seen_flows: s.total_written,
         flows_rate: rate,
         error: None,
-    }])
+    }
 }
 
 /// One line of `flowscope endpoint list`, like `cilium endpoint list`.
@@ -331,29 +343,85 @@ async fn serve_flows(socket: WebSocket, st: Arc<AppState>) {
     };
     // Each stream is a task and a socket: their number is bounded, and a client over the
     // bound is told so (and may retry).
-    if st.subscribers.fetch_add(1, Ordering::Relaxed) >= st.max_subscribers {
-        st.subscribers.fetch_sub(1, Ordering::Relaxed);
-        let reason = format!(
-            "the observer serves at most {} flow streams at once (--max-subscribers); try again later",
-            st.max_subscribers
-        );
-        refuse_with(&mut tx, "RESOURCE_EXHAUSTED", 1013, reason).await;
+    let Some(_subscriber) = Subscriber::new(&st) else {
+        refuse_with(&mut tx, "RESOURCE_EXHAUSTED", 1013, too_many(&st)).await;
         return;
-    }
+    };
     let (drain, gone) = watch_client(rx);
+    let mut sink = WsSink(&mut tx);
     let result = tokio::select! {
-        r = stream(&mut tx, &st, &request, &filters) => r,
+        r = stream(&mut sink, &st, &request, &filters) => r,
         _ = gone => Err(End::Gone),
     };
     drain.abort();
-    st.subscribers.fetch_sub(1, Ordering::Relaxed);
-    close_stream(&mut tx, result, "observer shutting down").await;
+    close_stream(&mut tx, result, SHUTTING_DOWN).await;
+}
+
+/// Why a stream ends when the observer stops.
+pub(crate) const SHUTTING_DOWN: &str = "observer shutting down";
+
+/// One flow stream counted against `--max-subscribers` while it lives.
+pub(crate) struct Subscriber(Arc<AppState>);
+
+impl Subscriber {
+    /// None when the observer already serves as many streams as it may.
+    pub(crate) fn new(st: &Arc<AppState>) -> Option<Subscriber> {
+        if st.subscribers.fetch_add(1, Ordering::Relaxed) >= st.max_subscribers {
+            st.subscribers.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Subscriber(st.clone()))
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.0.subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The refusal of a stream over the bound, over WebSocket and gRPC alike.
+pub(crate) fn too_many(st: &AppState) -> String {
+    format!(
+        "the observer serves at most {} flow streams at once (--max-subscribers); try again later",
+        st.max_subscribers
+    )
+}
+
+/// Where a flow stream goes: a WebSocket, or a gRPC response stream.
+pub(crate) trait FlowSink: Send {
+    /// A stored record as it is (its encoding made once for every subscriber).
+    fn record(&mut self, e: &Arc<Cached>) -> impl Future<Output = Result<(), End>> + Send;
+    /// A line of this stream's own: a masked flow, or a loss this reader noticed.
+    fn line(&mut self, line: Utf8Bytes) -> impl Future<Output = Result<(), End>> + Send;
+    /// After each batch.
+    fn flush(&mut self) -> impl Future<Output = Result<(), End>> + Send;
+}
+
+/// Hubble's JSON lines, one text message each.
+struct WsSink<'a>(&'a mut SplitSink<WebSocket, Message>);
+
+impl FlowSink for WsSink<'_> {
+    async fn record(&mut self, e: &Arc<Cached>) -> Result<(), End> {
+        self.line(e.json()).await
+    }
+
+    async fn line(&mut self, line: Utf8Bytes) -> Result<(), End> {
+        self.0
+            .feed(Message::Text(line))
+            .await
+            .map_err(|_| End::Gone)
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        self.0.flush().await.map_err(|_| End::Gone)
+    }
 }
 
 /// Serves one request: history first (last N / first N / since), then, when following, new
 /// flows as they are stored.
-async fn stream(
-    tx: &mut SplitSink<WebSocket, Message>,
+pub(crate) async fn stream(
+    sink: &mut impl FlowSink,
     st: &AppState,
     req: &GetFlowsRequest,
     filters: &FilterSet,
@@ -383,7 +451,7 @@ async fn stream(
     };
     let mut out = Vec::with_capacity(READ_BATCH);
     let mut sender = Sender {
-        tx,
+        sink,
         st,
         // Checked when the request was parsed.
         mask: req.mask().ok().flatten(),
@@ -443,8 +511,8 @@ async fn stream(
     }
 }
 
-struct Sender<'a> {
-    tx: &'a mut SplitSink<WebSocket, Message>,
+struct Sender<'a, S> {
+    sink: &'a mut S,
     st: &'a AppState,
     mask: Option<FieldMask>,
     sent: usize,
@@ -453,7 +521,7 @@ struct Sender<'a> {
     until_ns: Option<i64>,
 }
 
-impl Sender<'_> {
+impl<S: FlowSink> Sender<'_, S> {
     /// Sends what passes from one batch and flushes once. Returns true when the request is
     /// complete (first N sent, or past `until`).
     async fn batch(
@@ -464,7 +532,9 @@ impl Sender<'_> {
     ) -> Result<bool, End> {
         if lost > 0 {
             self.st.ring_lost.fetch_add(lost, Ordering::Relaxed);
-            self.feed(ring_lost_line(lost, &self.st.node_name)).await?;
+            self.sink
+                .line(ring_lost_line(lost, &self.st.node_name))
+                .await?;
         }
         let mut done = false;
         for e in items {
@@ -475,16 +545,15 @@ impl Sender<'_> {
             }
             match &*e.record {
                 // Lost events bypass the filters and do not count towards N, as in Hubble.
-                Record::Lost { .. } => self.feed(e.json()).await?,
+                Record::Lost { .. } => self.sink.record(e).await?,
                 Record::Flow(_) => {
                     if self.since_ns.is_some_and(|s| time_ns < s) || !matches(e) {
                         continue;
                     }
-                    let line = match &self.mask {
-                        None => e.json(),
-                        Some(mask) => masked_line(&e.json(), mask),
-                    };
-                    self.feed(line).await?;
+                    match &self.mask {
+                        None => self.sink.record(e).await?,
+                        Some(mask) => self.sink.line(masked_line(&e.json(), mask)).await?,
+                    }
                     self.sent += 1;
                     if self.limit.is_some_and(|l| self.sent >= l) {
                         done = true;
@@ -493,15 +562,8 @@ impl Sender<'_> {
                 }
             }
         }
-        self.tx.flush().await.map_err(|_| End::Gone)?;
+        self.sink.flush().await?;
         Ok(done)
-    }
-
-    async fn feed(&mut self, line: Utf8Bytes) -> Result<(), End> {
-        self.tx
-            .feed(Message::Text(line))
-            .await
-            .map_err(|_| End::Gone)
     }
 }
 

@@ -37,7 +37,12 @@ pub struct Cached {
     pub record: Arc<Record>,
     flow: OnceLock<Flow>,
     json: OnceLock<Utf8Bytes>,
+    /// The gRPC message, made from the JSON line once a gRPC client asks for the record.
+    grpc: OnceLock<Result<Arc<GrpcResponse>, tonic::Status>>,
 }
+
+/// Hubble's gRPC `GetFlowsResponse`.
+pub type GrpcResponse = flowscope_proto::observer::GetFlowsResponse;
 
 impl Cached {
     pub fn new(record: Arc<Record>) -> Self {
@@ -45,6 +50,7 @@ impl Cached {
             record,
             flow: OnceLock::new(),
             json: OnceLock::new(),
+            grpc: OnceLock::new(),
         }
     }
 
@@ -77,6 +83,15 @@ impl Cached {
                 // Serializing plain structs into a String cannot fail.
                 Utf8Bytes::from(line.unwrap_or_default())
             })
+            .clone()
+    }
+}
+
+impl Cached {
+    /// The gRPC message, converted once however many gRPC subscribers send it.
+    pub fn grpc(&self) -> Result<Arc<GrpcResponse>, tonic::Status> {
+        self.grpc
+            .get_or_init(|| flowscope_server::grpc::response(&self.json()).map(Arc::new))
             .clone()
     }
 }

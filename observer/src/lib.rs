@@ -9,6 +9,7 @@ pub mod endpoints;
 pub mod event;
 pub mod export;
 pub mod graph;
+pub mod grpc;
 pub mod http;
 pub mod kubernetes;
 pub mod metrics;
@@ -277,8 +278,15 @@ pub async fn run(
     if !enforcing {
         state.ready.store(true, Ordering::Relaxed);
     }
-    info!(listen = %cfg.listen, "Serving flows on ws://{}/api/v1/flows", cfg.listen);
-    let app = api::router(state.clone());
+    info!(listen = %cfg.listen, "Serving flows on ws://{}/api/v1/flows and Hubble's gRPC API", cfg.listen);
+    let app = api::router(state.clone()).route_service(
+        "/peer.Peer/{*method}",
+        flowscope_proto::peer::peer_server::PeerServer::new(grpc::GrpcPeer {
+            name: state.node_name.clone(),
+            address: cfg.listen.to_string(),
+            shutdown: state.shutdown.clone(),
+        }),
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -1,0 +1,124 @@
+//! Hubble's gRPC API beside the WebSocket, on the same listener: what observer and relay share
+//! to serve it. Requests and responses cross over through Hubble's JSON (the protos' JSON
+//! mapping is protojson's, which is what flowscope's model reads and writes), so a gRPC
+//! request is checked by the same code, with the same messages, as a WebSocket request, and
+//! a flow is the same flow in both encodings.
+
+use flowscope_model::{
+    api::NodeInfo,
+    filter::{FilterSet, GetFlowsRequest},
+};
+use flowscope_proto::observer as proto;
+use serde_json::Value;
+use tonic::{Code, Status};
+
+/// A gRPC `GetFlowsRequest` as the model's, checked: the error is the WebSocket's message.
+pub fn request(request: &proto::GetFlowsRequest) -> Result<(GetFlowsRequest, FilterSet), String> {
+    let mut json = serde_json::to_value(request).map_err(|e| format!("invalid request: {e}"))?;
+    if let Some(object) = json.as_object_mut() {
+        // protojson writes a mask's paths in lowerCamelCase; the model reads the protos' own
+        // names, as the WebSocket's clients send them. (`experimental.field_mask` is reserved
+        // in the protos since Cilium 1.15: clients send `field_mask`.)
+        if let Some(mask) = &request.field_mask {
+            object.insert("field_mask".into(), Value::from(mask.paths.clone()));
+        }
+    }
+    if let Some(Value::Array(paths)) = json.get_mut("field_mask") {
+        let joined = paths
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(",");
+        json["field_mask"] = Value::from(joined);
+    }
+    crate::ws::parse_request(&json.to_string())
+}
+
+/// One response line (`hubble observe -o json`) as the gRPC message.
+pub fn response(line: &str) -> Result<proto::GetFlowsResponse, Status> {
+    serde_json::from_str(line)
+        .map_err(|e| Status::internal(format!("a flow that does not convert to flow.proto: {e}")))
+}
+
+/// A refusal as the WebSocket words it (`code` is its `error.code`), as a gRPC status.
+pub fn refusal(code: &str, message: String) -> Status {
+    let code = match code {
+        "INVALID_ARGUMENT" => Code::InvalidArgument,
+        "RESOURCE_EXHAUSTED" => Code::ResourceExhausted,
+        "UNAVAILABLE" => Code::Unavailable,
+        _ => Code::Internal,
+    };
+    Status::new(code, message)
+}
+
+/// Hubble's `Node` for a node as the JSON API reports it.
+pub fn node(info: &NodeInfo) -> proto::Node {
+    proto::Node {
+        name: info.name.clone(),
+        version: info.version.clone(),
+        address: info.address.clone(),
+        state: info.state as i32,
+        tls: None,
+        uptime_ns: info.uptime_ns,
+        num_flows: info.num_flows,
+        max_flows: info.max_flows,
+        seen_flows: info.seen_flows,
+    }
+}
+
+/// What flowscope does not produce, said plainly.
+pub fn no_agent_events() -> Status {
+    Status::unimplemented(
+        "flowscope has no Cilium agent: GetAgentEvents is not served (flows are, with GetFlows)",
+    )
+}
+
+/// See [`no_agent_events`].
+pub fn no_debug_events() -> Status {
+    Status::unimplemented(
+        "flowscope's datapath sends no debug events: GetDebugEvents is not served (flows are, with GetFlows)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proto_request(json: &str) -> proto::GetFlowsRequest {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn grpc_requests_are_the_websockets() {
+        let (req, filters) = request(&proto_request(
+            r#"{"number":"20","follow":true,"whitelist":[{"source_pod":["shop/"],"verdict":["DROPPED"]}],"since":"2024-06-01T10:00:00Z"}"#,
+        ))
+        .unwrap();
+        assert_eq!(req.number, 20);
+        assert!(req.follow);
+        assert_eq!(req.whitelist.len(), 1);
+        assert!(req.since.is_some());
+        assert!(!filters.matches_everything());
+
+        let masked = proto::GetFlowsRequest {
+            field_mask: Some(pbjson_types::FieldMask {
+                paths: vec!["source.pod_name".into(), "verdict".into()],
+            }),
+            ..Default::default()
+        };
+        let (req, _) = request(&masked).unwrap();
+        assert!(req.mask().unwrap().is_some());
+
+        let bad = proto::GetFlowsRequest {
+            field_mask: Some(pbjson_types::FieldMask {
+                paths: vec!["source.podname".into()],
+            }),
+            ..Default::default()
+        };
+        let err = request(&bad).unwrap_err();
+        assert!(err.contains("`source` has no field `podname`"), "{err}");
+
+        let err = request(&proto_request(r#"{"first":true,"follow":true}"#)).unwrap_err();
+        assert!(err.contains("first and follow cannot be combined"), "{err}");
+    }
+}

@@ -1,0 +1,271 @@
+//! Hubble's gRPC API, end to end as root: an observer on a test host's real traffic, asked by a
+//! Hubble client generated from the vendored protos with another toolchain (protoc and grpcio's
+//! Python plugin, from Debian), on the same port as the WebSocket.
+
+mod util;
+
+use std::{net::UdpSocket, process::Command, time::Duration};
+
+use serde_json::{Value, json};
+use util::{Observer, Received, TempDir, TestHost, next, subscribe};
+
+const WAIT: Duration = Duration::from_secs(10);
+const PROTOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/proto/hubble");
+const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/hubble_client.py");
+/// Debian's Python, which has grpcio and protobuf (`scripts/setup.sh` installs them).
+const PYTHON: &str = "/usr/bin/python3";
+
+/// A Hubble client: the Python modules protoc generates from the vendored protos, in a
+/// directory removed with it, and the script that uses them.
+struct Hubble(TempDir);
+
+impl Hubble {
+    fn generate() -> Hubble {
+        let dir = TempDir::new("fs-grpc-stubs");
+        let protoc = Command::new("protoc")
+            .current_dir(PROTOS)
+            .args([
+                "-I",
+                ".",
+                &format!("--python_out={}", dir.display()),
+                &format!("--grpc_out={}", dir.display()),
+                "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin",
+                "flow/flow.proto",
+                "observer/observer.proto",
+                "peer/peer.proto",
+                "relay/relay.proto",
+            ])
+            .output()
+            .expect("protoc (scripts/setup.sh installs protobuf-compiler-grpc)");
+        assert!(
+            protoc.status.success(),
+            "{}",
+            String::from_utf8_lossy(&protoc.stderr)
+        );
+        Hubble(dir)
+    }
+
+    fn command(&self, server: &Observer, args: &[&str]) -> Command {
+        let mut cmd = Command::new(PYTHON);
+        cmd.arg(CLIENT)
+            .arg(server.api.to_string())
+            .args(args)
+            .env("PYTHONPATH", &*self.0);
+        cmd
+    }
+
+    /// What the client printed, one JSON value per line; `Err` holds its error object.
+    fn call(&self, server: &Observer, args: &[&str]) -> Result<Vec<Value>, Value> {
+        let out = self
+            .command(server, args)
+            .output()
+            .expect("run the Python Hubble client");
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        match out.status.code() {
+            Some(0) => Ok(lines),
+            Some(3) => Err(lines.last().cloned().unwrap_or_default()["error"].clone()),
+            _ => panic!(
+                "the client failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+}
+
+fn udp_burst(h: &TestHost, port: u16, n: usize) {
+    let ip = h.host_ip;
+    h.run_in(move || {
+        for i in 0..n {
+            let u = UdpSocket::bind(("0.0.0.0", 21000 + i as u16)).unwrap();
+            u.send_to(b"x", (ip, port)).unwrap();
+        }
+    });
+}
+
+fn source_ports(flows: &[Value]) -> Vec<u64> {
+    flows
+        .iter()
+        .filter_map(|f| f["flow"]["l4"]["UDP"]["source_port"].as_u64())
+        .collect()
+}
+
+/// The flows of a finite request over the WebSocket.
+async fn websocket_history(obs: &Observer, request: Value) -> Vec<Value> {
+    let mut ws = subscribe(&obs.ws_url(), request).await;
+    let mut got = Vec::new();
+    while let Some(Received::Json(v)) = next(&mut ws, WAIT).await {
+        if v.get("flow").is_some() {
+            got.push(v);
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubble_grpc_clients_get_the_flows_the_websocket_gets() {
+    let hubble = Hubble::generate();
+    let h = TestHost::new();
+    let obs = Observer::start(&["--interface", &h.host_if]);
+    udp_burst(&h, 7400, 12);
+    util::eventually("the burst stored", WAIT, || {
+        (obs.status()["seen_flows"].as_u64() >= Some(12)).then_some(())
+    });
+
+    // Last N with a filter: the same flows, in the same order, in both encodings.
+    let request = json!({"number": 8, "whitelist": [{"destination_port": ["7400"]}]});
+    let grpc = hubble.call(&obs, &["flows", &request.to_string()]).unwrap();
+    let websocket = websocket_history(&obs, request).await;
+    assert_eq!(grpc.len(), 8, "{grpc:?}");
+    assert_eq!(source_ports(&grpc), source_ports(&websocket));
+    for f in &grpc {
+        assert_eq!(f["node_name"], "test-node", "{f}");
+        assert_eq!(f["flow"]["l4"]["UDP"]["destination_port"], 7400, "{f}");
+        assert_eq!(f["flow"]["verdict"], "FORWARDED", "{f}");
+        assert_eq!(f["flow"]["IP"]["destination"], h.host_ip.to_string(), "{f}");
+        assert!(f["flow"]["time"].as_str().is_some(), "{f}");
+    }
+
+    // First N, and a field mask: only the fields asked for.
+    let masked = hubble
+        .call(
+            &obs,
+            &[
+                "flows",
+                &json!({"number": 3, "first": true,
+                    "whitelist": [{"destination_port": ["7400"]}],
+                    "field_mask": "verdict,l4.UDP.destination_port"})
+                .to_string(),
+            ],
+        )
+        .unwrap();
+    assert_eq!(masked.len(), 3, "{masked:?}");
+    for f in &masked {
+        let keys: Vec<&String> = f["flow"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["verdict", "l4"], "{f}");
+    }
+
+    // Follow: flows stored after the request arrive as they come.
+    let mut follow = hubble.command(
+        &obs,
+        &[
+            "flows",
+            &json!({"follow": true, "whitelist": [{"destination_port": ["7401"]}]}).to_string(),
+            "5",
+        ],
+    );
+    let follower = std::thread::spawn(move || {
+        let out = follow.output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    });
+    // Sent until the follower has had its five (it may connect after the first bursts).
+    util::eventually("five followed flows", Duration::from_secs(20), || {
+        udp_burst(&h, 7401, 5);
+        follower.is_finished().then_some(())
+    });
+    let followed = follower.join().unwrap();
+    assert_eq!(followed.lines().count(), 5, "{followed}");
+    assert!(
+        followed.contains("\"destination_port\": 7401"),
+        "{followed}"
+    );
+
+    // The unary calls answer what the JSON API does.
+    let status = &hubble.call(&obs, &["status"]).unwrap()[0];
+    let json_status = obs.status();
+    assert_eq!(status["max_flows"], json_status["max_flows"].to_string());
+    assert!(
+        status["seen_flows"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 17,
+        "{status}"
+    );
+    assert_eq!(status["num_connected_nodes"], 1, "{status}");
+    let nodes = &hubble.call(&obs, &["nodes"]).unwrap()[0]["nodes"];
+    assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
+    assert_eq!(nodes[0]["name"], "test-node");
+    assert_eq!(nodes[0]["state"], "NODE_CONNECTED");
+
+    // Peer.Notify names the observer, at the address it serves on.
+    let peers = hubble.call(&obs, &["peers", "1"]).unwrap();
+    assert_eq!(peers[0]["name"], "test-node", "{peers:?}");
+    assert_eq!(peers[0]["address"], obs.api.to_string(), "{peers:?}");
+    assert_eq!(peers[0]["type"], "PEER_ADDED", "{peers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_refusals_carry_status_codes_and_the_websockets_messages() {
+    let hubble = Hubble::generate();
+    let h = TestHost::new();
+    let obs = Observer::start(&["--interface", &h.host_if, "--max-subscribers", "1"]);
+
+    let err = hubble
+        .call(
+            &obs,
+            &["flows", &json!({"first": true, "follow": true}).to_string()],
+        )
+        .unwrap_err();
+    assert_eq!(err["code"], "INVALID_ARGUMENT", "{err}");
+    assert!(
+        err["details"]
+            .as_str()
+            .unwrap()
+            .contains("first and follow cannot be combined"),
+        "{err}"
+    );
+
+    let err = hubble
+        .call(
+            &obs,
+            &[
+                "flows",
+                &json!({"number": 1, "field_mask": "source.podname"}).to_string(),
+            ],
+        )
+        .unwrap_err();
+    assert_eq!(err["code"], "INVALID_ARGUMENT", "{err}");
+    assert!(
+        err["details"]
+            .as_str()
+            .unwrap()
+            .contains("`source` has no field `podname`"),
+        "{err}"
+    );
+
+    let err = hubble.call(&obs, &["agent-events"]).unwrap_err();
+    assert_eq!(err["code"], "UNIMPLEMENTED", "{err}");
+    assert!(err["details"].as_str().unwrap().contains("GetAgentEvents"));
+    let err = hubble.call(&obs, &["debug-events"]).unwrap_err();
+    assert_eq!(err["code"], "UNIMPLEMENTED", "{err}");
+
+    // One stream at most: a WebSocket follower holds it; a gRPC request is refused.
+    let ws = subscribe(&obs.ws_url(), json!({"follow": true})).await;
+    util::eventually("the follower counted", WAIT, || {
+        (obs.status()["subscribers"] == 1).then_some(())
+    });
+    let err = hubble
+        .call(&obs, &["flows", &json!({"number": 1}).to_string()])
+        .unwrap_err();
+    assert_eq!(err["code"], "RESOURCE_EXHAUSTED", "{err}");
+    assert!(
+        err["details"]
+            .as_str()
+            .unwrap()
+            .contains("--max-subscribers"),
+        "{err}"
+    );
+    drop(ws);
+    util::eventually("the follower gone", WAIT, || {
+        (obs.status()["subscribers"] == 0).then_some(())
+    });
+    assert!(
+        hubble
+            .call(&obs, &["flows", &json!({"number": 1}).to_string()])
+            .is_ok()
+    );
+}
