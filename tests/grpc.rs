@@ -4,10 +4,14 @@
 
 mod util;
 
-use std::{net::UdpSocket, process::Command, time::Duration};
+use std::{
+    net::{SocketAddr, UdpSocket},
+    process::Command,
+    time::Duration,
+};
 
 use serde_json::{Value, json};
-use util::{Observer, Received, TempDir, TestHost, next, subscribe};
+use util::{Observer, Received, Relay, TempDir, TestHost, free_port, next, subscribe};
 
 const WAIT: Duration = Duration::from_secs(10);
 const PROTOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/proto/hubble");
@@ -45,17 +49,17 @@ impl Hubble {
         Hubble(dir)
     }
 
-    fn command(&self, server: &Observer, args: &[&str]) -> Command {
+    fn command(&self, server: SocketAddr, args: &[&str]) -> Command {
         let mut cmd = Command::new(PYTHON);
         cmd.arg(CLIENT)
-            .arg(server.api.to_string())
+            .arg(server.to_string())
             .args(args)
             .env("PYTHONPATH", &*self.0);
         cmd
     }
 
     /// What the client printed, one JSON value per line; `Err` holds its error object.
-    fn call(&self, server: &Observer, args: &[&str]) -> Result<Vec<Value>, Value> {
+    fn call(&self, server: SocketAddr, args: &[&str]) -> Result<Vec<Value>, Value> {
         let out = self
             .command(server, args)
             .output()
@@ -116,7 +120,9 @@ async fn hubble_grpc_clients_get_the_flows_the_websocket_gets() {
 
     // Last N with a filter: the same flows, in the same order, in both encodings.
     let request = json!({"number": 8, "whitelist": [{"destination_port": ["7400"]}]});
-    let grpc = hubble.call(&obs, &["flows", &request.to_string()]).unwrap();
+    let grpc = hubble
+        .call(obs.api, &["flows", &request.to_string()])
+        .unwrap();
     let websocket = websocket_history(&obs, request).await;
     assert_eq!(grpc.len(), 8, "{grpc:?}");
     assert_eq!(source_ports(&grpc), source_ports(&websocket));
@@ -131,7 +137,7 @@ async fn hubble_grpc_clients_get_the_flows_the_websocket_gets() {
     // First N, and a field mask: only the fields asked for.
     let masked = hubble
         .call(
-            &obs,
+            obs.api,
             &[
                 "flows",
                 &json!({"number": 3, "first": true,
@@ -149,7 +155,7 @@ async fn hubble_grpc_clients_get_the_flows_the_websocket_gets() {
 
     // Follow: flows stored after the request arrive as they come.
     let mut follow = hubble.command(
-        &obs,
+        obs.api,
         &[
             "flows",
             &json!({"follow": true, "whitelist": [{"destination_port": ["7401"]}]}).to_string(),
@@ -173,7 +179,7 @@ async fn hubble_grpc_clients_get_the_flows_the_websocket_gets() {
     );
 
     // The unary calls answer what the JSON API does.
-    let status = &hubble.call(&obs, &["status"]).unwrap()[0];
+    let status = &hubble.call(obs.api, &["status"]).unwrap()[0];
     let json_status = obs.status();
     assert_eq!(status["max_flows"], json_status["max_flows"].to_string());
     assert!(
@@ -186,13 +192,13 @@ async fn hubble_grpc_clients_get_the_flows_the_websocket_gets() {
         "{status}"
     );
     assert_eq!(status["num_connected_nodes"], 1, "{status}");
-    let nodes = &hubble.call(&obs, &["nodes"]).unwrap()[0]["nodes"];
+    let nodes = &hubble.call(obs.api, &["nodes"]).unwrap()[0]["nodes"];
     assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
     assert_eq!(nodes[0]["name"], "test-node");
     assert_eq!(nodes[0]["state"], "NODE_CONNECTED");
 
     // Peer.Notify names the observer, at the address it serves on.
-    let peers = hubble.call(&obs, &["peers", "1"]).unwrap();
+    let peers = hubble.call(obs.api, &["peers", "1"]).unwrap();
     assert_eq!(peers[0]["name"], "test-node", "{peers:?}");
     assert_eq!(peers[0]["address"], obs.api.to_string(), "{peers:?}");
     assert_eq!(peers[0]["type"], "PEER_ADDED", "{peers:?}");
@@ -206,7 +212,7 @@ async fn grpc_refusals_carry_status_codes_and_the_websockets_messages() {
 
     let err = hubble
         .call(
-            &obs,
+            obs.api,
             &["flows", &json!({"first": true, "follow": true}).to_string()],
         )
         .unwrap_err();
@@ -221,7 +227,7 @@ async fn grpc_refusals_carry_status_codes_and_the_websockets_messages() {
 
     let err = hubble
         .call(
-            &obs,
+            obs.api,
             &[
                 "flows",
                 &json!({"number": 1, "field_mask": "source.podname"}).to_string(),
@@ -237,10 +243,10 @@ async fn grpc_refusals_carry_status_codes_and_the_websockets_messages() {
         "{err}"
     );
 
-    let err = hubble.call(&obs, &["agent-events"]).unwrap_err();
+    let err = hubble.call(obs.api, &["agent-events"]).unwrap_err();
     assert_eq!(err["code"], "UNIMPLEMENTED", "{err}");
     assert!(err["details"].as_str().unwrap().contains("GetAgentEvents"));
-    let err = hubble.call(&obs, &["debug-events"]).unwrap_err();
+    let err = hubble.call(obs.api, &["debug-events"]).unwrap_err();
     assert_eq!(err["code"], "UNIMPLEMENTED", "{err}");
 
     // One stream at most: a WebSocket follower holds it; a gRPC request is refused.
@@ -249,7 +255,7 @@ async fn grpc_refusals_carry_status_codes_and_the_websockets_messages() {
         (obs.status()["subscribers"] == 1).then_some(())
     });
     let err = hubble
-        .call(&obs, &["flows", &json!({"number": 1}).to_string()])
+        .call(obs.api, &["flows", &json!({"number": 1}).to_string()])
         .unwrap_err();
     assert_eq!(err["code"], "RESOURCE_EXHAUSTED", "{err}");
     assert!(
@@ -265,7 +271,95 @@ async fn grpc_refusals_carry_status_codes_and_the_websockets_messages() {
     });
     assert!(
         hubble
-            .call(&obs, &["flows", &json!({"number": 1}).to_string()])
+            .call(obs.api, &["flows", &json!({"number": 1}).to_string()])
             .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_of_two_observers_answers_hubble_grpc_clients_for_both() {
+    let hubble = Hubble::generate();
+    let (h1, h2) = (TestHost::new(), TestHost::new());
+    let at = || -> SocketAddr { format!("127.0.0.1:{}", free_port()).parse().unwrap() };
+    let oa = Observer::start_at(at(), "node-a", &["--interface", &h1.host_if]);
+    let ob = Observer::start_at(at(), "node-b", &["--interface", &h2.host_if]);
+    let relay = Relay::start(&[
+        "--peer",
+        &format!("node-a={}", oa.api),
+        "--peer",
+        &format!("node-b={}", ob.api),
+    ]);
+    relay.wait_nodes(2, 0, WAIT);
+    udp_burst(&h1, 7500, 4);
+    udp_burst(&h2, 7500, 4);
+    for o in [&oa, &ob] {
+        util::eventually("the burst stored", WAIT, || {
+            (o.status()["seen_flows"].as_u64() >= Some(4)).then_some(())
+        });
+    }
+
+    // Node status first (both connected), then each node's last 4 flows, in time order.
+    let got = hubble
+        .call(
+            relay.api,
+            &[
+                "flows",
+                &json!({"number": 4, "whitelist": [{"destination_port": ["7500"]}]}).to_string(),
+            ],
+        )
+        .unwrap();
+    let status = &got[0]["node_status"];
+    assert_eq!(status["state_change"], "NODE_CONNECTED", "{got:?}");
+    let mut named: Vec<&str> = status["node_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    named.sort_unstable();
+    assert_eq!(named, ["node-a", "node-b"]);
+    let flows: Vec<&Value> = got.iter().filter(|v| v.get("flow").is_some()).collect();
+    assert_eq!(flows.len(), 8, "{got:?}");
+    for node in ["node-a", "node-b"] {
+        assert_eq!(
+            flows.iter().filter(|f| f["node_name"] == node).count(),
+            4,
+            "{got:?}"
+        );
+    }
+    let times: Vec<&str> = flows
+        .iter()
+        .map(|f| f["flow"]["time"].as_str().unwrap())
+        .collect();
+    let mut sorted = times.clone();
+    sorted.sort_unstable();
+    assert_eq!(times, sorted, "merged in time order");
+
+    // The relay sums what its observers last reported (it polls them).
+    let status = util::eventually("the relay's status counting both bursts", WAIT, || {
+        let status = hubble.call(relay.api, &["status"]).unwrap().remove(0);
+        (status["seen_flows"].as_str()?.parse::<u64>().ok()? >= 8).then_some(status)
+    });
+    assert_eq!(status["num_connected_nodes"], 2, "{status}");
+    let nodes = &hubble.call(relay.api, &["nodes"]).unwrap()[0]["nodes"];
+    let names: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    assert_eq!(names, ["node-a", "node-b"], "{nodes}");
+
+    // A node that goes away is reported to the gRPC client too.
+    drop(ob);
+    relay.wait_nodes(1, 1, Duration::from_secs(20));
+    let got = hubble
+        .call(relay.api, &["flows", &json!({"number": 1}).to_string()])
+        .unwrap();
+    assert!(
+        got.iter()
+            .any(|v| v["node_status"]["state_change"] == "NODE_UNAVAILABLE"
+                && v["node_status"]["node_names"] == json!(["node-b"])),
+        "{got:?}"
     );
 }

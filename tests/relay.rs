@@ -6,94 +6,16 @@ mod util;
 
 use std::{
     net::SocketAddr,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
 use util::{
-    Observer, Received, TestHost, flowscope, free_port, http_get, next,
+    Observer, Received, Relay, TestHost, flowscope, free_port, http_get, next,
     prom::{Prometheus, promtool_accepts, scrape},
     subscribe,
 };
-
-/// A running `flowscope relay`, killed on drop.
-struct Relay {
-    child: Child,
-    api: SocketAddr,
-    metrics: SocketAddr,
-}
-
-impl Relay {
-    fn start(args: &[&str]) -> Relay {
-        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_flowscope"))
-            .arg("relay")
-            .args(["--listen", &api.to_string()])
-            .args(["--metrics-listen", &metrics.to_string()])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn flowscope relay");
-        let mut r = Relay {
-            child,
-            api,
-            metrics,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = r.child.try_wait().unwrap() {
-                panic!("relay exited early: {status}");
-            }
-            if http_get(r.api, "/readyz").is_some_and(|(c, _)| c == 200) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "relay not ready within 30 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        r
-    }
-
-    fn get(&self, path: &str) -> Value {
-        let (code, body) = http_get(self.api, path).expect(path);
-        assert_eq!(code, 200, "{path}: {body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
-    }
-
-    fn status(&self) -> Value {
-        self.get("/api/v1/status")
-    }
-
-    /// Waits until the relay counts `connected` connected and `unavailable` unavailable nodes.
-    fn wait_nodes(&self, connected: u64, unavailable: u64, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let s = self.status();
-            if s["num_connected_nodes"] == connected && s["num_unavailable_nodes"] == unavailable {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "want {connected} connected, {unavailable} unavailable: {s:#}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn server(&self) -> String {
-        self.api.to_string()
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn text(o: &std::process::Output) -> String {
     format!(

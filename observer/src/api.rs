@@ -32,9 +32,9 @@ use flowscope_model::{
     flow::{FieldMask, NodeState},
 };
 use flowscope_server::ws::{
-    End, MAX_REQUEST_BYTES, close_stream, read_request, refuse, refuse_with, watch_client,
+    End, LineSink, MAX_REQUEST_BYTES, close_stream, read_request, refuse, refuse_with, watch_client,
 };
-use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink};
+use futures_util::{StreamExt as _, stream::SplitSink};
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::debug;
@@ -348,9 +348,8 @@ async fn serve_flows(socket: WebSocket, st: Arc<AppState>) {
         return;
     };
     let (drain, gone) = watch_client(rx);
-    let mut sink = WsSink(&mut tx);
     let result = tokio::select! {
-        r = stream(&mut sink, &st, &request, &filters) => r,
+        r = stream(&mut tx, &st, &request, &filters) => r,
         _ = gone => Err(End::Gone),
     };
     drain.abort();
@@ -388,33 +387,16 @@ pub(crate) fn too_many(st: &AppState) -> String {
     )
 }
 
-/// Where a flow stream goes: a WebSocket, or a gRPC response stream.
-pub(crate) trait FlowSink: Send {
+/// Where a flow stream goes: a WebSocket, or a gRPC response stream. Lines of the stream's
+/// own (a masked flow, a loss this reader noticed) go through [`LineSink::line`].
+pub(crate) trait FlowSink: LineSink {
     /// A stored record as it is (its encoding made once for every subscriber).
     fn record(&mut self, e: &Arc<Cached>) -> impl Future<Output = Result<(), End>> + Send;
-    /// A line of this stream's own: a masked flow, or a loss this reader noticed.
-    fn line(&mut self, line: Utf8Bytes) -> impl Future<Output = Result<(), End>> + Send;
-    /// After each batch.
-    fn flush(&mut self) -> impl Future<Output = Result<(), End>> + Send;
 }
 
-/// Hubble's JSON lines, one text message each.
-struct WsSink<'a>(&'a mut SplitSink<WebSocket, Message>);
-
-impl FlowSink for WsSink<'_> {
+impl FlowSink for SplitSink<WebSocket, Message> {
     async fn record(&mut self, e: &Arc<Cached>) -> Result<(), End> {
         self.line(e.json()).await
-    }
-
-    async fn line(&mut self, line: Utf8Bytes) -> Result<(), End> {
-        self.0
-            .feed(Message::Text(line))
-            .await
-            .map_err(|_| End::Gone)
-    }
-
-    async fn flush(&mut self) -> Result<(), End> {
-        self.0.flush().await.map_err(|_| End::Gone)
     }
 }
 

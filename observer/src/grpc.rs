@@ -5,9 +5,8 @@
 //! not produced, and saying so is an UNIMPLEMENTED status. Hubble's `Peer` service names the
 //! observer itself ([`GrpcPeer`]).
 
-use std::{pin::Pin, sync::Arc};
+use std::sync::Arc;
 
-use axum::extract::ws::Utf8Bytes;
 use flowscope_proto::{
     observer::{
         self as proto, GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest,
@@ -17,9 +16,11 @@ use flowscope_proto::{
     },
     pbjson_types::UInt32Value,
 };
-use flowscope_server::{grpc, ws::End};
-use futures_util::{Stream, StreamExt as _};
-use tokio::sync::mpsc;
+use flowscope_server::{
+    grpc::{self, Boxed, GrpcLines},
+    ws::End,
+};
+use futures_util::StreamExt as _;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -27,42 +28,15 @@ use crate::{
     event::Cached,
 };
 
-/// Responses queued per gRPC stream: a slow client holds its stream back (the store keeps
-/// the flows; what it overwrites meanwhile is reported as lost), never the observer.
-const QUEUE: usize = 256;
-
-type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
 pub struct GrpcObserver(pub Arc<AppState>);
 
-/// A gRPC response stream fed from a task.
-struct GrpcSink(mpsc::Sender<Result<GetFlowsResponse, Status>>);
-
-impl GrpcSink {
-    async fn send(&mut self, item: Result<GetFlowsResponse, Status>) -> Result<(), End> {
-        self.0.send(item).await.map_err(|_| End::Gone)
-    }
-}
-
-impl FlowSink for GrpcSink {
+/// A slow client holds its stream back (the store keeps the flows; what it overwrites
+/// meanwhile is reported as lost), never the observer.
+impl FlowSink for GrpcLines {
     async fn record(&mut self, e: &Arc<Cached>) -> Result<(), End> {
         let response = e.grpc().map(|r| GetFlowsResponse::clone(&r));
         self.send(response).await
     }
-
-    async fn line(&mut self, line: Utf8Bytes) -> Result<(), End> {
-        self.send(grpc::response(&line)).await
-    }
-
-    async fn flush(&mut self) -> Result<(), End> {
-        Ok(())
-    }
-}
-
-fn receiver_stream<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) -> Boxed<T> {
-    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }))
 }
 
 #[tonic::async_trait]
@@ -80,23 +54,18 @@ impl Observer for GrpcObserver {
         let st = self.0.clone();
         let subscriber = Subscriber::new(&st)
             .ok_or_else(|| grpc::refusal("RESOURCE_EXHAUSTED", api::too_many(&st)))?;
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (mut sink, responses) = grpc::channel();
         tokio::spawn(async move {
             let _subscriber = subscriber;
-            let closed = tx.clone();
-            let mut sink = GrpcSink(tx);
+            let closed = sink.0.clone();
             let result = tokio::select! {
                 r = api::stream(&mut sink, &st, &request, &filters) => r,
                 // The client cancelled or went away.
                 _ = closed.closed() => Err(End::Gone),
             };
-            if let Err(End::Shutdown) = result {
-                let _ = sink
-                    .send(Err(Status::unavailable(api::SHUTTING_DOWN)))
-                    .await;
-            }
+            grpc::close(&mut sink, result, api::SHUTTING_DOWN).await;
         });
-        Ok(Response::new(receiver_stream(rx)))
+        Ok(Response::new(responses))
     }
 
     async fn get_agent_events(

@@ -38,6 +38,13 @@ pub fn router(state: Arc<RelayState>) -> Router {
         .route("/ui/{file}", get(flowscope_server::ui::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        // Hubble's gRPC API on the same port (HTTP/2), as hubble-relay serves it.
+        .route_service(
+            "/observer.Observer/{*method}",
+            flowscope_proto::observer::observer_server::ObserverServer::new(
+                crate::grpc::GrpcRelay(state.clone()),
+            ),
+        )
         .with_state(state)
 }
 
@@ -51,16 +58,16 @@ async fn readyz(State(st): State<Arc<RelayState>>) -> Response {
 }
 
 #[derive(Serialize)]
-struct StatusBody {
-    num_flows: u64,
-    max_flows: u64,
-    seen_flows: u64,
-    flows_rate: f64,
-    uptime_ns: u64,
-    version: &'static str,
-    num_connected_nodes: u32,
-    num_unavailable_nodes: u32,
-    unavailable_nodes: Vec<String>,
+pub(crate) struct StatusBody {
+    pub num_flows: u64,
+    pub max_flows: u64,
+    pub seen_flows: u64,
+    pub flows_rate: f64,
+    pub uptime_ns: u64,
+    pub version: &'static str,
+    pub num_connected_nodes: u32,
+    pub num_unavailable_nodes: u32,
+    pub unavailable_nodes: Vec<String>,
     relay: RelayStatus,
 }
 
@@ -75,6 +82,10 @@ struct RelayStatus {
 /// Hubble's ServerStatus over the relay's observers: flows summed over the connected nodes,
 /// uptime the longest, and the unavailable nodes (the first ten by name).
 async fn status(State(st): State<Arc<RelayState>>) -> Json<StatusBody> {
+    Json(status_body(&st))
+}
+
+pub(crate) fn status_body(st: &RelayState) -> StatusBody {
     let nodes: Vec<NodeInfo> = st.pool.peers().iter().map(|p| p.node()).collect();
     let connected: Vec<&NodeInfo> = nodes
         .iter()
@@ -88,7 +99,7 @@ async fn status(State(st): State<Arc<RelayState>>) -> Json<StatusBody> {
     let num_unavailable = unavailable.len() as u32;
     unavailable.sort();
     unavailable.truncate(MAX_UNAVAILABLE_LISTED);
-    Json(StatusBody {
+    StatusBody {
         num_flows: connected.iter().map(|n| n.num_flows).sum(),
         max_flows: connected.iter().map(|n| n.max_flows).sum(),
         seen_flows: connected.iter().map(|n| n.seen_flows).sum(),
@@ -103,18 +114,26 @@ async fn status(State(st): State<Arc<RelayState>>) -> Json<StatusBody> {
             peers: nodes.len(),
             discovery_errors: st.pool.discovery_errors(),
         },
-    })
+    }
 }
 
 /// Hubble's GetNodes: every observer with its state, sorted by name.
 async fn nodes(State(st): State<Arc<RelayState>>) -> Json<Vec<NodeInfo>> {
+    Json(node_list(&st))
+}
+
+pub(crate) fn node_list(st: &RelayState) -> Vec<NodeInfo> {
     let mut nodes: Vec<NodeInfo> = st.pool.peers().iter().map(|p| p.node()).collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
-    Json(nodes)
+    nodes
 }
 
 /// The endpoints of every connected observer, each pod once.
 async fn endpoints(State(st): State<Arc<RelayState>>) -> Response {
+    Json(gather_endpoints(&st).await).into_response()
+}
+
+pub(crate) async fn gather_endpoints(st: &RelayState) -> Vec<serde_json::Value> {
     let asks = st
         .pool
         .peers()
@@ -146,7 +165,7 @@ async fn endpoints(State(st): State<Arc<RelayState>>) -> Response {
             all.push(endpoint);
         }
     }
-    Json(all).into_response()
+    all
 }
 
 /// The service map of the flows the connected observers hold, as an observer builds it from

@@ -21,7 +21,7 @@ use std::{
 use axum::{
     extract::{
         State, WebSocketUpgrade,
-        ws::{Message, Utf8Bytes, WebSocket},
+        ws::{Utf8Bytes, WebSocket},
     },
     response::Response,
 };
@@ -31,9 +31,9 @@ use flowscope_model::{
     flow::{GetFlowsResponse, NodeState, NodeStatusEvent},
 };
 use flowscope_server::ws::{
-    End, MAX_REQUEST_BYTES, close_stream, read_request, refuse, refuse_with, watch_client,
+    End, LineSink, MAX_REQUEST_BYTES, close_stream, read_request, refuse, refuse_with, watch_client,
 };
-use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink};
+use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
 use tracing::debug;
@@ -108,28 +108,52 @@ async fn serve(socket: WebSocket, st: Arc<RelayState>) {
             return;
         }
     };
-    // Each stream holds a connection to every observer and a merge buffer: their number is
-    // bounded, and a client over the bound is told so (and may retry).
-    if st.metrics.requests.inc() >= st.max_requests as i64 {
-        st.metrics.requests.dec();
-        st.metrics.requests_refused.inc();
-        let reason = format!(
-            "the relay serves at most {} flow streams at once (--max-flow-requests); try again later",
-            st.max_requests
-        );
-        refuse_with(&mut tx, "RESOURCE_EXHAUSTED", 1013, reason).await;
+    let Some(_request) = Request::new(&st) else {
+        refuse_with(&mut tx, "RESOURCE_EXHAUSTED", 1013, too_many(&st)).await;
         return;
-    }
+    };
     let (drain, mut gone) = watch_client(rx);
     let mut merge = Merge::new(&st, request);
     let result = merge.run(&mut tx, &mut gone).await;
     merge.stop();
     drain.abort();
-    st.metrics.requests.dec();
-    close_stream(&mut tx, result, "relay shutting down").await;
+    close_stream(&mut tx, result, SHUTTING_DOWN).await;
 }
 
-struct Merge<'a> {
+/// Why a stream ends when the relay stops.
+pub(crate) const SHUTTING_DOWN: &str = "relay shutting down";
+
+/// One flow request counted against `--max-flow-requests` while it lives: each holds a
+/// connection to every observer and a merge buffer, so their number is bounded, and a client
+/// over the bound is told so (and may retry).
+pub(crate) struct Request(Arc<RelayState>);
+
+impl Request {
+    pub(crate) fn new(st: &Arc<RelayState>) -> Option<Request> {
+        if st.metrics.requests.inc() >= st.max_requests as i64 {
+            st.metrics.requests.dec();
+            st.metrics.requests_refused.inc();
+            return None;
+        }
+        Some(Request(st.clone()))
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        self.0.metrics.requests.dec();
+    }
+}
+
+/// The refusal of a request over the bound, over WebSocket and gRPC alike.
+pub(crate) fn too_many(st: &RelayState) -> String {
+    format!(
+        "the relay serves at most {} flow streams at once (--max-flow-requests); try again later",
+        st.max_requests
+    )
+}
+
+pub(crate) struct Merge<'a> {
     st: &'a RelayState,
     request: GetFlowsRequest,
     attached: BTreeMap<String, Attached>,
@@ -146,7 +170,7 @@ struct Merge<'a> {
 }
 
 impl<'a> Merge<'a> {
-    fn new(st: &'a RelayState, request: GetFlowsRequest) -> Self {
+    pub(crate) fn new(st: &'a RelayState, request: GetFlowsRequest) -> Self {
         let (tx, rx) = mpsc::channel(CHANNEL_LINES);
         Merge {
             st,
@@ -206,7 +230,7 @@ impl<'a> Merge<'a> {
         self.attached.get_mut(address).filter(|a| a.id == id)
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         for a in self.attached.values() {
             a.task.abort();
         }
@@ -214,10 +238,12 @@ impl<'a> Merge<'a> {
         self.queued = 0;
     }
 
-    async fn run(
+    /// Streams the merge into `tx` until the request is complete, `gone` completes (the
+    /// client left) or the relay shuts down.
+    pub(crate) async fn run(
         &mut self,
-        tx: &mut SplitSink<WebSocket, Message>,
-        gone: &mut tokio::sync::oneshot::Receiver<()>,
+        tx: &mut impl LineSink,
+        gone: &mut (impl Future + Unpin),
     ) -> Result<(), End> {
         let follow = self.request.follow;
         let until_ns = self.request.until.map(|t| t.as_unix_nanos());
@@ -241,7 +267,7 @@ impl<'a> Merge<'a> {
         if !unavailable.is_empty() {
             send_status(tx, NodeState::Unavailable, unavailable, String::new()).await?;
         }
-        tx.flush().await.map_err(|_| End::Gone)?;
+        tx.flush().await?;
 
         let mut inbox = Vec::with_capacity(256);
         let mut out = Vec::with_capacity(256);
@@ -399,7 +425,7 @@ impl<'a> Merge<'a> {
 
 /// Sends node status lines, then `out`, and flushes once; returns the flows sent.
 async fn send(
-    tx: &mut SplitSink<WebSocket, Message>,
+    tx: &mut impl LineSink,
     out: &mut Vec<(bool, Utf8Bytes)>,
     statuses: Vec<(NodeState, Vec<String>, String)>,
 ) -> Result<u64, End> {
@@ -412,14 +438,14 @@ async fn send(
     let mut flows = 0;
     for (flow, line) in out.drain(..) {
         flows += u64::from(flow);
-        tx.feed(Message::Text(line)).await.map_err(|_| End::Gone)?;
+        tx.line(line).await?;
     }
-    tx.flush().await.map_err(|_| End::Gone)?;
+    tx.flush().await?;
     Ok(flows)
 }
 
 async fn send_status(
-    tx: &mut SplitSink<WebSocket, Message>,
+    tx: &mut impl LineSink,
     state: NodeState,
     node_names: Vec<String>,
     message: String,
@@ -434,9 +460,7 @@ async fn send_status(
         Timestamp::from_unix_nanos(now_unix_nanos()),
     );
     let line = serde_json::to_string(&response.as_ref()).unwrap_or_default();
-    tx.feed(Message::Text(line.into()))
-        .await
-        .map_err(|_| End::Gone)
+    tx.line(line.into()).await
 }
 
 /// The flow lines the connected observers answer `request` with (not following), unordered,

@@ -17,6 +17,7 @@
 
 mod api;
 mod flows;
+mod grpc;
 mod http;
 pub mod merge;
 mod metrics;

@@ -4,13 +4,66 @@
 //! request is checked by the same code, with the same messages, as a WebSocket request, and
 //! a flow is the same flow in both encodings.
 
+use std::pin::Pin;
+
+use axum::extract::ws::Utf8Bytes;
 use flowscope_model::{
     api::NodeInfo,
     filter::{FilterSet, GetFlowsRequest},
 };
 use flowscope_proto::observer as proto;
+use futures_util::Stream;
 use serde_json::Value;
+use tokio::sync::mpsc;
 use tonic::{Code, Status};
+
+use crate::ws::{End, LineSink};
+
+/// A server-streaming response.
+pub type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Responses queued per gRPC stream: a slow client holds its stream back, never the server.
+pub const QUEUE: usize = 256;
+
+/// A flow stream's lines as gRPC responses, for [`stream`] to send.
+pub struct GrpcLines(pub mpsc::Sender<Result<proto::GetFlowsResponse, Status>>);
+
+impl GrpcLines {
+    pub async fn send(&mut self, item: Result<proto::GetFlowsResponse, Status>) -> Result<(), End> {
+        self.0.send(item).await.map_err(|_| End::Gone)
+    }
+}
+
+impl LineSink for GrpcLines {
+    async fn line(&mut self, line: Utf8Bytes) -> Result<(), End> {
+        self.send(response(&line)).await
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        Ok(())
+    }
+}
+
+/// A response stream and the sink that feeds it, for a task to fill.
+pub fn channel() -> (GrpcLines, Boxed<proto::GetFlowsResponse>) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    (GrpcLines(tx), stream(rx))
+}
+
+/// The receiver as a response stream.
+pub fn stream<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) -> Boxed<T> {
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+/// How a stream that ended early ends for its gRPC client: the server stopping is
+/// `UNAVAILABLE` with `shutdown` (a client that left hears nothing).
+pub async fn close(sink: &mut GrpcLines, result: Result<(), End>, shutdown: &'static str) {
+    if let Err(End::Shutdown) = result {
+        let _ = sink.send(Err(Status::unavailable(shutdown))).await;
+    }
+}
 
 /// A gRPC `GetFlowsRequest` as the model's, checked: the error is the WebSocket's message.
 pub fn request(request: &proto::GetFlowsRequest) -> Result<(GetFlowsRequest, FilterSet), String> {

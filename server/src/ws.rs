@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use flowscope_model::filter::{FilterSet, GetFlowsRequest};
 use futures_util::{
     SinkExt as _, StreamExt as _,
@@ -18,6 +18,27 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// WebSocket close reasons are limited to 123 bytes by RFC 6455.
 const MAX_CLOSE_REASON: usize = 123;
+
+/// Where a flow stream's lines go: a WebSocket (one text message each), or a gRPC response
+/// stream ([`crate::grpc::GrpcLines`]).
+pub trait LineSink: Send {
+    /// One `hubble observe -o json` line.
+    fn line(&mut self, line: Utf8Bytes) -> impl Future<Output = Result<(), End>> + Send;
+    /// After each batch.
+    fn flush(&mut self) -> impl Future<Output = Result<(), End>> + Send;
+}
+
+impl LineSink for SplitSink<WebSocket, Message> {
+    async fn line(&mut self, line: Utf8Bytes) -> Result<(), End> {
+        self.feed(Message::Text(line)).await.map_err(|_| End::Gone)
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        futures_util::SinkExt::flush(self)
+            .await
+            .map_err(|_| End::Gone)
+    }
+}
 
 /// Why a stream ended early.
 pub enum End {

@@ -287,6 +287,78 @@ impl Drop for Observer {
 }
 
 /// Minimal blocking HTTP/1.1 GET, so tests do not need an HTTP client crate.
+/// A running `flowscope relay`, killed on drop.
+pub struct Relay {
+    pub child: Child,
+    pub api: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+impl Relay {
+    pub fn start(args: &[&str]) -> Relay {
+        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+            .arg("relay")
+            .args(["--listen", &api.to_string()])
+            .args(["--metrics-listen", &metrics.to_string()])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn flowscope relay");
+        let mut r = Relay {
+            child,
+            api,
+            metrics,
+        };
+        eventually("relay ready", Duration::from_secs(30), || {
+            if let Some(status) = r.child.try_wait().unwrap() {
+                panic!("relay exited early: {status}");
+            }
+            http_get(r.api, "/readyz").and_then(|(c, _)| (c == 200).then_some(()))
+        });
+        r
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        let (code, body) = http_get(self.api, path).expect(path);
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+
+    pub fn status(&self) -> Value {
+        self.get("/api/v1/status")
+    }
+
+    /// Waits until the relay counts `connected` connected and `unavailable` unavailable nodes.
+    pub fn wait_nodes(&self, connected: u64, unavailable: u64, within: Duration) -> Value {
+        let mut last = Value::Null;
+        eventually(
+            &format!("{connected} connected, {unavailable} unavailable nodes"),
+            within,
+            || {
+                last = self.status();
+                (last["num_connected_nodes"] == connected
+                    && last["num_unavailable_nodes"] == unavailable)
+                    .then(|| last.clone())
+            },
+        )
+    }
+
+    pub fn server(&self) -> String {
+        self.api.to_string()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
