@@ -18,7 +18,6 @@ fn main() -> anyhow::Result<()> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptors = fds.encode_to_vec();
     tonic_prost_build::configure()
-        .build_client(false)
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(fds)

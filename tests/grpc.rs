@@ -134,6 +134,47 @@ async fn hubble_grpc_clients_get_the_flows_the_websocket_gets() {
         assert!(f["flow"]["time"].as_str().is_some(), "{f}");
     }
 
+    // `flowscope observe` speaks gRPC to HOST:PORT, as `hubble observe` does, and prints
+    // exactly what it prints from the WebSocket (ws://HOST:PORT).
+    let observe = |server: String| {
+        let out = util::flowscope(&[
+            "observe",
+            "--server",
+            &server,
+            "--last",
+            "5",
+            "--to-port",
+            "7400",
+            "-o",
+            "jsonpb",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let over_grpc = observe(obs.api.to_string());
+    assert_eq!(over_grpc.lines().count(), 5, "{over_grpc}");
+    assert_eq!(over_grpc, observe(format!("ws://{}", obs.api)));
+    // HUBBLE_SERVER is where `hubble observe` looks; FLOWSCOPE_SERVER goes first.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowscope"))
+        .args([
+            "observe",
+            "--last",
+            "5",
+            "--to-port",
+            "7400",
+            "-o",
+            "jsonpb",
+        ])
+        .env_remove("FLOWSCOPE_SERVER")
+        .env("HUBBLE_SERVER", obs.api.to_string())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), over_grpc);
+
     // First N, and a field mask: only the fields asked for.
     let masked = hubble
         .call(

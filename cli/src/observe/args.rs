@@ -177,15 +177,17 @@ pub struct ObserveArgs {
     )]
     pub aggregate_by: Vec<AggregateKey>,
 
-    /// Address of the observer's API.
+    /// Address of the server: HOST:PORT speaks Hubble's gRPC API, as `hubble observe
+    /// --server` does (a flowscope observer or relay, or Cilium's Hubble); ws://HOST:PORT reads
+    /// flowscope's WebSocket. Default: $FLOWSCOPE_SERVER, else $HUBBLE_SERVER, else
+    /// 127.0.0.1:4244.
     #[arg(
         long,
         value_name = "HOST:PORT",
-        default_value = "127.0.0.1:4244",
         env = "FLOWSCOPE_SERVER",
         help_heading = "Server"
     )]
-    pub server: String,
+    pub server: Option<String>,
     /// How long to wait for the observer to accept the connection ("5s", "500ms").
     #[arg(
         long,

@@ -1,7 +1,8 @@
 //! `flowscope observe`: Hubble's `hubble observe` against a flowscope observer.
 //!
 //! The data path: `args` (the flags) → `request` (selectors, and `filters` for the
-//! whitelist/blacklist) → a GetFlowsRequest sent by `remote` over the observer's WebSocket,
+//! whitelist/blacklist) → a GetFlowsRequest sent by `remote` over Hubble's gRPC API (`grpc`)
+//! or the observer's WebSocket,
 //! or replayed locally over a saved file by `input` → each response into a `sink`: the
 //! `printer` (compact, dict, table, json) built from `format` pieces, or the
 //! `aggregate` counter.
@@ -10,6 +11,7 @@ mod aggregate;
 mod args;
 mod filters;
 mod format;
+mod grpc;
 mod input;
 mod printer;
 mod remote;
@@ -38,6 +40,9 @@ use format::Style;
 use printer::{Output, Printer};
 use sink::{Halt, Sink};
 
+/// The local observer, where `--server`, FLOWSCOPE_SERVER and HUBBLE_SERVER are all unset.
+pub const DEFAULT_SERVER: &str = "127.0.0.1:4244";
+
 /// Stdout buffer: large enough that a busy stream is written in few system calls.
 const OUT_BUFFER: usize = 64 * 1024;
 /// Input buffer for `--input-file`.
@@ -48,7 +53,13 @@ const IN_BUFFER: usize = 64 * 1024;
 /// User errors (bad flags, unreachable observer, refused request, unreadable file) are
 /// returned as one-line errors for the binary to print; a closed stdout (`| head`) ends
 /// quietly with success.
-pub async fn observe(args: ObserveArgs) -> anyhow::Result<ExitCode> {
+pub async fn observe(mut args: ObserveArgs) -> anyhow::Result<ExitCode> {
+    // Where `hubble observe` would look, when flowscope's own setting is absent.
+    if args.server.is_none() {
+        args.server = std::env::var("HUBBLE_SERVER")
+            .ok()
+            .filter(|s| !s.is_empty());
+    }
     let env = Env {
         stdout_tty: io::stdout().is_terminal(),
         no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
@@ -130,14 +141,8 @@ pub(crate) async fn run(
         return replay_file(path, plan, sink, interrupt).await;
     }
 
-    let result = remote::stream(
-        &args.server,
-        args.timeout,
-        &plan.request,
-        &mut sink,
-        interrupt,
-    )
-    .await;
+    let server = args.server.as_deref().unwrap_or(DEFAULT_SERVER);
+    let result = remote::stream(server, args.timeout, &plan.request, &mut sink, interrupt).await;
     let result = result.and_then(|end| {
         sink.finish()?;
         Ok(end)
@@ -145,7 +150,7 @@ pub(crate) async fn run(
     match result {
         Ok(remote::End::Complete) => {
             if env.hints && !plan.request.follow && sink.flows() == 0 {
-                let server = args.server.clone();
+                let server = server.to_string();
                 let since = plan.request.since;
                 let hint =
                     tokio::task::spawn_blocking(move || remote::empty_result_hint(&server, since))

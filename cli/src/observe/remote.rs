@@ -1,7 +1,10 @@
-//! The observer's flow stream: `GET /api/v1/flows` upgraded to a WebSocket. The client sends
-//! one GetFlowsRequest as a JSON text message; the observer answers with one GetFlowsResponse
-//! JSON line per message (flows and lost events), or with an `{"error":{...}}` line and close
-//! code 1007 when it refuses the request.
+//! The server's flow stream. `--server HOST:PORT` speaks Hubble's gRPC API ([`super::grpc`]),
+//! as `hubble observe --server` does, so the same command works against Cilium's Hubble;
+//! `--server ws://HOST:PORT` (or `http://`) reads flowscope's WebSocket instead:
+//! `GET /api/v1/flows` upgraded to a WebSocket. The client sends one GetFlowsRequest as a JSON
+//! text message; the observer answers with one GetFlowsResponse JSON line per message (flows
+//! and lost events), or with an `{"error":{...}}` line and close code 1007 when it refuses the
+//! request.
 
 use std::future::Future;
 use std::time::Duration;
@@ -49,6 +52,27 @@ pub(crate) fn unreachable(server: &str, why: impl std::fmt::Display) -> anyhow::
 /// Streams the responses to `request` into `sink` until the observer ends the stream, the
 /// output closes, or `interrupt` completes (Ctrl-C).
 pub(crate) async fn stream(
+    server: &str,
+    connect_timeout: Duration,
+    request: &GetFlowsRequest,
+    sink: &mut Sink,
+    interrupt: impl Future<Output = ()>,
+) -> Result<End, Halt> {
+    if server.starts_with("ws://") || server.starts_with("http://") {
+        return websocket(server, connect_timeout, request, sink, interrupt).await;
+    }
+    let host = server.strip_prefix("grpc://").unwrap_or(server);
+    if let Some((scheme, _)) = host.split_once("://") {
+        return Err(Halt::Failed(anyhow!(
+            "--server {server:?}: `{scheme}://` is not supported yet; use HOST:PORT (gRPC, \
+             plain text) or ws://HOST:PORT (flowscope's WebSocket)"
+        )));
+    }
+    super::grpc::stream(host, connect_timeout, request, sink, interrupt).await
+}
+
+/// [`stream`] over flowscope's WebSocket.
+async fn websocket(
     server: &str,
     connect_timeout: Duration,
     request: &GetFlowsRequest,
@@ -260,6 +284,7 @@ pub(crate) fn empty_result_hint(
     let host = server
         .strip_prefix("ws://")
         .or_else(|| server.strip_prefix("http://"))
+        .or_else(|| server.strip_prefix("grpc://"))
         .unwrap_or(server)
         .trim_end_matches('/');
     let agent = ureq::Agent::config_builder()

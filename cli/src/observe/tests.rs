@@ -1078,10 +1078,11 @@ mod remote_stream {
         Hold,
     }
 
-    /// A one-connection observer: returns its address and the request it received.
+    /// A one-connection observer on flowscope's WebSocket: returns its `ws://` address and the
+    /// request it received.
     async fn fake_observer(steps: Vec<Step>) -> (String, tokio::task::JoinHandle<String>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
+        let addr = format!("ws://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
@@ -1225,7 +1226,7 @@ mod remote_stream {
     #[tokio::test]
     async fn a_server_that_is_not_an_observer_is_named() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
+        let addr = format!("ws://{}", listener.local_addr().unwrap());
         tokio::spawn(async move {
             use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
             let (mut tcp, _) = listener.accept().await.unwrap();
@@ -1313,7 +1314,7 @@ mod remote_stream {
     async fn output_is_flushed_when_idle_not_per_line() {
         const FLOWS_SENT: usize = 3000;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
+        let addr = format!("ws://{}", listener.local_addr().unwrap());
         tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();

@@ -1,0 +1,236 @@
+//! Hubble's gRPC API (`observer.Observer/GetFlows`), as `hubble observe` asks it: the same
+//! command works against flowscope's observers and relays and against Cilium's own Hubble.
+//! Each response becomes the JSON line flowscope's WebSocket would have sent (the model writes
+//! it, so `-o jsonpb` prints Hubble's JSON byte for byte), and goes through the same handling.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use flowscope_model::{GetFlowsRequest, GetFlowsResponse};
+use flowscope_proto::observer::{self as proto, observer_client::ObserverClient};
+use futures_util::FutureExt as _;
+use tonic::{Code, Status, transport::Endpoint};
+
+use super::{
+    remote::{End, handle_line, unreachable},
+    sink::{Halt, Sink},
+};
+
+/// Responses handled before the loop checks Ctrl-C and timers again.
+const BURST: usize = 1024;
+
+/// Streams the responses to `request` from the gRPC server at `server` (HOST:PORT) into
+/// `sink`, as [`super::remote::stream`] does over the WebSocket.
+pub(crate) async fn stream(
+    server: &str,
+    connect_timeout: Duration,
+    request: &GetFlowsRequest,
+    sink: &mut Sink,
+    interrupt: impl Future<Output = ()>,
+) -> Result<End, Halt> {
+    let endpoint = Endpoint::from_shared(format!("http://{server}"))
+        .map_err(|e| {
+            Halt::Failed(anyhow!(
+                "--server {server:?} is not an address such as 127.0.0.1:4244 ({e})"
+            ))
+        })?
+        .connect_timeout(connect_timeout);
+    let channel = match tokio::time::timeout(connect_timeout, endpoint.connect()).await {
+        Err(_) => {
+            return Err(Halt::Failed(unreachable(
+                server,
+                format!("no answer within {connect_timeout:?}"),
+            )));
+        }
+        Ok(Err(e)) => return Err(Halt::Failed(unreachable(server, source_chain(&e)))),
+        Ok(Ok(channel)) => channel,
+    };
+    let mut client = ObserverClient::new(channel);
+    let mut responses = client
+        .get_flows(proto_request(request)?)
+        .await
+        .map_err(|status| failed(server, status))?
+        .into_inner();
+
+    let interrupt = interrupt.fuse();
+    tokio::pin!(interrupt);
+    let period = sink.tick_interval().filter(|_| request.follow);
+    let mut ticker = period.map(|p| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        t
+    });
+    loop {
+        // What already arrived is handled without waiting; the output is flushed when idle.
+        let mut budget = BURST;
+        while budget > 0 {
+            match responses.message().now_or_never() {
+                Some(message) => {
+                    budget -= 1;
+                    if let Some(end) = handle(server, message, sink)? {
+                        return Ok(end);
+                    }
+                }
+                None => break,
+            }
+        }
+        if budget == 0 {
+            if interrupt.as_mut().now_or_never().is_some() {
+                return Ok(End::Interrupted);
+            }
+            if let Some(t) = ticker.as_mut()
+                && t.tick().now_or_never().is_some()
+            {
+                sink.tick()?;
+            }
+            continue;
+        }
+        sink.flush()?;
+        let tick = async {
+            match ticker.as_mut() {
+                Some(t) => {
+                    t.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            // Dropping the stream cancels the call.
+            () = &mut interrupt => return Ok(End::Interrupted),
+            () = tick => sink.tick()?,
+            message = responses.message() => {
+                if let Some(end) = handle(server, message, sink)? {
+                    return Ok(end);
+                }
+            }
+        }
+    }
+}
+
+/// One message of the stream; `Some` when it is over.
+fn handle(
+    server: &str,
+    message: Result<Option<proto::GetFlowsResponse>, Status>,
+    sink: &mut Sink,
+) -> Result<Option<End>, Halt> {
+    match message {
+        Ok(None) => Ok(Some(End::Complete)),
+        Ok(Some(response)) => {
+            handle_line(&line(&response)?, sink)?;
+            Ok(None)
+        }
+        Err(status) => Err(failed(server, status)),
+    }
+}
+
+/// The model's request as Hubble's message. A field mask's paths are set as they are written
+/// (protojson's camelCase form cannot spell a path through `UDP`).
+fn proto_request(request: &GetFlowsRequest) -> Result<proto::GetFlowsRequest, Halt> {
+    let cannot = |e: serde_json::Error| Halt::Failed(anyhow!("cannot encode the request: {e}"));
+    let mut json = serde_json::to_value(request).map_err(cannot)?;
+    let mask = json
+        .as_object_mut()
+        .and_then(|o| o.remove("field_mask").or_else(|| o.remove("experimental")));
+    let mut message: proto::GetFlowsRequest = serde_json::from_value(json).map_err(cannot)?;
+    if let Some(mask) = mask {
+        let paths = match mask.get("field_mask").unwrap_or(&mask) {
+            serde_json::Value::String(s) => s.split(',').map(str::to_string).collect(),
+            other => other["paths"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect(),
+        };
+        message.field_mask = Some(flowscope_proto::pbjson_types::FieldMask { paths });
+    }
+    Ok(message)
+}
+
+/// The response as the JSON line flowscope's WebSocket sends.
+fn line(response: &proto::GetFlowsResponse) -> Result<String, Halt> {
+    let bad = |e: serde_json::Error| {
+        Halt::Failed(anyhow!(
+            "the server sent a GetFlowsResponse flowscope cannot read: {e}"
+        ))
+    };
+    let value = serde_json::to_value(response).map_err(bad)?;
+    let response: GetFlowsResponse = serde_json::from_value(value).map_err(bad)?;
+    serde_json::to_string(&response.as_ref()).map_err(bad)
+}
+
+/// A failed call, worded as the WebSocket's failures are.
+fn failed(server: &str, status: Status) -> Halt {
+    Halt::Failed(match status.code() {
+        Code::InvalidArgument => anyhow!("the observer refused the request: {}", status.message()),
+        Code::Unavailable if status.message().contains("transport") => {
+            unreachable(server, status.message())
+        }
+        Code::Unimplemented => anyhow!(
+            "the server at {server} does not serve Hubble's Observer API: {}",
+            status.message()
+        ),
+        code => anyhow!(
+            "the observer at {server} ended the stream: {} ({code:?})",
+            if status.message().is_empty() {
+                "no reason given"
+            } else {
+                status.message()
+            }
+        ),
+    })
+}
+
+/// An error with its causes, which is where the transport says what went wrong.
+fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_keep_their_filters_and_mask_paths() {
+        let request: GetFlowsRequest = serde_json::from_str(
+            r#"{"number":"20","follow":true,"since":"2024-06-01T10:00:00Z",
+                "whitelist":[{"source_pod":["shop/"],"verdict":["DROPPED"],"destination_port":["80"]}],
+                "field_mask":"time,l4.UDP.destination_port"}"#,
+        )
+        .unwrap();
+        let message = proto_request(&request).unwrap();
+        assert_eq!(message.number, 20);
+        assert!(message.follow);
+        assert_eq!(message.since.unwrap().seconds, 1_717_236_000);
+        let filter = &message.whitelist[0];
+        assert_eq!(filter.source_pod, ["shop/"]);
+        assert_eq!(
+            filter.verdict,
+            [flowscope_proto::flow::Verdict::Dropped as i32]
+        );
+        assert_eq!(filter.destination_port, ["80"]);
+        assert_eq!(
+            message.field_mask.unwrap().paths,
+            ["time", "l4.UDP.destination_port"]
+        );
+    }
+
+    #[test]
+    fn responses_become_the_lines_the_websocket_sends() {
+        // As flowscope's model writes them (Hubble's key order and `Z` times), whatever the
+        // protos' JSON mapping would write.
+        let lines = include_str!("../../testdata/flows.jsonl");
+        for want in lines.lines().filter(|l| !l.trim().is_empty()) {
+            let response: proto::GetFlowsResponse = serde_json::from_str(want).unwrap();
+            assert_eq!(line(&response).unwrap(), want);
+        }
+    }
+}
