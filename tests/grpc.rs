@@ -6,78 +6,13 @@ mod util;
 
 use std::{
     net::{SocketAddr, UdpSocket},
-    process::Command,
     time::Duration,
 };
 
 use serde_json::{Value, json};
-use util::{Observer, Received, Relay, TempDir, TestHost, free_port, next, subscribe};
+use util::{Observer, Received, Relay, TestHost, free_port, hubble::Hubble, next, subscribe};
 
 const WAIT: Duration = Duration::from_secs(10);
-const PROTOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/proto/hubble");
-const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/hubble_client.py");
-/// Debian's Python, which has grpcio and protobuf (`scripts/setup.sh` installs them).
-const PYTHON: &str = "/usr/bin/python3";
-
-/// A Hubble client: the Python modules protoc generates from the vendored protos, in a
-/// directory removed with it, and the script that uses them.
-struct Hubble(TempDir);
-
-impl Hubble {
-    fn generate() -> Hubble {
-        let dir = TempDir::new("fs-grpc-stubs");
-        let protoc = Command::new("protoc")
-            .current_dir(PROTOS)
-            .args([
-                "-I",
-                ".",
-                &format!("--python_out={}", dir.display()),
-                &format!("--grpc_out={}", dir.display()),
-                "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin",
-                "flow/flow.proto",
-                "observer/observer.proto",
-                "peer/peer.proto",
-                "relay/relay.proto",
-            ])
-            .output()
-            .expect("protoc (scripts/setup.sh installs protobuf-compiler-grpc)");
-        assert!(
-            protoc.status.success(),
-            "{}",
-            String::from_utf8_lossy(&protoc.stderr)
-        );
-        Hubble(dir)
-    }
-
-    fn command(&self, server: SocketAddr, args: &[&str]) -> Command {
-        let mut cmd = Command::new(PYTHON);
-        cmd.arg(CLIENT)
-            .arg(server.to_string())
-            .args(args)
-            .env("PYTHONPATH", &*self.0);
-        cmd
-    }
-
-    /// What the client printed, one JSON value per line; `Err` holds its error object.
-    fn call(&self, server: SocketAddr, args: &[&str]) -> Result<Vec<Value>, Value> {
-        let out = self
-            .command(server, args)
-            .output()
-            .expect("run the Python Hubble client");
-        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect();
-        match out.status.code() {
-            Some(0) => Ok(lines),
-            Some(3) => Err(lines.last().cloned().unwrap_or_default()["error"].clone()),
-            _ => panic!(
-                "the client failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        }
-    }
-}
 
 fn udp_burst(h: &TestHost, port: u16, n: usize) {
     let ip = h.host_ip;

@@ -517,6 +517,17 @@ async fn services_nodes_and_workloads_name_the_flows() {
         json!(["reserved:remote-node"]),
         "{from_node}"
     );
+    // Hubble's Peer service names the cluster's nodes, at their address and the observer's
+    // port, for an upstream hubble-relay.
+    let peers = util::hubble::Hubble::generate()
+        .call(observer.api, &["peers", "1"])
+        .unwrap();
+    assert_eq!(
+        peers[0],
+        json!({"name": "node-b", "address": format!("{BATCH}:{}", observer.api.port()),
+               "type": "PEER_ADDED"}),
+        "{peers:?}"
+    );
 
     // Isolated, orders keeps the other node out, unless a rule names it as `remote-node`.
     let before = observer.policy_revision();

@@ -3,7 +3,7 @@
 //! history, follow and field mask, by the same code: [`crate::api::stream`]); `ServerStatus`,
 //! `GetNodes` and `GetNamespaces` answer what the JSON API answers; agent and debug events are
 //! not produced, and saying so is an UNIMPLEMENTED status. Hubble's `Peer` service names the
-//! observer itself ([`GrpcPeer`]).
+//! cluster's nodes, or the observer itself ([`GrpcPeer`]).
 
 use std::sync::Arc;
 
@@ -20,7 +20,6 @@ use flowscope_server::{
     grpc::{self, Boxed, GrpcLines},
     ws::End,
 };
-use futures_util::StreamExt as _;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -135,13 +134,69 @@ impl Observer for GrpcObserver {
     }
 }
 
-/// Hubble's `Peer` service: the observers an upstream hubble-relay should connect to. An
-/// observer names itself, at the address it serves on; the stream stays open (hubble-relay
-/// keeps it to hear of changes) until the client leaves or the observer stops.
+/// Hubble's `Peer` service: the observers an upstream hubble-relay should connect to. With
+/// the Kubernetes source, every node of the cluster (the observers run on each, on the host's
+/// network: a node's first address, IPv4 first, with this observer's port), added, updated and
+/// deleted as the nodes change; without it, this observer alone at its `--listen` address. The
+/// stream stays open (hubble-relay keeps it to hear of changes) until the client leaves or the
+/// observer stops.
 pub struct GrpcPeer {
     pub name: Arc<str>,
-    pub address: String,
+    pub listen: std::net::SocketAddr,
+    pub cluster: Option<tokio::sync::watch::Receiver<Arc<flowscope_kubernetes::ClusterState>>>,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Peer name to address.
+type Peers = std::collections::BTreeMap<String, String>;
+
+/// The peers as `state` has them, or this observer alone without a cluster.
+fn peers(
+    name: &str,
+    listen: std::net::SocketAddr,
+    state: Option<&flowscope_kubernetes::ClusterState>,
+) -> Peers {
+    let Some(state) = state else {
+        return Peers::from([(name.to_string(), listen.to_string())]);
+    };
+    state
+        .nodes
+        .iter()
+        .filter_map(|node| {
+            let ip = node
+                .ips
+                .iter()
+                .find(|ip| ip.is_ipv4())
+                .or(node.ips.first())?;
+            let address = std::net::SocketAddr::new(*ip, listen.port());
+            Some((node.name.clone(), address.to_string()))
+        })
+        .collect()
+}
+
+/// The notifications that take `old` to `new`.
+fn changes(old: &Peers, new: &Peers) -> Vec<flowscope_proto::peer::ChangeNotification> {
+    use flowscope_proto::peer::{ChangeNotification, ChangeNotificationType as T};
+    let note = |name: &str, address: &str, kind: T| ChangeNotification {
+        name: name.to_string(),
+        address: address.to_string(),
+        r#type: kind as i32,
+        tls: None,
+    };
+    let mut out = Vec::new();
+    for (name, address) in old {
+        if !new.contains_key(name) {
+            out.push(note(name, address, T::PeerDeleted));
+        }
+    }
+    for (name, address) in new {
+        match old.get(name) {
+            None => out.push(note(name, address, T::PeerAdded)),
+            Some(before) if before != address => out.push(note(name, address, T::PeerUpdated)),
+            Some(_) => {}
+        }
+    }
+    out
 }
 
 #[tonic::async_trait]
@@ -152,20 +207,97 @@ impl flowscope_proto::peer::peer_server::Peer for GrpcPeer {
         &self,
         _: Request<flowscope_proto::peer::NotifyRequest>,
     ) -> Result<Response<Self::NotifyStream>, Status> {
-        use flowscope_proto::peer::{ChangeNotification, ChangeNotificationType};
-        let me = ChangeNotification {
-            name: self.name.to_string(),
-            address: self.address.clone(),
-            r#type: ChangeNotificationType::PeerAdded as i32,
-            tls: None,
-        };
+        let (tx, rx) = tokio::sync::mpsc::channel(grpc::QUEUE);
+        let mut cluster = self.cluster.clone();
         let mut shutdown = self.shutdown.clone();
-        let after = futures_util::stream::once(async move {
-            let _ = shutdown.wait_for(|stopping| *stopping).await;
-        })
-        .filter_map(|()| async { None });
-        Ok(Response::new(Box::pin(
-            futures_util::stream::iter([Ok(me)]).chain(after),
-        )))
+        let mut known = Peers::new();
+        let (name, listen) = (self.name.clone(), self.listen);
+        tokio::spawn(async move {
+            let state = cluster.as_mut().map(|c| c.borrow_and_update().clone());
+            let mut next = peers(&name, listen, state.as_deref());
+            loop {
+                for note in changes(&known, &next) {
+                    if tx.send(Ok(note)).await.is_err() {
+                        return;
+                    }
+                }
+                known = next;
+                let changed = async {
+                    match cluster.as_mut() {
+                        Some(c) => c.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    alive = changed => {
+                        if !alive {
+                            return;
+                        }
+                    }
+                    _ = shutdown.wait_for(|stopping| *stopping) => return,
+                    () = tx.closed() => return,
+                }
+                let state = cluster.as_mut().map(|c| c.borrow_and_update().clone());
+                next = peers(&name, listen, state.as_deref());
+            }
+        });
+        Ok(Response::new(grpc::stream(rx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_follow_the_nodes() {
+        let listen = "0.0.0.0:24244".parse().unwrap();
+        assert_eq!(
+            peers("n1", listen, None),
+            Peers::from([("n1".into(), "0.0.0.0:24244".into())])
+        );
+        let node = |name: &str, ips: &[&str]| flowscope_kubernetes::NodeInfo {
+            name: name.into(),
+            ips: ips.iter().map(|i| i.parse().unwrap()).collect(),
+        };
+        let state = flowscope_kubernetes::ClusterState {
+            nodes: vec![
+                node("n1", &["2001:db8::1", "198.18.0.1"]),
+                node("n2", &["2001:db8::2"]),
+                node("bare", &[]),
+            ],
+            ..Default::default()
+        };
+        let peers = peers("n1", listen, Some(&state));
+        assert_eq!(
+            peers,
+            Peers::from([
+                ("n1".into(), "198.18.0.1:24244".into()),
+                ("n2".into(), "[2001:db8::2]:24244".into()),
+            ])
+        );
+        let kinds = |notes: Vec<flowscope_proto::peer::ChangeNotification>| -> Vec<(String, i32)> {
+            notes.into_iter().map(|n| (n.name, n.r#type)).collect()
+        };
+        use flowscope_proto::peer::ChangeNotificationType as T;
+        assert_eq!(
+            kinds(changes(&Peers::new(), &peers)),
+            [
+                ("n1".into(), T::PeerAdded as i32),
+                ("n2".into(), T::PeerAdded as i32)
+            ]
+        );
+        let later = Peers::from([
+            ("n1".into(), "198.18.0.9:24244".into()),
+            ("n3".into(), "198.18.0.3:24244".into()),
+        ]);
+        assert_eq!(
+            kinds(changes(&peers, &later)),
+            [
+                ("n2".into(), T::PeerDeleted as i32),
+                ("n1".into(), T::PeerUpdated as i32),
+                ("n3".into(), T::PeerAdded as i32)
+            ]
+        );
     }
 }

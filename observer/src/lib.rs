@@ -283,7 +283,8 @@ pub async fn run(
         "/peer.Peer/{*method}",
         flowscope_proto::peer::peer_server::PeerServer::new(grpc::GrpcPeer {
             name: state.node_name.clone(),
-            address: cfg.listen.to_string(),
+            listen: cfg.listen,
+            cluster: cluster_rx.clone(),
             shutdown: state.shutdown.clone(),
         }),
     );

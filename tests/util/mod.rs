@@ -3,6 +3,7 @@
 //! when the test fails.
 #![allow(dead_code)]
 
+pub mod hubble;
 pub mod prom;
 
 use std::{
