@@ -45,6 +45,9 @@ pub fn observer_config(
         interfaces: vec![glob.clone()],
         endpoint_interfaces: vec![glob],
         listen,
+        // The demo's API is for this machine: plain text on loopback; elsewhere it refuses.
+        tls: None,
+        disable_server_tls: false,
         node_name,
         max_flows: 4095,
         deny: Vec::new(),

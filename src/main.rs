@@ -34,7 +34,7 @@ enum Command {
     Observer(Box<ObserverArgs>),
     /// One view of many observers, like Hubble Relay: their flows merged in time order, status,
     /// nodes and the web UI, on one address.
-    Relay(RelayArgs),
+    Relay(Box<RelayArgs>),
     /// The main job on one machine: the built-in lab (the seed's cluster as network
     /// namespaces) with its traffic, and the observer with its API on localhost. Ctrl-C
     /// removes everything.
@@ -107,6 +107,8 @@ struct RelayArgs {
     /// Address of the relay's API (flows WebSocket, HTTP and the web UI).
     #[arg(long, default_value = flowscope_relay::DEFAULT_LISTEN, env = "FLOWSCOPE_RELAY_LISTEN")]
     listen: SocketAddr,
+    #[command(flatten)]
+    tls: ServerTlsArgs,
     /// An observer's API address, `[NAME=]HOST:PORT` (repeatable). The name is shown until
     /// the observer tells its own.
     #[arg(long = "peer", value_name = "[NAME=]HOST:PORT")]
@@ -264,6 +266,56 @@ enum ConnectivityCommand {
     },
 }
 
+/// TLS on an API listener, with Hubble's flag names.
+#[derive(Args)]
+struct ServerTlsArgs {
+    /// Serve the API over TLS with this certificate chain (PEM): HTTPS, wss:// and gRPC with
+    /// TLS.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key_file",
+        help_heading = "TLS"
+    )]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert_file",
+        help_heading = "TLS"
+    )]
+    tls_key_file: Option<PathBuf>,
+    /// Mutual TLS: clients must present a certificate signed by one of these CAs (PEM;
+    /// comma-separated or repeated).
+    #[arg(
+        long,
+        value_name = "FILE",
+        value_delimiter = ',',
+        requires = "tls_cert_file",
+        help_heading = "TLS"
+    )]
+    tls_client_ca_files: Vec<PathBuf>,
+    /// Serve plain text on a --listen address that is not loopback: flows cross the network
+    /// unencrypted (logged as a warning).
+    #[arg(long, conflicts_with = "tls_cert_file", help_heading = "TLS")]
+    disable_server_tls: bool,
+}
+
+impl ServerTlsArgs {
+    fn resolve(self) -> (Option<flowscope_tls::ServerTls>, bool) {
+        let tls = match (self.tls_cert_file, self.tls_key_file) {
+            (Some(cert), Some(key)) => Some(flowscope_tls::ServerTls {
+                cert,
+                key,
+                client_cas: self.tls_client_ca_files,
+            }),
+            _ => None,
+        };
+        (tls, self.disable_server_tls)
+    }
+}
+
 #[derive(Args)]
 struct ObserverArgs {
     /// Interfaces to watch, by name or shell glob (repeatable). Interfaces that appear later
@@ -274,9 +326,12 @@ struct ObserverArgs {
     /// ingress is the workload's egress.
     #[arg(long = "endpoint-interface", value_name = "GLOB")]
     endpoint_interfaces: Vec<String>,
-    /// Address of the flow API (WebSocket and HTTP).
+    /// Address of the flow API (HTTP, WebSocket and Hubble's gRPC). Plain text only on
+    /// loopback: elsewhere give --tls-cert-file and --tls-key-file, or --disable-server-tls.
     #[arg(long, default_value = "127.0.0.1:4244", env = "FLOWSCOPE_LISTEN")]
     listen: SocketAddr,
+    #[command(flatten)]
+    tls: ServerTlsArgs,
     /// Node name carried by every flow.
     #[arg(long, env = "FLOWSCOPE_NODE_NAME")]
     node_name: Option<String>,
@@ -554,10 +609,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()))
                 .unwrap_or_else(hostname);
             let (metrics_listen, metrics, metrics_prefix) = a.metrics.resolve();
+            let (tls, disable_server_tls) = a.tls.resolve();
             let config = ObserverConfig {
                 interfaces: a.interfaces,
                 endpoint_interfaces: a.endpoint_interfaces,
                 listen: a.listen,
+                tls,
+                disable_server_tls,
                 node_name,
                 max_flows: a.max_flows,
                 deny: a.deny,
@@ -622,8 +680,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 std::fs::read_to_string(file)
                     .with_context(|| format!("cannot read the peers file {}", file.display()))?;
             }
+            let (tls, disable_server_tls) = a.tls.resolve();
             let config = flowscope_relay::RelayConfig {
                 listen: a.listen,
+                tls,
+                disable_server_tls,
                 discovery: flowscope_relay::Discovery {
                     peers: a.peers,
                     peers_file: a.peers_file,

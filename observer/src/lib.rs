@@ -62,6 +62,10 @@ pub struct ObserverConfig {
     pub interfaces: Vec<String>,
     pub endpoint_interfaces: Vec<String>,
     pub listen: SocketAddr,
+    /// TLS on the API listener (`--tls-cert-file`, mutual with client CAs).
+    pub tls: Option<flowscope_tls::ServerTls>,
+    /// `--disable-server-tls`: plain text on a listen address that is not loopback.
+    pub disable_server_tls: bool,
     pub node_name: String,
     pub max_flows: usize,
     pub deny: Vec<DenyRule>,
@@ -106,6 +110,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     store::check_capacity(cfg.max_flows).context("--max-flows")?;
+    // Checked before anything is attached: plain text only on loopback, unless asked for.
+    let plain_remote = flowscope_tls::check_listener(
+        "observer",
+        cfg.listen,
+        cfg.tls.as_ref(),
+        cfg.disable_server_tls,
+    )?;
+    let tls = cfg.tls.as_ref().map(|t| t.config()).transpose()?;
+    if plain_remote {
+        warn!(listen = %cfg.listen, "Serving flows in plain text on a non-loopback address (--disable-server-tls): anyone who can reach it reads them");
+    }
     let selector = InterfaceSelector::new(&cfg.interfaces)?;
     let endpoint_selector = InterfaceSelector::new(&cfg.endpoint_interfaces)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -278,7 +293,12 @@ pub async fn run(
     if !enforcing {
         state.ready.store(true, Ordering::Relaxed);
     }
-    info!(listen = %cfg.listen, "Serving flows on ws://{}/api/v1/flows and Hubble's gRPC API", cfg.listen);
+    let (scheme, grpc) = if tls.is_some() {
+        ("wss", "TLS")
+    } else {
+        ("ws", "plain text")
+    };
+    info!(listen = %cfg.listen, "Serving flows on {scheme}://{}/api/v1/flows and Hubble's gRPC API ({grpc})", cfg.listen);
     let app = api::router(state.clone()).route_service(
         "/peer.Peer/{*method}",
         flowscope_proto::peer::peer_server::PeerServer::new(grpc::GrpcPeer {
@@ -288,14 +308,13 @@ pub async fn run(
             shutdown: state.shutdown.clone(),
         }),
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            info!("Shutting down");
-            let _ = shutdown_tx.send(true);
-        })
-        .await
-        .context("serving the API")?;
+    flowscope_server::listen::serve(listener, app, tls, async move {
+        shutdown.await;
+        info!("Shutting down");
+        let _ = shutdown_tx.send(true);
+    })
+    .await
+    .context("serving the API")?;
     drop(kube);
     watcher.abort();
     pipe.abort();

@@ -40,6 +40,10 @@ pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9966";
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
     pub listen: SocketAddr,
+    /// TLS on the API listener (`--tls-cert-file`, mutual with client CAs).
+    pub tls: Option<flowscope_tls::ServerTls>,
+    /// `--disable-server-tls`: plain text on a listen address that is not loopback.
+    pub disable_server_tls: bool,
     pub discovery: Discovery,
     /// None: no metrics server.
     pub metrics_listen: Option<SocketAddr>,
@@ -65,6 +69,16 @@ pub async fn run(
     config: RelayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let plain_remote = flowscope_tls::check_listener(
+        "relay",
+        config.listen,
+        config.tls.as_ref(),
+        config.disable_server_tls,
+    )?;
+    let tls = config.tls.as_ref().map(|t| t.config()).transpose()?;
+    if plain_remote {
+        tracing::warn!(listen = %config.listen, "Serving flows in plain text on a non-loopback address (--disable-server-tls): anyone who can reach it reads them");
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {
@@ -104,9 +118,13 @@ pub async fn run(
             wait(shutdown_rx.clone()),
         ))
     });
-    info!(listen = %config.listen, "Relay serving");
-    let server =
-        axum::serve(listener, api::router(state)).with_graceful_shutdown(wait(shutdown_rx.clone()));
+    info!(listen = %config.listen, tls = tls.is_some(), "Relay serving");
+    let server = flowscope_server::listen::serve(
+        listener,
+        api::router(state),
+        tls,
+        wait(shutdown_rx.clone()),
+    );
     let signal = tokio::spawn(async move {
         shutdown.await;
         let _ = shutdown_tx.send(true);

@@ -3,12 +3,14 @@
 //!
 //! - [`ws`]: the flow-stream protocol over WebSocket (the request, refusals, closing).
 //! - [`grpc`]: Hubble's gRPC API beside it: requests, responses and refusals as the WebSocket's.
+//! - [`listen`]: the API listener, plain (loopback) or TLS, HTTP/1.1 and HTTP/2 on one port.
 //! - [`graph`]: the service map's query (`GET /api/v1/graph`).
 //! - [`ui`]: the web UI's files, embedded at build time.
 //! - [`metrics`]: the `/metrics` listener, its formats, and the metric name prefix.
 
 pub mod graph;
 pub mod grpc;
+pub mod listen;
 pub mod metrics;
 pub mod ui;
 pub mod ws;

@@ -7,12 +7,17 @@ grpcio's Python plugin), as Hubble's users build theirs: the tests run it agains
     hubble_client.py ADDRESS agent-events|debug-events
     hubble_client.py ADDRESS peers MAX                Peer.Notify, at most MAX notifications
 
+With HUBBLE_TLS_CA set, the channel is TLS: the server's certificate must be signed by that
+CA (HUBBLE_TLS_SERVER_NAME: the name it must carry), and HUBBLE_TLS_CERT/HUBBLE_TLS_KEY are the
+client's certificate for mutual TLS.
+
 Messages are printed with protobuf's own JSON mapping and the protos' field names, as
 `hubble observe -o json` prints them. A failed call prints {"error": {"code", "details"}} and
 exits with 3. PYTHONPATH must hold the generated modules.
 """
 
 import json
+import os
 import sys
 
 import grpc
@@ -27,9 +32,31 @@ def show(message):
           flush=True)
 
 
+def read(name):
+    path = os.environ.get(name)
+    if not path:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def open_channel(address):
+    ca = read("HUBBLE_TLS_CA")
+    if ca is None:
+        return grpc.insecure_channel(address)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=ca, private_key=read("HUBBLE_TLS_KEY"),
+        certificate_chain=read("HUBBLE_TLS_CERT"))
+    options = []
+    name = os.environ.get("HUBBLE_TLS_SERVER_NAME")
+    if name:
+        options.append(("grpc.ssl_target_name_override", name))
+    return grpc.secure_channel(address, credentials, options)
+
+
 def main():
     address, command = sys.argv[1], sys.argv[2]
-    channel = grpc.insecure_channel(address)
+    channel = open_channel(address)
     observer = observer_pb2_grpc.ObserverStub(channel)
     try:
         if command == "flows":

@@ -53,8 +53,19 @@ impl Hubble {
 
     /// What the client printed, one JSON value per line; `Err` holds its error object.
     pub fn call(&self, server: SocketAddr, args: &[&str]) -> Result<Vec<Value>, Value> {
+        self.call_with(server, args, &[])
+    }
+
+    /// As [`Hubble::call`], with environment variables (the client's `HUBBLE_TLS_*`).
+    pub fn call_with(
+        &self,
+        server: SocketAddr,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> Result<Vec<Value>, Value> {
         let out = self
             .command(server, args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run the Python Hubble client");
         let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)

@@ -3,6 +3,7 @@
 //! when the test fails.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod hubble;
 pub mod prom;
 
@@ -232,6 +233,18 @@ impl Observer {
 
     /// An observer named `node` serving its API on `api`.
     pub fn start_at(api: SocketAddr, node: &str, args: &[&str]) -> Observer {
+        Observer::start_ready(api, node, args, |api| {
+            http_get(api, "/readyz").is_some_and(|(code, _)| code == 200)
+        })
+    }
+
+    /// As [`Observer::start_at`], ready when `ready` says so (an API behind TLS).
+    pub fn start_ready(
+        api: SocketAddr,
+        node: &str,
+        args: &[&str],
+        mut ready: impl FnMut(SocketAddr) -> bool,
+    ) -> Observer {
         let child = Command::new(env!("CARGO_BIN_EXE_flowscope"))
             .arg("observer")
             .args(["--listen", &api.to_string(), "--node-name", node])
@@ -242,17 +255,13 @@ impl Observer {
             .spawn()
             .expect("spawn flowscope observer");
         let mut o = Observer { child, api };
-        o.wait_ready();
-        o
-    }
-
-    fn wait_ready(&mut self) {
         eventually("observer ready", Duration::from_secs(30), || {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
+            if let Some(status) = o.child.try_wait().expect("try_wait") {
                 panic!("observer exited early: {status}");
             }
-            http_get(self.api, "/readyz").and_then(|(code, _)| (code == 200).then_some(()))
+            ready(o.api).then_some(())
         });
+        o
     }
 
     pub fn status(&self) -> Value {
