@@ -109,6 +109,8 @@ struct RelayArgs {
     listen: SocketAddr,
     #[command(flatten)]
     tls: ServerTlsArgs,
+    #[command(flatten)]
+    observer_tls: ObserverTlsArgs,
     /// An observer's API address, `[NAME=]HOST:PORT` (repeatable). The name is shown until
     /// the observer tells its own.
     #[arg(long = "peer", value_name = "[NAME=]HOST:PORT")]
@@ -264,6 +266,71 @@ enum ConnectivityCommand {
         #[command(flatten)]
         policy_mode: lab::PolicyMode,
     },
+}
+
+/// TLS from the relay to its observers (hubble-relay's `--tls-hubble-*` flags, named for
+/// flowscope's observers).
+#[derive(Args)]
+struct ObserverTlsArgs {
+    /// Reach the observers over TLS, trusting these CAs for their certificates (PEM;
+    /// comma-separated or repeated).
+    #[arg(
+        long,
+        value_name = "FILE",
+        value_delimiter = ',',
+        help_heading = "TLS to observers"
+    )]
+    observer_tls_ca_files: Vec<PathBuf>,
+    /// The relay's certificate for observers that ask for one (mutual TLS; PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires_all = ["observer_tls_client_key_file", "observer_tls_ca_files"],
+        help_heading = "TLS to observers"
+    )]
+    observer_tls_client_cert_file: Option<PathBuf>,
+    /// The private key of --observer-tls-client-cert-file (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "observer_tls_client_cert_file",
+        help_heading = "TLS to observers"
+    )]
+    observer_tls_client_key_file: Option<PathBuf>,
+    /// The name every observer's certificate must carry (default: the address it is reached
+    /// at, which then must be in the certificate).
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "observer_tls_ca_files",
+        help_heading = "TLS to observers"
+    )]
+    observer_tls_server_name: Option<String>,
+}
+
+impl ObserverTlsArgs {
+    fn resolve(self) -> anyhow::Result<Option<flowscope_tls::Connector>> {
+        if self.observer_tls_ca_files.is_empty() {
+            return Ok(None);
+        }
+        let tls = flowscope_tls::ClientTls {
+            cas: self.observer_tls_ca_files,
+            cert: self.observer_tls_client_cert_file,
+            key: self.observer_tls_client_key_file,
+            server_name: self.observer_tls_server_name,
+            insecure: false,
+        };
+        Ok(Some(tls.connector(
+            &flowscope_tls::ClientFlags {
+                cas: "--observer-tls-ca-files",
+                cert: "--observer-tls-client-cert-file",
+                key: "--observer-tls-client-key-file",
+                server_name: "--observer-tls-server-name",
+                insecure: "(none)",
+            },
+            flowscope_tls::Alpn::Http1,
+        )?))
+    }
 }
 
 /// TLS on an API listener, with Hubble's flag names.
@@ -681,10 +748,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot read the peers file {}", file.display()))?;
             }
             let (tls, disable_server_tls) = a.tls.resolve();
+            let observer_tls = a.observer_tls.resolve()?;
             let config = flowscope_relay::RelayConfig {
                 listen: a.listen,
                 tls,
                 disable_server_tls,
+                observer_tls,
                 discovery: flowscope_relay::Discovery {
                     peers: a.peers,
                     peers_file: a.peers_file,

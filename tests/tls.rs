@@ -136,3 +136,91 @@ fn plain_text_is_refused_off_loopback_unless_asked_for() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("relay: --listen 0.0.0.0:"), "{stderr}");
 }
+
+/// The relay reaches observers that demand mutual TLS with its own certificate, and serves its
+/// clients over TLS too; with a certificate from another CA the observer stays unavailable,
+/// and the relay says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_speaks_mutual_tls_to_its_observers() {
+    let certs = Certs::generate();
+    let hubble = Hubble::generate();
+    let h = TestHost::new();
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _obs = Observer::start_ready(
+        api,
+        "tls-node",
+        &[
+            "--interface",
+            &h.host_if,
+            "--tls-cert-file",
+            &certs.arg("server.pem"),
+            "--tls-key-file",
+            &certs.arg("server.key"),
+            "--tls-client-ca-files",
+            &certs.arg("ca.pem"),
+        ],
+        |api| curl_ready(&certs, api, Some("client")),
+    );
+    h.ping(&h.host_ip.to_string(), 2);
+
+    let relay_tls = |client: &str| {
+        vec![
+            "--peer".to_string(),
+            api.to_string(),
+            "--observer-tls-ca-files".into(),
+            certs.arg("ca.pem"),
+            "--observer-tls-client-cert-file".into(),
+            certs.arg(&format!("{client}.pem")),
+            "--observer-tls-client-key-file".into(),
+            certs.arg(&format!("{client}.key")),
+            // The relay's own listener, over TLS with the same server certificate.
+            "--tls-cert-file".into(),
+            certs.arg("server.pem"),
+            "--tls-key-file".into(),
+            certs.arg("server.key"),
+        ]
+    };
+    let args = relay_tls("client");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let relay = util::Relay::start_ready(&args, |api| curl_ready(&certs, api, None));
+    let env = vec![("HUBBLE_TLS_CA", certs.arg("ca.pem"))];
+    let status = util::eventually("the observer connected through TLS", WAIT, || {
+        let status = hubble
+            .call_with(relay.api, &["status"], &env)
+            .ok()?
+            .remove(0);
+        (status["num_connected_nodes"] == 1).then_some(status)
+    });
+    assert_eq!(status["num_unavailable_nodes"], 0, "{status}");
+    let flows = util::eventually("flows through the relay", WAIT, || {
+        let got = hubble
+            .call_with(
+                relay.api,
+                &["flows", &serde_json::json!({"number": 3}).to_string()],
+                &env,
+            )
+            .ok()?;
+        got.iter().any(|v| v.get("flow").is_some()).then_some(got)
+    });
+    assert!(
+        flows
+            .iter()
+            .filter(|v| v.get("flow").is_some())
+            .all(|v| v["node_name"] == "tls-node"),
+        "{flows:?}"
+    );
+    drop(relay);
+
+    // Another CA's certificate: the observer refuses the relay, which says so.
+    let args = relay_tls("other-client");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let relay = util::Relay::start_ready(&args, |api| curl_ready(&certs, api, None));
+    let nodes = util::eventually("the observer reported unavailable", WAIT, || {
+        let nodes = hubble
+            .call_with(relay.api, &["nodes"], &env)
+            .ok()?
+            .remove(0);
+        (nodes["nodes"][0]["state"] == "NODE_UNAVAILABLE").then_some(nodes)
+    });
+    assert_eq!(nodes["nodes"][0]["address"], api.to_string(), "{nodes}");
+}

@@ -141,6 +141,7 @@ pub(crate) async fn gather_endpoints(st: &RelayState) -> Vec<serde_json::Value> 
         .filter(|p| p.is_connected())
         .map(|p| async move {
             http::get_json::<Vec<serde_json::Value>>(
+                st.pool.tls.as_ref(),
                 &p.address,
                 "/api/v1/endpoints",
                 GATHER_TIMEOUT,

@@ -206,8 +206,14 @@ impl<'a> Merge<'a> {
         };
         self.slots.insert(peer.address.clone(), id);
         let text = serde_json::to_string(request).unwrap_or_default();
-        let task =
-            tokio::spawn(pump(peer.address.clone(), text, id, self.tx.clone())).abort_handle();
+        let task = tokio::spawn(pump(
+            self.st.pool.tls.clone(),
+            peer.address.clone(),
+            text,
+            id,
+            self.tx.clone(),
+        ))
+        .abort_handle();
         if let Some(old) = self.attached.get(&peer.address) {
             old.task.abort();
         }
@@ -478,7 +484,13 @@ pub fn history(st: &RelayState, request: &GetFlowsRequest) -> mpsc::Receiver<Utf
         .enumerate()
         .map(|(source, p)| {
             let id = StreamId { source, epoch: 0 };
-            tokio::spawn(pump(p.address.clone(), text.clone(), id, tx.clone()))
+            tokio::spawn(pump(
+                st.pool.tls.clone(),
+                p.address.clone(),
+                text.clone(),
+                id,
+                tx.clone(),
+            ))
         })
         .collect();
     drop(tx);
@@ -500,8 +512,14 @@ pub fn history(st: &RelayState, request: &GetFlowsRequest) -> mpsc::Receiver<Utf
 }
 
 /// Streams one observer's answer to `request` into the merge.
-async fn pump(address: String, request: String, id: StreamId, tx: mpsc::Sender<Msg>) {
-    let msg = match stream_from(&address, request, id, &tx).await {
+async fn pump(
+    tls: Option<flowscope_tls::Connector>,
+    address: String,
+    request: String,
+    id: StreamId,
+    tx: mpsc::Sender<Msg>,
+) {
+    let msg = match stream_from(tls.as_ref(), &address, request, id, &tx).await {
         Ok(()) => Msg::End { id },
         Err(StreamError::Refused(error)) => Msg::Refused { id, error },
         Err(StreamError::Failed(error)) => Msg::Failed { id, error },
@@ -524,16 +542,49 @@ impl From<String> for StreamError {
 }
 
 async fn stream_from(
+    tls: Option<&flowscope_tls::Connector>,
     address: &str,
     request: String,
     id: StreamId,
     tx: &mpsc::Sender<Msg>,
 ) -> Result<(), StreamError> {
-    let url = format!("ws://{address}/api/v1/flows");
-    let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(&url))
-        .await
-        .map_err(|_| format!("no WebSocket connection to {address} within 5 s"))?
-        .map_err(|e| format!("connecting to {url}: {e}"))?;
+    match tls {
+        None => {
+            let url = format!("ws://{address}/api/v1/flows");
+            let connect = tokio_tungstenite::connect_async(&url);
+            let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+                .await
+                .map_err(|_| format!("no WebSocket connection to {address} within 5 s"))?
+                .map_err(|e| format!("connecting to {url}: {e}"))?;
+            read_stream(ws, address, request, id, tx).await
+        }
+        Some(tls) => {
+            let url = format!("wss://{address}/api/v1/flows");
+            let connect = async {
+                let stream = tls.connect(address).await?;
+                tokio_tungstenite::client_async(&url, stream)
+                    .await
+                    .map_err(|e| format!("connecting to {url}: {e}"))
+            };
+            let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+                .await
+                .map_err(|_| format!("no WebSocket connection to {address} within 5 s"))??;
+            read_stream(ws, address, request, id, tx).await
+        }
+    }
+}
+
+/// Sends the request on an observer's WebSocket and forwards what it answers.
+async fn read_stream<S>(
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
+    address: &str,
+    request: String,
+    id: StreamId,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<(), StreamError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     ws.send(tungstenite::Message::Text(request.into()))
         .await
         .map_err(|e| format!("sending the request to {address}: {e}"))?;

@@ -1,5 +1,6 @@
-//! A plain HTTP/1.1 GET of an observer's JSON (status, endpoints), with a deadline, on hyper's
-//! client connection (hyper is already the relay's server).
+//! An HTTP/1.1 GET of an observer's JSON (status, endpoints), with a deadline, on hyper's
+//! client connection (hyper is already the relay's server), over TLS when the relay has it
+//! for its observers.
 
 use std::time::Duration;
 
@@ -12,13 +13,26 @@ use serde::de::DeserializeOwned;
 /// Answers larger than this are refused: status and endpoint lists are far smaller.
 const MAX_BODY: usize = 16 << 20;
 
-/// `GET http://{address}{path}` as JSON, or why not, in one line.
+/// `GET http(s)://{address}{path}` as JSON, or why not, in one line.
 pub async fn get_json<T: DeserializeOwned>(
+    tls: Option<&flowscope_tls::Connector>,
     address: &str,
     path: &str,
     timeout: Duration,
 ) -> Result<T, String> {
-    match tokio::time::timeout(timeout, get(address, path)).await {
+    let got = async {
+        match tls {
+            None => {
+                let stream = tokio::net::TcpStream::connect(address)
+                    .await
+                    .map_err(|e| format!("connecting to {address}: {e}"))?;
+                let _ = stream.set_nodelay(true);
+                get(stream, address, path).await
+            }
+            Some(tls) => get(tls.connect(address).await?, address, path).await,
+        }
+    };
+    match tokio::time::timeout(timeout, got).await {
         Ok(Ok(body)) => serde_json::from_reader(body.reader())
             .map_err(|e| format!("GET {path}: not the expected JSON: {e}")),
         Ok(Err(e)) => Err(e),
@@ -29,11 +43,10 @@ pub async fn get_json<T: DeserializeOwned>(
     }
 }
 
-async fn get(address: &str, path: &str) -> Result<Bytes, String> {
-    let stream = tokio::net::TcpStream::connect(address)
-        .await
-        .map_err(|e| format!("connecting to {address}: {e}"))?;
-    let _ = stream.set_nodelay(true);
+async fn get<S>(stream: S, address: &str, path: &str) -> Result<Bytes, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("HTTP handshake with {address}: {e}"))?;

@@ -44,6 +44,8 @@ pub struct RelayConfig {
     pub tls: Option<flowscope_tls::ServerTls>,
     /// `--disable-server-tls`: plain text on a listen address that is not loopback.
     pub disable_server_tls: bool,
+    /// TLS to the observers (`--observer-tls-*`), or plain text.
+    pub observer_tls: Option<flowscope_tls::Connector>,
     pub discovery: Discovery,
     /// None: no metrics server.
     pub metrics_listen: Option<SocketAddr>,
@@ -92,7 +94,7 @@ pub async fn run(
         Some(addr) => Some(flowscope_server::metrics::bind(addr).await?),
         None => None,
     };
-    let pool = Arc::new(peers::Pool::default());
+    let pool = Arc::new(peers::Pool::new(config.observer_tls.clone()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (registry, metrics) = metrics::register(&config.metrics_prefix, pool.clone());
     let state = Arc::new(RelayState {

@@ -240,6 +240,8 @@ pub struct Pool {
     discovery_errors: Mutex<Vec<String>>,
     /// True once the inputs were read once.
     discovered: std::sync::atomic::AtomicBool,
+    /// TLS to the observers (`--observer-tls-*`), or plain text.
+    pub tls: Option<flowscope_tls::Connector>,
 }
 
 impl fmt::Debug for Pool {
@@ -250,11 +252,19 @@ impl fmt::Debug for Pool {
 
 impl Default for Pool {
     fn default() -> Self {
+        Pool::new(None)
+    }
+}
+
+impl Pool {
+    /// A pool whose observers are reached over `tls` (or plain text).
+    pub fn new(tls: Option<flowscope_tls::Connector>) -> Self {
         Pool {
             peers: RwLock::default(),
             changed: watch::channel(0).0,
             discovery_errors: Mutex::default(),
             discovered: Default::default(),
+            tls,
         }
     }
 }
@@ -369,8 +379,13 @@ impl Pool {
 async fn poll(pool: Arc<Pool>, peer: Arc<Peer>) {
     let mut retry = RETRY_MIN;
     loop {
-        let result =
-            http::get_json::<PeerStatus>(&peer.address, "/api/v1/status", STATUS_TIMEOUT).await;
+        let result = http::get_json::<PeerStatus>(
+            pool.tls.as_ref(),
+            &peer.address,
+            "/api/v1/status",
+            STATUS_TIMEOUT,
+        )
+        .await;
         let (was, now) = {
             let mut st = peer.state.lock().expect("peer state");
             let was = st.connected;

@@ -306,6 +306,13 @@ pub struct Relay {
 
 impl Relay {
     pub fn start(args: &[&str]) -> Relay {
+        Relay::start_ready(args, |api| {
+            http_get(api, "/readyz").is_some_and(|(c, _)| c == 200)
+        })
+    }
+
+    /// As [`Relay::start`], ready when `ready` says so (an API behind TLS).
+    pub fn start_ready(args: &[&str], mut ready: impl FnMut(SocketAddr) -> bool) -> Relay {
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_flowscope"))
@@ -327,7 +334,7 @@ impl Relay {
             if let Some(status) = r.child.try_wait().unwrap() {
                 panic!("relay exited early: {status}");
             }
-            http_get(r.api, "/readyz").and_then(|(c, _)| (c == 200).then_some(()))
+            ready(r.api).then_some(())
         });
         r
     }

@@ -175,9 +175,28 @@ pub struct Connector {
     server_name: Option<ServerName<'static>>,
 }
 
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The protocol a client speaks over its connections (ALPN): the server picks HTTP/2 when the
+/// client offers it, so a client offers only what it speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alpn {
+    /// HTTP/1.1: JSON GETs and the WebSocket.
+    Http1,
+    /// HTTP/2: gRPC.
+    H2,
+}
+
 impl ClientTls {
-    /// The names of the flags, for messages: the CLI's are Hubble's; the relay prefixes its own.
-    pub fn connector(&self, flags: &ClientFlags) -> Result<Connector, TlsError> {
+    /// A connector for `alpn`; `flags` name the settings in messages (the CLI's are
+    /// Hubble's, the relay has its own).
+    pub fn connector(&self, flags: &ClientFlags, alpn: Alpn) -> Result<Connector, TlsError> {
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?;
@@ -218,7 +237,10 @@ impl ClientTls {
                 )));
             }
         };
-        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        config.alpn_protocols = vec![match alpn {
+            Alpn::Http1 => b"http/1.1".to_vec(),
+            Alpn::H2 => b"h2".to_vec(),
+        }];
         let server_name =
             match &self.server_name {
                 Some(name) => Some(ServerName::try_from(name.clone()).map_err(|e| {
@@ -367,7 +389,7 @@ mod tests {
         );
         let client = ClientTls::default();
         let err = client
-            .connector(&HUBBLE_CLIENT_FLAGS)
+            .connector(&HUBBLE_CLIENT_FLAGS, Alpn::H2)
             .err()
             .unwrap()
             .to_string();
@@ -378,7 +400,7 @@ mod tests {
             ..ClientTls::default()
         };
         let err = half
-            .connector(&HUBBLE_CLIENT_FLAGS)
+            .connector(&HUBBLE_CLIENT_FLAGS, Alpn::H2)
             .err()
             .unwrap()
             .to_string();
