@@ -639,10 +639,13 @@ fn main() {
         cli.command,
         Command::Observer(_) | Command::Relay(_) | Command::Demo(_) | Command::Lab(LabCommand::Run)
     );
-    if !serving {
+    // `observe` ends quietly on a closed stdout by itself, and must not die of a server that
+    // closes its connection while it writes (a TLS handshake refused, a server stopping).
+    let handles_pipes = serving || matches!(cli.command, Command::Observe(_));
+    if !handles_pipes {
         // One-shot commands end quietly when their output pipe closes (`| head`), as other
-        // Unix tools do. Servers keep Rust's default (ignored), so a client that goes away
-        // is an error on that socket, not the end of the process.
+        // Unix tools do. Servers and `observe` keep Rust's default (ignored), so a peer that
+        // goes away is an error on that socket, not the end of the process.
         // SAFETY: setting a signal disposition before any thread is started.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }

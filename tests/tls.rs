@@ -49,7 +49,8 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
         ],
         |api| curl_ready(&certs, api, Some("client")),
     );
-    h.ping(&h.host_ip.to_string(), 1);
+    // Two echo requests and their replies: at least four flows.
+    h.ping(&h.host_ip.to_string(), 2);
 
     let tls = |client: Option<&str>| {
         let mut env = vec![("HUBBLE_TLS_CA", certs.arg("ca.pem"))];
@@ -64,7 +65,7 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
         .call_with(obs.api, &["status"], &tls(Some("client")))
         .unwrap()[0];
     assert_eq!(status["num_connected_nodes"], 1, "{status}");
-    let flows = util::eventually("a flow over TLS", WAIT, || {
+    let flows = util::eventually("the pings' flows over TLS", WAIT, || {
         let got = hubble
             .call_with(
                 obs.api,
@@ -72,7 +73,7 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
                 &tls(Some("client")),
             )
             .unwrap();
-        (!got.is_empty()).then_some(got)
+        (got.len() >= 4).then_some(got)
     });
     assert_eq!(flows[0]["node_name"], "tls-node", "{flows:?}");
     // One from another CA, or none: refused in the handshake, for gRPC and HTTPS alike.
@@ -83,6 +84,45 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
         assert_eq!(err["code"], "UNAVAILABLE", "{client:?}: {err}");
         assert!(!curl_ready(&certs, obs.api, client), "{client:?}");
     }
+    // `flowscope observe` over TLS with Hubble's flags: gRPC (tls://) and the WebSocket
+    // (wss://) print the same flows; another CA's certificate is refused.
+    let observe = |server: &str, client: &str| {
+        util::flowscope(&[
+            "observe",
+            "--server",
+            server,
+            "--tls-ca-cert-files",
+            &certs.arg("ca.pem"),
+            "--tls-client-cert-file",
+            &certs.arg(&format!("{client}.pem")),
+            "--tls-client-key-file",
+            &certs.arg(&format!("{client}.key")),
+            "--first",
+            "3",
+            "-o",
+            "jsonpb",
+        ])
+    };
+    let grpc = observe(&format!("tls://{}", obs.api), "client");
+    assert!(
+        grpc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&grpc.stderr)
+    );
+    let grpc = String::from_utf8_lossy(&grpc.stdout).to_string();
+    assert_eq!(grpc.lines().count(), 3, "{grpc}");
+    let ws = observe(&format!("wss://{}", obs.api), "client");
+    assert_eq!(String::from_utf8_lossy(&ws.stdout), grpc);
+    let refused = observe(&format!("tls://{}", obs.api), "other-client");
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(&format!("{}", obs.api)),
+        "{err} {:?} {}",
+        refused.status,
+        String::from_utf8_lossy(&refused.stdout)
+    );
+
     // Plain text gets nothing from a TLS listener.
     let err = hubble.call(obs.api, &["status"]).unwrap_err();
     assert_eq!(err["code"], "UNAVAILABLE", "{err}");

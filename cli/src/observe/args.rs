@@ -197,6 +197,35 @@ pub struct ObserveArgs {
         help_heading = "Server"
     )]
     pub timeout: Duration,
+    /// Connect over TLS (implied by --server tls://, wss:// or https://).
+    #[arg(long, help_heading = "TLS")]
+    pub tls: bool,
+    /// CAs the server's certificate must be signed by (PEM; comma-separated or repeated).
+    #[arg(long, value_name = "FILE", value_delimiter = ',', help_heading = "TLS")]
+    pub tls_ca_cert_files: Vec<PathBuf>,
+    /// This client's certificate, for servers that demand mutual TLS (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_client_key_file",
+        help_heading = "TLS"
+    )]
+    pub tls_client_cert_file: Option<PathBuf>,
+    /// The private key of --tls-client-cert-file (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_client_cert_file",
+        help_heading = "TLS"
+    )]
+    pub tls_client_key_file: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: the host of --server).
+    #[arg(long, value_name = "NAME", help_heading = "TLS")]
+    pub tls_server_name: Option<String>,
+    /// Accept any server certificate: the connection is encrypted, but to whoever answers
+    /// (tests only).
+    #[arg(long, help_heading = "TLS")]
+    pub tls_allow_insecure: bool,
 
     /// Read flows from FILE instead of the observer ('-' for stdin): JSON lines as
     /// `-o jsonpb` prints them, or bare Flow objects. Filters and selectors apply; --follow

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use flowscope_model::{GetFlowsRequest, GetFlowsResponse};
 use flowscope_proto::observer::{self as proto, observer_client::ObserverClient};
+use flowscope_tls::Connector;
 use futures_util::FutureExt as _;
 use tonic::{Code, Status, transport::Endpoint};
 
@@ -23,6 +24,7 @@ const BURST: usize = 1024;
 /// `sink`, as [`super::remote::stream`] does over the WebSocket.
 pub(crate) async fn stream(
     server: &str,
+    tls: Option<Connector>,
     connect_timeout: Duration,
     request: &GetFlowsRequest,
     sink: &mut Sink,
@@ -35,7 +37,27 @@ pub(crate) async fn stream(
             ))
         })?
         .connect_timeout(connect_timeout);
-    let channel = match tokio::time::timeout(connect_timeout, endpoint.connect()).await {
+    let connect = async {
+        match tls {
+            None => endpoint.connect().await,
+            // Our own TLS (rustls, the relay's settings' reader): tonic then speaks HTTP/2 on
+            // the stream it is given.
+            Some(tls) => {
+                let host = server.to_string();
+                let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+                    let (tls, host) = (tls.clone(), host.clone());
+                    async move {
+                        tls.connect(&host)
+                            .await
+                            .map(hyper_util::rt::TokioIo::new)
+                            .map_err(std::io::Error::other)
+                    }
+                });
+                endpoint.connect_with_connector(connector).await
+            }
+        }
+    };
+    let channel = match tokio::time::timeout(connect_timeout, connect).await {
         Err(_) => {
             return Err(Halt::Failed(unreachable(
                 server,

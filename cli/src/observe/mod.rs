@@ -142,7 +142,26 @@ pub(crate) async fn run(
     }
 
     let server = args.server.as_deref().unwrap_or(DEFAULT_SERVER);
-    let result = remote::stream(server, args.timeout, &plan.request, &mut sink, interrupt).await;
+    let tls = (args.tls
+        || args.tls_allow_insecure
+        || !args.tls_ca_cert_files.is_empty()
+        || args.tls_client_cert_file.is_some())
+    .then(|| flowscope_tls::ClientTls {
+        cas: args.tls_ca_cert_files.clone(),
+        cert: args.tls_client_cert_file.clone(),
+        key: args.tls_client_key_file.clone(),
+        server_name: args.tls_server_name.clone(),
+        insecure: args.tls_allow_insecure,
+    });
+    let result = remote::stream(
+        server,
+        tls.as_ref(),
+        args.timeout,
+        &plan.request,
+        &mut sink,
+        interrupt,
+    )
+    .await;
     let result = result.and_then(|end| {
         sink.finish()?;
         Ok(end)

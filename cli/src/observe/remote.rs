@@ -14,6 +14,8 @@ use flowscope_model::{GetFlowsRequest, GetFlowsResponse};
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use flowscope_tls::{Alpn, ClientTls, Connector, HUBBLE_CLIENT_FLAGS};
+
 use super::sink::{Halt, Sink};
 
 /// Messages handled from the socket's buffer before the loop checks Ctrl-C and timers again.
@@ -53,55 +55,134 @@ pub(crate) fn unreachable(server: &str, why: impl std::fmt::Display) -> anyhow::
 /// output closes, or `interrupt` completes (Ctrl-C).
 pub(crate) async fn stream(
     server: &str,
+    tls: Option<&ClientTls>,
     connect_timeout: Duration,
     request: &GetFlowsRequest,
     sink: &mut Sink,
     interrupt: impl Future<Output = ()>,
 ) -> Result<End, Halt> {
-    if server.starts_with("ws://") || server.starts_with("http://") {
-        return websocket(server, connect_timeout, request, sink, interrupt).await;
+    let (scheme, host) = match server.split_once("://") {
+        Some((scheme, host)) => (scheme, host.trim_end_matches('/')),
+        None => ("", server),
+    };
+    let websocket = match scheme {
+        "" | "grpc" | "tls" => false,
+        "ws" | "http" | "wss" | "https" => true,
+        other => {
+            return Err(Halt::Failed(anyhow!(
+                "--server {server:?}: `{other}://` is not supported; use HOST:PORT or \
+                 tls://HOST:PORT (Hubble's gRPC API), or ws:// or wss://HOST:PORT (flowscope's \
+                 WebSocket)"
+            )));
+        }
+    };
+    // TLS when asked for, with settings or the defaults (CAs are then required).
+    let default = ClientTls::default();
+    let tls = match (tls, scheme) {
+        (Some(tls), _) => Some(tls),
+        (None, "tls" | "wss" | "https") => Some(&default),
+        (None, _) => None,
+    };
+    let alpn = if websocket { Alpn::Http1 } else { Alpn::H2 };
+    let connector = tls
+        .map(|t| t.connector(&HUBBLE_CLIENT_FLAGS, alpn))
+        .transpose()
+        .map_err(|e| Halt::Failed(e.into()))?;
+    if websocket {
+        websocket_stream(
+            server,
+            host,
+            connector.as_ref(),
+            connect_timeout,
+            request,
+            sink,
+            interrupt,
+        )
+        .await
+    } else {
+        super::grpc::stream(host, connector, connect_timeout, request, sink, interrupt).await
     }
-    let host = server.strip_prefix("grpc://").unwrap_or(server);
-    if let Some((scheme, _)) = host.split_once("://") {
-        return Err(Halt::Failed(anyhow!(
-            "--server {server:?}: `{scheme}://` is not supported yet; use HOST:PORT (gRPC, \
-             plain text) or ws://HOST:PORT (flowscope's WebSocket)"
-        )));
-    }
-    super::grpc::stream(host, connect_timeout, request, sink, interrupt).await
 }
 
 /// [`stream`] over flowscope's WebSocket.
-async fn websocket(
+async fn websocket_stream(
     server: &str,
+    host: &str,
+    tls: Option<&Connector>,
     connect_timeout: Duration,
     request: &GetFlowsRequest,
     sink: &mut Sink,
     interrupt: impl Future<Output = ()>,
 ) -> Result<End, Halt> {
-    let url = flows_url(server);
-    let connect = tokio_tungstenite::connect_async(url.as_str());
-    let mut ws = match tokio::time::timeout(connect_timeout, connect).await {
-        Err(_) => {
+    match tls {
+        None => {
+            let url = flows_url(host);
+            let connect = tokio_tungstenite::connect_async(url.as_str());
+            let ws = match tokio::time::timeout(connect_timeout, connect).await {
+                Err(_) => Err(ConnectError::Timeout),
+                Ok(Err(e)) => Err(ConnectError::Ws(e)),
+                Ok(Ok((ws, _))) => Ok(ws),
+            };
+            read_websocket(server, &url, ws, connect_timeout, request, sink, interrupt).await
+        }
+        Some(tls) => {
+            let url = format!("wss://{host}/api/v1/flows");
+            let connect = async {
+                let stream = tls.connect(host).await.map_err(ConnectError::Tls)?;
+                tokio_tungstenite::client_async(url.as_str(), stream)
+                    .await
+                    .map_err(ConnectError::Ws)
+            };
+            let ws = match tokio::time::timeout(connect_timeout, connect).await {
+                Err(_) => Err(ConnectError::Timeout),
+                Ok(result) => result.map(|(ws, _)| ws),
+            };
+            read_websocket(server, &url, ws, connect_timeout, request, sink, interrupt).await
+        }
+    }
+}
+
+/// Why a WebSocket could not be opened.
+enum ConnectError {
+    Timeout,
+    Tls(String),
+    Ws(tungstenite::Error),
+}
+
+async fn read_websocket<S>(
+    server: &str,
+    url: &str,
+    ws: Result<tokio_tungstenite::WebSocketStream<S>, ConnectError>,
+    connect_timeout: Duration,
+    request: &GetFlowsRequest,
+    sink: &mut Sink,
+    interrupt: impl Future<Output = ()>,
+) -> Result<End, Halt>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut ws = match ws {
+        Err(ConnectError::Timeout) => {
             return Err(Halt::Failed(unreachable(
                 server,
                 format!("no answer within {connect_timeout:?}"),
             )));
         }
-        Ok(Err(tungstenite::Error::Http(response))) => {
+        Err(ConnectError::Tls(e)) => return Err(Halt::Failed(unreachable(server, e))),
+        Err(ConnectError::Ws(tungstenite::Error::Http(response))) => {
             return Err(Halt::Failed(anyhow!(
                 "the server at {server} is not a flowscope observer: it answered HTTP {} to \
                  {url}",
                 response.status()
             )));
         }
-        Ok(Err(tungstenite::Error::Url(e))) => {
+        Err(ConnectError::Ws(tungstenite::Error::Url(e))) => {
             return Err(Halt::Failed(anyhow!(
                 "--server {server:?} is not an address such as 127.0.0.1:4244 ({e})"
             )));
         }
-        Ok(Err(e)) => return Err(Halt::Failed(unreachable(server, e))),
-        Ok(Ok((ws, _response))) => ws,
+        Err(ConnectError::Ws(e)) => return Err(Halt::Failed(unreachable(server, e))),
+        Ok(ws) => ws,
     };
     let body = serde_json::to_string(request)
         .map_err(|e| Halt::Failed(anyhow!("cannot encode the request: {e}")))?;

@@ -1208,6 +1208,22 @@ mod remote_stream {
     }
 
     #[tokio::test]
+    async fn servers_are_named_by_what_hubble_accepts() {
+        let err = run_args(&["--server", "unix:///var/run/cilium/hubble.sock"])
+            .await
+            .error();
+        assert!(
+            err.contains("`unix://` is not supported") && err.contains("tls://HOST:PORT"),
+            "{err}"
+        );
+        // TLS without a CA to check the server against says which flag gives one.
+        let err = run_args(&["--server", "tls://127.0.0.1:1"]).await.error();
+        assert!(err.contains("--tls-ca-cert-files"), "{err}");
+        let err = super::try_parse(&["--tls-client-cert-file", "c.pem"]).unwrap_err();
+        assert!(err.to_string().contains("--tls-client-key-file"), "{err}");
+    }
+
+    #[tokio::test]
     async fn an_unreachable_observer_is_one_clear_line() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
