@@ -50,6 +50,10 @@ impl Prometheus {
             addr,
             _dir: dir,
         };
+        // Queries are refused (503) until it has loaded its storage and configuration.
+        super::eventually("prometheus ready", Duration::from_secs(30), || {
+            http_get(p.addr, "/-/ready").and_then(|(code, _)| (code == 200).then_some(()))
+        });
         let deadline = Instant::now() + Duration::from_secs(30);
         for (job, _) in jobs {
             p.wait_for(&format!("up{{job=\"{job}\"}}"), 1.0, deadline);
