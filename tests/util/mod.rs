@@ -211,6 +211,22 @@ impl Drop for TestHost {
 }
 
 /// A free TCP port on loopback for an observer's API.
+/// Ports for etcd (its client port and the next, its peer port) and an API server: the
+/// three distinct, and free when chosen (held together while choosing).
+fn etcd_and_api_ports() -> (u16, u16) {
+    loop {
+        let client = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = client.local_addr().expect("addr").port();
+        let Some(next) = port.checked_add(1) else {
+            continue;
+        };
+        let Ok(_peer) = TcpListener::bind(("127.0.0.1", next)) else {
+            continue;
+        };
+        return (port, free_port());
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -709,7 +725,7 @@ impl Drop for NodeAddress {
 impl KubeApi {
     pub fn start() -> KubeApi {
         let dir = TempDir::new("fs-kube");
-        let (etcd_port, api_port) = (free_port(), free_port());
+        let (etcd_port, api_port) = etcd_and_api_ports();
         let api = KubeApi {
             kubeconfig: dir.join("run/kubeconfig"),
             dir,
@@ -739,14 +755,18 @@ impl KubeApi {
             .output()
             .expect("run scripts/kube-apiserver.sh");
         if !out.status.success() {
-            // What the server said last, since its directory goes with the test.
-            let log =
-                std::fs::read_to_string(self.dir.join("run/apiserver.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            // What the servers said last, since their directory goes with the test.
+            let tail = |file: &str| {
+                let log =
+                    std::fs::read_to_string(self.dir.join("run").join(file)).unwrap_or_default();
+                let last: Vec<&str> = log.lines().rev().take(12).collect();
+                last.into_iter().rev().collect::<Vec<_>>().join("\n")
+            };
             panic!(
-                "scripts/kube-apiserver.sh {what} (the API server is built by scripts/setup.sh): {}\napiserver.log ends:\n{}",
+                "scripts/kube-apiserver.sh {what} (the API server is built by scripts/setup.sh): {}\napiserver.log ends:\n{}\netcd.log ends:\n{}",
                 String::from_utf8_lossy(&out.stderr),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                tail("apiserver.log"),
+                tail("etcd.log")
             );
         }
     }
