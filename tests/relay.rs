@@ -170,6 +170,23 @@ async fn the_relay_merges_two_nodes_in_time_order_and_follows_one_leaving_and_co
         times.windows(2).all(|w| w[0] <= w[1]),
         "flows out of time order: {relayed:#?}"
     );
+    // The span of the flows the nodes hold, as an observer reports its own (for `observe`'s
+    // explanation of an empty answer), once the relay has polled them since the traffic.
+    let status = util::eventually(
+        "the relay's status with the flows' span",
+        Duration::from_secs(10),
+        || {
+            let status = relay.status();
+            (status["oldest_flow_time"].is_string() && status["newest_flow_time"].is_string())
+                .then_some(status)
+        },
+    );
+    let (out, err) = observe(&relay.server(), &["--since", "2100-01-01T00:00:00Z"]);
+    assert!(out.is_empty(), "{out:?}");
+    assert!(
+        err.contains("holds") && err.contains("--since is after the newest"),
+        "{err} {status}"
+    );
 
     // Filters are applied for every node: only node-b's flows.
     let (only_b, _) = observe(

@@ -68,6 +68,12 @@ pub(crate) struct StatusBody {
     pub num_connected_nodes: u32,
     pub num_unavailable_nodes: u32,
     pub unavailable_nodes: Vec<String>,
+    /// The span of the flows the connected observers hold, as an observer reports its own
+    /// (`observe` explains an empty answer with it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_flow_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_flow_time: Option<String>,
     relay: RelayStatus,
 }
 
@@ -86,7 +92,11 @@ async fn status(State(st): State<Arc<RelayState>>) -> Json<StatusBody> {
 }
 
 pub(crate) fn status_body(st: &RelayState) -> StatusBody {
-    let nodes: Vec<NodeInfo> = st.pool.peers().iter().map(|p| p.node()).collect();
+    let peers = st.pool.peers();
+    let nodes: Vec<NodeInfo> = peers.iter().map(|p| p.node()).collect();
+    let times: Vec<_> = peers.iter().map(|p| p.flow_times()).collect();
+    let oldest = times.iter().filter_map(|t| t.0).min();
+    let newest = times.iter().filter_map(|t| t.1).max();
     let connected: Vec<&NodeInfo> = nodes
         .iter()
         .filter(|n| n.state == NodeState::Connected)
@@ -109,6 +119,8 @@ pub(crate) fn status_body(st: &RelayState) -> StatusBody {
         num_connected_nodes: connected.len() as u32,
         num_unavailable_nodes: num_unavailable,
         unavailable_nodes: unavailable,
+        oldest_flow_time: oldest.map(|t| t.to_string()),
+        newest_flow_time: newest.map(|t| t.to_string()),
         relay: RelayStatus {
             uptime_ns: st.started.elapsed().as_nanos() as u64,
             peers: nodes.len(),

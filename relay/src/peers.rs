@@ -148,6 +148,9 @@ pub struct PeerStatus {
     pub max_flows: u64,
     pub seen_flows: u64,
     pub flows_rate: f64,
+    /// The time span of the flows it holds.
+    pub oldest_flow_time: Option<flowscope_model::Timestamp>,
+    pub newest_flow_time: Option<flowscope_model::Timestamp>,
 }
 
 #[derive(Debug)]
@@ -207,6 +210,20 @@ impl Peer {
     }
 
     /// Hubble's `Node` for this peer.
+    /// The oldest and newest flow this observer held when it last answered, while connected.
+    pub fn flow_times(
+        &self,
+    ) -> (
+        Option<flowscope_model::Timestamp>,
+        Option<flowscope_model::Timestamp>,
+    ) {
+        let st = self.state.lock().expect("peer state");
+        match (&st.status, st.connected) {
+            (Some(s), true) => (s.oldest_flow_time, s.newest_flow_time),
+            _ => (None, None),
+        }
+    }
+
     pub fn node(&self) -> NodeInfo {
         let name = self.name();
         let st = self.state.lock().expect("peer state");
