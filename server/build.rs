@@ -8,8 +8,19 @@ fn main() -> anyhow::Result<()> {
     embed_ui()
 }
 
-/// Writes `$OUT_DIR/ui_assets.rs`: `UI_ASSETS`, the name and bytes of every file of the built
-/// UI, empty when the UI has not been built.
+/// The entity tag of a file's bytes: FNV-1a, 64 bits, quoted (`src/ui.rs` computes the same for
+/// files served from `FLOWSCOPE_UI_DIR`).
+fn etag(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("\"{hash:016x}\"")
+}
+
+/// Writes `$OUT_DIR/ui_assets.rs`: `UI_ASSETS`, the name, bytes and entity tag of every file of
+/// the built UI, empty when the UI has not been built.
 fn embed_ui() -> anyhow::Result<()> {
     println!("cargo::rerun-if-env-changed=FLOWSCOPE_UI_DIST");
     let dist = match std::env::var_os("FLOWSCOPE_UI_DIST") {
@@ -40,12 +51,14 @@ fn embed_ui() -> anyhow::Result<()> {
         }
     }
     files.sort();
-    let mut code = String::from("pub static UI_ASSETS: &[(&str, &[u8])] = &[\n");
+    let mut code = String::from("pub static UI_ASSETS: &[(&str, &[u8], &str)] = &[\n");
     for (name, path) in &files {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         writeln!(
             code,
-            "    ({name:?}, include_bytes!({:?})),",
-            path.display().to_string()
+            "    ({name:?}, include_bytes!({:?}), {:?}),",
+            path.display().to_string(),
+            etag(&bytes)
         )?;
     }
     code.push_str("];\n");

@@ -1129,3 +1129,43 @@ async fn field_masks_send_only_the_fields_asked_for() {
         "{lines:?}"
     );
 }
+
+/// The UI's files carry an entity tag: a browser that has the file gets a 304 without the
+/// bytes (the wasm is megabytes), and a file that changed comes whole.
+#[test]
+fn ui_files_are_revalidated_not_downloaded_again() {
+    use std::io::{Read as _, Write as _};
+    let h = TestHost::new();
+    let obs = Observer::start(&["--interface", &h.host_if]);
+    let get = |path: &str, if_none_match: Option<&str>| -> (u16, String) {
+        let mut s = TcpStream::connect(obs.api).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let extra = if_none_match.map_or(String::new(), |t| format!("If-None-Match: {t}\r\n"));
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{extra}\r\n",
+            obs.api
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (code, text)
+    };
+    let header = |response: &str, name: &str| -> Option<String> {
+        response.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    let (code, first) = get("/", None);
+    assert_eq!(code, 200, "{first}");
+    let tag = header(&first, "etag").unwrap_or_else(|| panic!("no ETag: {first}"));
+    let (code, again) = get("/", Some(&tag));
+    assert_eq!(code, 304, "{again}");
+    assert_eq!(header(&again, "etag").as_deref(), Some(tag.as_str()));
+    assert!(again.ends_with("\r\n\r\n"), "a 304 has no body: {again}");
+    let (code, _) = get("/", Some("\"0000000000000000\""));
+    assert_eq!(code, 200);
+}

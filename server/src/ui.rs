@@ -16,7 +16,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-// `UI_ASSETS: &[(&str, &[u8])]`: file name and bytes of each file of the built UI.
+// `UI_ASSETS: &[(&str, &[u8], &str)]`: file name, bytes and entity tag of each file of the
+// built UI.
 include!(concat!(env!("OUT_DIR"), "/ui_assets.rs"));
 
 /// Read at each request, so it can be set for a running dev loop without a restart.
@@ -40,20 +41,43 @@ fn content_type(name: &str) -> &'static str {
     }
 }
 
-/// A file of the UI by name (no directories), from `FLOWSCOPE_UI_DIR` or the embedded build.
-fn file(name: &str) -> Option<Bytes> {
+/// A file of the UI by name (no directories), from `FLOWSCOPE_UI_DIR` or the embedded build,
+/// with its entity tag.
+fn file(name: &str) -> Option<(Bytes, String)> {
     if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
         return None;
     }
     if let Some(dir) = std::env::var_os(UI_DIR_ENV) {
-        return std::fs::read(std::path::Path::new(&dir).join(name))
-            .ok()
-            .map(Bytes::from);
+        let bytes = std::fs::read(std::path::Path::new(&dir).join(name)).ok()?;
+        let tag = etag(&bytes);
+        return Some((Bytes::from(bytes), tag));
     }
     UI_ASSETS
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, bytes)| Bytes::from_static(bytes))
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, bytes, tag)| (Bytes::from_static(bytes), (*tag).to_string()))
+}
+
+/// As `build.rs` tags the embedded files: FNV-1a over the bytes, quoted.
+fn etag(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("\"{hash:016x}\"")
+}
+
+/// Whether an `If-None-Match` header names `tag` (or `*`); weak tags compare as strong ones,
+/// as RFC 9110's weak comparison for GET does.
+fn matches_tag(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == tag)
 }
 
 /// Whether an `Accept-Encoding` header admits gzip (not refused with `q=0`).
@@ -79,20 +103,25 @@ fn respond(name: &str, headers: &HeaderMap) -> Option<Response> {
     let gzipped = accepts_gzip(headers)
         .then(|| file(&format!("{name}.gz")))
         .flatten();
-    let (bytes, encoding) = match gzipped {
+    let ((bytes, tag), encoding) = match gzipped {
         Some(b) => (b, Some("gzip")),
         None => (file(name)?, None),
     };
-    let mut response = (
-        [
-            (header::CONTENT_TYPE, content_type(name)),
-            // Names carry no content hash: always revalidate, so a new build shows at once.
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::VARY, "accept-encoding"),
-        ],
-        bytes,
-    )
-        .into_response();
+    let headers_out = [
+        (header::CONTENT_TYPE, content_type(name)),
+        // Names carry no content hash: always revalidate, so a new build shows at once, and
+        // an unchanged file (the wasm, megabytes) is a 304 without a body.
+        (header::CACHE_CONTROL, "no-cache"),
+        (header::VARY, "accept-encoding"),
+    ];
+    let etag = header::HeaderValue::from_str(&tag).ok()?;
+    if matches_tag(headers, &tag) {
+        let mut response = (StatusCode::NOT_MODIFIED, headers_out).into_response();
+        response.headers_mut().insert(header::ETAG, etag);
+        return Some(response);
+    }
+    let mut response = (headers_out, bytes).into_response();
+    response.headers_mut().insert(header::ETAG, etag);
     if let Some(e) = encoding {
         response.headers_mut().insert(
             header::CONTENT_ENCODING,
@@ -135,6 +164,30 @@ mod tests {
         assert!(file("../Cargo.toml").is_none());
         assert!(file(".hidden").is_none());
         assert!(file("").is_none());
+    }
+
+    #[test]
+    fn unchanged_files_are_not_sent_again() {
+        let dir = std::env::temp_dir().join(format!("fs-ui-etag-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("app.js"), "console.log(1)").unwrap();
+        // SAFETY: this test alone sets the variable, before any request reads it.
+        unsafe { std::env::set_var(UI_DIR_ENV, &dir) };
+        let first = respond("app.js", &HeaderMap::new()).unwrap();
+        assert_eq!(first.status(), StatusCode::OK);
+        let tag = first.headers()[header::ETAG].clone();
+        let mut again = HeaderMap::new();
+        again.insert(header::IF_NONE_MATCH, tag.clone());
+        let second = respond("app.js", &again).unwrap();
+        assert_eq!(second.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(second.headers()[header::ETAG], tag);
+        // A new build: a new tag, the new bytes.
+        std::fs::write(dir.join("app.js"), "console.log(2)").unwrap();
+        let third = respond("app.js", &again).unwrap();
+        assert_eq!(third.status(), StatusCode::OK);
+        assert_ne!(third.headers()[header::ETAG], tag);
+        unsafe { std::env::remove_var(UI_DIR_ENV) };
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
