@@ -111,16 +111,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     store::check_capacity(cfg.max_flows).context("--max-flows")?;
     // Checked before anything is attached: plain text only on loopback, unless asked for.
-    let plain_remote = flowscope_tls::check_listener(
+    let tls = flowscope_server::listen::tls(
         "observer",
         cfg.listen,
         cfg.tls.as_ref(),
         cfg.disable_server_tls,
     )?;
-    let tls = cfg.tls.as_ref().map(|t| t.config()).transpose()?;
-    if plain_remote {
-        warn!(listen = %cfg.listen, "Serving flows in plain text on a non-loopback address (--disable-server-tls): anyone who can reach it reads them");
-    }
     let selector = InterfaceSelector::new(&cfg.interfaces)?;
     let endpoint_selector = InterfaceSelector::new(&cfg.endpoint_interfaces)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)

@@ -71,16 +71,12 @@ pub async fn run(
     config: RelayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let plain_remote = flowscope_tls::check_listener(
+    let tls = flowscope_server::listen::tls(
         "relay",
         config.listen,
         config.tls.as_ref(),
         config.disable_server_tls,
     )?;
-    let tls = config.tls.as_ref().map(|t| t.config()).transpose()?;
-    if plain_remote {
-        tracing::warn!(listen = %config.listen, "Serving flows in plain text on a non-loopback address (--disable-server-tls): anyone who can reach it reads them");
-    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {

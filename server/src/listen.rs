@@ -11,12 +11,28 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::net::TcpListener;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// A client has this long to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After shutdown, open requests have this long to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The listener's TLS configuration, checked before the server starts (`what` names it in
+/// messages): plain text only on loopback unless `disable_server_tls`, which is warned about.
+pub fn tls(
+    what: &str,
+    listen: std::net::SocketAddr,
+    tls: Option<&flowscope_tls::ServerTls>,
+    disable_server_tls: bool,
+) -> Result<Option<Arc<rustls::ServerConfig>>, flowscope_tls::TlsError> {
+    let plain_remote = flowscope_tls::check_listener(what, listen, tls, disable_server_tls)?;
+    let config = tls.map(flowscope_tls::ServerTls::config).transpose()?;
+    if plain_remote {
+        warn!(%listen, "The {what} serves flows in plain text on a non-loopback address (--disable-server-tls): anyone who can reach it reads them");
+    }
+    Ok(config)
+}
 
 /// Serves `app` on `listener` until `shutdown` completes; with `tls`, every connection is a
 /// TLS connection (clients that fail the handshake, a client certificate included, are
