@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use flowscope_proto::{
     observer::{
-        self as proto, GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest,
+        GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest,
         GetDebugEventsResponse, GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest,
         GetNamespacesResponse, GetNodesRequest, GetNodesResponse, ServerStatusRequest,
         ServerStatusResponse, observer_server::Observer,
@@ -94,24 +94,18 @@ impl Observer for GrpcObserver {
         &self,
         _: Request<GetNamespacesRequest>,
     ) -> Result<Response<GetNamespacesResponse>, Status> {
-        let runtime = self.0.runtime.lock().map(|r| r.clone()).unwrap_or_default();
-        let mut names: Vec<&str> = runtime
-            .registry
-            .endpoints
-            .iter()
-            .map(|e| e.namespace.as_str())
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        Ok(Response::new(GetNamespacesResponse {
-            namespaces: names
-                .into_iter()
-                .map(|n| proto::Namespace {
-                    cluster: String::new(),
-                    namespace: n.to_string(),
-                })
-                .collect(),
-        }))
+        // Read under the lock: the registry is all that is needed, not a copy of the status.
+        let response = match self.0.runtime.lock() {
+            Ok(runtime) => grpc::namespaces(
+                runtime
+                    .registry
+                    .endpoints
+                    .iter()
+                    .map(|e| e.namespace.as_str()),
+            ),
+            Err(_) => grpc::namespaces([]),
+        };
+        Ok(Response::new(response))
     }
 
     async fn server_status(

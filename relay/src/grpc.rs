@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use flowscope_proto::{
     observer::{
-        self as proto, GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest,
+        GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest,
         GetDebugEventsResponse, GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest,
         GetNamespacesResponse, GetNodesRequest, GetNodesResponse, ServerStatusRequest,
         ServerStatusResponse, observer_server::Observer,
@@ -81,21 +81,9 @@ impl Observer for GrpcRelay {
         _: Request<GetNamespacesRequest>,
     ) -> Result<Response<GetNamespacesResponse>, Status> {
         let endpoints = api::gather_endpoints(&self.0).await;
-        let mut names: Vec<&str> = endpoints
-            .iter()
-            .filter_map(|e| e["namespace"].as_str())
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        Ok(Response::new(GetNamespacesResponse {
-            namespaces: names
-                .into_iter()
-                .map(|n| proto::Namespace {
-                    cluster: String::new(),
-                    namespace: n.to_string(),
-                })
-                .collect(),
-        }))
+        Ok(Response::new(grpc::namespaces(
+            endpoints.iter().filter_map(|e| e["namespace"].as_str()),
+        )))
     }
 
     async fn server_status(

@@ -119,6 +119,22 @@ pub fn node(info: &NodeInfo) -> proto::Node {
     }
 }
 
+/// Hubble's `GetNamespaces` answer for these namespaces (repeats and order do not matter).
+pub fn namespaces<'a>(names: impl IntoIterator<Item = &'a str>) -> proto::GetNamespacesResponse {
+    let mut names: Vec<&str> = names.into_iter().collect();
+    names.sort_unstable();
+    names.dedup();
+    proto::GetNamespacesResponse {
+        namespaces: names
+            .into_iter()
+            .map(|n| proto::Namespace {
+                cluster: String::new(),
+                namespace: n.to_string(),
+            })
+            .collect(),
+    }
+}
+
 /// What flowscope does not produce, said plainly.
 pub fn no_agent_events() -> Status {
     Status::unimplemented(
