@@ -486,20 +486,35 @@ fn slice_backends(o: &DynamicObject) -> Vec<Backend> {
         .flat_map(|e| &e.addresses)
         .filter_map(|a| a.parse().ok())
         .collect();
+    let ports = slice
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.port.unwrap_or(-1), p.protocol.as_deref()));
     let mut out = Vec::new();
-    for port in slice.ports.iter().flatten() {
-        let Some(number) = port.port.and_then(|p| u16::try_from(p).ok()) else {
+    push_backends(&mut out, &ips, ports);
+    out
+}
+
+/// Every address on every port (a port that is no `u16`, or none, is skipped), TCP unless the
+/// port says otherwise: how an Endpoints subset and an EndpointSlice both list backends.
+fn push_backends<'a>(
+    out: &mut Vec<Backend>,
+    ips: &[IpAddr],
+    ports: impl Iterator<Item = (i32, Option<&'a str>)>,
+) {
+    for (port, protocol) in ports {
+        let Ok(number) = u16::try_from(port) else {
             continue;
         };
-        for ip in &ips {
+        for ip in ips {
             out.push(Backend {
                 ip: *ip,
                 port: number,
-                protocol: port.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                protocol: protocol.unwrap_or("TCP").to_string(),
             });
         }
     }
-    out
 }
 
 fn key(namespace: &str, name: &str) -> String {
@@ -733,18 +748,12 @@ fn backends(e: &Endpoints) -> Vec<Backend> {
             .flatten()
             .chain(subset.not_ready_addresses.iter().flatten());
         let ips: Vec<IpAddr> = addresses.filter_map(|a| a.ip.parse().ok()).collect();
-        for port in subset.ports.iter().flatten() {
-            let Ok(number) = u16::try_from(port.port) else {
-                continue;
-            };
-            for ip in &ips {
-                out.push(Backend {
-                    ip: *ip,
-                    port: number,
-                    protocol: port.protocol.clone().unwrap_or_else(|| "TCP".into()),
-                });
-            }
-        }
+        let ports = subset
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.port, p.protocol.as_deref()));
+        push_backends(&mut out, &ips, ports);
     }
     out
 }
