@@ -4,25 +4,19 @@ use std::{fmt::Write as _, path::PathBuf};
 
 use anyhow::Context as _;
 
+#[path = "src/etag.rs"]
+mod etag;
+use etag::etag;
+
 fn main() -> anyhow::Result<()> {
     embed_ui()
-}
-
-/// The entity tag of a file's bytes: FNV-1a, 64 bits, quoted (`src/ui.rs` computes the same for
-/// files served from `FLOWSCOPE_UI_DIR`).
-fn etag(bytes: &[u8]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("\"{hash:016x}\"")
 }
 
 /// Writes `$OUT_DIR/ui_assets.rs`: `UI_ASSETS`, the name, bytes and entity tag of every file of
 /// the built UI, empty when the UI has not been built.
 fn embed_ui() -> anyhow::Result<()> {
     println!("cargo::rerun-if-env-changed=FLOWSCOPE_UI_DIST");
+    println!("cargo::rerun-if-changed=src/etag.rs");
     let dist = match std::env::var_os("FLOWSCOPE_UI_DIST") {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../ui/dist"),

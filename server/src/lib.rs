@@ -8,6 +8,7 @@
 //! - [`ui`]: the web UI's files, embedded at build time.
 //! - [`metrics`]: the `/metrics` listener, its formats, and the metric name prefix.
 
+mod etag;
 pub mod graph;
 pub mod grpc;
 pub mod listen;

@@ -49,23 +49,13 @@ fn file(name: &str) -> Option<(Bytes, String)> {
     }
     if let Some(dir) = std::env::var_os(UI_DIR_ENV) {
         let bytes = std::fs::read(std::path::Path::new(&dir).join(name)).ok()?;
-        let tag = etag(&bytes);
+        let tag = crate::etag::etag(&bytes);
         return Some((Bytes::from(bytes), tag));
     }
     UI_ASSETS
         .iter()
         .find(|(n, _, _)| *n == name)
         .map(|(_, bytes, tag)| (Bytes::from_static(bytes), (*tag).to_string()))
-}
-
-/// As `build.rs` tags the embedded files: FNV-1a over the bytes, quoted.
-fn etag(bytes: &[u8]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("\"{hash:016x}\"")
 }
 
 /// Whether an `If-None-Match` header names `tag` (or `*`); weak tags compare as strong ones,
