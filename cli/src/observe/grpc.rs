@@ -9,16 +9,12 @@ use anyhow::anyhow;
 use flowscope_model::{GetFlowsRequest, GetFlowsResponse};
 use flowscope_proto::observer::{self as proto, observer_client::ObserverClient};
 use flowscope_tls::Connector;
-use futures_util::FutureExt as _;
 use tonic::{Code, Status, transport::Endpoint};
 
 use super::{
-    remote::{End, handle_line, unreachable},
+    remote::{End, drive, handle_line, unreachable},
     sink::{Halt, Sink},
 };
-
-/// Responses handled before the loop checks Ctrl-C and timers again.
-const BURST: usize = 1024;
 
 /// Streams the responses to `request` from the gRPC server at `server` (HOST:PORT) into
 /// `sink`, as [`super::remote::stream`] does over the WebSocket.
@@ -74,75 +70,30 @@ pub(crate) async fn stream(
         .map_err(|status| failed(server, status))?
         .into_inner();
 
-    let interrupt = interrupt.fuse();
-    tokio::pin!(interrupt);
-    let period = sink.tick_interval().filter(|_| request.follow);
-    let mut ticker = period.map(|p| {
-        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        t
-    });
-    loop {
-        // What already arrived is handled without waiting; the output is flushed when idle.
-        let mut budget = BURST;
-        while budget > 0 {
-            match responses.message().now_or_never() {
-                Some(message) => {
-                    budget -= 1;
-                    if let Some(end) = handle(server, message, sink)? {
-                        return Ok(end);
-                    }
-                }
-                None => break,
-            }
-        }
-        if budget == 0 {
-            if interrupt.as_mut().now_or_never().is_some() {
-                return Ok(End::Interrupted);
-            }
-            if let Some(t) = ticker.as_mut()
-                && t.tick().now_or_never().is_some()
-            {
-                sink.tick()?;
-            }
-            continue;
-        }
-        sink.flush()?;
-        let tick = async {
-            match ticker.as_mut() {
-                Some(t) => {
-                    t.tick().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            // Dropping the stream cancels the call.
-            () = &mut interrupt => return Ok(End::Interrupted),
-            () = tick => sink.tick()?,
-            message = responses.message() => {
-                if let Some(end) = handle(server, message, sink)? {
-                    return Ok(end);
-                }
-            }
-        }
-    }
+    // Dropping the stream (on Ctrl-C too) cancels the call.
+    drive(
+        &mut responses,
+        request.follow,
+        sink,
+        interrupt,
+        |message, sink| handle(server, message, sink),
+    )
+    .await
 }
 
 /// One message of the stream; `Some` when it is over.
 fn handle(
     server: &str,
-    message: Result<Option<proto::GetFlowsResponse>, Status>,
+    message: Option<Result<proto::GetFlowsResponse, Status>>,
     sink: &mut Sink,
 ) -> Result<Option<End>, Halt> {
     match message {
-        Ok(None) => Ok(Some(End::Complete)),
-        Ok(Some(response)) => {
+        None => Ok(Some(End::Complete)),
+        Some(Ok(response)) => {
             handle_line(&line(&response)?, sink)?;
             Ok(None)
         }
-        Err(status) => Err(failed(server, status)),
+        Some(Err(status)) => Err(failed(server, status)),
     }
 }
 

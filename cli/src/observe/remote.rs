@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use flowscope_model::{GetFlowsRequest, GetFlowsResponse};
-use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
+use futures_util::{FutureExt as _, SinkExt as _, Stream, StreamExt as _};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use flowscope_tls::{Alpn, ClientTls, Connector, HUBBLE_CLIENT_FLAGS};
@@ -190,24 +190,43 @@ where
         .await
         .map_err(|e| Halt::Failed(anyhow!("cannot send the request to {server}: {e}")))?;
 
+    let end = drive(&mut ws, request.follow, sink, interrupt, |message, sink| {
+        handle_message(server, message, sink)
+    })
+    .await?;
+    if end == End::Interrupted {
+        // Best effort: the observer also notices the socket closing.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
+    }
+    Ok(end)
+}
+
+/// Feeds a stream's messages to `handle` (which says when the stream is over) until it is,
+/// the output closes, or `interrupt` completes (Ctrl-C), for every transport: what already
+/// arrived is handled without waiting, and the output is flushed only when idle, so a busy
+/// stream is written in large blocks; while following, the sink's timer ticks.
+pub(crate) async fn drive<S: Stream + Unpin>(
+    stream: &mut S,
+    follow: bool,
+    sink: &mut Sink,
+    interrupt: impl Future<Output = ()>,
+    mut handle: impl FnMut(Option<S::Item>, &mut Sink) -> Result<Option<End>, Halt>,
+) -> Result<End, Halt> {
     let interrupt = interrupt.fuse();
     tokio::pin!(interrupt);
-    let period = sink.tick_interval().filter(|_| request.follow);
+    let period = sink.tick_interval().filter(|_| follow);
     let mut ticker = period.map(|p| {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         t
     });
-
     loop {
-        // Take what the socket already holds without going back to the scheduler; flush only
-        // when nothing is left, so a busy stream is written in large blocks.
         let mut budget = BURST;
         while budget > 0 {
-            match ws.next().now_or_never() {
+            match stream.next().now_or_never() {
                 Some(message) => {
                     budget -= 1;
-                    if let Some(end) = handle_message(server, message, sink)? {
+                    if let Some(end) = handle(message, sink)? {
                         return Ok(end);
                     }
                 }
@@ -217,7 +236,6 @@ where
         if budget == 0 {
             // Still busy: look at Ctrl-C and the timer without waiting, then read on.
             if interrupt.as_mut().now_or_never().is_some() {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
                 return Ok(End::Interrupted);
             }
             if let Some(t) = ticker.as_mut()
@@ -239,14 +257,10 @@ where
         };
         tokio::select! {
             biased;
-            () = &mut interrupt => {
-                // Best effort: the observer also notices the socket closing.
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
-                return Ok(End::Interrupted);
-            }
+            () = &mut interrupt => return Ok(End::Interrupted),
             () = tick => sink.tick()?,
-            message = ws.next() => {
-                if let Some(end) = handle_message(server, message, sink)? {
+            message = stream.next() => {
+                if let Some(end) = handle(message, sink)? {
                     return Ok(end);
                 }
             }
