@@ -28,13 +28,10 @@ fn curl_ready(certs: &Certs, api: SocketAddr, client: Option<&str>) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
-    let certs = Certs::generate();
-    let hubble = Hubble::generate();
-    let h = TestHost::new();
-    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let obs = Observer::start_ready(
+/// An observer on `h` serving `api` over TLS, admitting only clients with a certificate from
+/// `certs`' CA.
+fn mutual_tls_observer(certs: &Certs, h: &TestHost, api: SocketAddr) -> Observer {
+    Observer::start_ready(
         api,
         "tls-node",
         &[
@@ -47,8 +44,17 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
             "--tls-client-ca-files",
             &certs.arg("ca.pem"),
         ],
-        |api| curl_ready(&certs, api, Some("client")),
-    );
+        |api| curl_ready(certs, api, Some("client")),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
+    let certs = Certs::generate();
+    let hubble = Hubble::generate();
+    let h = TestHost::new();
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let obs = mutual_tls_observer(&certs, &h, api);
     // Two echo requests and their replies: at least four flows.
     h.ping(&h.host_ip.to_string(), 2);
 
@@ -178,29 +184,14 @@ fn plain_text_is_refused_off_loopback_unless_asked_for() {
 }
 
 /// The relay reaches observers that demand mutual TLS with its own certificate, and serves its
-/// clients over TLS too; with a certificate from another CA the observer stays unavailable,
-/// and the relay says why.
+/// clients over TLS too; with a certificate from another CA the observer stays unavailable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_speaks_mutual_tls_to_its_observers() {
     let certs = Certs::generate();
     let hubble = Hubble::generate();
     let h = TestHost::new();
     let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _obs = Observer::start_ready(
-        api,
-        "tls-node",
-        &[
-            "--interface",
-            &h.host_if,
-            "--tls-cert-file",
-            &certs.arg("server.pem"),
-            "--tls-key-file",
-            &certs.arg("server.key"),
-            "--tls-client-ca-files",
-            &certs.arg("ca.pem"),
-        ],
-        |api| curl_ready(&certs, api, Some("client")),
-    );
+    let _obs = mutual_tls_observer(&certs, &h, api);
     h.ping(&h.host_ip.to_string(), 2);
 
     let relay_tls = |client: &str| {
