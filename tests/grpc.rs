@@ -186,60 +186,41 @@ async fn grpc_refusals_carry_status_codes_and_the_websockets_messages() {
     let h = TestHost::new();
     let obs = Observer::start(&["--interface", &h.host_if, "--max-subscribers", "1"]);
 
-    let err = hubble
-        .call(
-            obs.api,
-            &["flows", &json!({"first": true, "follow": true}).to_string()],
-        )
-        .unwrap_err();
-    assert_eq!(err["code"], "INVALID_ARGUMENT", "{err}");
-    assert!(
-        err["details"]
-            .as_str()
-            .unwrap()
-            .contains("first and follow cannot be combined"),
-        "{err}"
+    // The call fails with `code`, and its message says `says`.
+    let refused = |args: &[&str], code: &str, says: &str| {
+        let err = hubble.call(obs.api, args).unwrap_err();
+        assert_eq!(err["code"], code, "{args:?}: {err}");
+        assert!(
+            err["details"].as_str().unwrap().contains(says),
+            "{args:?}: {err}"
+        );
+    };
+    let flows = |request: serde_json::Value| request.to_string();
+    refused(
+        &["flows", &flows(json!({"first": true, "follow": true}))],
+        "INVALID_ARGUMENT",
+        "first and follow cannot be combined",
     );
-
-    let err = hubble
-        .call(
-            obs.api,
-            &[
-                "flows",
-                &json!({"number": 1, "field_mask": "source.podname"}).to_string(),
-            ],
-        )
-        .unwrap_err();
-    assert_eq!(err["code"], "INVALID_ARGUMENT", "{err}");
-    assert!(
-        err["details"]
-            .as_str()
-            .unwrap()
-            .contains("`source` has no field `podname`"),
-        "{err}"
+    refused(
+        &[
+            "flows",
+            &flows(json!({"number": 1, "field_mask": "source.podname"})),
+        ],
+        "INVALID_ARGUMENT",
+        "`source` has no field `podname`",
     );
-
-    let err = hubble.call(obs.api, &["agent-events"]).unwrap_err();
-    assert_eq!(err["code"], "UNIMPLEMENTED", "{err}");
-    assert!(err["details"].as_str().unwrap().contains("GetAgentEvents"));
-    let err = hubble.call(obs.api, &["debug-events"]).unwrap_err();
-    assert_eq!(err["code"], "UNIMPLEMENTED", "{err}");
+    refused(&["agent-events"], "UNIMPLEMENTED", "GetAgentEvents");
+    refused(&["debug-events"], "UNIMPLEMENTED", "GetDebugEvents");
 
     // One stream at most: a WebSocket follower holds it; a gRPC request is refused.
     let ws = subscribe(&obs.ws_url(), json!({"follow": true})).await;
     util::eventually("the follower counted", WAIT, || {
         (obs.status()["subscribers"] == 1).then_some(())
     });
-    let err = hubble
-        .call(obs.api, &["flows", &json!({"number": 1}).to_string()])
-        .unwrap_err();
-    assert_eq!(err["code"], "RESOURCE_EXHAUSTED", "{err}");
-    assert!(
-        err["details"]
-            .as_str()
-            .unwrap()
-            .contains("--max-subscribers"),
-        "{err}"
+    refused(
+        &["flows", &flows(json!({"number": 1}))],
+        "RESOURCE_EXHAUSTED",
+        "--max-subscribers",
     );
     drop(ws);
     util::eventually("the follower gone", WAIT, || {
