@@ -407,6 +407,16 @@ fn owner(kind: &str, name: &str) -> Value {
             "uid": "00000000-0000-4000-8000-000000000001"}])
 }
 
+/// A flow from checkout to the orders service, as `server` names it, with web's traffic.
+fn checkout_to_orders(server: &str, what: &str) -> serde_json::Value {
+    eventually(what, WAIT, || {
+        assert!(reaches_api("web"));
+        observe_json(server, &["--to-service", "store/orders", "--last", "20"])
+            .into_iter()
+            .find(|f| f["source"]["pod_name"] == "checkout-5d8f9c")
+    })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn services_nodes_and_workloads_name_the_flows() {
     let (_lab, api, client) = cluster().await;
@@ -450,12 +460,7 @@ async fn services_nodes_and_workloads_name_the_flows() {
     );
 
     // A request to the service's backend names the service; the answer comes from it.
-    let to_service = eventually("a flow to the orders service", WAIT, || {
-        assert!(reaches_api("web"));
-        observe_json(&server, &["--to-service", "store/orders", "--last", "20"])
-            .into_iter()
-            .find(|f| f["source"]["pod_name"] == "checkout-5d8f9c")
-    });
+    let to_service = checkout_to_orders(&server, "a flow to the orders service");
     assert_eq!(
         to_service["destination_service"],
         json!({"name": "orders", "namespace": "store"}),
@@ -576,16 +581,8 @@ async fn services_nodes_and_workloads_name_the_flows() {
         observer.status()["kubernetes"]["service_backends"],
         "v1 Endpoints"
     );
-    let to_service = eventually(
-        "a flow to the orders service, from its Endpoints",
-        WAIT,
-        || {
-            assert!(reaches_api("web"));
-            observe_json(&server, &["--to-service", "store/orders", "--last", "20"])
-                .into_iter()
-                .find(|f| f["source"]["pod_name"] == "checkout-5d8f9c")
-        },
-    );
+    let to_service =
+        checkout_to_orders(&server, "a flow to the orders service, from its Endpoints");
     assert_eq!(
         to_service["destination_service"],
         json!({"name": "orders", "namespace": "store"}),
