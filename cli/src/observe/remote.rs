@@ -36,12 +36,15 @@ pub(crate) enum End {
 
 /// `ws://SERVER/api/v1/flows`; SERVER may carry a `ws://` or `http://` scheme.
 pub(crate) fn flows_url(server: &str) -> String {
-    let host = server
-        .strip_prefix("ws://")
-        .or_else(|| server.strip_prefix("http://"))
-        .unwrap_or(server)
-        .trim_end_matches('/');
-    format!("ws://{host}/api/v1/flows")
+    format!("ws://{}/api/v1/flows", split_server(server).1)
+}
+
+/// `--server`'s scheme (empty without one) and HOST:PORT.
+fn split_server(server: &str) -> (&str, &str) {
+    match server.split_once("://") {
+        Some((scheme, host)) => (scheme, host.trim_end_matches('/')),
+        None => ("", server.trim_end_matches('/')),
+    }
 }
 
 pub(crate) fn unreachable(server: &str, why: impl std::fmt::Display) -> anyhow::Error {
@@ -61,10 +64,7 @@ pub(crate) async fn stream(
     sink: &mut Sink,
     interrupt: impl Future<Output = ()>,
 ) -> Result<End, Halt> {
-    let (scheme, host) = match server.split_once("://") {
-        Some((scheme, host)) => (scheme, host.trim_end_matches('/')),
-        None => ("", server),
-    };
+    let (scheme, host) = split_server(server);
     let websocket = match scheme {
         "" | "grpc" | "tls" => false,
         "ws" | "http" | "wss" | "https" => true,
@@ -376,12 +376,7 @@ pub(crate) fn empty_result_hint(
     server: &str,
     since: Option<flowscope_model::Timestamp>,
 ) -> Option<String> {
-    let host = server
-        .strip_prefix("ws://")
-        .or_else(|| server.strip_prefix("http://"))
-        .or_else(|| server.strip_prefix("grpc://"))
-        .unwrap_or(server)
-        .trim_end_matches('/');
+    let host = split_server(server).1;
     let agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(2)))
         .build()
