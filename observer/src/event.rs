@@ -10,6 +10,7 @@ use flowscope_model::{
     Flow, Timestamp,
     flow::{GetFlowsResponseRef, LostEvent, LostEventSource, ResponseKindRef},
 };
+use flowscope_proto::Encoded;
 
 use crate::{parse::FlowRecord, store::Timestamped};
 
@@ -37,12 +38,10 @@ pub struct Cached {
     pub record: Arc<Record>,
     flow: OnceLock<Flow>,
     json: OnceLock<Utf8Bytes>,
-    /// The gRPC message, made from the JSON line once a gRPC client asks for the record.
-    grpc: OnceLock<Result<Arc<GrpcResponse>, tonic::Status>>,
+    /// The gRPC message in wire form, made from the JSON line once a gRPC client asks for the
+    /// record.
+    grpc: OnceLock<Result<Encoded, tonic::Status>>,
 }
-
-/// Hubble's gRPC `GetFlowsResponse`.
-pub type GrpcResponse = flowscope_proto::observer::GetFlowsResponse;
 
 impl Cached {
     pub fn new(record: Arc<Record>) -> Self {
@@ -88,10 +87,10 @@ impl Cached {
 }
 
 impl Cached {
-    /// The gRPC message, converted once however many gRPC subscribers send it.
-    pub fn grpc(&self) -> Result<Arc<GrpcResponse>, tonic::Status> {
+    /// The gRPC message, converted and encoded once however many gRPC subscribers send it.
+    pub fn grpc(&self) -> Result<Encoded, tonic::Status> {
         self.grpc
-            .get_or_init(|| flowscope_server::grpc::response(&self.json()).map(Arc::new))
+            .get_or_init(|| flowscope_server::grpc::response(&self.json()))
             .clone()
     }
 }

@@ -8,13 +8,14 @@
 use std::sync::Arc;
 
 use flowscope_proto::{
+    Encoded,
     observer::{
         GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest,
-        GetDebugEventsResponse, GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest,
-        GetNamespacesResponse, GetNodesRequest, GetNodesResponse, ServerStatusRequest,
-        ServerStatusResponse, observer_server::Observer,
+        GetDebugEventsResponse, GetFlowsRequest, GetNamespacesRequest, GetNamespacesResponse,
+        GetNodesRequest, GetNodesResponse, ServerStatusRequest, ServerStatusResponse,
     },
     pbjson_types::UInt32Value,
+    servers::observer::observer_server::Observer,
 };
 use flowscope_server::{
     grpc::{self, Boxed, GrpcLines},
@@ -33,14 +34,13 @@ pub struct GrpcObserver(pub Arc<AppState>);
 /// meanwhile is reported as lost), never the observer.
 impl FlowSink for GrpcLines {
     async fn record(&mut self, e: &Arc<Cached>) -> Result<(), End> {
-        let response = e.grpc().map(|r| GetFlowsResponse::clone(&r));
-        self.send(response).await
+        self.send(e.grpc()).await
     }
 }
 
 #[tonic::async_trait]
 impl Observer for GrpcObserver {
-    type GetFlowsStream = Boxed<GetFlowsResponse>;
+    type GetFlowsStream = Boxed<Encoded>;
     type GetAgentEventsStream = Boxed<GetAgentEventsResponse>;
     type GetDebugEventsStream = Boxed<GetDebugEventsResponse>;
 
@@ -194,7 +194,7 @@ fn changes(old: &Peers, new: &Peers) -> Vec<flowscope_proto::peer::ChangeNotific
 }
 
 #[tonic::async_trait]
-impl flowscope_proto::peer::peer_server::Peer for GrpcPeer {
+impl flowscope_proto::servers::peer::peer_server::Peer for GrpcPeer {
     type NotifyStream = Boxed<flowscope_proto::peer::ChangeNotification>;
 
     async fn notify(

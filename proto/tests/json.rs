@@ -52,3 +52,18 @@ fn the_time_is_the_instant_written() {
         flowscope_proto::flow::DropReason::PolicyDenied as i32
     );
 }
+
+#[test]
+fn an_encoded_response_is_the_message_on_the_wire() {
+    use prost::Message as _;
+    let line = include_str!("../../cli/testdata/flows.jsonl")
+        .lines()
+        .find(|l| l.starts_with("{\"flow\""))
+        .unwrap();
+    let response: GetFlowsResponse = serde_json::from_str(line).unwrap();
+    let encoded = flowscope_proto::Encoded::new(&response);
+    assert_eq!(encoded.encoded_len(), response.encoded_len());
+    // What a server sends of it is what a client decodes.
+    let sent = encoded.encode_to_vec();
+    assert_eq!(GetFlowsResponse::decode(sent.as_slice()).unwrap(), response);
+}

@@ -11,7 +11,7 @@ use flowscope_model::{
     api::NodeInfo,
     filter::{FilterSet, GetFlowsRequest},
 };
-use flowscope_proto::observer as proto;
+use flowscope_proto::{Encoded, observer as proto};
 use futures_util::Stream;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -26,10 +26,10 @@ pub type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 pub const QUEUE: usize = 256;
 
 /// A flow stream's lines as gRPC responses, for [`stream`] to send.
-pub struct GrpcLines(pub mpsc::Sender<Result<proto::GetFlowsResponse, Status>>);
+pub struct GrpcLines(pub mpsc::Sender<Result<Encoded, Status>>);
 
 impl GrpcLines {
-    pub async fn send(&mut self, item: Result<proto::GetFlowsResponse, Status>) -> Result<(), End> {
+    pub async fn send(&mut self, item: Result<Encoded, Status>) -> Result<(), End> {
         self.0.send(item).await.map_err(|_| End::Gone)
     }
 }
@@ -45,7 +45,7 @@ impl LineSink for GrpcLines {
 }
 
 /// A response stream and the sink that feeds it, for a task to fill.
-pub fn channel() -> (GrpcLines, Boxed<proto::GetFlowsResponse>) {
+pub fn channel() -> (GrpcLines, Boxed<Encoded>) {
     let (tx, rx) = mpsc::channel(QUEUE);
     (GrpcLines(tx), stream(rx))
 }
@@ -87,9 +87,10 @@ pub fn request(request: &proto::GetFlowsRequest) -> Result<(GetFlowsRequest, Fil
     crate::ws::parse_request(&json.to_string())
 }
 
-/// One response line (`hubble observe -o json`) as the gRPC message.
-pub fn response(line: &str) -> Result<proto::GetFlowsResponse, Status> {
-    serde_json::from_str(line)
+/// One response line (`hubble observe -o json`) as the gRPC message, encoded.
+pub fn response(line: &str) -> Result<Encoded, Status> {
+    serde_json::from_str::<proto::GetFlowsResponse>(line)
+        .map(|r| Encoded::new(&r))
         .map_err(|e| Status::internal(format!("a flow that does not convert to flow.proto: {e}")))
 }
 
