@@ -1,11 +1,12 @@
 //! One-shot requests to an observer's HTTP API, for the CLI's list and status commands.
 
 use anyhow::Context as _;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
-/// GETs `path` from the observer at `server` (`host:port`) and parses the JSON body. An
-/// unreachable server is one clear line, not a backtrace.
-pub fn get_json(server: &str, path: &str) -> anyhow::Result<Value> {
+/// GETs `path` from the observer at `server` (`host:port`) and reads the JSON body as `T` (a
+/// body of the API contract, `flowscope_model::api`, or `serde_json::Value` to print it as
+/// it came). An unreachable server is one clear line, not a backtrace.
+pub fn get_json<T: DeserializeOwned>(server: &str, path: &str) -> anyhow::Result<T> {
     let url = format!("http://{server}{path}");
     let mut response = match ureq::get(&url).call() {
         Ok(r) => r,

@@ -1,7 +1,10 @@
 //! One-shot views of a running observer or relay: `status`, `list nodes`,
 //! `list namespaces`, in the shape `hubble status` / `hubble list` print them.
 
-use flowscope_model::{api::NodeInfo, flow::NodeState};
+use flowscope_model::{
+    api::{Endpoint, KubernetesStatus, NodeInfo, ServerStatus},
+    flow::NodeState,
+};
 use serde_json::Value;
 
 use crate::client::get_json;
@@ -40,74 +43,61 @@ fn fill(current: u64, max: u64) -> String {
 
 /// `flowscope status`: flows held, rate, uptime and nodes, like `hubble status`.
 pub fn status(server: &str, json: bool) -> anyhow::Result<()> {
-    let s = get_json(server, "/api/v1/status")?;
     if json {
-        println!("{s}");
+        println!("{}", get_json::<Value>(server, "/api/v1/status")?);
         return Ok(());
     }
-    let n = |k: &str| s[k].as_u64().unwrap_or(0);
+    let s: ServerStatus = get_json(server, "/api/v1/status")?;
     println!("Healthcheck (via {server}): Ok");
-    println!(
-        "Current/Max Flows: {}",
-        fill(n("num_flows"), n("max_flows"))
-    );
-    println!("Flows/s: {:.2}", s["flows_rate"].as_f64().unwrap_or(0.0));
-    println!("Uptime: {}", age(n("uptime_ns")));
-    let lost = n("ring_lost_events") + s["datapath"]["events_lost"].as_u64().unwrap_or(0);
+    println!("Current/Max Flows: {}", fill(s.num_flows, s.max_flows));
+    println!("Flows/s: {:.2}", s.flows_rate);
+    println!("Uptime: {}", age(s.uptime_ns));
+    let lost = s.ring_lost_events + s.datapath.as_ref().map_or(0, |d| d.events_lost);
     if lost > 0 {
         println!("Events lost: {}", thousands(lost));
     }
-    // Hubble's ServerStatus fields when the server aggregates nodes (a relay); an observer is
-    // one node, connected since it answered.
-    let connected = s["num_connected_nodes"].as_u64().unwrap_or(1);
-    let unavailable = s["num_unavailable_nodes"].as_u64().unwrap_or(0);
+    // Hubble's ServerStatus fields: a relay's observers, or the observer itself.
+    let (connected, unavailable) = (s.num_connected_nodes, s.num_unavailable_nodes);
     println!("Connected Nodes: {connected}/{}", connected + unavailable);
-    if let Some(nodes) = s["unavailable_nodes"].as_array().filter(|n| !n.is_empty()) {
-        let names: Vec<&str> = nodes.iter().filter_map(Value::as_str).collect();
-        println!("Unavailable Nodes: {}", names.join(", "));
+    if !s.unavailable_nodes.is_empty() {
+        println!("Unavailable Nodes: {}", s.unavailable_nodes.join(", "));
     }
-    if let Some(line) = kubernetes_line(&s["kubernetes"]) {
-        println!("{line}");
+    if let Some(k) = &s.kubernetes {
+        println!("{}", kubernetes_line(k));
     }
     Ok(())
 }
 
-/// The state of an observer's Kubernetes source, when it has one.
-fn kubernetes_line(k: &Value) -> Option<String> {
-    let server = k["server"].as_str()?;
-    let n = |key: &str| k[key].as_u64().unwrap_or(0);
+/// The state of an observer's Kubernetes source.
+fn kubernetes_line(k: &KubernetesStatus) -> String {
+    let server = &k.api.server;
     let counts = format!(
         "{} pods, {} namespaces, {} services, {} nodes, {} policies",
-        n("pods"),
-        n("namespaces"),
-        n("services"),
-        n("nodes"),
-        n("policies")
+        k.pods, k.namespaces, k.services, k.nodes, k.policies
     );
-    Some(if k["connected"] != true {
+    if !k.api.connected {
         format!(
             "Kubernetes: {server} unreachable ({}); enforcing the last known state: {counts}",
-            k["last_error"].as_str().unwrap_or("no answer")
+            k.api.last_error.as_deref().unwrap_or("no answer")
         )
-    } else if k["synced"] != true {
+    } else if !k.api.synced {
         format!("Kubernetes: {server} connected, still listing: {counts}")
     } else {
         format!("Kubernetes: {server} connected and synced: {counts}")
-    })
+    }
 }
 
 /// `flowscope list nodes`: the nodes behind the server, like `hubble list nodes`: an observer
 /// is one, a relay lists each of its observers with its state.
 pub fn nodes(server: &str, json: bool) -> anyhow::Result<()> {
-    let body = get_json(server, "/api/v1/nodes")?;
     if json {
+        let body: Value = get_json(server, "/api/v1/nodes")?;
         for node in body.as_array().into_iter().flatten() {
             println!("{node}");
         }
         return Ok(());
     }
-    let nodes: Vec<NodeInfo> = serde_json::from_value(body)
-        .map_err(|e| anyhow::anyhow!("the nodes {server} answered: {e}"))?;
+    let nodes: Vec<NodeInfo> = get_json(server, "/api/v1/nodes")?;
     let mut rows = vec![[
         "NAME".to_string(),
         "STATUS".into(),
@@ -139,13 +129,8 @@ pub fn nodes(server: &str, json: bool) -> anyhow::Result<()> {
 
 /// `flowscope list namespaces`: the namespaces of the endpoints the server knows.
 pub fn namespaces(server: &str, json: bool) -> anyhow::Result<()> {
-    let endpoints = get_json(server, "/api/v1/endpoints")?;
-    let mut names: Vec<&str> = endpoints
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e: &Value| e["namespace"].as_str())
-        .collect();
+    let endpoints: Vec<Endpoint> = get_json(server, "/api/v1/endpoints")?;
+    let mut names: Vec<&str> = endpoints.iter().map(|e| e.namespace.as_str()).collect();
     names.sort_unstable();
     names.dedup();
     if json {

@@ -851,39 +851,30 @@ fn validate_policies(dir: &std::path::Path) -> anyhow::Result<bool> {
 }
 
 fn policy_list(server: &str) -> anyhow::Result<()> {
-    let p = client::get_json(server, "/api/v1/policies")?;
+    let p: flowscope_model::api::PolicyStatus = client::get_json(server, "/api/v1/policies")?;
     println!(
         "Policy revision {}{}",
-        p["revision"],
-        if p["audit"] == true {
-            " (audit mode)"
-        } else {
-            ""
-        }
+        p.revision,
+        if p.audit { " (audit mode)" } else { "" }
     );
     // (kind, namespace/name, file:line, selected pods), columns as wide as their widest cell.
-    let rows: Vec<[String; 4]> = p["loaded"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<[String; 4]> = p
+        .loaded
+        .iter()
         .map(|l| {
-            let selects: Vec<&str> = strings(&l["selects"]);
             [
-                l["kind"].as_str().unwrap_or("").to_string(),
-                format!(
-                    "{}/{}",
-                    l["namespace"].as_str().unwrap_or(""),
-                    l["name"].as_str().unwrap_or("")
-                ),
+                l.kind.clone(),
+                format!("{}/{}", l.namespace, l.name),
                 // `api` for an object of the Kubernetes API, else the manifest's file:line.
-                match l["file"].as_str().unwrap_or("") {
-                    f if f.starts_with("api:") => "api".to_string(),
-                    f => format!("file:{f}:{}", l["line"]),
+                if l.file.starts_with("api:") {
+                    "api".to_string()
+                } else {
+                    format!("file:{}:{}", l.file, l.line)
                 },
-                if selects.is_empty() {
+                if l.selects.is_empty() {
                     "(none)".to_string()
                 } else {
-                    selects.join(", ")
+                    l.selects.join(", ")
                 },
             ]
         })
@@ -900,57 +891,39 @@ fn policy_list(server: &str) -> anyhow::Result<()> {
     for r in [&header].into_iter().chain(&rows) {
         println!("{:<w0$}  {:<w1$}  {:<w2$}  {}", r[0], r[1], r[2], r[3]);
     }
-    for l in p["loaded"].as_array().into_iter().flatten() {
-        for w in strings(&l["warnings"]) {
+    for l in &p.loaded {
+        for w in &l.warnings {
             println!(
                 "warn   {}/{} ({}:{}): {w}",
-                l["namespace"].as_str().unwrap_or(""),
-                l["name"].as_str().unwrap_or(""),
-                l["file"].as_str().unwrap_or(""),
-                l["line"]
+                l.namespace, l.name, l.file, l.line
             );
         }
     }
-    for e in p["errors"].as_array().into_iter().flatten() {
-        println!("error  {}", e.as_str().unwrap_or(""));
+    for e in &p.errors {
+        println!("error  {e}");
     }
     Ok(())
 }
 
-/// The strings of a JSON array (none when it is absent).
-fn strings(v: &serde_json::Value) -> Vec<&str> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str())
-        .collect()
-}
-
 fn endpoint_list(server: &str) -> anyhow::Result<()> {
-    let eps = client::get_json(server, "/api/v1/endpoints")?;
+    let eps: Vec<flowscope_model::api::Endpoint> = client::get_json(server, "/api/v1/endpoints")?;
     println!(
         "{:<8} {:<10} {:<9} {:<9} {:<30} {:<16} {:<12} LABELS",
         "ENDPOINT", "IDENTITY", "INGRESS", "EGRESS", "POD", "IPS", "INTERFACE"
     );
-    let on = |v: &serde_json::Value| if v == true { "Enabled" } else { "Disabled" };
-    for e in eps.as_array().into_iter().flatten() {
-        let labels: Vec<&str> = strings(&e["labels"]);
-        let ips: Vec<&str> = strings(&e["ips"]);
+    let on = |enabled: bool| if enabled { "Enabled" } else { "Disabled" };
+    for e in &eps {
         println!(
             "{:<8} {:<10} {:<9} {:<9} {:<30} {:<16} {:<12} {}",
-            e["id"].to_string(),
-            e["identity"].to_string(),
-            on(&e["ingress_enforcement"]),
-            on(&e["egress_enforcement"]),
-            format!(
-                "{}/{}",
-                e["namespace"].as_str().unwrap_or(""),
-                e["pod_name"].as_str().unwrap_or("")
-            ),
-            ips.join(","),
+            e.id,
+            e.identity,
+            on(e.ingress_enforcement),
+            on(e.egress_enforcement),
+            format!("{}/{}", e.namespace, e.pod_name),
+            e.ips.join(","),
             // A pod of another node has none here.
-            e["interface"].as_str().unwrap_or("-"),
-            labels.join(" ")
+            e.interface.as_deref().unwrap_or("-"),
+            e.labels.join(" ")
         );
     }
     Ok(())

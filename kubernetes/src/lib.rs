@@ -7,7 +7,7 @@
 //! to its map -> a new snapshot is published on a `watch` channel, at most every
 //! [`PUBLISH_EVERY`], when something changed. While the server is unreachable nothing
 //! changes: the last snapshot (and what the observer enforces from it) stays, and
-//! [`ApiStatus`] says so.
+//! [`ClusterState::status`] says so.
 //!
 //! Policies are handed over as the objects' JSON text, so they go through the same parser,
 //! validator and compiler as files do (`flowscope-policy`), named `api:Kind/namespace/name` in
@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use tokio::sync::watch as channel;
 
 pub use state::{
-    ApiStatus, Backend, ClusterState, ContainerPort, NodeInfo, PodInfo, PolicyObject, ServiceInfo,
+    Backend, ClusterState, ContainerPort, NodeInfo, PodInfo, PolicyObject, ServiceInfo,
     ServicePort, Workload,
 };
 

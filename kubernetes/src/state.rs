@@ -4,6 +4,7 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
+use flowscope_model::api::KubernetesApi;
 use serde::Serialize;
 
 /// One consistent view of the cluster.
@@ -23,45 +24,19 @@ pub struct ClusterState {
     pub services: Vec<ServiceInfo>,
     /// Nodes and their addresses.
     pub nodes: Vec<NodeInfo>,
-    pub status: ApiStatus,
+    pub status: KubernetesApi,
 }
 
 impl ClusterState {
     pub fn empty(server: &str) -> Self {
         ClusterState {
-            status: ApiStatus {
+            status: KubernetesApi {
                 server: server.to_string(),
-                ..ApiStatus::default()
+                ..KubernetesApi::default()
             },
             ..ClusterState::default()
         }
     }
-}
-
-/// How the watches are doing.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ApiStatus {
-    /// The API server's URL.
-    pub server: String,
-    /// Every watch has listed its kind at least once: the snapshot is complete.
-    pub synced: bool,
-    /// The last request of every watch succeeded. False while the server is away: the last
-    /// snapshot is kept (and enforced) meanwhile.
-    pub connected: bool,
-    /// The last error, as the client reported it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// Errors since the start (each is retried with backoff).
-    pub errors: u64,
-    /// Watches that started over from a fresh list because the server no longer had their
-    /// position (`410 Gone`: its history was compacted while the watch was away). Not an
-    /// error: what the list says replaces what the watch knew, deletions missed included.
-    pub relists: u64,
-    /// Whether a Cilium policy kind is served (its CRD installed).
-    pub cilium_crds: bool,
-    /// Where services' backends are read from: `discovery.k8s.io/v1 EndpointSlice` (or
-    /// `v1beta1`), or `v1 Endpoints` where the server serves no slices; empty until known.
-    pub service_backends: String,
 }
 
 /// A pod, as flowscope needs it.

@@ -18,8 +18,10 @@ use serde::Deserialize as _;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use flowscope_model::api::KubernetesApi;
+
 use crate::state::{
-    ApiStatus, Backend, ClusterState, ContainerPort, NodeInfo, PodInfo, PolicyObject, ServiceInfo,
+    Backend, ClusterState, ContainerPort, NodeInfo, PodInfo, PolicyObject, ServiceInfo,
     ServicePort, Workload,
 };
 
@@ -153,9 +155,9 @@ pub(crate) async fn run(client: Client, server: String, out: watch::Sender<Arc<C
     let mut failing: BTreeMap<Kind, bool> = BTreeMap::new();
     // Whether each kind is served (false: a CRD not installed).
     let mut served: BTreeMap<Kind, bool> = BTreeMap::new();
-    let mut status = ApiStatus {
+    let mut status = KubernetesApi {
         server,
-        ..ApiStatus::default()
+        ..KubernetesApi::default()
     };
     let mut revision = 0u64;
     let mut policies_revision = 0u64;
@@ -261,7 +263,7 @@ pub(crate) async fn run(client: Client, server: String, out: watch::Sender<Arc<C
 fn snapshot(
     revision: u64,
     maps: &BTreeMap<Kind, BTreeMap<String, Item>>,
-    status: &ApiStatus,
+    status: &KubernetesApi,
 ) -> ClusterState {
     let mut state = ClusterState {
         revision,

@@ -27,7 +27,11 @@ use axum::{
     routing::get,
 };
 use flowscope_model::{
-    api::NodeInfo,
+    Timestamp,
+    api::{
+        AttachedInterface, DatapathCounters, Endpoint, ExportStatus, KubernetesStatus, NodeInfo,
+        PolicyStatus, ServerStatus, close,
+    },
     filter::{FilterSet, GetFlowsRequest},
     flow::{FieldMask, NodeState},
 };
@@ -35,7 +39,6 @@ use flowscope_server::ws::{
     End, LineSink, MAX_REQUEST_BYTES, close_stream, read_request, refuse, refuse_with, watch_client,
 };
 use futures_util::{StreamExt as _, stream::SplitSink};
-use serde::Serialize;
 use tokio::sync::watch;
 use tracing::debug;
 
@@ -47,10 +50,9 @@ use crate::{
 };
 
 /// What the status endpoint reports beyond the store, refreshed once a second by the pipeline.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct RuntimeStatus {
     /// Reported at the top level of the status body, as Hubble's `flows_rate`.
-    #[serde(skip)]
     pub flows_rate: f64,
     pub interfaces: Vec<AttachedInterface>,
     pub datapath: DatapathCounters,
@@ -59,47 +61,21 @@ pub struct RuntimeStatus {
     /// Ring buffer records of an unexpected size, skipped (never expected).
     pub malformed_events: u64,
     /// Present when the observer enforces policies (`--policy-dir`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy: Option<crate::policy::PolicyStatus>,
+    pub policy: Option<PolicyStatus>,
     /// The endpoints known now (served by `/api/v1/endpoints`).
-    #[serde(skip)]
     pub registry: Arc<crate::endpoints::Registry>,
     /// Present when flows are exported to a file (`--export-file`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub export: Option<crate::export::ExportStatus>,
-    /// Present when the L7 proxy runs (with policies): read from `proxy_stats` when served.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub proxy: Option<crate::proxy::ProxyStatus>,
-    /// The L7 proxy's live counters.
-    #[serde(skip)]
+    pub export: Option<ExportStatus>,
+    /// The L7 proxy's live counters, when it runs (with policies).
     pub proxy_stats: Option<Arc<crate::proxy::ProxyStats>>,
-    /// Present with the Kubernetes source: read from `cluster` when served.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kubernetes: Option<KubernetesStatus>,
     /// The Kubernetes source's newest snapshot.
-    #[serde(skip)]
     pub cluster: Option<tokio::sync::watch::Receiver<Arc<flowscope_kubernetes::ClusterState>>>,
 }
 
-/// What `status` says of the Kubernetes source.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct KubernetesStatus {
-    #[serde(flatten)]
-    pub api: flowscope_kubernetes::ApiStatus,
-    /// Pods, namespaces, policy objects, services and nodes in the last snapshot.
-    pub pods: usize,
-    pub namespaces: usize,
-    pub policies: usize,
-    pub services: usize,
-    pub nodes: usize,
-    pub revision: u64,
-}
-
 impl RuntimeStatus {
-    /// Fills the parts read live (the proxy's counters, the Kubernetes source's state).
-    pub fn refresh_live(&mut self) {
-        self.proxy = self.proxy_stats.as_ref().map(|p| p.status());
-        self.kubernetes = self.cluster.as_ref().map(|c| {
+    /// The Kubernetes source's state, read live.
+    fn kubernetes(&self) -> Option<KubernetesStatus> {
+        self.cluster.as_ref().map(|c| {
             let state = c.borrow();
             KubernetesStatus {
                 api: state.status.clone(),
@@ -110,31 +86,8 @@ impl RuntimeStatus {
                 nodes: state.nodes.len(),
                 revision: state.revision,
             }
-        });
+        })
     }
-}
-
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct AttachedInterface {
-    pub name: String,
-    pub index: u32,
-}
-
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct DatapathCounters {
-    pub packets: u64,
-    pub events: u64,
-    pub events_lost: u64,
-    pub truncated_packets: u64,
-    pub non_ip_packets: u64,
-    pub fragments: u64,
-    pub dropped_packets: u64,
-    pub connections_created: u64,
-    pub conntrack_full: u64,
-    /// New connections handed to the L7 proxy.
-    pub proxy_redirects: u64,
-    /// New connections that needed the L7 proxy and were dropped instead.
-    pub proxy_failures: u64,
 }
 
 impl From<&DatapathStats> for DatapathCounters {
@@ -187,7 +140,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Hubble's gRPC API on the same port (HTTP/2), for Hubble's own tools.
         .route_service(
             "/observer.Observer/{*method}",
-            flowscope_proto::observer::observer_server::ObserverServer::new(
+            flowscope_proto::servers::observer::observer_server::ObserverServer::new(
                 crate::grpc::GrpcObserver(state.clone()),
             ),
         )
@@ -202,42 +155,34 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     }
 }
 
-#[derive(Serialize)]
-struct StatusBody {
-    num_flows: u64,
-    max_flows: u64,
-    seen_flows: u64,
-    flows_rate: f64,
-    uptime_ns: u64,
-    version: &'static str,
-    node_name: String,
-    subscribers: u64,
-    ring_lost_events: u64,
-    oldest_flow_time: Option<String>,
-    newest_flow_time: Option<String>,
-    #[serde(flatten)]
-    runtime: RuntimeStatus,
-}
-
-async fn status(State(st): State<Arc<AppState>>) -> Json<StatusBody> {
+async fn status(State(st): State<Arc<AppState>>) -> Json<ServerStatus> {
     let s = st.store.status();
-    let ts =
-        |ns: Option<i64>| ns.map(|n| flowscope_model::Timestamp::from_unix_nanos(n).to_string());
-    let mut runtime = st.runtime.lock().map(|r| r.clone()).unwrap_or_default();
-    runtime.refresh_live();
-    Json(StatusBody {
+    let runtime = st.runtime.lock().map(|r| r.clone()).unwrap_or_default();
+    Json(ServerStatus {
         num_flows: s.len as u64,
         max_flows: s.capacity as u64,
         seen_flows: s.total_written,
         flows_rate: runtime.flows_rate,
         uptime_ns: st.started.elapsed().as_nanos() as u64,
-        version: env!("CARGO_PKG_VERSION"),
-        node_name: st.node_name.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        // One node: this one, connected since it answers.
+        num_connected_nodes: 1,
+        num_unavailable_nodes: 0,
+        unavailable_nodes: Vec::new(),
+        oldest_flow_time: s.oldest_time_ns.map(Timestamp::from_unix_nanos),
+        newest_flow_time: s.newest_time_ns.map(Timestamp::from_unix_nanos),
         subscribers: st.subscribers.load(Ordering::Relaxed),
+        node_name: Some(st.node_name.to_string()),
         ring_lost_events: st.ring_lost.load(Ordering::Relaxed),
-        oldest_flow_time: ts(s.oldest_time_ns),
-        newest_flow_time: ts(s.newest_time_ns),
-        runtime,
+        kubernetes: runtime.kubernetes(),
+        proxy: runtime.proxy_stats.as_ref().map(|p| p.status()),
+        interfaces: Some(runtime.interfaces),
+        datapath: Some(runtime.datapath),
+        events_decoded: Some(runtime.events_decoded),
+        malformed_events: Some(runtime.malformed_events),
+        policy: runtime.policy,
+        export: runtime.export,
+        relay: None,
     })
 }
 
@@ -264,22 +209,7 @@ pub(crate) fn node_info(st: &AppState) -> NodeInfo {
     }
 }
 
-/// One line of `flowscope endpoint list`, like `cilium endpoint list`.
-#[derive(Serialize)]
-struct EndpointLine {
-    id: u32,
-    identity: u32,
-    namespace: String,
-    pod_name: String,
-    labels: Vec<String>,
-    ips: Vec<String>,
-    interface: Option<String>,
-    ingress_enforcement: bool,
-    egress_enforcement: bool,
-    policy_revision: u64,
-}
-
-async fn endpoints(State(st): State<Arc<AppState>>) -> Json<Vec<EndpointLine>> {
+async fn endpoints(State(st): State<Arc<AppState>>) -> Json<Vec<Endpoint>> {
     let runtime = st.runtime.lock().map(|r| r.clone()).unwrap_or_default();
     let revision = runtime.policy.as_ref().map_or(0, |p| p.revision);
     let lines = runtime
@@ -294,7 +224,7 @@ async fn endpoints(State(st): State<Arc<AppState>>) -> Json<Vec<EndpointLine>> {
                 .as_ref()
                 .and_then(|p| p.enforcement.get(&key).copied())
                 .unwrap_or((false, false));
-            EndpointLine {
+            Endpoint {
                 id: ep.id,
                 identity: ep.identity,
                 namespace: ep.namespace.clone(),
@@ -344,7 +274,13 @@ async fn serve_flows(socket: WebSocket, st: Arc<AppState>) {
     // Each stream is a task and a socket: their number is bounded, and a client over the
     // bound is told so (and may retry).
     let Some(_subscriber) = Subscriber::new(&st) else {
-        refuse_with(&mut tx, "RESOURCE_EXHAUSTED", 1013, too_many(&st)).await;
+        refuse_with(
+            &mut tx,
+            "RESOURCE_EXHAUSTED",
+            close::TRY_AGAIN_LATER,
+            too_many(&st),
+        )
+        .await;
         return;
     };
     let (drain, gone) = watch_client(rx);

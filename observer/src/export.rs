@@ -17,8 +17,8 @@ use std::{
 };
 
 use axum::extract::ws::Utf8Bytes;
+pub use flowscope_model::api::ExportStatus;
 use flowscope_model::{filter::FilterSet, flow::FieldMask};
-use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -43,21 +43,6 @@ pub struct ExportConfig {
     pub filters: FilterSet,
     /// `--export-field-mask`: only these fields of each flow.
     pub mask: Option<FieldMask>,
-}
-
-/// The exporter's counters, in `/api/v1/status` under `export`.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct ExportStatus {
-    pub path: String,
-    /// Flows written.
-    pub flows: u64,
-    /// Flows the store overwrote before the exporter read them.
-    pub lost: u64,
-    /// Flows dropped because a write failed.
-    pub write_errors: u64,
-    pub rotations: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
 }
 
 /// An append-only file rotated by size.

@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::{
-    api::{AppState, AttachedInterface, RuntimeStatus},
+    api::{AppState, RuntimeStatus},
     endpoints::{EndpointsFile, Registry},
     parse::{Decoder, InterfaceInfo},
     pipeline::{FlowStore, Pipeline, PipelineCounters},
@@ -297,7 +297,7 @@ pub async fn run(
     info!(listen = %cfg.listen, "Serving flows on {scheme}://{}/api/v1/flows and Hubble's gRPC API ({grpc})", cfg.listen);
     let app = api::router(state.clone()).route_service(
         "/peer.Peer/{*method}",
-        flowscope_proto::peer::peer_server::PeerServer::new(grpc::GrpcPeer {
+        flowscope_proto::servers::peer::peer_server::PeerServer::new(grpc::GrpcPeer {
             name: state.node_name.clone(),
             listen: cfg.listen,
             cluster: cluster_rx.clone(),
@@ -515,7 +515,7 @@ async fn run_pipeline(
                     rt.malformed_events = c.malformed.load(Ordering::Relaxed);
                     rt.interfaces = attached
                         .into_iter()
-                        .map(|(name, index)| AttachedInterface { name, index })
+                        .map(|(name, index)| flowscope_model::api::AttachedInterface { name, index })
                         .collect();
                     if let Some(stats) = &stats {
                         rt.datapath = stats.into();

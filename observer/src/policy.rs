@@ -14,6 +14,7 @@ use flowscope_common::{
     ENFORCE_EGRESS, ENFORCE_INGRESS, EndpointInfo, POLICY_ALLOW, POLICY_DENY, POLICY_FLAG_PROXY,
     PolicyKey, PolicyRangeKey, PolicyValue, RANGES_EGRESS, RANGES_INGRESS, direction,
 };
+pub use flowscope_model::api::{LoadedPolicy, PolicyStatus};
 use flowscope_model::flow::Policy as FlowPolicy;
 use flowscope_policy::{
     PolicySet, Protocol, World,
@@ -42,34 +43,6 @@ pub struct Attribution {
 /// `policy_ref` (as the datapath reports it, minus one) -> attribution, for the current and
 /// the previous policy generation (events of the old one may still be in flight).
 pub type Attributions = HashMap<u32, Arc<Attribution>>;
-
-/// What the last install did, for status, `policy list` and `endpoint list`.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct PolicyStatus {
-    pub revision: u64,
-    pub policies: usize,
-    pub errors: Vec<String>,
-    pub entries: usize,
-    pub enforced_endpoints: usize,
-    pub audit: bool,
-    /// Every loaded policy and the pods it selects.
-    pub loaded: Vec<LoadedPolicy>,
-    /// Per pod (`namespace/pod`): whether ingress and egress are isolated by some policy.
-    pub enforcement: BTreeMap<String, (bool, bool)>,
-}
-
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct LoadedPolicy {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-    pub file: String,
-    pub line: u64,
-    /// Pods (`namespace/pod`) the policy selects, for ingress or egress.
-    pub selects: Vec<String>,
-    /// What of the policy is enforced only in part ([`flowscope_policy::Policy::warnings`]).
-    pub warnings: Vec<String>,
-}
 
 /// Which pods each policy selects (cluster-wide), and which directions of this node's pods (those
 /// with an interface here) are isolated, by the reference semantics' reading.

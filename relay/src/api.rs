@@ -9,14 +9,13 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use flowscope_model::api::NodeInfo;
+use flowscope_model::api::{Endpoint, NodeInfo, RelayStatus, ServerStatus};
 use flowscope_model::{
     Timestamp,
     flow::{GetFlowsResponse, NodeState},
     graph::{GraphSnapshot, ServiceGraph},
 };
 use flowscope_server::graph::GraphQuery;
-use serde::Serialize;
 
 use crate::{RelayState, flows, http};
 
@@ -41,7 +40,7 @@ pub fn router(state: Arc<RelayState>) -> Router {
         // Hubble's gRPC API on the same port (HTTP/2), as hubble-relay serves it.
         .route_service(
             "/observer.Observer/{*method}",
-            flowscope_proto::observer::observer_server::ObserverServer::new(
+            flowscope_proto::servers::observer::observer_server::ObserverServer::new(
                 crate::grpc::GrpcRelay(state.clone()),
             ),
         )
@@ -57,41 +56,13 @@ async fn readyz(State(st): State<Arc<RelayState>>) -> Response {
     }
 }
 
-#[derive(Serialize)]
-pub(crate) struct StatusBody {
-    pub num_flows: u64,
-    pub max_flows: u64,
-    pub seen_flows: u64,
-    pub flows_rate: f64,
-    pub uptime_ns: u64,
-    pub version: &'static str,
-    pub num_connected_nodes: u32,
-    pub num_unavailable_nodes: u32,
-    pub unavailable_nodes: Vec<String>,
-    /// The span of the flows the connected observers hold, as an observer reports its own
-    /// (`observe` explains an empty answer with it).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oldest_flow_time: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub newest_flow_time: Option<String>,
-    relay: RelayStatus,
-}
-
-#[derive(Serialize)]
-struct RelayStatus {
-    uptime_ns: u64,
-    peers: usize,
-    /// Problems with the peers file or the peer service.
-    discovery_errors: Vec<String>,
-}
-
 /// Hubble's ServerStatus over the relay's observers: flows summed over the connected nodes,
 /// uptime the longest, and the unavailable nodes (the first ten by name).
-async fn status(State(st): State<Arc<RelayState>>) -> Json<StatusBody> {
+async fn status(State(st): State<Arc<RelayState>>) -> Json<ServerStatus> {
     Json(status_body(&st))
 }
 
-pub(crate) fn status_body(st: &RelayState) -> StatusBody {
+pub(crate) fn status_body(st: &RelayState) -> ServerStatus {
     let peers = st.pool.peers();
     let nodes: Vec<NodeInfo> = peers.iter().map(|p| p.node()).collect();
     let times: Vec<_> = peers.iter().map(|p| p.flow_times()).collect();
@@ -109,23 +80,25 @@ pub(crate) fn status_body(st: &RelayState) -> StatusBody {
     let num_unavailable = unavailable.len() as u32;
     unavailable.sort();
     unavailable.truncate(MAX_UNAVAILABLE_LISTED);
-    StatusBody {
+    ServerStatus {
         num_flows: connected.iter().map(|n| n.num_flows).sum(),
         max_flows: connected.iter().map(|n| n.max_flows).sum(),
         seen_flows: connected.iter().map(|n| n.seen_flows).sum(),
         flows_rate: connected.iter().map(|n| n.flows_rate).sum(),
         uptime_ns: connected.iter().map(|n| n.uptime_ns).max().unwrap_or(0),
-        version: env!("CARGO_PKG_VERSION"),
+        version: env!("CARGO_PKG_VERSION").to_string(),
         num_connected_nodes: connected.len() as u32,
         num_unavailable_nodes: num_unavailable,
         unavailable_nodes: unavailable,
-        oldest_flow_time: oldest.map(|t| t.to_string()),
-        newest_flow_time: newest.map(|t| t.to_string()),
-        relay: RelayStatus {
+        oldest_flow_time: oldest,
+        newest_flow_time: newest,
+        subscribers: st.metrics.requests.get().max(0) as u64,
+        relay: Some(RelayStatus {
             uptime_ns: st.started.elapsed().as_nanos() as u64,
             peers: nodes.len(),
             discovery_errors: st.pool.discovery_errors(),
-        },
+        }),
+        ..ServerStatus::default()
     }
 }
 
@@ -145,14 +118,14 @@ async fn endpoints(State(st): State<Arc<RelayState>>) -> Response {
     Json(gather_endpoints(&st).await).into_response()
 }
 
-pub(crate) async fn gather_endpoints(st: &RelayState) -> Vec<serde_json::Value> {
+pub(crate) async fn gather_endpoints(st: &RelayState) -> Vec<Endpoint> {
     let asks = st
         .pool
         .peers()
         .into_iter()
         .filter(|p| p.is_connected())
         .map(|p| async move {
-            http::get_json::<Vec<serde_json::Value>>(
+            http::get_json::<Vec<Endpoint>>(
                 st.pool.tls.as_ref(),
                 &p.address,
                 "/api/v1/endpoints",
@@ -164,16 +137,7 @@ pub(crate) async fn gather_endpoints(st: &RelayState) -> Vec<serde_json::Value> 
     let mut seen = std::collections::BTreeSet::new();
     let mut all = Vec::new();
     for endpoint in answers.into_iter().flatten().flatten() {
-        let key = (
-            endpoint["namespace"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            endpoint["pod_name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        );
+        let key = (endpoint.namespace.clone(), endpoint.pod_name.clone());
         if seen.insert(key) {
             all.push(endpoint);
         }

@@ -27,6 +27,7 @@ use axum::{
 };
 use flowscope_model::{
     Timestamp,
+    api::close,
     filter::GetFlowsRequest,
     flow::{GetFlowsResponse, NodeState, NodeStatusEvent},
 };
@@ -109,7 +110,13 @@ async fn serve(socket: WebSocket, st: Arc<RelayState>) {
         }
     };
     let Some(_request) = Request::new(&st) else {
-        refuse_with(&mut tx, "RESOURCE_EXHAUSTED", 1013, too_many(&st)).await;
+        refuse_with(
+            &mut tx,
+            "RESOURCE_EXHAUSTED",
+            close::TRY_AGAIN_LATER,
+            too_many(&st),
+        )
+        .await;
         return;
     };
     let (drain, mut gone) = watch_client(rx);
@@ -678,10 +685,9 @@ fn line_head(line: &str) -> (Option<i64>, Kind) {
 }
 
 fn error_message(line: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(line)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-        .unwrap_or_else(|| line.chars().take(200).collect())
+    serde_json::from_str::<flowscope_model::api::ErrorBody>(line)
+        .map(|body| body.error.message)
+        .unwrap_or_else(|_| line.chars().take(200).collect())
 }
 
 pub fn now_unix_nanos() -> i64 {

@@ -6,13 +6,14 @@
 use std::sync::Arc;
 
 use flowscope_proto::{
+    Encoded,
     observer::{
         GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest,
-        GetDebugEventsResponse, GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest,
-        GetNamespacesResponse, GetNodesRequest, GetNodesResponse, ServerStatusRequest,
-        ServerStatusResponse, observer_server::Observer,
+        GetDebugEventsResponse, GetFlowsRequest, GetNamespacesRequest, GetNamespacesResponse,
+        GetNodesRequest, GetNodesResponse, ServerStatusRequest, ServerStatusResponse,
     },
     pbjson_types::UInt32Value,
+    servers::observer::observer_server::Observer,
 };
 use flowscope_server::grpc::{self, Boxed};
 use tonic::{Request, Response, Status};
@@ -26,7 +27,7 @@ pub struct GrpcRelay(pub Arc<RelayState>);
 
 #[tonic::async_trait]
 impl Observer for GrpcRelay {
-    type GetFlowsStream = Boxed<GetFlowsResponse>;
+    type GetFlowsStream = Boxed<Encoded>;
     type GetAgentEventsStream = Boxed<GetAgentEventsResponse>;
     type GetDebugEventsStream = Boxed<GetDebugEventsResponse>;
 
@@ -82,7 +83,7 @@ impl Observer for GrpcRelay {
     ) -> Result<Response<GetNamespacesResponse>, Status> {
         let endpoints = api::gather_endpoints(&self.0).await;
         Ok(Response::new(grpc::namespaces(
-            endpoints.iter().filter_map(|e| e["namespace"].as_str()),
+            endpoints.iter().map(|e| e.namespace.as_str()),
         )))
     }
 
@@ -103,7 +104,7 @@ impl Observer for GrpcRelay {
                 value: s.num_unavailable_nodes,
             }),
             unavailable_nodes: s.unavailable_nodes,
-            version: s.version.to_string(),
+            version: s.version,
             flows_rate: s.flows_rate,
         }))
     }

@@ -20,9 +20,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use flowscope_model::api::NodeInfo;
+use flowscope_model::api::{NodeInfo, ServerStatus};
 use flowscope_model::flow::NodeState;
-use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
@@ -137,25 +136,9 @@ pub struct PeerPods {
     pub what: String,
 }
 
-/// What a peer's last status said, the fields the relay aggregates.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct PeerStatus {
-    pub node_name: String,
-    pub version: String,
-    pub uptime_ns: u64,
-    pub num_flows: u64,
-    pub max_flows: u64,
-    pub seen_flows: u64,
-    pub flows_rate: f64,
-    /// The time span of the flows it holds.
-    pub oldest_flow_time: Option<flowscope_model::Timestamp>,
-    pub newest_flow_time: Option<flowscope_model::Timestamp>,
-}
-
 #[derive(Debug)]
 struct PeerState {
-    status: Option<PeerStatus>,
+    status: Option<ServerStatus>,
     connected: bool,
     error: Option<String>,
 }
@@ -183,7 +166,10 @@ impl Peer {
     pub fn name(&self) -> String {
         let st = self.state.lock().expect("peer state");
         match &st.status {
-            Some(s) if !s.node_name.is_empty() => s.node_name.clone(),
+            Some(ServerStatus {
+                node_name: Some(name),
+                ..
+            }) if !name.is_empty() => name.clone(),
             _ => self
                 .configured_name
                 .clone()
@@ -396,7 +382,7 @@ impl Pool {
 async fn poll(pool: Arc<Pool>, peer: Arc<Peer>) {
     let mut retry = RETRY_MIN;
     loop {
-        let result = http::get_json::<PeerStatus>(
+        let result = http::get_json::<ServerStatus>(
             pool.tls.as_ref(),
             &peer.address,
             "/api/v1/status",

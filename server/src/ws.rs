@@ -6,7 +6,10 @@
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use flowscope_model::filter::{FilterSet, GetFlowsRequest};
+use flowscope_model::{
+    api::{ErrorBody, close},
+    filter::{FilterSet, GetFlowsRequest},
+};
 use futures_util::{
     SinkExt as _, StreamExt as _,
     stream::{SplitSink, SplitStream},
@@ -76,8 +79,8 @@ pub async fn close_stream(
     shutdown: &'static str,
 ) {
     let (code, reason) = match result {
-        Ok(()) => (1000, "end of flows"),
-        Err(End::Shutdown) => (1001, shutdown),
+        Ok(()) => (close::DONE, "end of flows"),
+        Err(End::Shutdown) => (close::GOING_AWAY, shutdown),
         Err(End::Gone) => return,
     };
     let _ = tx
@@ -124,7 +127,7 @@ pub fn parse_request(text: &str) -> Result<(GetFlowsRequest, FilterSet), String>
 /// Sends the full reason as a JSON error line (a close reason is capped at 123 bytes), then
 /// closes with 1007 (invalid payload data) and as much of the reason as fits.
 pub async fn refuse(tx: &mut SplitSink<WebSocket, Message>, reason: String) {
-    refuse_with(tx, "INVALID_ARGUMENT", 1007, reason).await
+    refuse_with(tx, "INVALID_ARGUMENT", close::INVALID_REQUEST, reason).await
 }
 
 /// As [`refuse`], with a gRPC-style `code` in the error line and a WebSocket close code.
@@ -134,8 +137,8 @@ pub async fn refuse_with(
     close_code: u16,
     reason: String,
 ) {
-    let line = serde_json::json!({ "error": { "code": code, "message": reason } });
-    let _ = tx.send(Message::Text(line.to_string().into())).await;
+    let line = serde_json::to_string(&ErrorBody::new(code, reason.as_str())).unwrap_or_default();
+    let _ = tx.send(Message::Text(line.into())).await;
     let mut short = reason;
     if short.len() > MAX_CLOSE_REASON {
         let mut cut = MAX_CLOSE_REASON - 3;

@@ -336,7 +336,7 @@ fn connect(eng: Handle, sig: Signals, generation: u64) {
         if !current {
             return;
         }
-        if ev.code() == 1007 {
+        if ev.code() == flowscope_model::api::close::INVALID_REQUEST {
             sig.conn.set(ConnState::Refused(ev.reason()));
             return;
         }
@@ -470,10 +470,10 @@ fn frame(eng: Handle, sig: Signals) {
                         }
                     },
                     Err(_) => {
-                        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                            && let Some(msg) = v["error"]["message"].as_str()
+                        if let Ok(body) =
+                            serde_json::from_str::<flowscope_model::api::ErrorBody>(&line)
                         {
-                            refused = Some(msg.to_string());
+                            refused = Some(body.error.message);
                         }
                     }
                 }
@@ -611,14 +611,15 @@ pub fn start_status_poll(eng: Handle, sig: Signals) {
         leptos::task::spawn_local(async move {
             let url = format!("{}/api/v1/status", base_url(false));
             if let Ok(text) = fetch_text(&url).await
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                && let Ok(status) =
+                    serde_json::from_str::<flowscope_model::api::ServerStatus>(&text)
             {
                 sig.stats.update(|s| {
-                    s.server_rate = v["flows_rate"].as_f64();
-                    if let Some(node) = v["node_name"].as_str()
+                    s.server_rate = Some(status.flows_rate);
+                    if let Some(node) = status.node_name
                         && s.nodes_connected.is_empty()
                     {
-                        s.nodes_connected = vec![node.to_string()];
+                        s.nodes_connected = vec![node];
                     }
                 });
             }

@@ -10,7 +10,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use flowscope_model::{GetFlowsRequest, GetFlowsResponse};
+use flowscope_model::{
+    GetFlowsRequest, GetFlowsResponse,
+    api::{ErrorBody, ServerStatus, close},
+};
 use futures_util::{FutureExt as _, SinkExt as _, Stream, StreamExt as _};
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -297,11 +300,10 @@ fn handle_message(
         Some(Ok(Message::Close(frame))) => {
             return match frame {
                 None => Ok(Some(End::Complete)),
-                Some(f) if u16::from(f.code) == 1000 => Ok(Some(End::Complete)),
-                Some(f) if u16::from(f.code) == 1007 => Err(Halt::Failed(anyhow!(
-                    "the observer refused the request: {}",
-                    f.reason
-                ))),
+                Some(f) if u16::from(f.code) == close::DONE => Ok(Some(End::Complete)),
+                Some(f) if u16::from(f.code) == close::INVALID_REQUEST => Err(Halt::Failed(
+                    anyhow!("the observer refused the request: {}", f.reason),
+                )),
                 Some(f) => Err(Halt::Failed(anyhow!(
                     "the observer at {server} closed the stream: {} (code {})",
                     if f.reason.is_empty() {
@@ -351,12 +353,9 @@ pub(crate) fn handle_line(line: &str, sink: &mut Sink) -> Result<(), Halt> {
 
 /// The message of an `{"error":{"code":..., "message":...}}` line.
 fn error_message(line: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(line).ok()?;
-    let error = value.get("error")?;
-    Some(match error.get("message").and_then(|m| m.as_str()) {
-        Some(m) => m.to_owned(),
-        None => error.to_string(),
-    })
+    serde_json::from_str::<ErrorBody>(line)
+        .ok()
+        .map(|body| body.error.message)
 }
 
 fn quote(line: &str) -> String {
@@ -381,27 +380,23 @@ pub(crate) fn empty_result_hint(
         .timeout_global(Some(Duration::from_secs(2)))
         .build()
         .new_agent();
-    let status: serde_json::Value = agent
+    let status: ServerStatus = agent
         .get(&format!("http://{host}/api/v1/status"))
         .call()
         .ok()?
         .body_mut()
         .read_json()
         .ok()?;
-    let num = status.get("num_flows")?.as_u64()?;
+    let num = status.num_flows;
     if num == 0 {
         return Some(format!(
             "no flows: the observer at {server} has not stored any flow yet"
         ));
     }
-    let oldest = status.get("oldest_flow_time").and_then(|t| t.as_str());
-    let newest = status.get("newest_flow_time").and_then(|t| t.as_str());
     let mut hint = format!("no flows matched; the observer at {server} holds {num} flows");
-    if let (Some(oldest), Some(newest)) = (oldest, newest) {
+    if let (Some(oldest), Some(newest)) = (status.oldest_flow_time, status.newest_flow_time) {
         hint.push_str(&format!(" from {oldest} to {newest}"));
-        if let (Some(since), Ok(newest)) = (since, newest.parse::<flowscope_model::Timestamp>())
-            && since > newest
-        {
+        if since.is_some_and(|since| since > newest) {
             hint.push_str("; --since is after the newest");
         }
     }

@@ -1195,7 +1195,7 @@ fn health_is_read_from_the_observers_own_state() {
         rt.datapath.events_lost = 6;
         rt.datapath.connections_created = 40;
         rt.datapath.conntrack_full = 1;
-        rt.interfaces = vec![crate::api::AttachedInterface {
+        rt.interfaces = vec![flowscope_model::api::AttachedInterface {
             name: "eth0".into(),
             index: 2,
         }];

@@ -36,7 +36,7 @@ use std::{
 
 use anyhow::Context as _;
 use flowscope_common::FlowEvent;
-use serde::Serialize;
+pub use flowscope_model::api::ProxyStatus;
 use tokio::{
     net::TcpListener,
     sync::{Semaphore, mpsc, watch},
@@ -133,25 +133,6 @@ impl ProxyStats {
             flows_lost: get(&self.flows_lost),
         }
     }
-}
-
-/// What `status` shows of the proxy.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct ProxyStatus {
-    /// Listener addresses: ingress and egress, IPv4 and IPv6.
-    pub listeners: Vec<String>,
-    pub max_connections: u64,
-    pub connections_active: u64,
-    pub connections_total: u64,
-    pub connections_refused: u64,
-    pub connections_reset: u64,
-    pub requests_forwarded: u64,
-    pub requests_denied: u64,
-    pub requests_audited: u64,
-    pub requests_malformed: u64,
-    pub upstream_errors: u64,
-    pub header_mismatches_logged: u64,
-    pub flows_lost: u64,
 }
 
 /// The listeners' ports: what the datapath hands connections to.
