@@ -309,7 +309,7 @@ struct ObserverTlsArgs {
 }
 
 impl ObserverTlsArgs {
-    fn resolve(self) -> anyhow::Result<Option<flowscope_tls::Connector>> {
+    fn resolve(self) -> anyhow::Result<Option<flowscope_relay::peers::ObserverTls>> {
         if self.observer_tls_ca_files.is_empty() {
             return Ok(None);
         }
@@ -320,16 +320,17 @@ impl ObserverTlsArgs {
             server_name: self.observer_tls_server_name,
             insecure: false,
         };
-        Ok(Some(tls.connector(
-            &flowscope_tls::ClientFlags {
-                cas: "--observer-tls-ca-files",
-                cert: "--observer-tls-client-cert-file",
-                key: "--observer-tls-client-key-file",
-                server_name: "--observer-tls-server-name",
-                insecure: "(none)",
-            },
-            flowscope_tls::Alpn::Http1,
-        )?))
+        let flags = flowscope_tls::ClientFlags {
+            cas: "--observer-tls-ca-files",
+            cert: "--observer-tls-client-cert-file",
+            key: "--observer-tls-client-key-file",
+            server_name: "--observer-tls-server-name",
+            insecure: "(none)",
+        };
+        Ok(Some(flowscope_relay::peers::ObserverTls {
+            http1: tls.connector(&flags, flowscope_tls::Alpn::Http1)?,
+            h2: tls.connector(&flags, flowscope_tls::Alpn::H2)?,
+        }))
     }
 }
 

@@ -307,7 +307,13 @@ mod tests {
             ..ServerStatus::default()
         };
         let json = serde_json::to_value(&relay).unwrap();
-        for absent in ["node_name", "datapath", "interfaces", "policy", "kubernetes"] {
+        for absent in [
+            "node_name",
+            "datapath",
+            "interfaces",
+            "policy",
+            "kubernetes",
+        ] {
             assert!(json.get(absent).is_none(), "{absent} in {json}");
         }
         assert_eq!(json["num_connected_nodes"], 2);

@@ -126,7 +126,7 @@ pub(crate) async fn gather_endpoints(st: &RelayState) -> Vec<Endpoint> {
         .filter(|p| p.is_connected())
         .map(|p| async move {
             http::get_json::<Vec<Endpoint>>(
-                st.pool.tls.as_ref(),
+                st.pool.tls.as_ref().map(|t| &t.http1),
                 &p.address,
                 "/api/v1/endpoints",
                 GATHER_TIMEOUT,

@@ -8,6 +8,11 @@
 //! since the last one it forwarded from it (none are lost if the observer still holds them),
 //! and attaches to observers that join while the stream runs.
 //!
+//! The relay asks its observers in its client's encoding: a WebSocket client's request goes
+//! to their WebSockets and their JSON lines are forwarded, a gRPC client's to their gRPC
+//! `GetFlows` and their encoded responses are forwarded unchanged (only each response's kind
+//! and time are read, for the merge), so no flow is converted on the way.
+//!
 //! Memory is bounded per request: each observer's lines go through a bounded channel (a slow
 //! client slows the observers' sends, whose own buffers count what they must drop), and the
 //! merge holds at most [`SORT_BUFFER_MAX`] lines.
@@ -32,14 +37,19 @@ use flowscope_model::{
     flow::{GetFlowsResponse, NodeState, NodeStatusEvent},
 };
 use flowscope_server::ws::{
-    End, LineSink, MAX_REQUEST_BYTES, close_stream, read_request, refuse, refuse_with, watch_client,
+    End, Forwarded, LineSink, MAX_REQUEST_BYTES, close_stream, read_request, refuse, refuse_with,
+    watch_client,
 };
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
 use tracing::debug;
 
-use crate::{RelayState, merge::SortBuffer, peers::Peer};
+use crate::{
+    RelayState,
+    merge::SortBuffer,
+    peers::{ObserverTls, Peer},
+};
 
 /// Lines the merge holds at most per request.
 pub const SORT_BUFFER_MAX: usize = 1024;
@@ -67,13 +77,22 @@ struct StreamId {
     epoch: u32,
 }
 
+/// How the relay asks its observers for a request's flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Upstream {
+    /// Their WebSocket: JSON lines.
+    WebSocket,
+    /// Their gRPC `GetFlows`: encoded responses.
+    Grpc,
+}
+
 /// What an observer's stream sends the merge.
 enum Msg {
     Line {
         id: StreamId,
         time_ns: i64,
         flow: bool,
-        line: Utf8Bytes,
+        line: Forwarded,
     },
     /// The observer ended the stream (request complete).
     End { id: StreamId },
@@ -120,7 +139,7 @@ async fn serve(socket: WebSocket, st: Arc<RelayState>) {
         return;
     };
     let (drain, mut gone) = watch_client(rx);
-    let mut merge = Merge::new(&st, request);
+    let mut merge = Merge::new(&st, request, Upstream::WebSocket);
     let result = merge.run(&mut tx, &mut gone).await;
     merge.stop();
     drain.abort();
@@ -169,7 +188,8 @@ pub(crate) struct Merge<'a> {
     slots: BTreeMap<String, StreamId>,
     /// The observer of each source.
     sources: Vec<String>,
-    buffer: SortBuffer<(bool, Utf8Bytes)>,
+    upstream: Upstream,
+    buffer: SortBuffer<(bool, Forwarded)>,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
     /// Lines counted in the merge-queue gauge now.
@@ -177,7 +197,7 @@ pub(crate) struct Merge<'a> {
 }
 
 impl<'a> Merge<'a> {
-    pub(crate) fn new(st: &'a RelayState, request: GetFlowsRequest) -> Self {
+    pub(crate) fn new(st: &'a RelayState, request: GetFlowsRequest, upstream: Upstream) -> Self {
         let (tx, rx) = mpsc::channel(CHANNEL_LINES);
         Merge {
             st,
@@ -185,6 +205,7 @@ impl<'a> Merge<'a> {
             attached: BTreeMap::new(),
             slots: BTreeMap::new(),
             sources: Vec::new(),
+            upstream,
             buffer: SortBuffer::new(SORT_BUFFER_MAX, IDLE_FLUSH),
             tx,
             rx,
@@ -212,11 +233,11 @@ impl<'a> Merge<'a> {
             }
         };
         self.slots.insert(peer.address.clone(), id);
-        let text = serde_json::to_string(request).unwrap_or_default();
         let task = tokio::spawn(pump(
             self.st.pool.tls.clone(),
             peer.address.clone(),
-            text,
+            request.clone(),
+            self.upstream,
             id,
             self.tx.clone(),
         ))
@@ -439,7 +460,7 @@ impl<'a> Merge<'a> {
 /// Sends node status lines, then `out`, and flushes once; returns the flows sent.
 async fn send(
     tx: &mut impl LineSink,
-    out: &mut Vec<(bool, Utf8Bytes)>,
+    out: &mut Vec<(bool, Forwarded)>,
     statuses: Vec<(NodeState, Vec<String>, String)>,
 ) -> Result<u64, End> {
     if out.is_empty() && statuses.is_empty() {
@@ -451,7 +472,7 @@ async fn send(
     let mut flows = 0;
     for (flow, line) in out.drain(..) {
         flows += u64::from(flow);
-        tx.line(line).await?;
+        tx.forward(line).await?;
     }
     tx.flush().await?;
     Ok(flows)
@@ -482,7 +503,6 @@ async fn send_status(
 pub fn history(st: &RelayState, request: &GetFlowsRequest) -> mpsc::Receiver<Utf8Bytes> {
     let (tx, mut rx) = mpsc::channel(CHANNEL_LINES);
     let (out_tx, out_rx) = mpsc::channel(CHANNEL_LINES);
-    let text = serde_json::to_string(request).unwrap_or_default();
     let pumps: Vec<_> = st
         .pool
         .peers()
@@ -494,7 +514,8 @@ pub fn history(st: &RelayState, request: &GetFlowsRequest) -> mpsc::Receiver<Utf
             tokio::spawn(pump(
                 st.pool.tls.clone(),
                 p.address.clone(),
-                text.clone(),
+                request.clone(),
+                Upstream::WebSocket,
                 id,
                 tx.clone(),
             ))
@@ -504,7 +525,9 @@ pub fn history(st: &RelayState, request: &GetFlowsRequest) -> mpsc::Receiver<Utf
     tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
             if let Msg::Line {
-                flow: true, line, ..
+                flow: true,
+                line: Forwarded::Line(line),
+                ..
             } = msg
                 && out_tx.send(line).await.is_err()
             {
@@ -520,13 +543,21 @@ pub fn history(st: &RelayState, request: &GetFlowsRequest) -> mpsc::Receiver<Utf
 
 /// Streams one observer's answer to `request` into the merge.
 async fn pump(
-    tls: Option<flowscope_tls::Connector>,
+    tls: Option<ObserverTls>,
     address: String,
-    request: String,
+    request: GetFlowsRequest,
+    upstream: Upstream,
     id: StreamId,
     tx: mpsc::Sender<Msg>,
 ) {
-    let msg = match stream_from(tls.as_ref(), &address, request, id, &tx).await {
+    let result = match upstream {
+        Upstream::WebSocket => {
+            let text = serde_json::to_string(&request).unwrap_or_default();
+            stream_from(tls.map(|t| t.http1).as_ref(), &address, text, id, &tx).await
+        }
+        Upstream::Grpc => stream_grpc(tls.map(|t| t.h2), &address, &request, id, &tx).await,
+    };
+    let msg = match result {
         Ok(()) => Msg::End { id },
         Err(StreamError::Refused(error)) => Msg::Refused { id, error },
         Err(StreamError::Failed(error)) => Msg::Failed { id, error },
@@ -581,6 +612,59 @@ async fn stream_from(
     }
 }
 
+/// Sends the request to an observer's gRPC `GetFlows` and forwards what it answers as it came.
+async fn stream_grpc(
+    tls: Option<flowscope_tls::Connector>,
+    address: &str,
+    request: &GetFlowsRequest,
+    id: StreamId,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<(), StreamError> {
+    let request =
+        flowscope_proto::convert::request_to_proto(request).map_err(StreamError::Refused)?;
+    let channel = flowscope_proto::client::connect(address, tls, CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| format!("connecting to {address} (gRPC): {e}"))?;
+    // The observer's answer to the request (as its WebSocket's error line would be), or a
+    // stream that broke off.
+    let failed = |status: tonic::Status| match status.code() {
+        code @ (tonic::Code::Unavailable
+        | tonic::Code::Unknown
+        | tonic::Code::Cancelled
+        | tonic::Code::DeadlineExceeded
+        | tonic::Code::Aborted) => StreamError::Failed(format!(
+            "reading flows from {address}: {} ({code:?})",
+            status.message()
+        )),
+        _ => StreamError::Refused(format!(
+            "{address} refused the request: {}",
+            status.message()
+        )),
+    };
+    let mut responses = flowscope_proto::client::get_flows_encoded(channel, request)
+        .await
+        .map_err(failed)?;
+    loop {
+        let Some(response) = responses.message().await.map_err(failed)? else {
+            return Ok(());
+        };
+        let head = response.head().map_err(|e| {
+            StreamError::Failed(format!(
+                "{address} sent a response that is not a GetFlowsResponse: {e}"
+            ))
+        })?;
+        let msg = Msg::Line {
+            id,
+            time_ns: head.time_ns.unwrap_or_else(now_unix_nanos),
+            flow: head.kind == flowscope_proto::Kind::Flow,
+            line: Forwarded::Encoded(response),
+        };
+        if tx.send(msg).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
 /// Sends the request on an observer's WebSocket and forwards what it answers.
 async fn read_stream<S>(
     mut ws: tokio_tungstenite::WebSocketStream<S>,
@@ -613,7 +697,7 @@ where
                     id,
                     time_ns: time_ns.unwrap_or_else(now_unix_nanos),
                     flow: kind == Kind::Flow,
-                    line,
+                    line: Forwarded::Line(line),
                 };
                 if tx.send(msg).await.is_err() {
                     return Ok(());
@@ -621,7 +705,7 @@ where
             }
             tungstenite::Message::Close(frame) => {
                 return match frame {
-                    Some(f) if u16::from(f.code) == 1000 => Ok(()),
+                    Some(f) if u16::from(f.code) == close::DONE => Ok(()),
                     Some(f) => Err(StreamError::Failed(format!(
                         "{address} closed the stream: {} {}",
                         u16::from(f.code),

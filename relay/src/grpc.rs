@@ -1,6 +1,7 @@
 //! Hubble's gRPC `Observer` service on the relay's listener, as hubble-relay serves it:
 //! `GetFlows` is the merged stream the WebSocket gets (node status events first, then every
-//! connected observer's flows in time order, by the same merge); `ServerStatus`, `GetNodes`
+//! connected observer's flows in time order, by the same merge), read from the observers'
+//! own gRPC API and forwarded as they encoded it; `ServerStatus`, `GetNodes`
 //! and `GetNamespaces` cover all observers; agent and debug events are UNIMPLEMENTED.
 
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     RelayState, api,
-    flows::{self, Merge},
+    flows::{self, Merge, Upstream},
 };
 
 pub struct GrpcRelay(pub Arc<RelayState>);
@@ -46,7 +47,7 @@ impl Observer for GrpcRelay {
             let closed = sink.0.clone();
             // The client cancelled or went away.
             let mut gone = Box::pin(async move { closed.closed().await });
-            let mut merge = Merge::new(&st, request);
+            let mut merge = Merge::new(&st, request, Upstream::Grpc);
             let result = merge.run(&mut sink, &mut gone).await;
             merge.stop();
             grpc::close(&mut sink, result, flows::SHUTTING_DOWN).await;

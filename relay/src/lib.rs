@@ -45,7 +45,7 @@ pub struct RelayConfig {
     /// `--disable-server-tls`: plain text on a listen address that is not loopback.
     pub disable_server_tls: bool,
     /// TLS to the observers (`--observer-tls-*`), or plain text.
-    pub observer_tls: Option<flowscope_tls::Connector>,
+    pub observer_tls: Option<peers::ObserverTls>,
     pub discovery: Discovery,
     /// None: no metrics server.
     pub metrics_listen: Option<SocketAddr>,

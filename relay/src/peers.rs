@@ -143,6 +143,16 @@ struct PeerState {
     error: Option<String>,
 }
 
+/// TLS to the observers, one setting for each protocol the relay speaks to them (ALPN tells
+/// the observer's listener which it is).
+#[derive(Clone, Debug)]
+pub struct ObserverTls {
+    /// HTTP/1.1: the JSON API and the WebSocket.
+    pub http1: flowscope_tls::Connector,
+    /// HTTP/2: gRPC.
+    pub h2: flowscope_tls::Connector,
+}
+
 /// One observer.
 pub struct Peer {
     pub address: String,
@@ -244,7 +254,7 @@ pub struct Pool {
     /// True once the inputs were read once.
     discovered: std::sync::atomic::AtomicBool,
     /// TLS to the observers (`--observer-tls-*`), or plain text.
-    pub tls: Option<flowscope_tls::Connector>,
+    pub tls: Option<ObserverTls>,
 }
 
 impl fmt::Debug for Pool {
@@ -261,7 +271,7 @@ impl Default for Pool {
 
 impl Pool {
     /// A pool whose observers are reached over `tls` (or plain text).
-    pub fn new(tls: Option<flowscope_tls::Connector>) -> Self {
+    pub fn new(tls: Option<ObserverTls>) -> Self {
         Pool {
             peers: RwLock::default(),
             changed: watch::channel(0).0,
@@ -383,7 +393,7 @@ async fn poll(pool: Arc<Pool>, peer: Arc<Peer>) {
     let mut retry = RETRY_MIN;
     loop {
         let result = http::get_json::<ServerStatus>(
-            pool.tls.as_ref(),
+            pool.tls.as_ref().map(|t| &t.http1),
             &peer.address,
             "/api/v1/status",
             STATUS_TIMEOUT,

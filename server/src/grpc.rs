@@ -13,11 +13,10 @@ use flowscope_model::{
 };
 use flowscope_proto::{Encoded, observer as proto};
 use futures_util::Stream;
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tonic::{Code, Status};
 
-use crate::ws::{End, LineSink};
+use crate::ws::{End, Forwarded, LineSink};
 
 /// A server-streaming response.
 pub type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -41,6 +40,13 @@ impl LineSink for GrpcLines {
 
     async fn flush(&mut self) -> Result<(), End> {
         Ok(())
+    }
+
+    async fn forward(&mut self, response: Forwarded) -> Result<(), End> {
+        match response {
+            Forwarded::Line(line) => self.line(line).await,
+            Forwarded::Encoded(encoded) => self.send(Ok(encoded)).await,
+        }
     }
 }
 
@@ -67,31 +73,12 @@ pub async fn close(sink: &mut GrpcLines, result: Result<(), End>, shutdown: &'st
 
 /// A gRPC `GetFlowsRequest` as the model's, checked: the error is the WebSocket's message.
 pub fn request(request: &proto::GetFlowsRequest) -> Result<(GetFlowsRequest, FilterSet), String> {
-    let mut json = serde_json::to_value(request).map_err(|e| format!("invalid request: {e}"))?;
-    if let Some(object) = json.as_object_mut() {
-        // protojson writes a mask's paths in lowerCamelCase; the model reads the protos' own
-        // names, as the WebSocket's clients send them. (`experimental.field_mask` is reserved
-        // in the protos since Cilium 1.15: clients send `field_mask`.)
-        if let Some(mask) = &request.field_mask {
-            object.insert("field_mask".into(), Value::from(mask.paths.clone()));
-        }
-    }
-    if let Some(Value::Array(paths)) = json.get_mut("field_mask") {
-        let joined = paths
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join(",");
-        json["field_mask"] = Value::from(joined);
-    }
-    crate::ws::parse_request(&json.to_string())
+    crate::ws::parse_request(&flowscope_proto::convert::request_json(request)?)
 }
 
 /// One response line (`hubble observe -o json`) as the gRPC message, encoded.
 pub fn response(line: &str) -> Result<Encoded, Status> {
-    serde_json::from_str::<proto::GetFlowsResponse>(line)
-        .map(|r| Encoded::new(&r))
-        .map_err(|e| Status::internal(format!("a flow that does not convert to flow.proto: {e}")))
+    flowscope_proto::convert::line_to_encoded(line).map_err(Status::internal)
 }
 
 /// A refusal as the WebSocket words it (`code` is its `error.code`), as a gRPC status.

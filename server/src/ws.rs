@@ -29,6 +29,37 @@ pub trait LineSink: Send {
     fn line(&mut self, line: Utf8Bytes) -> impl Future<Output = Result<(), End>> + Send;
     /// After each batch.
     fn flush(&mut self) -> impl Future<Output = Result<(), End>> + Send;
+    /// A response as a relay forwards it from an observer. A relay follows its observers in
+    /// its client's encoding, so this is a line here and encoded bytes for a gRPC sink; the
+    /// other way round it is converted.
+    fn forward(&mut self, response: Forwarded) -> impl Future<Output = Result<(), End>> + Send {
+        async move {
+            match response {
+                Forwarded::Line(line) => self.line(line).await,
+                Forwarded::Encoded(encoded) => {
+                    let line = encoded
+                        .decode()
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| flowscope_proto::convert::response_line(&r));
+                    match line {
+                        Ok(line) => self.line(line.into()).await,
+                        // Not Hubble's message: nothing a client could read.
+                        Err(e) => {
+                            tracing::warn!("Dropped a response an observer sent: {e}");
+                            Ok(())
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One response of an observer's flow stream as a relay forwards it: the JSON line of its
+/// WebSocket, or the wire bytes of its gRPC stream.
+pub enum Forwarded {
+    Line(Utf8Bytes),
+    Encoded(flowscope_proto::Encoded),
 }
 
 impl LineSink for SplitSink<WebSocket, Message> {

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use anyhow::anyhow;
-use flowscope_model::{GetFlowsRequest, GetFlowsResponse};
+use flowscope_model::GetFlowsRequest;
 use flowscope_proto::observer::{self as proto, observer_client::ObserverClient};
 use flowscope_tls::Connector;
-use tonic::{Code, Status, transport::Endpoint};
+use tonic::{Code, Status};
 
 use super::{
     remote::{End, drive, handle_line, unreachable},
@@ -26,42 +26,15 @@ pub(crate) async fn stream(
     sink: &mut Sink,
     interrupt: impl Future<Output = ()>,
 ) -> Result<End, Halt> {
-    let endpoint = Endpoint::from_shared(format!("http://{server}"))
-        .map_err(|e| {
-            Halt::Failed(anyhow!(
-                "--server {server:?} is not an address such as 127.0.0.1:4244 ({e})"
-            ))
-        })?
-        .connect_timeout(connect_timeout);
-    let connect = async {
-        match tls {
-            None => endpoint.connect().await,
-            // Our own TLS (rustls, the relay's settings' reader): tonic then speaks HTTP/2 on
-            // the stream it is given.
-            Some(tls) => {
-                let host = server.to_string();
-                let connector = tower::service_fn(move |_: tonic::transport::Uri| {
-                    let (tls, host) = (tls.clone(), host.clone());
-                    async move {
-                        tls.connect(&host)
-                            .await
-                            .map(hyper_util::rt::TokioIo::new)
-                            .map_err(std::io::Error::other)
-                    }
-                });
-                endpoint.connect_with_connector(connector).await
-            }
-        }
-    };
-    let channel = match tokio::time::timeout(connect_timeout, connect).await {
-        Err(_) => {
-            return Err(Halt::Failed(unreachable(
-                server,
-                format!("no answer within {connect_timeout:?}"),
+    use flowscope_proto::client::{ConnectError, connect};
+    let channel = match connect(server, tls, connect_timeout).await {
+        Ok(channel) => channel,
+        Err(ConnectError::Address(..)) => {
+            return Err(Halt::Failed(anyhow!(
+                "--server {server:?} is not an address such as 127.0.0.1:4244"
             )));
         }
-        Ok(Err(e)) => return Err(Halt::Failed(unreachable(server, source_chain(&e)))),
-        Ok(Ok(channel)) => channel,
+        Err(e) => return Err(Halt::Failed(unreachable(server, e.to_string()))),
     };
     let mut client = ObserverClient::new(channel);
     let mut responses = client
@@ -97,40 +70,15 @@ fn handle(
     }
 }
 
-/// The model's request as Hubble's message. A field mask's paths are set as they are written
-/// (protojson's camelCase form cannot spell a path through `UDP`).
+/// The model's request as Hubble's message.
 fn proto_request(request: &GetFlowsRequest) -> Result<proto::GetFlowsRequest, Halt> {
-    let cannot = |e: serde_json::Error| Halt::Failed(anyhow!("cannot encode the request: {e}"));
-    let mut json = serde_json::to_value(request).map_err(cannot)?;
-    let mask = json
-        .as_object_mut()
-        .and_then(|o| o.remove("field_mask").or_else(|| o.remove("experimental")));
-    let mut message: proto::GetFlowsRequest = serde_json::from_value(json).map_err(cannot)?;
-    if let Some(mask) = mask {
-        let paths = match mask.get("field_mask").unwrap_or(&mask) {
-            serde_json::Value::String(s) => s.split(',').map(str::to_string).collect(),
-            other => other["paths"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|p| p.as_str().map(str::to_string))
-                .collect(),
-        };
-        message.field_mask = Some(flowscope_proto::pbjson_types::FieldMask { paths });
-    }
-    Ok(message)
+    flowscope_proto::convert::request_to_proto(request).map_err(|e| Halt::Failed(anyhow!(e)))
 }
 
 /// The response as the JSON line flowscope's WebSocket sends.
 fn line(response: &proto::GetFlowsResponse) -> Result<String, Halt> {
-    let bad = |e: serde_json::Error| {
-        Halt::Failed(anyhow!(
-            "the server sent a GetFlowsResponse flowscope cannot read: {e}"
-        ))
-    };
-    let value = serde_json::to_value(response).map_err(bad)?;
-    let response: GetFlowsResponse = serde_json::from_value(value).map_err(bad)?;
-    serde_json::to_string(&response.as_ref()).map_err(bad)
+    flowscope_proto::convert::response_line(response)
+        .map_err(|e| Halt::Failed(anyhow!("the server sent {e}")))
 }
 
 /// A failed call, worded as the WebSocket's failures are.
@@ -153,18 +101,6 @@ fn failed(server: &str, status: Status) -> Halt {
             }
         ),
     })
-}
-
-/// An error with its causes, which is where the transport says what went wrong.
-fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
