@@ -12,22 +12,21 @@
 //! configuration of its own. With metrics on, another thread scrapes them once a second.
 
 use std::{
-    sync::{Arc, Mutex, atomic::Ordering},
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
-use flowscope_common::{FlowEvent, hook, kind, tcp, verdict};
 use flowscope_observer::{
-    api::{self, AppState, RuntimeStatus},
-    endpoints::{EndpointSpec, Registry},
+    api,
     metrics::{self, Format, MetricsConfig, Prefix},
-    parse::{Decoder, InterfaceInfo},
     pipeline::{FlowStore, Pipeline, PipelineCounters},
 };
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
-const BATCH: usize = 1024;
+mod support;
+use support::{BATCH, event};
+
 /// Rounds of each setting in `compare` mode.
 const ROUNDS: usize = 3;
 /// Pod-level context on most families: with the bench's 11,000 or so source pods, families
@@ -45,48 +44,6 @@ const METRICS_ON: &str = "flow:sourceContext=namespace;destinationContext=namesp
 // The same allocator as the `flowscope` binary.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn event(i: u64) -> FlowEvent {
-    let mut e = FlowEvent {
-        ts_ns: flowscope_observer::clock::BootClock::boot_now_ns(),
-        packets: [1, 0],
-        bytes: [60, 0],
-        ifindex: 1,
-        sport: (i % 50_000) as u16 + 10_000,
-        dport: 80,
-        kind: kind::NEW,
-        hook: hook::INGRESS,
-        family: 4,
-        proto: 6,
-        verdict: verdict::FORWARDED,
-        tcp_flags: tcp::SYN,
-        pkt_len: 60,
-        ..FlowEvent::default()
-    };
-    e.saddr[..4].copy_from_slice(&[198, 18, (i >> 16) as u8, (i >> 8) as u8]);
-    e.daddr[..4].copy_from_slice(&[198, 19, 0, 1]);
-    e
-}
-
-/// Sources 198.18.0.0/18 are pods in 16 namespaces, the destination a server pod.
-fn registry() -> Registry {
-    let mut specs: Vec<EndpointSpec> = (0..16_384u32)
-        .map(|i| EndpointSpec {
-            namespace: format!("ns-{}", i % 16),
-            pod_name: format!("client-{i}"),
-            ips: vec![std::net::Ipv4Addr::new(198, 18, (i >> 8) as u8, i as u8).into()],
-            labels: [("app".to_string(), format!("client-{}", i % 16))].into(),
-            ..EndpointSpec::default()
-        })
-        .collect();
-    specs.push(EndpointSpec {
-        namespace: "shop".into(),
-        pod_name: "server-0".into(),
-        ips: vec![std::net::Ipv4Addr::new(198, 19, 0, 1).into()],
-        ..EndpointSpec::default()
-    });
-    Registry::build(&specs)
-}
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
@@ -172,17 +129,7 @@ fn run(
 ) -> f64 {
     let store = Arc::new(FlowStore::new(capacity).expect("capacity"));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let state = Arc::new(AppState {
-        store: store.clone(),
-        node_name: "bench".into(),
-        started: Instant::now(),
-        runtime: Mutex::new(RuntimeStatus::default()),
-        ready: true.into(),
-        ring_lost: 0.into(),
-        subscribers: 0.into(),
-        max_subscribers: 1024,
-        shutdown: shutdown_rx,
-    });
+    let state = support::state(store.clone(), shutdown_rx);
     let status = state.clone();
     let flow_export = export.map(|cfg| {
         flowscope_observer::export::open(cfg)
@@ -233,19 +180,7 @@ fn run(
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 let counters = Arc::new(PipelineCounters::default());
-                let mut decoder = Decoder::new("bench");
-                decoder.set_registry(Arc::new(registry()));
-                decoder.set_interfaces(
-                    [(
-                        1,
-                        InterfaceInfo {
-                            name: "lxc0".into(),
-                            endpoint: true,
-                        },
-                    )]
-                    .into(),
-                );
-                let mut pipeline = Pipeline::new(decoder, store.clone(), counters);
+                let mut pipeline = Pipeline::new(support::decoder(), store.clone(), counters);
                 if let Some(r) = recorder {
                     pipeline.set_metrics(r);
                 }
