@@ -48,20 +48,22 @@ case "$CLIENT" in
     ./target/release/examples/flow_count "$scheme://127.0.0.1:46000" 2 "$SECS" >"$OUT" &
     COUNTER=$!
     PIDS+=($COUNTER)
+    # CPU over the counting window, less half a second: the counter exits at its end.
     sleep 2
-    r0=$(ticks $RELAY); c0=$(ticks $COUNTER)
-    sleep "$SECS"
-    r1=$(ticks $RELAY); c1=$(ticks $COUNTER)
+    r0=$(ticks $RELAY); c0=$(ticks $COUNTER); t0=$(date +%s.%N)
+    sleep "$(python3 -c "print($SECS - 0.5)")"
+    r1=$(ticks $RELAY); c1=$(ticks $COUNTER); t1=$(date +%s.%N)
     wait $COUNTER
-    python3 - "$(cat "$OUT")" "$r0" "$r1" "$c0" "$c1" "$HZ" "$RATE" "$NODES" "$CLIENT" <<'PY'
+    python3 - "$(cat "$OUT")" "$r0" "$r1" "$c0" "$c1" "$HZ" "$RATE" "$NODES" "$CLIENT" "$t0" "$t1" <<'PY'
 import sys
 fields = dict(kv.split("=") for kv in sys.argv[1].split())
 r0, r1, c0, c1, hz, rate, nodes = map(int, sys.argv[2:9])
+dt = float(sys.argv[11]) - float(sys.argv[10])
 flows, secs = int(fields["flows"]), float(fields["seconds"])
 print("offered %d flows/s from %d nodes; counted %.1f s" % (rate, nodes, secs))
 print("through the relay over %s, a client that counts: %.0f flows/s delivered, %s reported lost"
       % (sys.argv[9], flows / secs, fields["lost"]))
-print("relay CPU: %.1f%% of one core; client CPU: %.1f%%" % ((r1 - r0) / hz / secs * 100, (c1 - c0) / hz / secs * 100))
+print("relay CPU: %.1f%% of one core; client CPU: %.1f%%" % ((r1 - r0) / hz / dt * 100, (c1 - c0) / hz / dt * 100))
 PY
     ;;
   observe)
