@@ -96,7 +96,7 @@ impl Rotating {
         self.file.flush()?;
         // Names carry the millisecond: a second rotation within one takes the next, so no
         // backup is overwritten and names keep sorting by age.
-        let mut at = unix_now_ns() / 1_000_000.max(self.last_backup_ms + 1);
+        let mut at = (unix_now_ns() / 1_000_000).max(self.last_backup_ms + 1);
         let mut backup = backup_name(&self.path, &timestamp(at));
         while backup.exists() {
             at += 1;
@@ -349,5 +349,76 @@ mod tests {
             assert_eq!(len, 80, "{n}");
         }
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Many rotations in a row: every backup is named by its own rotation time (now, not
+    /// 1970: the name's time once came out of a misplaced parenthesis after the first
+    /// rotation), names sort in rotation order, the newest `max_backups` are kept, and every
+    /// line is in exactly one file.
+    #[test]
+    fn many_rotations_keep_the_newest_backups_in_order_with_every_line_once() {
+        for keep in [3, 100] {
+            let dir = std::env::temp_dir().join(format!(
+                "flowscope-export-many-{}-{keep}",
+                std::process::id()
+            ));
+            let _ = fs::remove_dir_all(&dir);
+            let path = dir.join("flows.log");
+            let start_ms = unix_now_ns() / 1_000_000;
+            let mut out = Rotating::open(&path, 100, keep).unwrap();
+            let lines: usize = 60;
+            let mut rotations = 0;
+            for i in 0..lines {
+                // 40 bytes with the newline: two lines per file.
+                let line = format!("{i:039}");
+                rotations += u64::from(out.write_line(line.as_bytes()).unwrap());
+                if i % 7 == 0 {
+                    // Some rotations a few milliseconds apart, most within one.
+                    std::thread::sleep(std::time::Duration::from_millis(3));
+                }
+            }
+            out.flush().unwrap();
+            assert_eq!(rotations, (lines / 2 - 1) as u64);
+            let end_ms = unix_now_ns() / 1_000_000 + rotations as i64;
+            let mut names: Vec<String> = fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n != "flows.log")
+                .collect();
+            names.sort();
+            assert_eq!(names.len(), keep.min(rotations as usize), "{names:?}");
+            let mut previous = 0;
+            for name in &names {
+                let stamp = name
+                    .strip_prefix("flows-")
+                    .and_then(|n| n.strip_suffix(".log"))
+                    .unwrap_or_else(|| panic!("{name}"));
+                let (day, time) = stamp.split_once('T').unwrap();
+                let rfc3339 = format!("{day}T{}Z", time.replacen('-', ":", 2));
+                let ms = rfc3339
+                    .parse::<flowscope_model::Timestamp>()
+                    .unwrap_or_else(|e| panic!("{name}: {e}"))
+                    .as_unix_nanos()
+                    / 1_000_000;
+                assert!(
+                    (start_ms..=end_ms).contains(&ms),
+                    "{name} is not named by its rotation time ({start_ms}..={end_ms})"
+                );
+                assert!(ms > previous, "{names:?}");
+                previous = ms;
+            }
+            // In name order, then the current file: the newest lines, each once, in order.
+            let mut read = Vec::new();
+            for name in names.iter().map(String::as_str).chain(["flows.log"]) {
+                let text = fs::read_to_string(dir.join(name)).unwrap();
+                read.extend(text.lines().map(|l| l.parse::<usize>().unwrap()));
+            }
+            let first = lines - read.len();
+            assert_eq!(read, (first..lines).collect::<Vec<_>>(), "keep {keep}");
+            if keep >= rotations as usize {
+                assert_eq!(first, 0, "every line is in a file");
+            }
+            fs::remove_dir_all(&dir).unwrap();
+        }
     }
 }
