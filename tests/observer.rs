@@ -1045,6 +1045,64 @@ fn bad_export_settings_are_refused_naming_the_flag() {
     );
 }
 
+/// Faults at start are one line saying what is wrong and what to do: a port in use (API and
+/// metrics), no privileges for the eBPF programs; an interface that does not exist is waited
+/// for, and the log says so.
+#[test]
+fn startup_faults_say_what_is_wrong_and_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let run = |prefix: &[&str], args: &[&str], seconds: &str| {
+        std::process::Command::new("timeout")
+            .arg(seconds)
+            .args(prefix)
+            .args([env!("CARGO_BIN_EXE_flowscope"), "observer"])
+            .args(["--interface", "fsx-no-such-if"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let cases: [(&[&str], &[&str], &str); 3] = [
+        (&[], &["--listen", &taken], "cannot listen for the API on"),
+        (
+            &[],
+            &["--listen", "127.0.0.1:0", "--metrics-listen", &taken],
+            "cannot listen for metrics on",
+        ),
+        (
+            &[
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+            ],
+            &["--listen", "127.0.0.1:0"],
+            "run the observer as root (or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)",
+        ),
+    ];
+    for (prefix, args, want) in cases {
+        let out = run(prefix, args, "20");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{prefix:?} {args:?} started");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        if want.starts_with("cannot listen") {
+            assert!(
+                stderr.contains(&format!("{taken} (another process listens there"))
+                    && stderr.contains("choose another address with"),
+                "{stderr}"
+            );
+        }
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    }
+    // No such interface: the observer starts, waits for it, and says so.
+    let out = run(&[], &["--listen", "127.0.0.1:0"], "3");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("No interface matches --interface \"fsx-no-such-if\" yet"),
+        "{stderr}"
+    );
+}
+
 /// A field mask in the request: each flow carries only the fields named; a path flows do not
 /// have is refused naming it; `observe --field-mask` asks for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

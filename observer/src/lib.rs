@@ -119,9 +119,7 @@ pub async fn run(
     )?;
     let selector = InterfaceSelector::new(&cfg.interfaces)?;
     let endpoint_selector = InterfaceSelector::new(&cfg.endpoint_interfaces)?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let listener = flowscope_server::listen::bind("the API", cfg.listen, "--listen").await?;
     let metrics_listener = match cfg.metrics_listen {
         Some(addr) => Some(metrics::bind(addr).await?),
         None => {
@@ -134,7 +132,8 @@ pub async fn run(
 
     let exporter = cfg.export.clone().map(export::open).transpose()?;
 
-    let mut datapath = Datapath::load(cfg.summary_interval.as_nanos() as u64, &cfg.deny)?;
+    let mut datapath = Datapath::load(cfg.summary_interval.as_nanos() as u64, &cfg.deny)
+        .map_err(privileges_hint)?;
     let events = EventReader::new(datapath.take_events()?)?;
     let store = Arc::new(FlowStore::new(cfg.max_flows)?);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -153,6 +152,14 @@ pub async fn run(
     let datapath = Arc::new(Mutex::new(datapath));
     let (ifaces_tx, ifaces_rx) = watch::channel(HashMap::new());
     sync_interfaces(&datapath, &selector, &endpoint_selector, &ifaces_tx);
+    if let Ok(present) = interfaces::list() {
+        for pattern in selector.unmatched(&present) {
+            warn!(
+                "No interface matches --interface {pattern:?} yet: it is attached once one \
+                 appears (`ip link` lists this machine's interfaces)"
+            );
+        }
+    }
     let watcher = tokio::spawn(watch_interfaces(
         datapath.clone(),
         selector,
@@ -332,6 +339,24 @@ pub async fn run(
     // Dropping the last handle detaches the programs from every interface.
     drop(datapath);
     Ok(())
+}
+
+/// A datapath the kernel refused for want of privileges says what the observer needs.
+fn privileges_hint(e: anyhow::Error) -> anyhow::Error {
+    let denied = e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+            || cause.to_string().contains("Operation not permitted")
+    });
+    if denied {
+        e.context(
+            "the kernel refused the eBPF programs: run the observer as root (or with CAP_BPF, \
+             CAP_NET_ADMIN and CAP_PERFMON)",
+        )
+    } else {
+        e
+    }
 }
 
 fn sync_interfaces(

@@ -77,15 +77,7 @@ pub async fn run(
         config.tls.as_ref(),
         config.disable_server_tls,
     )?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (is another relay running? choose another address with \
-                 --listen)",
-                config.listen
-            )
-        })?;
+    let listener = flowscope_server::listen::bind("the API", config.listen, "--listen").await?;
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(flowscope_server::metrics::bind(addr).await?),
         None => None,

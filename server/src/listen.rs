@@ -18,6 +18,48 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After shutdown, open requests have this long to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A port that could not be opened, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen for {what} on {addr}{}", hint(.source, .flag))]
+pub struct BindError {
+    pub what: &'static str,
+    pub addr: std::net::SocketAddr,
+    pub flag: &'static str,
+    pub source: std::io::Error,
+}
+
+fn hint(source: &std::io::Error, flag: &str) -> String {
+    match source.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            " (another process listens there: another flowscope, or Cilium's Hubble on 4244, \
+             4245 or 9965? stop it or choose another address with {flag})"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            " (no interface of this machine has that address: choose one it has with {flag})"
+        ),
+        std::io::ErrorKind::PermissionDenied => {
+            format!(
+                " (ports below 1024 need root or CAP_NET_BIND_SERVICE: choose another with {flag})"
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+/// Opens `addr` for `what` (the API, metrics); an error says what to do, naming `flag`.
+pub async fn bind(
+    what: &'static str,
+    addr: std::net::SocketAddr,
+    flag: &'static str,
+) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|source| BindError {
+        what,
+        addr,
+        flag,
+        source,
+    })
+}
+
 /// The listener's TLS configuration, checked before the server starts (`what` names it in
 /// messages): plain text only on loopback unless `disable_server_tls`, which is warned about.
 pub fn tls(

@@ -123,22 +123,11 @@ async fn scrape(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> Re
     }
 }
 
-/// The metrics port could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "cannot listen for metrics on {addr}: {source} (is another observer or Hubble using the \
-     port? choose another address with --metrics-listen)"
-)]
-pub struct BindError {
-    pub addr: SocketAddr,
-    pub source: std::io::Error,
-}
+pub use crate::listen::BindError;
 
 /// Opens the metrics port.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| BindError { addr, source })
+    crate::listen::bind("metrics", addr, "--metrics-listen").await
 }
 
 /// Serves `/metrics` on `listener` until `shutdown` completes.

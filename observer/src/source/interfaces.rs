@@ -111,6 +111,15 @@ impl InterfaceSelector {
     pub fn matches(&self, name: &str) -> bool {
         self.patterns.iter().any(|p| p.matches(name))
     }
+
+    /// The patterns no interface in `present` matches.
+    pub fn unmatched(&self, present: &[Interface]) -> Vec<String> {
+        self.patterns
+            .iter()
+            .filter(|p| !present.iter().any(|i| p.matches(&i.name)))
+            .map(|p| p.as_str().to_string())
+            .collect()
+    }
 }
 
 /// A netlink socket subscribed to link changes. It is only a doorbell: on any message the
