@@ -986,6 +986,66 @@ fn flows_are_exported_to_a_rotated_file_through_the_lists() {
     assert!(read_back > 0, "observe --input-file read nothing");
 }
 
+/// A full disk under the export file: the flows that cannot be written are counted and the
+/// status says why and what to do; once there is room the export resumes, and the observer
+/// serves throughout.
+#[test]
+fn a_full_disk_for_the_exporter_is_counted_said_and_survived() {
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let h = TestHost::new();
+    let dir = util::TempDir::new("export-full");
+    let small = dir.join("small");
+    std::fs::create_dir(&small).unwrap();
+    let small_path = small.to_str().unwrap().to_string();
+    util::run(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=16k",
+            "fs-test-export",
+            &small_path,
+        ],
+    );
+    let _unmount = Unmount(small.clone());
+    let path = small.join("flows.log");
+    let obs = Observer::start(&[
+        "--interface",
+        &h.host_if,
+        "--export-file",
+        path.to_str().unwrap(),
+    ]);
+    // About twenty flows fill 16 KiB.
+    let full = util::eventually("export write errors", Duration::from_secs(30), || {
+        udp_burst(&h, 7301, 50);
+        let export = obs.status()["export"].clone();
+        (export["write_errors"].as_u64()? > 0).then_some(export)
+    });
+    let error = full["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("No space left on device")
+            && error.contains("status.export.write_errors")
+            && error.contains("--export-file-max-size-mb"),
+        "{full}"
+    );
+    let written = full["flows"].as_u64().unwrap();
+    util::run("mount", &["-o", "remount,size=4m", &small_path]);
+    util::eventually("the export resumes", Duration::from_secs(30), || {
+        udp_burst(&h, 7302, 20);
+        (obs.status()["export"]["flows"].as_u64()? > written).then_some(())
+    });
+    obs.stop();
+}
+
 /// Bad export settings stop the observer before it attaches anything, naming the flag.
 #[test]
 fn bad_export_settings_are_refused_naming_the_flag() {

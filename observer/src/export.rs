@@ -227,6 +227,8 @@ async fn follow(
     publish(&state, &status);
     let everything = cfg.filters.matches_everything();
     let mut pos = store.follow_pos().pos;
+    // Writes are failing now (a warning was logged; a success logs the recovery).
+    let mut failing = false;
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         tokio::select! {
@@ -274,19 +276,40 @@ async fn follow(
             Ok(rotations) => {
                 status.flows += flows;
                 status.rotations += rotations;
+                if std::mem::take(&mut failing) {
+                    info!(
+                        path = %cfg.path.display(),
+                        write_errors = status.write_errors,
+                        "Flow export resumed"
+                    );
+                }
             }
             Err(err) => {
                 status.write_errors += flows;
-                if status.last_error.is_none() {
-                    warn!(path = %cfg.path.display(), "Flow export: {err}");
+                let error = write_error(&err);
+                // Once per failing spell, not per batch.
+                if !std::mem::replace(&mut failing, true) {
+                    warn!(path = %cfg.path.display(), "Flow export: {error}");
                 }
-                status.last_error = Some(err.to_string());
+                status.last_error = Some(error);
             }
         }
         publish(&state, &status);
     }
     if let Err(err) = out.flush() {
         warn!(path = %cfg.path.display(), "Flow export: {err}");
+    }
+}
+
+/// A write error with what to do about it: flows are counted as `write_errors` meanwhile.
+fn write_error(err: &std::io::Error) -> String {
+    match err.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => format!(
+            "{err}: the file system of the export file is full; flows are counted in \
+             status.export.write_errors until there is room (free space, or lower \
+             --export-file-max-size-mb or --export-file-max-backups)"
+        ),
+        _ => err.to_string(),
     }
 }
 
