@@ -125,6 +125,29 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
 }
 
+impl AppState {
+    /// A node's API state around `store`, not yet ready, with nothing counted; `shutdown`
+    /// ends its streams.
+    pub fn new(
+        store: Arc<FlowStore>,
+        node_name: &str,
+        max_subscribers: u64,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        AppState {
+            store,
+            node_name: node_name.into(),
+            started: Instant::now(),
+            runtime: Mutex::new(RuntimeStatus::default()),
+            ready: false.into(),
+            ring_lost: 0.into(),
+            subscribers: 0.into(),
+            max_subscribers,
+            shutdown,
+        }
+    }
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/v1/flows", get(flows))

@@ -25,7 +25,7 @@ use std::{
     future::Future,
     net::SocketAddr,
     sync::{Arc, Mutex, atomic::Ordering},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::{
-    api::{AppState, RuntimeStatus},
+    api::AppState,
     endpoints::{EndpointsFile, Registry},
     parse::{Decoder, InterfaceInfo},
     pipeline::{FlowStore, Pipeline, PipelineCounters},
@@ -137,17 +137,12 @@ pub async fn run(
     let events = EventReader::new(datapath.take_events()?)?;
     let store = Arc::new(FlowStore::new(cfg.max_flows)?);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let state = Arc::new(AppState {
-        store: store.clone(),
-        node_name: cfg.node_name.as_str().into(),
-        started: Instant::now(),
-        runtime: Mutex::new(RuntimeStatus::default()),
-        ready: false.into(),
-        ring_lost: 0.into(),
-        subscribers: 0.into(),
-        max_subscribers: cfg.max_subscribers as u64,
-        shutdown: shutdown_rx,
-    });
+    let state = Arc::new(AppState::new(
+        store.clone(),
+        &cfg.node_name,
+        cfg.max_subscribers as u64,
+        shutdown_rx,
+    ));
 
     let datapath = Arc::new(Mutex::new(datapath));
     let (ifaces_tx, ifaces_rx) = watch::channel(HashMap::new());

@@ -1,14 +1,11 @@
 //! What the observer's benches share: synthetic datapath events for a registry of pods, and an
 //! observer's API state around a flow store.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Instant,
-};
+use std::sync::Arc;
 
 use flowscope_common::{FlowEvent, hook, kind, tcp, verdict};
 use flowscope_observer::{
-    api::{AppState, RuntimeStatus},
+    api::AppState,
     endpoints::{EndpointSpec, Registry},
     parse::{Decoder, InterfaceInfo},
     pipeline::FlowStore,
@@ -79,15 +76,9 @@ pub fn decoder() -> Decoder {
 
 /// The API's state around `store`; `shutdown` ends its streams.
 pub fn state(store: Arc<FlowStore>, shutdown: tokio::sync::watch::Receiver<bool>) -> Arc<AppState> {
-    Arc::new(AppState {
-        store,
-        node_name: "bench".into(),
-        started: Instant::now(),
-        runtime: Mutex::new(RuntimeStatus::default()),
-        ready: true.into(),
-        ring_lost: 0.into(),
-        subscribers: 0.into(),
-        max_subscribers: 1024,
-        shutdown,
-    })
+    let state = AppState::new(store, "bench", 1024, shutdown);
+    state
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    Arc::new(state)
 }

@@ -5,7 +5,7 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
-    sync::{Arc, Mutex, atomic::Ordering},
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::{labels::IcmpType, *};
 use crate::{
-    api::{AppState, RuntimeStatus},
+    api::AppState,
     endpoints::{EndpointSpec, Registry as Endpoints},
     parse::{Decoder, InterfaceInfo},
     pipeline::{FlowStore, Pipeline, PipelineCounters},
@@ -1155,17 +1155,9 @@ fn fast_path_agrees_with_hubbles_handlers_on_full_flows() {
 
 fn app_state(store: Arc<FlowStore>) -> Arc<AppState> {
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    Arc::new(AppState {
-        store,
-        node_name: "node-1".into(),
-        started: Instant::now(),
-        runtime: Mutex::new(RuntimeStatus::default()),
-        ready: true.into(),
-        ring_lost: 0.into(),
-        subscribers: 0.into(),
-        max_subscribers: 1024,
-        shutdown: rx,
-    })
+    let state = AppState::new(store, "node-1", 1024, rx);
+    state.ready.store(true, Ordering::Relaxed);
+    Arc::new(state)
 }
 
 #[test]
