@@ -30,13 +30,13 @@ use flowscope_model::{
     Timestamp,
     api::{
         AttachedInterface, DatapathCounters, Endpoint, ExportStatus, KubernetesStatus, NodeInfo,
-        PolicyStatus, ServerStatus, close,
+        PolicyStatus, ServerStatus,
     },
     filter::{FilterSet, GetFlowsRequest},
     flow::{FieldMask, NodeState},
 };
 use flowscope_server::ws::{
-    End, LineSink, MAX_REQUEST_BYTES, close_stream, read_request, refuse, refuse_with, watch_client,
+    End, LineSink, MAX_REQUEST_BYTES, close_stream, read_request, refuse, refuse_busy, watch_client,
 };
 use futures_util::{StreamExt as _, stream::SplitSink};
 use tokio::sync::watch;
@@ -297,13 +297,7 @@ async fn serve_flows(socket: WebSocket, st: Arc<AppState>) {
     // Each stream is a task and a socket: their number is bounded, and a client over the
     // bound is told so (and may retry).
     let Some(_subscriber) = Subscriber::new(&st) else {
-        refuse_with(
-            &mut tx,
-            "RESOURCE_EXHAUSTED",
-            close::TRY_AGAIN_LATER,
-            too_many(&st),
-        )
-        .await;
+        refuse_busy(&mut tx, too_many(&st)).await;
         return;
     };
     let (drain, gone) = watch_client(rx);

@@ -37,7 +37,7 @@ use flowscope_model::{
     flow::{GetFlowsResponse, NodeState, NodeStatusEvent},
 };
 use flowscope_server::ws::{
-    End, Forwarded, LineSink, MAX_REQUEST_BYTES, close_stream, read_request, refuse, refuse_with,
+    End, Forwarded, LineSink, MAX_REQUEST_BYTES, close_stream, read_request, refuse, refuse_busy,
     watch_client,
 };
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -129,13 +129,7 @@ async fn serve(socket: WebSocket, st: Arc<RelayState>) {
         }
     };
     let Some(_request) = Request::new(&st) else {
-        refuse_with(
-            &mut tx,
-            "RESOURCE_EXHAUSTED",
-            close::TRY_AGAIN_LATER,
-            too_many(&st),
-        )
-        .await;
+        refuse_busy(&mut tx, too_many(&st)).await;
         return;
     };
     let (drain, mut gone) = watch_client(rx);

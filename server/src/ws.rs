@@ -161,8 +161,14 @@ pub async fn refuse(tx: &mut SplitSink<WebSocket, Message>, reason: String) {
     refuse_with(tx, "INVALID_ARGUMENT", close::INVALID_REQUEST, reason).await
 }
 
+/// Refuses a stream over the server's bound on streams: `RESOURCE_EXHAUSTED`, closed with
+/// 1013 (try again later); `reason` names the bound's flag.
+pub async fn refuse_busy(tx: &mut SplitSink<WebSocket, Message>, reason: String) {
+    refuse_with(tx, "RESOURCE_EXHAUSTED", close::TRY_AGAIN_LATER, reason).await
+}
+
 /// As [`refuse`], with a gRPC-style `code` in the error line and a WebSocket close code.
-pub async fn refuse_with(
+async fn refuse_with(
     tx: &mut SplitSink<WebSocket, Message>,
     code: &str,
     close_code: u16,
