@@ -48,18 +48,7 @@ async fn main() {
             .expect("GetFlows");
         while let Ok(Some(response)) = stream.message().await {
             let head = response.head().expect("GetFlowsResponse");
-            let lost = match head.kind {
-                flowscope_proto::Kind::LostEvents => response
-                    .decode()
-                    .ok()
-                    .and_then(|r| match r.response_types {
-                        Some(flowscope_proto::observer::get_flows_response::ResponseTypes::LostEvents(l)) => Some(l.num_events_lost),
-                        _ => None,
-                    })
-                    .unwrap_or(0),
-                _ => 0,
-            };
-            if !counting(head.kind == flowscope_proto::Kind::Flow, lost) {
+            if !counting(head.kind == flowscope_proto::Kind::Flow, head.lost) {
                 break;
             }
         }

@@ -35,16 +35,6 @@ const ROUNDS: usize = 3;
 /// A subscriber is done when nothing has come for this long after the producer stopped.
 const IDLE: Duration = Duration::from_secs(2);
 
-/// A `GetFlowsResponse` read no further than a subscriber that counts needs: the flow stays
-/// bytes (not decoded), a lost event is read for its count.
-#[derive(Clone, PartialEq, prost::Message)]
-struct Envelope {
-    #[prost(bytes = "bytes", optional, tag = "1")]
-    flow: Option<bytes::Bytes>,
-    #[prost(message, optional, tag = "3")]
-    lost_events: Option<flowscope_proto::flow::LostEvent>,
-}
-
 /// What one subscriber received.
 #[derive(Clone, Copy, Default)]
 struct Received {
@@ -183,11 +173,7 @@ fn run(seconds: u64, capacity: usize, ws_n: usize, grpc_n: usize) -> Round {
     let observer = std::thread::Builder::new()
         .name("observer".into())
         .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
+            support::runtime().block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 let app = api::router(state.clone());
                 tokio::spawn(async move {
@@ -222,11 +208,7 @@ fn run(seconds: u64, capacity: usize, ws_n: usize, grpc_n: usize) -> Round {
     let client = std::thread::Builder::new()
         .name("subscribers".into())
         .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
+            support::runtime().block_on(async move {
                 let ws: Vec<_> = (0..ws_n).map(|_| tokio::spawn(websocket(addr))).collect();
                 let grpc: Vec<_> = (0..grpc_n).map(|_| tokio::spawn(grpc(addr))).collect();
                 let mut out = (Vec::new(), Vec::new());
@@ -277,38 +259,27 @@ async fn websocket(addr: std::net::SocketAddr) -> Received {
 }
 
 async fn grpc(addr: std::net::SocketAddr) -> Received {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect()
+    let channel = flowscope_proto::client::connect(&addr.to_string(), None, IDLE)
         .await
         .expect("connect");
-    let mut client = tonic::client::Grpc::new(channel);
-    client.ready().await.expect("ready");
     let request = flowscope_proto::observer::GetFlowsRequest {
         follow: true,
         ..Default::default()
     };
-    let codec =
-        tonic_prost::ProstCodec::<flowscope_proto::observer::GetFlowsRequest, Envelope>::default();
-    let mut stream = client
-        .server_streaming(
-            tonic::Request::new(request),
-            http::uri::PathAndQuery::from_static("/observer.Observer/GetFlows"),
-            codec,
-        )
+    // Responses read no further than their head: the flow stays bytes.
+    let mut stream = flowscope_proto::client::get_flows_encoded(channel, request)
         .await
-        .expect("GetFlows")
-        .into_inner();
+        .expect("GetFlows");
     let mut r = Received::default();
     let mut first = None;
     while let Ok(Ok(Some(msg))) = tokio::time::timeout(IDLE, stream.message()).await {
         let first = *first.get_or_insert_with(Instant::now);
         r.span = first.elapsed();
-        if msg.flow.is_some() {
+        let head = msg.head().expect("GetFlowsResponse");
+        if head.kind == flowscope_proto::Kind::Flow {
             r.flows += 1;
-        } else if let Some(lost) = msg.lost_events {
-            r.lost += lost.num_events_lost;
         }
+        r.lost += head.lost;
     }
     r
 }

@@ -166,11 +166,7 @@ fn run(
     let observer = std::thread::Builder::new()
         .name("observer".into())
         .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
+            support::runtime().block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 tokio::spawn(async move {
                     let _ = axum::serve(listener, api::router(st)).await;
@@ -208,11 +204,7 @@ fn run(
     let client = std::thread::Builder::new()
         .name("client".into())
         .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
+            support::runtime().block_on(async move {
                 let (mut ws, _) =
                     tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/flows"))
                         .await

@@ -65,7 +65,12 @@ impl Encoded {
         let time_ns = envelope
             .time
             .map(|t| t.seconds.saturating_mul(1_000_000_000) + i64::from(t.nanos));
-        Ok(Head { kind, time_ns })
+        let lost = envelope.lost_events.map_or(0, |l| l.num_events_lost);
+        Ok(Head {
+            kind,
+            time_ns,
+            lost,
+        })
     }
 
     /// The message itself.
@@ -80,6 +85,8 @@ pub struct Head {
     pub kind: Kind,
     /// The response's `time` (a flow's own time), in nanoseconds since the Unix epoch.
     pub time_ns: Option<i64>,
+    /// The events a lost-events response reports lost (0 for the others).
+    pub lost: u64,
 }
 
 /// Which of `GetFlowsResponse`'s `response_types` a response carries.
@@ -92,15 +99,15 @@ pub enum Kind {
     Other,
 }
 
-/// `GetFlowsResponse` read no further than [`Encoded::head`] needs: the payload stays bytes.
+/// `GetFlowsResponse` read no further than [`Encoded::head`] needs: a flow stays bytes.
 #[derive(Clone, PartialEq, prost::Message)]
 struct Envelope {
     #[prost(bytes = "bytes", optional, tag = "1")]
     flow: Option<bytes::Bytes>,
     #[prost(bytes = "bytes", optional, tag = "2")]
     node_status: Option<bytes::Bytes>,
-    #[prost(bytes = "bytes", optional, tag = "3")]
-    lost_events: Option<bytes::Bytes>,
+    #[prost(message, optional, tag = "3")]
+    lost_events: Option<flow::LostEvent>,
     #[prost(message, optional, tag = "1001")]
     time: Option<pbjson_types::Timestamp>,
 }

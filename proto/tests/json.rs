@@ -67,3 +67,24 @@ fn an_encoded_response_is_the_message_on_the_wire() {
     let sent = encoded.encode_to_vec();
     assert_eq!(GetFlowsResponse::decode(sent.as_slice()).unwrap(), response);
 }
+
+#[test]
+fn a_responses_head_is_read_without_the_flow() {
+    let flow: GetFlowsResponse = serde_json::from_str(
+        r#"{"flow":{"time":"2024-06-01T10:00:00.5Z","verdict":"DROPPED"},"node_name":"n","time":"2024-06-01T10:00:00.5Z"}"#,
+    )
+    .unwrap();
+    let head = flowscope_proto::Encoded::new(&flow).head().unwrap();
+    assert_eq!(head.kind, flowscope_proto::Kind::Flow);
+    assert_eq!(head.time_ns, Some(1_717_236_000_500_000_000));
+    assert_eq!(head.lost, 0);
+    let lost: GetFlowsResponse = serde_json::from_str(
+        r#"{"lost_events":{"source":"HUBBLE_RING_BUFFER","num_events_lost":"12"},"node_name":"n"}"#,
+    )
+    .unwrap();
+    let head = flowscope_proto::Encoded::new(&lost).head().unwrap();
+    assert_eq!(
+        (head.kind, head.time_ns, head.lost),
+        (flowscope_proto::Kind::LostEvents, None, 12)
+    );
+}

@@ -11,6 +11,14 @@ use flowscope_observer::{
     pipeline::FlowStore,
 };
 
+/// A runtime on the calling thread: each side of a bench (observer, subscribers) is one.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// Events per batch, as the ring buffer reader hands them over.
 pub const BATCH: usize = 1024;
 
