@@ -342,7 +342,6 @@ fn privileges_hint(e: anyhow::Error) -> anyhow::Error {
         cause
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
-            || cause.to_string().contains("Operation not permitted")
     });
     if denied {
         e.context(
