@@ -29,7 +29,7 @@ make_host() {
 # start_observer PORT [ARGS...]: runs the observer on the test host's veth, waits until ready.
 start_observer() {
   local port=$1; shift
-  "$BIN" observer --interface "$HIF" --listen "127.0.0.1:$port" "$@" 2>/tmp/fsb-observer-$SFX.log &
+  "$BIN" observer --no-pin --interface "$HIF" --listen "127.0.0.1:$port" "$@" 2>/tmp/fsb-observer-$SFX.log &
   OBS_PID=$!
   PIDS+=("$OBS_PID")
   for _ in $(seq 1 100); do

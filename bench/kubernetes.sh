@@ -124,7 +124,7 @@ KC=$RUN/kube/kubeconfig
 
 start_observer() { # LOG
   STARTED=$(date +%s.%N)
-  "$BIN" observer --interface 'fsl*' --endpoint-interface 'fsl*' \
+  "$BIN" observer --no-pin --interface 'fsl*' --endpoint-interface 'fsl*' \
     --kubeconfig "$KC" --node-name "$NODE" --listen "127.0.0.1:$OBS_PORT" >/dev/null 2>"$1" &
   OBS=$!
 }

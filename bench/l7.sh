@@ -61,7 +61,7 @@ policy '          rules:
               - {method: GET, path: "/api/.*"}' >"$DIR/l7/p.yaml"
 
 start() { # mode
-  "$BIN" observer --interface 'fsl*' --endpoint-interface 'fsl*' \
+  "$BIN" observer --no-pin --interface 'fsl*' --endpoint-interface 'fsl*' \
     --endpoints /run/flowscope/lab/endpoints.json --policy-dir "$DIR/$1" \
     --listen 127.0.0.1:$PORT 2>"$DIR/observer.log" &
   OBS=$!

@@ -17,7 +17,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 "$BIN" lab down >/dev/null 2>&1 || true
 "$BIN" lab up tests/labs/xyz.yaml >/dev/null
-"$BIN" observer --interface 'fsl*' --endpoint-interface 'fsl*' \
+"$BIN" observer --no-pin --interface 'fsl*' --endpoint-interface 'fsl*' \
   --endpoints /run/flowscope/lab/endpoints.json --policy-dir "$DIR" \
   --listen 127.0.0.1:$PORT 2>/dev/null &
 OBS=$!

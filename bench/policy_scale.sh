@@ -122,7 +122,7 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "round $r/$ROUNDS" >&2
   echo "none 0 tcp $(iperf)" >>"$RES"
   echo "none 0 udp $(newconns)" >>"$RES"
-  "$BIN" observer --interface 'fsl*' --endpoint-interface 'fsl*' \
+  "$BIN" observer --no-pin --interface 'fsl*' --endpoint-interface 'fsl*' \
     --endpoints /run/flowscope/lab/endpoints.json --policy-dir "$DIR/policies" \
     --listen 127.0.0.1:$PORT 2>"$DIR/observer.log" &
   OBS=$!

@@ -67,6 +67,9 @@ pub fn observer_config(
         export: None,
         proxy: Default::default(),
         kubernetes: None,
+        // The demo and `connectivity test` remove their pods when they stop: their datapath
+        // goes with them.
+        bpf_root: None,
     }
 }
 
@@ -153,6 +156,18 @@ pub fn up(file: Option<&Path>) -> anyhow::Result<()> {
 pub fn down() -> anyhow::Result<()> {
     control::down()?;
     println!("Lab removed.");
+    // An observer run on the lab with the default pins left them; its interfaces are gone.
+    let root = std::path::Path::new(flowscope_observer::source::pin::DEFAULT_ROOT);
+    match flowscope_observer::source::pin::cleanup(root) {
+        Ok(Some(removed)) => println!(
+            "Pinned datapath removed from {} ({} links, {} maps).",
+            root.display(),
+            removed.links,
+            removed.maps
+        ),
+        Ok(None) => {}
+        Err(err) => eprintln!("Pinned datapath left in place: {err:#}"),
+    }
     Ok(())
 }
 

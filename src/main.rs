@@ -388,7 +388,12 @@ impl ServerTlsArgs {
 struct ObserverArgs {
     /// Interfaces to watch, by name or shell glob (repeatable). Interfaces that appear later
     /// and match are attached too.
-    #[arg(long = "interface", short = 'i', required = true, value_name = "GLOB")]
+    #[arg(
+        long = "interface",
+        short = 'i',
+        required_unless_present = "cleanup",
+        value_name = "GLOB"
+    )]
     interfaces: Vec<String>,
     /// Interfaces whose far end is a workload (pod veths, like Cilium's lxc*): their tc
     /// ingress is the workload's egress.
@@ -441,6 +446,20 @@ struct ObserverArgs {
     proxy: ProxyArgs,
     #[command(flatten)]
     kubernetes: KubernetesArgs,
+    /// Pin the datapath (its programs' links to the interfaces, the policy, identity,
+    /// conntrack and deny maps, counters and the event ring buffer) under DIR on the BPF
+    /// filesystem: it keeps enforcing while the observer is stopped, killed, restarted or
+    /// upgraded, and the next observer takes it over. `--cleanup` removes it.
+    #[arg(long, value_name = "DIR", env = "FLOWSCOPE_BPF_ROOT",
+        default_value = flowscope_observer::source::pin::DEFAULT_ROOT)]
+    bpf_root: PathBuf,
+    /// Pin nothing: the programs detach and the maps go when the observer exits.
+    #[arg(long, conflicts_with = "cleanup")]
+    no_pin: bool,
+    /// Remove everything pinned under --bpf-root (the programs detach from every interface)
+    /// and exit. Refused while an observer runs with it.
+    #[arg(long)]
+    cleanup: bool,
 }
 
 /// The Kubernetes API: for the observer the source of pods, namespaces, services, nodes and
@@ -673,6 +692,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
+        Command::Observer(a) if a.cleanup => {
+            match flowscope_observer::source::pin::cleanup(&a.bpf_root)? {
+                Some(removed) => println!(
+                    "Removed the datapath pinned under {}: {} links (detached) and {} maps.",
+                    a.bpf_root.display(),
+                    removed.links,
+                    removed.maps
+                ),
+                None => println!("Nothing is pinned under {}.", a.bpf_root.display()),
+            }
+            Ok(())
+        }
         Command::Observer(a) => {
             // The Downward API's NODE_NAME, as a DaemonSet passes it.
             let node_name = a
@@ -707,6 +738,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     idle_timeout: a.proxy.idle_timeout,
                 },
                 kubernetes: a.kubernetes.resolve(),
+                bpf_root: (!a.no_pin).then_some(a.bpf_root),
             };
             runtime.block_on(flowscope_observer::run(config, shutdown_signal()))
         }

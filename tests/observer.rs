@@ -1090,7 +1090,12 @@ fn bad_export_settings_are_refused_naming_the_flag() {
     for (args, want) in cases {
         // Bounded: an observer that wrongly accepted would run until stopped.
         let out = std::process::Command::new("timeout")
-            .args(["20", env!("CARGO_BIN_EXE_flowscope"), "observer"])
+            .args([
+                "20",
+                env!("CARGO_BIN_EXE_flowscope"),
+                "observer",
+                "--no-pin",
+            ])
             .args(["--interface", "fsx-no-such-if", "--listen", "127.0.0.1:0"])
             .args(args)
             .output()
@@ -1106,8 +1111,9 @@ fn bad_export_settings_are_refused_naming_the_flag() {
 }
 
 /// Faults at start are one line saying what is wrong and what to do: a port in use (API and
-/// metrics), no privileges for the eBPF programs; an interface that does not exist is waited
-/// for, and the log says so.
+/// metrics), no privileges for the eBPF programs, a pin folder off the BPF filesystem or held
+/// by another observer; an interface that does not exist is waited for, and the log says so.
+/// `--cleanup` is refused while an observer holds the pins.
 #[test]
 fn startup_faults_say_what_is_wrong_and_what_to_do() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1122,22 +1128,68 @@ fn startup_faults_say_what_is_wrong_and_what_to_do() {
             .output()
             .unwrap()
     };
-    let cases: [(&[&str], &[&str], &str); 3] = [
-        (&[], &["--listen", &taken], "cannot listen for the API on"),
+    // A pin root another observer holds.
+    let h = TestHost::new();
+    let held = util::test_bpf_root();
+    let _held_guard = util::PinGuard(held.clone());
+    let held_str = held.to_str().unwrap();
+    let holder = Observer::start(&["--interface", &h.host_if, "--bpf-root", held_str]);
+    let tmp = util::TempDir::new("not-bpffs");
+    let not_bpffs = tmp.join("pins");
+    let unprivileged_root = util::test_bpf_root();
+    let nobody: &[&str] = &[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ];
+    let cases: [(&[&str], &[&str], &str); 6] = [
         (
             &[],
-            &["--listen", "127.0.0.1:0", "--metrics-listen", &taken],
+            &["--no-pin", "--listen", &taken],
+            "cannot listen for the API on",
+        ),
+        (
+            &[],
+            &[
+                "--no-pin",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                &taken,
+            ],
             "cannot listen for metrics on",
         ),
         (
-            &[
-                "setpriv",
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-            ],
-            &["--listen", "127.0.0.1:0"],
+            nobody,
+            &["--no-pin", "--listen", "127.0.0.1:0"],
             "run the observer as root (or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)",
+        ),
+        (
+            nobody,
+            &[
+                "--bpf-root",
+                unprivileged_root.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            "run the observer as root (or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)",
+        ),
+        (
+            &[],
+            &[
+                "--bpf-root",
+                not_bpffs.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            "is not on a BPF filesystem, where the datapath is pinned to outlive the observer: \
+             mount one (`mount -t bpf bpf /sys/fs/bpf`)",
+        ),
+        (
+            &[],
+            &["--bpf-root", held_str, "--listen", "127.0.0.1:0"],
+            "another observer is using the datapath pinned under",
         ),
     ];
     for (prefix, args, want) in cases {
@@ -1154,8 +1206,34 @@ fn startup_faults_say_what_is_wrong_and_what_to_do() {
         }
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     }
+    assert!(!not_bpffs.exists(), "a pin folder was made off bpffs");
+    assert!(!unprivileged_root.exists());
+    // Nothing of the refused observers touched the holder's pins: it still serves and its
+    // links are in place.
+    assert_eq!(holder.status()["pins"]["root"], held_str);
+    let links: Vec<_> = std::fs::read_dir(held.join("links")).unwrap().collect();
+    assert_eq!(links.len(), 2, "{links:?}");
+    let cleanup = util::flowscope(&["observer", "--cleanup", "--bpf-root", held_str]);
+    let stderr = String::from_utf8_lossy(&cleanup.stderr);
+    assert!(!cleanup.status.success());
+    assert!(
+        stderr.contains("an observer is running with the datapath pinned under")
+            && stderr.contains("stop it first"),
+        "{stderr}"
+    );
+    holder.stop();
+    let cleanup = util::flowscope(&["observer", "--cleanup", "--bpf-root", held_str]);
+    assert!(cleanup.status.success(), "{cleanup:?}");
+    assert!(
+        String::from_utf8_lossy(&cleanup.stdout).contains("2 links (detached)"),
+        "{cleanup:?}"
+    );
+    assert!(!held.exists());
+    let again = util::flowscope(&["observer", "--cleanup", "--bpf-root", held_str]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("Nothing is pinned under"));
+
     // No such interface: the observer starts, waits for it, and says so.
-    let out = run(&[], &["--listen", "127.0.0.1:0"], "3");
+    let out = run(&[], &["--no-pin", "--listen", "127.0.0.1:0"], "3");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("No interface matches --interface \"fsx-no-such-if\" yet"),

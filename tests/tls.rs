@@ -159,6 +159,7 @@ fn plain_text_is_refused_off_loopback_unless_asked_for() {
             "--interface",
             &h.host_if,
             "--disable-server-tls",
+            "--no-pin",
         ])
         .args(["--listen", &format!("0.0.0.0:{port}")])
         .stdout(std::process::Stdio::null())

@@ -40,6 +40,46 @@ pub const MAP_L7_INGRESS: &str = "FLOWSCOPE_L7_INGRESS";
 /// Sockmap of the L7 proxy's listeners, indexed by [`proxy_socket`].
 pub const MAP_PROXY_SOCKETS: &str = "FLOWSCOPE_PROXY_SOCKETS";
 
+/// Array of `u64` the programs never touch: what one observer leaves for the next one that
+/// adopts the pinned datapath (slots in [`handover`]).
+pub const MAP_HANDOVER: &str = "FLOWSCOPE_HANDOVER";
+
+/// Slots of [`MAP_HANDOVER`].
+pub mod handover {
+    /// CPUs whose lost-event counts are handed over; later CPUs share the last slot.
+    pub const CPUS: u32 = 256;
+    /// Slots `0..CPUS`: per CPU, the `STAT_EVENTS_LOST` count the observer has already reported
+    /// as lost events. The next observer reports only what the ring buffer lost after that.
+    pub const LOST_REPORTED: u32 = 0;
+    /// The Unix time (ns) of the observer's last heartbeat (once a second): how long the
+    /// datapath ran with no observer reading it.
+    pub const HEARTBEAT: u32 = CPUS;
+    pub const SLOTS: u32 = CPUS + 1;
+}
+
+/// The maps that outlive the observer when it pins the datapath: everything the programs
+/// judge and count by, and the ring buffer that keeps events for the next observer. (The
+/// proxy's sockmap and the per-CPU scratch belong to one observer's programs.)
+pub const PINNED_MAPS: [&str; 12] = [
+    MAP_EVENTS,
+    MAP_CONNTRACK,
+    MAP_DENY,
+    MAP_STATS,
+    MAP_CONFIG,
+    MAP_IPCACHE,
+    MAP_IPCACHE_HOSTS,
+    MAP_ENDPOINTS,
+    MAP_POLICY,
+    MAP_POLICY_RANGES,
+    MAP_L7_INGRESS,
+    MAP_HANDOVER,
+];
+
+/// Bumped when what a pinned map's bytes mean changes without its type or sizes changing. The
+/// pinned maps' layout is this and every pinned map's type, sizes and flags: an observer
+/// adopts pinned maps only of its own layout, and replaces the others.
+pub const LAYOUT_VERSION: u32 = 1;
+
 /// Names of the two tc programs in the object file.
 pub const PROG_INGRESS: &str = "flowscope_ingress";
 pub const PROG_EGRESS: &str = "flowscope_egress";
@@ -372,7 +412,7 @@ const _: () = assert!(core::mem::size_of::<CtEntry>() == 56);
 /// the key and every stored prefix covers them); `addr` is matched by prefix. A rule for any
 /// port stores port 0; a rule for any protocol stores proto 0 and port 0.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct DenyKey {
     pub proto: u8,
     pub family: u8,

@@ -23,8 +23,8 @@ use flowscope_common::{
     POLICY_RANGE_KEY_FIXED_BITS, PolicyKey, PolicyRangeKey, PolicyValue, RANGES_EGRESS,
     RANGES_INGRESS, STAT_COUNT, STAT_CT_CREATED, STAT_CT_FULL, STAT_DROPPED, STAT_EVENTS,
     STAT_EVENTS_LOST, STAT_FRAGMENTS, STAT_NON_IP, STAT_PACKETS, STAT_PROXY_FAILURES,
-    STAT_PROXY_REDIRECTS, STAT_TRUNCATED, ct_proxy, direction, drop_reason, hook, identity, kind,
-    mark, policy_match, proxy, proxy_socket, tcp, verdict,
+    STAT_PROXY_REDIRECTS, STAT_TRUNCATED, ct_proxy, direction, drop_reason, handover, hook,
+    identity, kind, mark, policy_match, proxy, proxy_socket, tcp, verdict,
 };
 
 #[map(name = "FLOWSCOPE_EVENTS")]
@@ -76,6 +76,11 @@ struct Scratch {
 
 #[map]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Written and read by the observer only (`flowscope_common::handover`): what one observer
+/// leaves for the next that adopts the pinned maps.
+#[map(name = "FLOWSCOPE_HANDOVER")]
+static HANDOVER: Array<u64> = Array::with_max_entries(handover::SLOTS, 0);
 
 #[map(name = "FLOWSCOPE_CONFIG")]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);

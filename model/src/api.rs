@@ -47,6 +47,9 @@ pub struct ServerStatus {
     pub interfaces: Option<Vec<AttachedInterface>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub datapath: Option<DatapathCounters>,
+    /// Where the observer's datapath is pinned, and what it found there at start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pins: Option<PinStatus>,
     /// Datapath events decoded by the observer's pipeline.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events_decoded: Option<u64>,
@@ -87,6 +90,31 @@ pub struct RelayStatus {
 pub struct AttachedInterface {
     pub name: String,
     pub index: u32,
+}
+
+/// The observer's pinned datapath (`--bpf-root`): it outlives the observer, and the next one
+/// takes it over.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PinStatus {
+    /// The pin folder on the BPF filesystem.
+    pub root: String,
+    /// The layout of the pinned maps (version and shape): adopted only by the same layout.
+    pub layout: String,
+    /// What this observer found at start: `fresh` (nothing pinned), `adopted` (maps and links
+    /// taken over as they were) or `replaced` (another layout's, replaced once this one's
+    /// policy was in).
+    pub start: String,
+    /// Interfaces whose pinned links were found attached at start.
+    pub links_found: usize,
+    /// Links still running the previous layout's programs (until the first policy install).
+    pub pending_swaps: usize,
+    /// Events the ring buffer had no room for while no observer read it (also reported as
+    /// lost events in the flow stream).
+    pub lost_while_away: u64,
+    /// Seconds from the previous observer's last heartbeat to this one's start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub away_seconds: Option<f64>,
 }
 
 /// The datapath's counters, summed over CPUs.
@@ -310,6 +338,7 @@ mod tests {
         for absent in [
             "node_name",
             "datapath",
+            "pins",
             "interfaces",
             "policy",
             "kubernetes",

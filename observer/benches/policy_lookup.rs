@@ -41,7 +41,7 @@ fn measure(prefix: u8) -> anyhow::Result<()> {
     );
     let mut results = Vec::new();
     for rules in [10u32, 1_000, 10_000] {
-        let mut dp = Datapath::load(0, &[])?;
+        let mut dp = Datapath::load(&Default::default(), &[])?;
         let mut ring = dp.take_events()?;
         // The interface test runs use: learnt from a first event.
         dp.test_run(PROG_INGRESS, &syn([198, 18, 250, 1], 9), 1)?;

@@ -56,6 +56,8 @@ pub struct RuntimeStatus {
     pub flows_rate: f64,
     pub interfaces: Vec<AttachedInterface>,
     pub datapath: DatapathCounters,
+    /// With a pinned datapath.
+    pub pins: Option<flowscope_model::api::PinStatus>,
     /// Datapath events decoded by the pipeline.
     pub events_decoded: u64,
     /// Ring buffer records of an unexpected size, skipped (never expected).
@@ -201,6 +203,7 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<ServerStatus> {
         proxy: runtime.proxy_stats.as_ref().map(|p| p.status()),
         interfaces: Some(runtime.interfaces),
         datapath: Some(runtime.datapath),
+        pins: runtime.pins,
         events_decoded: Some(runtime.events_decoded),
         malformed_events: Some(runtime.malformed_events),
         policy: runtime.policy,

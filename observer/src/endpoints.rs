@@ -6,7 +6,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    hash::{Hash as _, Hasher as _},
+    hash::{Hash, Hasher as _},
     net::IpAddr,
     path::Path,
     sync::Arc,
@@ -242,8 +242,9 @@ impl Registry {
     }
 }
 
-/// FNV-1a over the labels: fixed across runs and builds, unlike std's randomly seeded hasher.
-fn stable_hash(labels: &[String]) -> u64 {
+/// FNV-1a over a value's `Hash` bytes: fixed across runs and builds, unlike std's randomly
+/// seeded hasher (a pod's identity, the pinned datapath's layout).
+pub(crate) fn stable_hash<T: Hash + ?Sized>(value: &T) -> u64 {
     struct Fnv(u64);
     impl std::hash::Hasher for Fnv {
         fn finish(&self) -> u64 {
@@ -257,7 +258,7 @@ fn stable_hash(labels: &[String]) -> u64 {
         }
     }
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    labels.hash(&mut h);
+    value.hash(&mut h);
     h.finish()
 }
 

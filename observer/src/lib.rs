@@ -40,10 +40,11 @@ use crate::{
     policy::{Attributions, PolicyStatus},
     proxy::{L7Policy, Proxy, ProxyFlow, ProxyStats},
     source::{
-        datapath::Datapath,
+        datapath::{Datapath, DatapathSettings, PinReport, PinStart},
         deny::DenyRule,
         events::EventReader,
         interfaces::{self, InterfaceSelector, LinkWatcher},
+        pin::PinRoot,
     },
 };
 
@@ -99,6 +100,9 @@ pub struct ObserverConfig {
     /// The Kubernetes API: pods, namespaces and policies from there (beside the policy
     /// directory, if any); replaces the endpoints file.
     pub kubernetes: Option<flowscope_kubernetes::Connection>,
+    /// Where to pin the datapath on the BPF filesystem so that it outlives the observer
+    /// (`--bpf-root`); None: it is removed when the observer exits (`--no-pin`).
+    pub bpf_root: Option<std::path::PathBuf>,
 }
 
 /// Flow streams an observer serves at once by default.
@@ -132,9 +136,32 @@ pub async fn run(
 
     let exporter = cfg.export.clone().map(export::open).transpose()?;
 
-    let mut datapath = Datapath::load(cfg.summary_interval.as_nanos() as u64, &cfg.deny)
-        .map_err(privileges_hint)?;
+    let settings = DatapathSettings {
+        summary_interval_ns: cfg.summary_interval.as_nanos() as u64,
+        audit: cfg.policy_audit,
+        dns: cfg.dns_visibility,
+        http_ports: cfg.http_ports.clone(),
+    };
+    let mut datapath = match &cfg.bpf_root {
+        Some(root) => {
+            PinRoot::open(root).and_then(|root| Datapath::load_pinned(&settings, &cfg.deny, root))
+        }
+        None => Datapath::load(&settings, &cfg.deny),
+    }
+    .map_err(privileges_hint)?;
     let events = EventReader::new(datapath.take_events()?)?;
+    let lost_reported = datapath.lost_reported_at_start();
+    let pin_report = datapath.pin_report().cloned();
+    let enforcing = cfg.policy_dir.is_some() || cfg.kubernetes.is_some();
+    if !enforcing {
+        // Adopted maps may hold the policy of an observer that enforced one.
+        if pin_report
+            .as_ref()
+            .is_some_and(|r| r.start == PinStart::Adopted)
+        {
+            datapath.clear_policy()?;
+        }
+    }
     let store = Arc::new(FlowStore::new(cfg.max_flows)?);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = Arc::new(AppState::new(
@@ -147,6 +174,10 @@ pub async fn run(
     let datapath = Arc::new(Mutex::new(datapath));
     let (ifaces_tx, ifaces_rx) = watch::channel(HashMap::new());
     sync_interfaces(&datapath, &selector, &endpoint_selector, &ifaces_tx);
+    if !enforcing {
+        // Without policies the maps hold all the programs need from the start.
+        release_datapath(&datapath);
+    }
     if let Ok(present) = interfaces::list() {
         for pattern in selector.unmatched(&present) {
             warn!(
@@ -182,27 +213,8 @@ pub async fn run(
         (None, Some(path)) => Some(tokio::spawn(watch_endpoints(path, registry_tx))),
         (None, None) => None,
     };
-    let enforcing = cfg.policy_dir.is_some() || cfg.kubernetes.is_some();
 
     let (attributions_tx, attributions_rx) = watch::channel(Arc::new(Attributions::new()));
-    if cfg.dns_visibility {
-        datapath
-            .lock()
-            .map_err(|_| anyhow::anyhow!("datapath lock"))?
-            .set_dns(true)?;
-    }
-    if !cfg.http_ports.is_empty() {
-        datapath
-            .lock()
-            .map_err(|_| anyhow::anyhow!("datapath lock"))?
-            .set_http_ports(&cfg.http_ports)?;
-    }
-    if cfg.policy_audit {
-        datapath
-            .lock()
-            .map_err(|_| anyhow::anyhow!("datapath lock"))?
-            .set_audit(true)?;
-    }
     // With policies, the L7 proxy runs: its listeners exist before any policy can send a
     // connection to them.
     let (l7_tx, l7_rx) = watch::channel(Arc::new(L7Policy::default()));
@@ -230,6 +242,7 @@ pub async fn run(
     if let Ok(mut rt) = state.runtime.lock() {
         rt.proxy_stats = proxy_stats.clone();
         rt.cluster = cluster_rx.clone();
+        rt.pins = pin_report.as_ref().map(pin_status);
     }
     let policy_task = enforcing.then(|| {
         tokio::spawn(watch_policies(
@@ -252,6 +265,9 @@ pub async fn run(
     let decoder = Decoder::new(&cfg.node_name);
     let counters = Arc::new(PipelineCounters::default());
     let mut pipeline = Pipeline::new(decoder, store.clone(), counters.clone());
+    // What the ring buffer lost before this observer and was reported is not reported again;
+    // what it lost while no observer ran is, at the first check.
+    pipeline.set_lost_reported(&lost_reported);
     let metrics_task = metrics_listener.map(|listener| {
         let health = metrics::Health {
             state: state.clone(),
@@ -331,9 +347,32 @@ pub async fn run(
     if let Some(p) = l7_proxy {
         p.stop().await;
     }
-    // Dropping the last handle detaches the programs from every interface.
+    // Dropping the last handle detaches the programs from every interface, unless they are
+    // pinned: then they keep enforcing until the next observer takes them over.
     drop(datapath);
     Ok(())
+}
+
+/// The datapath's maps hold what its programs judge by: links found pinned get this observer's
+/// programs, and a new layout's maps become the ones to adopt.
+fn release_datapath(datapath: &Mutex<Datapath>) {
+    if let Ok(mut dp) = datapath.lock()
+        && let Err(err) = dp.release()
+    {
+        warn!("Taking over the pinned datapath: {err:#}");
+    }
+}
+
+fn pin_status(r: &PinReport) -> flowscope_model::api::PinStatus {
+    flowscope_model::api::PinStatus {
+        root: r.root.display().to_string(),
+        layout: r.layout.clone(),
+        start: r.start.as_str().to_owned(),
+        links_found: r.links_found,
+        pending_swaps: 0,
+        lost_while_away: r.lost_while_away,
+        away_seconds: r.away.map(|a| a.as_secs_f64()),
+    }
 }
 
 /// A datapath the kernel refused for want of privileges says what the observer needs.
@@ -524,8 +563,16 @@ async fn run_pipeline(
                     Ok(dp) => (dp.stats().ok(), dp.attached()),
                     Err(_) => (None, Vec::new()),
                 };
+                let mut pending_swaps = 0;
                 if let Some(stats) = &stats {
                     pipeline.check_losses(stats);
+                    // The next observer reports only what is lost after this.
+                    if let Ok(mut dp) = datapath.lock() {
+                        if let Err(err) = dp.hand_over(pipeline.lost_reported()) {
+                            warn!("Writing the handover map: {err:#}");
+                        }
+                        pending_swaps = dp.pending_swaps();
+                    }
                 }
                 if let Ok(mut rt) = state.runtime.lock() {
                     rt.flows_rate = pipeline.rate();
@@ -538,6 +585,9 @@ async fn run_pipeline(
                         .collect();
                     if let Some(stats) = &stats {
                         rt.datapath = stats.into();
+                    }
+                    if let Some(pins) = rt.pins.as_mut() {
+                        pins.pending_swaps = pending_swaps;
                     }
 
                 }
@@ -695,6 +745,8 @@ async fn watch_policies(
                 l7: l7_policy,
             }) => {
                 revision += 1;
+                // The maps hold a policy now: the programs may take over pinned links.
+                release_datapath(&datapath);
                 info!(
                     revision,
                     policies = set.policies.len(),

@@ -224,6 +224,17 @@ impl Pipeline {
 
     /// Compares the datapath's per-CPU loss counters with the last look and stores one
     /// aggregated lost event per CPU that lost events since.
+    /// Per CPU, the ring buffer losses already reported (by the observer before this one, for
+    /// a pinned datapath it adopted): only losses beyond these are reported.
+    pub fn set_lost_reported(&mut self, reported: &[u64; MAX_CPUS]) {
+        self.lost_seen = *reported;
+    }
+
+    /// Per CPU, the ring buffer losses reported so far.
+    pub fn lost_reported(&self) -> &[u64; MAX_CPUS] {
+        &self.lost_seen
+    }
+
     pub fn check_losses(&mut self, stats: &DatapathStats) {
         let now_ns = self
             .decoder

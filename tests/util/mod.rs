@@ -235,10 +235,27 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A running `flowscope observer`, killed on drop.
+/// A running `flowscope observer`, killed on drop; then what it pinned is removed.
 pub struct Observer {
     pub child: Child,
     pub api: SocketAddr,
+    /// The pin root this helper gave the observer (removed on drop). None: the test gave
+    /// `--bpf-root` or `--no-pin` itself.
+    pins: Option<std::path::PathBuf>,
+}
+
+/// A pin root of its own for one observer of one test, under the BPF filesystem.
+pub fn test_bpf_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/sys/fs/bpf/flowscope-test/{}", unique()))
+}
+
+/// Removes a pin root when a test ends, pass or fail: the programs pinned there detach.
+pub struct PinGuard(pub std::path::PathBuf);
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Observer {
@@ -261,16 +278,23 @@ impl Observer {
         args: &[&str],
         mut ready: impl FnMut(SocketAddr) -> bool,
     ) -> Observer {
-        let child = Command::new(env!("CARGO_BIN_EXE_flowscope"))
-            .arg("observer")
-            .args(["--listen", &api.to_string(), "--node-name", node])
+        // Parallel tests' observers each pin under a root of their own.
+        let pins =
+            (!args.iter().any(|a| *a == "--bpf-root" || *a == "--no-pin")).then(test_bpf_root);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowscope"));
+        cmd.arg("observer")
+            .args(["--listen", &api.to_string(), "--node-name", node]);
+        if let Some(root) = &pins {
+            cmd.arg("--bpf-root").arg(root);
+        }
+        let child = cmd
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn flowscope observer");
-        let mut o = Observer { child, api };
+        let mut o = Observer { child, api, pins };
         eventually("observer ready", Duration::from_secs(30), || {
             if let Some(status) = o.child.try_wait().expect("try_wait") {
                 panic!("observer exited early: {status}");
@@ -309,6 +333,9 @@ impl Drop for Observer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(root) = self.pins.take() {
+            drop(PinGuard(root));
+        }
     }
 }
 

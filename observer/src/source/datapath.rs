@@ -12,22 +12,24 @@ use aya::{
     },
     programs::{
         LinkOrder, SchedClassifier, TcAttachType,
-        tc::{SchedClassifierLinkId, TcAttachOptions},
+        links::{FdLink, PinnedLink},
+        tc::{SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions},
     },
 };
 use flowscope_common::{
-    CONFIG_AUDIT, CONFIG_DNS, CONFIG_GENERATION, CONFIG_L7_INGRESS, Config, DenyKey, DenyValue,
-    EndpointInfo, FAMILY_IPV4, FAMILY_IPV6, GENERATION_SHIFT, IP_KEY_FIXED_BITS, IdentityValue,
-    IpKey, MAP_CONFIG, MAP_DENY, MAP_ENDPOINTS, MAP_EVENTS, MAP_IPCACHE, MAP_IPCACHE_HOSTS,
-    MAP_L7_INGRESS, MAP_POLICY, MAP_POLICY_RANGES, MAP_PROXY_SOCKETS, MAP_STATS,
-    POLICY_RANGE_KEY_FIXED_BITS, PROG_EGRESS, PROG_INGRESS, PROG_PROXY_LOOKUP, PolicyKey,
-    PolicyRangeKey, PolicyValue, STAT_COUNT,
+    CONFIG_AUDIT, CONFIG_DNS, CONFIG_GENERATION, CONFIG_HTTP, CONFIG_L7_INGRESS, Config, DenyKey,
+    DenyValue, EndpointInfo, FAMILY_IPV4, FAMILY_IPV6, GENERATION_SHIFT, IP_KEY_FIXED_BITS,
+    IdentityValue, IpKey, MAP_CONFIG, MAP_DENY, MAP_ENDPOINTS, MAP_EVENTS, MAP_HANDOVER,
+    MAP_IPCACHE, MAP_IPCACHE_HOSTS, MAP_L7_INGRESS, MAP_POLICY, MAP_POLICY_RANGES,
+    MAP_PROXY_SOCKETS, MAP_STATS, PINNED_MAPS, POLICY_RANGE_KEY_FIXED_BITS, PROG_EGRESS,
+    PROG_INGRESS, PROG_PROXY_LOOKUP, PolicyKey, PolicyRangeKey, PolicyValue, STAT_COUNT, handover,
 };
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
 use super::deny::DenyRule;
-use super::interfaces::{Interface, InterfaceSelector};
+use super::interfaces::{self, Interface, InterfaceSelector};
+use super::pin::PinRoot;
 
 /// The compiled kernel object, built by build.rs from `ebpf/`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowscope"));
@@ -42,11 +44,124 @@ pub struct DatapathStats {
 
 /// Enough for the machines flowscope runs on; CPUs beyond this are summed into the last slot.
 pub const MAX_CPUS: usize = 256;
+const _: () = assert!(MAX_CPUS == handover::CPUS as usize);
+
+/// What the programs are told at load: one write of the settings map, so an observer that
+/// adopts a running datapath never passes through a state its configuration does not ask for.
+#[derive(Clone, Debug, Default)]
+pub struct DatapathSettings {
+    /// A connection reports its counters at most this often (0: never).
+    pub summary_interval_ns: u64,
+    /// Policy audit mode: what the policy would drop passes, reported as AUDIT.
+    pub audit: bool,
+    /// DNS visibility: DNS messages on UDP port 53 are reported with their first bytes.
+    pub dns: bool,
+    /// HTTP visibility on these TCP ports (at most `HTTP_PORTS_MAX`).
+    pub http_ports: Vec<u16>,
+}
+
+/// What a pinned datapath's observer found when it started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinStart {
+    /// Nothing was pinned: a new datapath.
+    Fresh,
+    /// The pinned maps of this layout, taken over as they are; the programs swapped in place.
+    Adopted,
+    /// Pins of another layout (or of an observer that died before its first policy): new maps,
+    /// and the previous programs keep enforcing until these hold a policy.
+    Replaced,
+}
+
+impl PinStart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PinStart::Fresh => "fresh",
+            PinStart::Adopted => "adopted",
+            PinStart::Replaced => "replaced",
+        }
+    }
+}
+
+/// The pins' side of the status.
+#[derive(Clone, Debug)]
+pub struct PinReport {
+    pub root: std::path::PathBuf,
+    pub layout: String,
+    pub start: PinStart,
+    /// Interfaces whose pinned links were found attached.
+    pub links_found: usize,
+    /// Events the ring buffer had no room for while no observer read it.
+    pub lost_while_away: u64,
+    /// From the previous observer's last heartbeat to this one's start.
+    pub away: Option<std::time::Duration>,
+}
+
+struct Pins {
+    root: PinRoot,
+    layout: String,
+    /// Where this observer's maps are pinned until they hold a policy (a new layout): renamed
+    /// to the layout's folder then. None: the maps are the layout's folder already.
+    staging: Option<std::path::PathBuf>,
+    /// Programs may be swapped into links found pinned: the maps hold what they judge by.
+    swap_ready: bool,
+    /// Links found pinned and attached, by interface index (ingress, egress), until the first
+    /// sync takes them over or unpins them.
+    found: Option<HashMap<u32, [Option<SchedClassifierLink>; 2]>>,
+    /// The lost-event counts last written to the handover map.
+    lost_handed: [u64; MAX_CPUS],
+    lost_reported_at_start: [u64; MAX_CPUS],
+    report: PinReport,
+}
+
+/// Where a pinned datapath's maps go: the layout's folder (adopted), or a staging folder.
+struct Placement {
+    layout: String,
+    dir: std::path::PathBuf,
+    staging: Option<std::path::PathBuf>,
+}
+
+impl Placement {
+    fn new(root: &PinRoot) -> anyhow::Result<Placement> {
+        let layout = super::pin::layout(OBJECT)?;
+        let maps = root.maps(&layout);
+        if maps.is_dir() {
+            return Ok(Placement {
+                layout,
+                dir: maps,
+                staging: None,
+            });
+        }
+        let staging = root.staging(&layout);
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging)
+            .with_context(|| format!("creating {}", staging.display()))?;
+        Ok(Placement {
+            layout,
+            dir: staging.clone(),
+            staging: Some(staging),
+        })
+    }
+}
+
+/// One direction's link on an interface.
+enum Links {
+    /// Held by the programs: detached when the observer exits.
+    Owned {
+        ingress: SchedClassifierLinkId,
+        egress: SchedClassifierLinkId,
+    },
+    /// Pinned: attached until the pin is removed, whatever happens to the observer. `current`
+    /// is false while they still run the previous observer's programs.
+    Pinned {
+        ingress: SchedClassifierLink,
+        egress: SchedClassifierLink,
+        current: bool,
+    },
+}
 
 struct Attached {
     ifindex: u32,
-    ingress: SchedClassifierLinkId,
-    egress: SchedClassifierLinkId,
+    links: Links,
 }
 
 /// The loaded datapath: programs, maps and the interfaces it is attached to.
@@ -54,6 +169,8 @@ pub struct Datapath {
     ebpf: Ebpf,
     stats: PerCpuArray<MapData, u64>,
     attached: HashMap<String, Attached>,
+    /// With pinning: the pin root, and how this observer took over what it found there.
+    pins: Option<Pins>,
     /// Interfaces (name, index) whose attach failed: retried on every sync, but reported once.
     failed: HashMap<String, u32>,
     /// Prefixes written to the ipcache by the last policy install.
@@ -65,14 +182,72 @@ pub struct Datapath {
 }
 
 impl Datapath {
-    /// Loads and verifies the programs, writes the settings and the deny list.
-    pub fn load(summary_interval_ns: u64, deny: &[DenyRule]) -> anyhow::Result<Self> {
+    /// Loads and verifies the programs, writes the settings and the deny list. Nothing is
+    /// pinned: the datapath goes with the observer.
+    pub fn load(settings: &DatapathSettings, deny: &[DenyRule]) -> anyhow::Result<Self> {
+        Self::load_with(settings, deny, None)
+    }
+
+    /// As [`Datapath::load`], pinned under `root` to outlive the observer: maps of this layout
+    /// pinned there are adopted as they are (policy, identities, conntrack, counters, the
+    /// events waiting in the ring buffer), and links pinned there get these programs swapped in
+    /// ([`Datapath::sync`]), so enforcement never pauses.
+    pub fn load_pinned(
+        settings: &DatapathSettings,
+        deny: &[DenyRule],
+        root: PinRoot,
+    ) -> anyhow::Result<Self> {
+        Self::load_with(settings, deny, Some(root))
+    }
+
+    fn load_with(
+        settings: &DatapathSettings,
+        deny: &[DenyRule],
+        root: Option<PinRoot>,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            settings.http_ports.len() <= flowscope_common::HTTP_PORTS_MAX,
+            "at most {} HTTP visibility ports, got {}",
+            flowscope_common::HTTP_PORTS_MAX,
+            settings.http_ports.len()
+        );
+        let placed = match &root {
+            Some(root) => Some(Placement::new(root)?),
+            None => None,
+        };
+        let loaded = Self::load_programs(settings, deny, placed.as_ref());
+        match (loaded, root, placed) {
+            (Ok(mut dp), Some(root), Some(placed)) => {
+                dp.take_over(root, placed.layout, placed.staging)?;
+                Ok(dp)
+            }
+            (Ok(dp), _, _) => Ok(dp),
+            (Err(err), Some(root), Some(placed)) => {
+                // Nothing half-made is left pinned.
+                root.discard(placed.staging.as_deref());
+                Err(err)
+            }
+            (Err(err), _, _) => Err(err),
+        }
+    }
+
+    fn load_programs(
+        settings: &DatapathSettings,
+        deny: &[DenyRule],
+        placed: Option<&Placement>,
+    ) -> anyhow::Result<Self> {
         raise_memlock_limit();
+        let mut loader = EbpfLoader::new();
         // The programs read only stable UAPI fields (`__sk_buff`, packet data), so they need no
         // CO-RE relocations against the kernel's BTF; skipping it saves parsing vmlinux BTF,
         // which would otherwise set the observer's peak memory (tens of MiB).
-        let mut ebpf = EbpfLoader::new()
-            .btf(None)
+        loader.btf(None);
+        if let Some(placed) = placed {
+            for name in PINNED_MAPS {
+                loader.map_pin_path(name, placed.dir.join(name));
+            }
+        }
+        let mut ebpf = loader
             .load(OBJECT)
             .context("loading the eBPF object into the kernel")?;
         for name in [PROG_INGRESS, PROG_EGRESS] {
@@ -83,70 +258,362 @@ impl Datapath {
             prog.load()
                 .with_context(|| format!("verifying program {name}"))?;
         }
-        let mut config: Array<&mut MapData, Config> = Array::try_from(
-            ebpf.map_mut(MAP_CONFIG)
-                .ok_or_else(|| anyhow!("map {MAP_CONFIG} missing"))?,
-        )?;
-        config.set(
-            0,
-            Config {
-                summary_interval_ns,
-                flags: 0,
-                http_ports: [0; flowscope_common::HTTP_PORTS_MAX],
-                proxy_port_ingress: 0,
-                proxy_port_egress: 0,
-                _pad: 0,
-            },
-            0,
-        )?;
-        let mut trie: LpmTrie<&mut MapData, DenyKey, DenyValue> = LpmTrie::try_from(
-            ebpf.map_mut(MAP_DENY)
-                .ok_or_else(|| anyhow!("map {MAP_DENY} missing"))?,
-        )?;
-        for (index, rule) in deny.iter().enumerate() {
-            for (key, value) in rule.trie_entries(index as u32) {
-                trie.insert(&key, value, 0)
-                    .with_context(|| format!("writing deny rule {rule}"))?;
-            }
-        }
+        let adopted = placed.is_some_and(|p| p.staging.is_none());
         let stats = PerCpuArray::try_from(
             ebpf.take_map(MAP_STATS)
                 .ok_or_else(|| anyhow!("map {MAP_STATS} missing"))?,
         )?;
-        Ok(Datapath {
+        let mut dp = Datapath {
             ebpf,
             stats,
             attached: HashMap::new(),
+            pins: None,
             failed: HashMap::new(),
             ipcache_installed: Default::default(),
             l7_ingress_installed: Default::default(),
             proxy_lookup: None,
-        })
+        };
+        dp.write_settings(settings, adopted)?;
+        dp.write_deny(deny, adopted)?;
+        Ok(dp)
+    }
+
+    /// The settings map in one write. Adopted maps keep what the policy install owns (the
+    /// active generation, the L7 ingress flag) and the proxy's ports until the proxy starts.
+    fn write_settings(&mut self, s: &DatapathSettings, adopted: bool) -> anyhow::Result<()> {
+        let mut config: Array<&mut MapData, Config> = Array::try_from(self.map_mut(MAP_CONFIG)?)?;
+        let previous = if adopted {
+            config.get(&0, 0)?
+        } else {
+            Config::default()
+        };
+        let mut flags = previous.flags & (CONFIG_GENERATION | CONFIG_L7_INGRESS);
+        for (on, flag) in [
+            (s.audit, CONFIG_AUDIT),
+            (s.dns, CONFIG_DNS),
+            (!s.http_ports.is_empty(), CONFIG_HTTP),
+        ] {
+            if on {
+                flags |= flag;
+            }
+        }
+        let mut http_ports = [0; flowscope_common::HTTP_PORTS_MAX];
+        http_ports[..s.http_ports.len()].copy_from_slice(&s.http_ports);
+        config.set(
+            0,
+            Config {
+                summary_interval_ns: s.summary_interval_ns,
+                flags,
+                http_ports,
+                ..previous
+            },
+            0,
+        )?;
+        Ok(())
+    }
+
+    /// The deny list: every rule's entries written; in adopted maps, then the entries of rules
+    /// no longer listed removed (for a moment both lists apply: nothing passes that either
+    /// denies).
+    fn write_deny(&mut self, deny: &[DenyRule], adopted: bool) -> anyhow::Result<()> {
+        let mut trie: LpmTrie<&mut MapData, DenyKey, DenyValue> =
+            LpmTrie::try_from(self.map_mut(MAP_DENY)?)?;
+        let mut wanted = std::collections::HashSet::new();
+        for (index, rule) in deny.iter().enumerate() {
+            for (key, value) in rule.trie_entries(index as u32) {
+                trie.insert(&key, value, 0)
+                    .with_context(|| format!("writing deny rule {rule}"))?;
+                wanted.insert((key.prefix_len(), key.data()));
+            }
+        }
+        if adopted {
+            let stale: Vec<Key<DenyKey>> = trie
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| !wanted.contains(&(k.prefix_len(), k.data())))
+                .collect();
+            for k in stale {
+                let _ = trie.remove(&k);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes over what is pinned under `root`: the links found attached (swapped to these
+    /// programs by the first sync, or once these maps hold a policy), what the last observer
+    /// reported of the ring buffer's losses, and in adopted maps what the last install wrote.
+    fn take_over(
+        &mut self,
+        root: PinRoot,
+        layout: String,
+        staging: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<()> {
+        let adopted = staging.is_none();
+        let present = interfaces::list().unwrap_or_default();
+        let mut found: HashMap<u32, [Option<SchedClassifierLink>; 2]> = HashMap::new();
+        for (ifindex, direction, path) in root.links() {
+            let slot = usize::from(matches!(direction, TcAttachType::Egress));
+            match adopt_link(&path, ifindex, direction, &present) {
+                Ok(Some(link)) => found.entry(ifindex).or_default()[slot] = Some(link),
+                Ok(None) => {
+                    debug!(pin = %path.display(), "Pinned link of a gone interface, removed");
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(err) => {
+                    warn!(pin = %path.display(), "Pinned link unusable, removed: {err:#}");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        // A direction found without the other is attached anew with the other at sync.
+        let links_found = found
+            .values()
+            .filter(|l| l.iter().all(Option::is_some))
+            .count();
+        let start = if adopted {
+            PinStart::Adopted
+        } else if found.is_empty() && root.other_maps(&layout).len() <= 1 {
+            PinStart::Fresh
+        } else {
+            PinStart::Replaced
+        };
+        let (lost_reported, heartbeat) = if adopted {
+            self.read_handover()?
+        } else {
+            ([0; MAX_CPUS], 0)
+        };
+        if adopted {
+            self.read_installed()?;
+        }
+        let stats = self.stats()?;
+        let lost_while_away: u64 = stats
+            .lost_per_cpu
+            .iter()
+            .zip(&lost_reported)
+            .map(|(now, reported)| now.saturating_sub(*reported))
+            .sum();
+        let away = (heartbeat > 0).then(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            now.saturating_sub(std::time::Duration::from_nanos(heartbeat))
+        });
+        let report = PinReport {
+            root: root.path().to_path_buf(),
+            layout: layout.clone(),
+            start,
+            links_found,
+            lost_while_away,
+            away,
+        };
+        match start {
+            PinStart::Fresh => info!(root = %report.root.display(), layout, "Datapath pinned"),
+            PinStart::Adopted => info!(
+                root = %report.root.display(),
+                layout,
+                interfaces = links_found,
+                lost_while_away,
+                away_seconds = away.map(|a| a.as_secs_f64()),
+                "Adopted the pinned datapath: its policy, conntrack and events carry on"
+            ),
+            PinStart::Replaced => info!(
+                root = %report.root.display(),
+                layout,
+                interfaces = links_found,
+                "Pinned datapath of another layout: it keeps enforcing until this one holds its policy, then is replaced"
+            ),
+        }
+        self.pins = Some(Pins {
+            root,
+            layout,
+            swap_ready: adopted || found.is_empty(),
+            staging,
+            found: Some(found),
+            lost_handed: lost_reported,
+            lost_reported_at_start: lost_reported,
+            report,
+        });
+        Ok(())
+    }
+
+    /// What the previous observer left: per CPU the lost events it reported, and its last
+    /// heartbeat.
+    fn read_handover(&self) -> anyhow::Result<([u64; MAX_CPUS], u64)> {
+        let map: Array<&MapData, u64> = Array::try_from(
+            self.ebpf
+                .map(MAP_HANDOVER)
+                .ok_or_else(|| anyhow!("map {MAP_HANDOVER} missing"))?,
+        )?;
+        let mut lost = [0; MAX_CPUS];
+        for (cpu, slot) in lost.iter_mut().enumerate() {
+            *slot = map.get(&(handover::LOST_REPORTED + cpu as u32), 0)?;
+        }
+        Ok((lost, map.get(&handover::HEARTBEAT, 0)?))
+    }
+
+    /// Tells the next observer what this one reported: the lost events per CPU (written when
+    /// they change) and a heartbeat (one write; called once a second).
+    pub fn hand_over(&mut self, lost_reported: &[u64; MAX_CPUS]) -> anyhow::Result<()> {
+        let Some(pins) = self.pins.as_mut() else {
+            return Ok(());
+        };
+        let changed: Vec<(usize, u64)> = lost_reported
+            .iter()
+            .zip(&pins.lost_handed)
+            .enumerate()
+            .filter(|(_, (now, handed))| now != handed)
+            .map(|(cpu, (now, _))| (cpu, *now))
+            .collect();
+        pins.lost_handed = *lost_reported;
+        let mut map: Array<&mut MapData, u64> = Array::try_from(
+            self.ebpf
+                .map_mut(MAP_HANDOVER)
+                .ok_or_else(|| anyhow!("map {MAP_HANDOVER} missing"))?,
+        )?;
+        for (cpu, value) in changed {
+            map.set(handover::LOST_REPORTED + cpu as u32, value, 0)?;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        map.set(handover::HEARTBEAT, now.as_nanos() as u64, 0)?;
+        Ok(())
+    }
+
+    /// Per CPU, the lost events already reported when this observer started (by the one
+    /// before it); zero for a datapath of its own.
+    pub fn lost_reported_at_start(&self) -> [u64; MAX_CPUS] {
+        self.pins
+            .as_ref()
+            .map_or([0; MAX_CPUS], |p| p.lost_reported_at_start)
+    }
+
+    /// How this observer found the pins; None when nothing is pinned.
+    pub fn pin_report(&self) -> Option<&PinReport> {
+        self.pins.as_ref().map(|p| &p.report)
+    }
+
+    /// Links still running the previous layout's programs.
+    pub fn pending_swaps(&self) -> usize {
+        self.attached
+            .values()
+            .filter(|a| matches!(a.links, Links::Pinned { current: false, .. }))
+            .count()
+    }
+
+    /// In adopted maps, the prefixes and addresses the last install wrote: the next install
+    /// removes those it no longer needs.
+    fn read_installed(&mut self) -> anyhow::Result<()> {
+        let mut nets = std::collections::HashSet::new();
+        {
+            let hosts: AyaHashMap<&MapData, IpKey, IdentityValue> = AyaHashMap::try_from(
+                self.ebpf
+                    .map(MAP_IPCACHE_HOSTS)
+                    .ok_or_else(|| anyhow!("map {MAP_IPCACHE_HOSTS} missing"))?,
+            )?;
+            nets.extend(
+                hosts
+                    .keys()
+                    .filter_map(Result::ok)
+                    .filter_map(|k| ip_net(&k, if k.family == FAMILY_IPV4 { 32 } else { 128 })),
+            );
+            let trie: LpmTrie<&MapData, IpKey, IdentityValue> = LpmTrie::try_from(
+                self.ebpf
+                    .map(MAP_IPCACHE)
+                    .ok_or_else(|| anyhow!("map {MAP_IPCACHE} missing"))?,
+            )?;
+            nets.extend(trie.keys().filter_map(Result::ok).filter_map(|k| {
+                let bits = k.prefix_len().checked_sub(IP_KEY_FIXED_BITS)?;
+                ip_net(&k.data(), bits as u8)
+            }));
+        }
+        let l7: AyaHashMap<&MapData, IpKey, u32> = AyaHashMap::try_from(
+            self.ebpf
+                .map(MAP_L7_INGRESS)
+                .ok_or_else(|| anyhow!("map {MAP_L7_INGRESS} missing"))?,
+        )?;
+        self.l7_ingress_installed = l7
+            .keys()
+            .filter_map(Result::ok)
+            .filter_map(|k| ip_net(&k, if k.family == FAMILY_IPV4 { 32 } else { 128 }))
+            .map(|n| n.addr())
+            .collect();
+        self.ipcache_installed = nets;
+        Ok(())
+    }
+
+    /// Once this observer's maps hold what the programs judge by (its first policy, or at once
+    /// without policies): links found still running the previous programs get these, a new
+    /// layout's maps become the ones the next observer adopts, and the other layouts' pins
+    /// go. Nothing to do on later calls.
+    pub fn release(&mut self) -> anyhow::Result<()> {
+        let Some(pins) = self.pins.as_mut() else {
+            return Ok(());
+        };
+        if pins.swap_ready && pins.staging.is_none() {
+            return Ok(());
+        }
+        pins.swap_ready = true;
+        let names: Vec<String> = self
+            .attached
+            .iter()
+            .filter(|(_, a)| matches!(a.links, Links::Pinned { current: false, .. }))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let pending = names.len();
+        for name in names {
+            if let Err(err) = self.swap(&name) {
+                warn!(interface = %name, "Swapping the programs in: {err:#}");
+            }
+        }
+        if pending > 0 {
+            info!(
+                interfaces = pending - self.pending_swaps(),
+                "Programs swapped in place of the previous layout's"
+            );
+        }
+        let Some(pins) = self.pins.as_mut() else {
+            return Ok(());
+        };
+        if let Some(staging) = pins.staging.take() {
+            let maps = pins.root.maps(&pins.layout);
+            std::fs::rename(&staging, &maps)
+                .with_context(|| format!("renaming {} to {}", staging.display(), maps.display()))?;
+        }
+        for stale in pins.root.other_maps(&pins.layout) {
+            if let Err(err) = std::fs::remove_dir_all(&stale) {
+                warn!(pin = %stale.display(), "Removing the previous layout's maps: {err}");
+            } else {
+                info!(pin = %stale.display(), "Previous layout's maps removed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Swaps this observer's programs into the pinned links of interface `name`, each in one
+    /// kernel operation (BPF_LINK_UPDATE): every packet runs the old program or the new one.
+    /// The links are opened again from their pins, so a failure loses nothing.
+    fn swap(&mut self, name: &str) -> anyhow::Result<()> {
+        let (Some(a), Some(pins)) = (self.attached.get(name), self.pins.as_ref()) else {
+            return Ok(());
+        };
+        let ingress_pin = pins.root.link(a.ifindex, TcAttachType::Ingress);
+        let egress_pin = pins.root.link(a.ifindex, TcAttachType::Egress);
+        let ingress = swap_program(self.classifier(PROG_INGRESS)?, &ingress_pin)?;
+        let egress = swap_program(self.classifier(PROG_EGRESS)?, &egress_pin)?;
+        if let Some(a) = self.attached.get_mut(name) {
+            a.links = Links::Pinned {
+                ingress,
+                egress,
+                current: true,
+            };
+        }
+        Ok(())
     }
 
     /// Policy audit mode: connections the policy would drop pass, reported as AUDIT.
     pub fn set_audit(&mut self, on: bool) -> anyhow::Result<()> {
         self.set_config_flag(CONFIG_AUDIT, on)
-    }
-
-    /// HTTP visibility on these TCP ports (at most `HTTP_PORTS_MAX`): segments starting an
-    /// HTTP/1.x request or response head are reported with their first bytes.
-    pub fn set_http_ports(&mut self, ports: &[u16]) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            ports.len() <= flowscope_common::HTTP_PORTS_MAX,
-            "at most {} HTTP visibility ports, got {}",
-            flowscope_common::HTTP_PORTS_MAX,
-            ports.len()
-        );
-        {
-            let mut config: Array<&mut MapData, Config> =
-                Array::try_from(self.map_mut(MAP_CONFIG)?)?;
-            let mut c = config.get(&0, 0)?;
-            c.http_ports = [0; flowscope_common::HTTP_PORTS_MAX];
-            c.http_ports[..ports.len()].copy_from_slice(ports);
-            config.set(0, c, 0)?;
-        }
-        self.set_config_flag(flowscope_common::CONFIG_HTTP, !ports.is_empty())
     }
 
     /// The L7 proxy's listener ports (0: no proxy; connections that need it are dropped).
@@ -186,11 +653,6 @@ impl Datapath {
             .context("attaching the proxy's socket lookup program")?;
         self.proxy_lookup = Some(link);
         Ok(())
-    }
-
-    /// DNS visibility: DNS messages on UDP port 53 are reported with their first bytes.
-    pub fn set_dns(&mut self, on: bool) -> anyhow::Result<()> {
-        self.set_config_flag(CONFIG_DNS, on)
     }
 
     /// Records the security identity behind a prefix (a pod's /32 or /128, a policy CIDR).
@@ -316,6 +778,12 @@ impl Datapath {
         Ok(next)
     }
 
+    /// Installs the empty policy: adopted maps of an observer that enforced policies stop
+    /// enforcing them under one that has none.
+    pub fn clear_policy(&mut self) -> anyhow::Result<()> {
+        self.install_policy(&[], &[], &[], &[], &[]).map(|_| ())
+    }
+
     /// The generation the next `install_policy` writes.
     pub fn next_generation(&self) -> anyhow::Result<u32> {
         Ok(1 - self.generation()?)
@@ -423,8 +891,38 @@ impl Datapath {
         // Bounded by the interfaces that exist: forget failures of interfaces that are gone.
         self.failed
             .retain(|name, index| present.iter().any(|i| &i.name == name && i.index == *index));
+        // The first sync takes over the links found pinned on the interfaces to watch, and
+        // unpins (detaches) the rest.
+        let mut found = self
+            .pins
+            .as_mut()
+            .and_then(|p| p.found.take())
+            .unwrap_or_default();
         for iface in present {
             if !selector.matches(&iface.name) || self.attached.contains_key(&iface.name) {
+                continue;
+            }
+            if let Some([Some(ingress), Some(egress)]) = found.remove(&iface.index) {
+                self.attached.insert(
+                    iface.name.clone(),
+                    Attached {
+                        ifindex: iface.index,
+                        links: Links::Pinned {
+                            ingress,
+                            egress,
+                            current: false,
+                        },
+                    },
+                );
+                let swap_ready = self.pins.as_ref().is_some_and(|p| p.swap_ready);
+                let swapped = swap_ready && self.swap(&iface.name).is_ok();
+                info!(
+                    interface = %iface.name,
+                    ifindex = iface.index,
+                    programs = if swapped { "swapped in" } else { "previous, until the policy is in" },
+                    "Adopted its pinned links"
+                );
+                changes.push((iface.name.clone(), Ok(())));
                 continue;
             }
             let result = self.attach(iface);
@@ -440,6 +938,19 @@ impl Datapath {
                 }
             }
             changes.push((iface.name.clone(), result));
+        }
+        if let Some(pins) = &self.pins {
+            for (ifindex, links) in found {
+                for (direction, link) in [TcAttachType::Ingress, TcAttachType::Egress]
+                    .into_iter()
+                    .zip(links)
+                {
+                    let pin = pins.root.link(ifindex, direction);
+                    if std::fs::remove_file(&pin).is_ok() && link.is_some() {
+                        info!(ifindex, pin = %pin.display(), "Pinned link of an interface not watched now: detached");
+                    }
+                }
+            }
         }
         changes
     }
@@ -467,25 +978,91 @@ impl Datapath {
                 return Err(err).with_context(|| format!("attaching to {} egress", iface.name));
             }
         };
+        let links = match self.pin_links(iface.index, ingress, egress) {
+            Ok(links) => links,
+            Err(err) => {
+                return Err(err).with_context(|| format!("pinning the links of {}", iface.name));
+            }
+        };
         self.attached.insert(
             iface.name.clone(),
             Attached {
                 ifindex: iface.index,
-                ingress,
-                egress,
+                links,
             },
         );
         Ok(())
     }
 
+    /// With pinning, the new links of interface `ifindex` are pinned (and so outlive the
+    /// observer); on failure both are detached.
+    fn pin_links(
+        &mut self,
+        ifindex: u32,
+        ingress: SchedClassifierLinkId,
+        egress: SchedClassifierLinkId,
+    ) -> anyhow::Result<Links> {
+        let Some(pins) = self.pins.as_ref() else {
+            return Ok(Links::Owned { ingress, egress });
+        };
+        let paths = [
+            pins.root.link(ifindex, TcAttachType::Ingress),
+            pins.root.link(ifindex, TcAttachType::Egress),
+        ];
+        let ingress = self.classifier(PROG_INGRESS)?.take_link(ingress)?;
+        let egress = self.classifier(PROG_EGRESS)?.take_link(egress)?;
+        let mut pinned = Vec::with_capacity(2);
+        for (link, path) in [ingress, egress].into_iter().zip(&paths) {
+            // A pin left by a link that is gone (its interface replaced) makes way.
+            let _ = std::fs::remove_file(path);
+            let fd = FdLink::try_from(link)?;
+            let done = fd
+                .pin(path)
+                .map_err(anyhow::Error::from)
+                .and_then(|p| Ok(SchedClassifierLink::try_from(FdLink::from(p))?));
+            match done {
+                Ok(link) => pinned.push(link),
+                Err(err) => {
+                    // The links taken so far go with their pins: nothing half-attached.
+                    for path in &paths {
+                        let _ = std::fs::remove_file(path);
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        let egress = pinned.pop().expect("two links");
+        let ingress = pinned.pop().expect("two links");
+        Ok(Links::Pinned {
+            ingress,
+            egress,
+            current: true,
+        })
+    }
+
     fn detach(&mut self, name: &str, a: Attached) {
-        // The links of a deleted interface are already gone; detaching them only releases our
-        // file descriptors, so errors here are expected and harmless.
-        for (prog, link) in [(PROG_INGRESS, a.ingress), (PROG_EGRESS, a.egress)] {
-            if let Ok(p) = self.classifier(prog)
-                && let Err(err) = p.detach(link)
-            {
-                debug!(interface = name, "Detach: {err}");
+        match a.links {
+            Links::Owned { ingress, egress } => {
+                // The links of a deleted interface are already gone; detaching them only
+                // releases our file descriptors, so errors here are expected and harmless.
+                for (prog, link) in [(PROG_INGRESS, ingress), (PROG_EGRESS, egress)] {
+                    if let Ok(p) = self.classifier(prog)
+                        && let Err(err) = p.detach(link)
+                    {
+                        debug!(interface = name, "Detach: {err}");
+                    }
+                }
+            }
+            Links::Pinned {
+                ingress, egress, ..
+            } => {
+                // Without its pin and our descriptor, the kernel detaches the link.
+                if let Some(pins) = &self.pins {
+                    for direction in [TcAttachType::Ingress, TcAttachType::Egress] {
+                        let _ = std::fs::remove_file(pins.root.link(a.ifindex, direction));
+                    }
+                }
+                drop((ingress, egress));
             }
         }
     }
@@ -543,12 +1120,59 @@ impl Datapath {
 }
 
 impl Drop for Datapath {
+    /// Unpinned, the programs detach with the observer. Pinned, they stay attached and keep
+    /// enforcing: only the observer's descriptors close.
     fn drop(&mut self) {
+        if self.pins.is_some() {
+            return;
+        }
         let attached: Vec<_> = self.attached.drain().collect();
         for (name, a) in attached {
             self.detach(&name, a);
         }
     }
+}
+
+/// A link pinned at `path` that is still attached to interface `ifindex` in `direction`
+/// (its program is among the interface's tcx programs); None when its interface is gone.
+fn adopt_link(
+    path: &std::path::Path,
+    ifindex: u32,
+    direction: TcAttachType,
+    present: &[Interface],
+) -> anyhow::Result<Option<SchedClassifierLink>> {
+    let fd = FdLink::from(PinnedLink::from_pin(path)?);
+    let program = fd.info()?.program_id();
+    let Some(iface) = present.iter().find(|i| i.index == ifindex) else {
+        return Ok(None);
+    };
+    let (_, programs) = SchedClassifier::query_tcx(&iface.name, direction)?;
+    if !programs.iter().any(|p| p.id() == program) {
+        return Ok(None);
+    }
+    Ok(Some(SchedClassifierLink::try_from(fd)?))
+}
+
+/// Puts `prog` into the link pinned at `pin` in place of the program it runs.
+fn swap_program(
+    prog: &mut SchedClassifier,
+    pin: &std::path::Path,
+) -> anyhow::Result<SchedClassifierLink> {
+    let link = SchedClassifierLink::try_from(FdLink::from(PinnedLink::from_pin(pin)?))?;
+    let id = prog.attach_to_link(link)?;
+    Ok(prog.take_link(id)?)
+}
+
+/// The prefix of an ipcache key with `bits` fixed address bits.
+fn ip_net(key: &IpKey, bits: u8) -> Option<IpNet> {
+    let addr: IpAddr = match key.family {
+        FAMILY_IPV4 => {
+            std::net::Ipv4Addr::new(key.addr[0], key.addr[1], key.addr[2], key.addr[3]).into()
+        }
+        FAMILY_IPV6 => std::net::Ipv6Addr::from(key.addr).into(),
+        _ => return None,
+    };
+    IpNet::new(addr, bits).ok()
 }
 
 /// The ipcache key of a prefix: family and address, the prefix covering the family too.
@@ -637,8 +1261,11 @@ mod tests {
 
         fn with_summary(deny: &[&str], summary_interval_ns: u64) -> Self {
             let rules: Vec<DenyRule> = deny.iter().map(|r| r.parse().unwrap()).collect();
-            let mut dp =
-                Datapath::load(summary_interval_ns, &rules).expect("load datapath (root needed)");
+            let settings = DatapathSettings {
+                summary_interval_ns,
+                ..DatapathSettings::default()
+            };
+            let mut dp = Datapath::load(&settings, &rules).expect("load datapath (root needed)");
             let ring = dp.take_events().unwrap();
             Harness { dp, ring }
         }
