@@ -155,6 +155,10 @@ pub struct Engine {
     last_map_ms: f64,
     last_stats_ms: f64,
     arrivals: VecDeque<(f64, u32)>,
+    /// Flows stamped at or after this are live, not the history sent at connection: the open
+    /// time less the rate window (clocks of server and browser differ a little). Fixed at the
+    /// open, so a browser that falls behind a fast stream still counts what it receives.
+    live_since: Option<Timestamp>,
     stats: Stats,
     connected: BTreeSet<String>,
     unavailable: BTreeSet<String>,
@@ -183,6 +187,7 @@ pub fn new_engine() -> Handle {
         last_map_ms: f64::NEG_INFINITY,
         last_stats_ms: f64::NEG_INFINITY,
         arrivals: VecDeque::new(),
+        live_since: None,
         stats: Stats::default(),
         connected: BTreeSet::new(),
         unavailable: BTreeSet::new(),
@@ -248,6 +253,7 @@ pub fn restart(eng: Handle, sig: Signals) {
             e.graph_since = None;
             // The new stream's history repeats the last seconds: count them once.
             e.arrivals.clear();
+            e.live_since = None;
             e.rows_dirty = true;
             e.map_dirty = true;
             e.need_fit = true;
@@ -308,7 +314,10 @@ fn connect(eng: Handle, sig: Signals, generation: u64) {
     let on_open = Closure::<dyn FnMut()>::new(move || {
         let _ = open_ws.send_with_str(&text);
         sig.conn.set(ConnState::Open);
-        eng.update_value(|e| e.retry_ms = 500);
+        eng.update_value(|e| {
+            e.retry_ms = 500;
+            e.live_since = Some(wall_now().saturating_add_nanos(-(RATE_WINDOW_MS * 1e6) as i64));
+        });
     });
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
         let Some(line) = ev.data().as_string() else {
@@ -430,13 +439,16 @@ fn frame(eng: Handle, sig: Signals) {
             e.frame_scheduled = false;
             let mut parsed = 0u32;
             let mut live = 0u32;
-            let recent = wall_now().saturating_add_nanos(-(RATE_WINDOW_MS * 1e6) as i64);
+            let live_since = e.live_since;
             while let Some(line) = e.pending.pop_front() {
                 match serde_json::from_str::<GetFlowsResponse>(&line) {
                     Ok(response) => match response.kind {
                         ResponseKind::Flow(flow) => {
                             // History sent at connection time is not part of the live rate.
-                            if flow.time.is_some_and(|t| t >= recent) {
+                            if flow
+                                .time
+                                .is_some_and(|t| live_since.is_some_and(|l| t >= l))
+                            {
                                 live += 1;
                             }
                             let keys = if e.graph_since.is_none_or(|t| flow.time > Some(t)) {
