@@ -73,6 +73,12 @@ if ! "$VENV/bin/python" -c 'import grpc' 2>/dev/null; then
   "$VENV/bin/pip" install -q grpcio
 fi
 
+# cargo-fuzz drives the fuzz targets (scripts/fuzz.sh, fuzz/) on the nightly toolchain.
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  log "cargo install cargo-fuzz"
+  cargo install cargo-fuzz --version 0.13.1 --locked
+fi
+
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   log "cargo install cargo-nextest"
   cargo install cargo-nextest --locked

@@ -28,8 +28,12 @@ impl BootClock {
         }
     }
 
+    /// A boot-clock time as Unix nanoseconds. An impossible stamp (beyond `i64`, as only a
+    /// corrupt event could carry) saturates instead of overflowing.
     pub fn to_unix_nanos(&self, boot_ns: u64) -> i64 {
-        boot_ns as i64 + self.offset_ns
+        i64::try_from(boot_ns)
+            .unwrap_or(i64::MAX)
+            .saturating_add(self.offset_ns)
     }
 
     /// The boot clock now, as the datapath would stamp it.
@@ -54,5 +58,15 @@ mod tests {
         let wall = now_ns(libc::CLOCK_REALTIME);
         let mapped = c.to_unix_nanos(BootClock::boot_now_ns());
         assert!((mapped - wall).abs() < 50_000_000, "{mapped} vs {wall}");
+    }
+
+    /// Found by the datapath_event fuzz target (fuzz/regressions/datapath_event): a stamp
+    /// near `u64::MAX` overflowed the addition.
+    #[test]
+    fn impossible_stamps_saturate() {
+        let c = BootClock::new();
+        assert_eq!(c.to_unix_nanos(u64::MAX), i64::MAX);
+        assert_eq!(c.to_unix_nanos(i64::MAX as u64), i64::MAX);
+        assert!(c.to_unix_nanos(0) > 0);
     }
 }

@@ -35,7 +35,7 @@ impl Selection {
 const OTHER_EVENTS: &[&str] = &["agent_event", "agentEvent", "debug_event", "debugEvent"];
 
 /// Parses one line: `Ok(None)` for events that are not printed here (agent/debug events).
-pub(crate) fn parse_line(text: &str) -> Result<Option<GetFlowsResponse>, String> {
+pub fn parse_line(text: &str) -> Result<Option<GetFlowsResponse>, String> {
     let envelope_error = match serde_json::from_str::<GetFlowsResponse>(text) {
         Ok(resp) => return Ok(Some(resp)),
         Err(e) => e,

@@ -34,6 +34,8 @@ pub use aggregate::AggregateKey;
 pub use args::{ColorChoice, ObserveArgs, OutputFormat};
 pub use filters::{FilterArg, FilterFlags};
 pub use format::TimeFormat;
+/// One line of flow JSON as `--input-file` reads it (for the fuzz targets and other readers).
+pub use input::parse_line as parse_input_line;
 
 use aggregate::Aggregator;
 use format::Style;

@@ -80,26 +80,39 @@ fn drain(
 ) {
     while out.len() - start < max {
         let Some(item) = ring.next() else { break };
-        if item.len() < std::mem::size_of::<FlowEvent>() {
-            *malformed += 1;
-            continue;
-        }
-        // SAFETY: the record holds at least size_of::<FlowEvent>() bytes written by the datapath
-        // as a FlowEvent (a repr(C) plain-data type); read_unaligned makes no alignment
-        // assumption about the ring's memory.
-        let ev = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FlowEvent>()) };
-        if ev.kind == kind::DNS || ev.kind == kind::HTTP {
-            // An L7Event: the FlowEvent, then the payload's length and first bytes.
-            if item.len() < std::mem::size_of::<L7Event>() {
-                *malformed += 1;
-                continue;
+        match decode_record(&item) {
+            Some((ev, payload)) => {
+                if let Some(payload) = payload {
+                    payloads.push(payload);
+                }
+                out.push(ev);
             }
-            let at = std::mem::offset_of!(L7Event, len);
-            let len = u16::from_ne_bytes([item[at], item[at + 1]]) as usize;
-            let body = std::mem::offset_of!(L7Event, payload);
-            let len = len.min(item.len() - body);
-            payloads.push(item[body..body + len].into());
+            None => *malformed += 1,
         }
-        out.push(ev);
     }
+}
+
+/// One ring buffer record: the event, and for an L7 event (`kind::DNS`, `kind::HTTP`) its
+/// payload. None for a record too short for what it says it is (a build mismatch between
+/// kernel and userspace; never expected).
+pub fn decode_record(item: &[u8]) -> Option<(FlowEvent, Option<Box<[u8]>>)> {
+    if item.len() < std::mem::size_of::<FlowEvent>() {
+        return None;
+    }
+    // SAFETY: the record holds at least size_of::<FlowEvent>() bytes, and FlowEvent is a
+    // repr(C) plain-data type valid for any bytes; read_unaligned makes no alignment
+    // assumption about the ring's memory.
+    let ev = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FlowEvent>()) };
+    if ev.kind != kind::DNS && ev.kind != kind::HTTP {
+        return Some((ev, None));
+    }
+    // An L7Event: the FlowEvent, then the payload's length and first bytes.
+    if item.len() < std::mem::size_of::<L7Event>() {
+        return None;
+    }
+    let at = std::mem::offset_of!(L7Event, len);
+    let len = u16::from_ne_bytes([item[at], item[at + 1]]) as usize;
+    let body = std::mem::offset_of!(L7Event, payload);
+    let len = len.min(item.len() - body);
+    Some((ev, Some(item[body..body + len].into())))
 }
