@@ -195,6 +195,9 @@ impl Exporter {
             "Exporting flows"
         );
         let shutdown = state.shutdown.clone();
+        // From the store's position now, not once the thread runs: flows stored meanwhile
+        // are exported too.
+        let from = store.follow_pos().pos;
         std::thread::Builder::new()
             .name("flow-export".into())
             .spawn(move || {
@@ -208,7 +211,7 @@ impl Exporter {
                         return;
                     }
                 };
-                rt.block_on(follow(cfg, out, store, state, shutdown));
+                rt.block_on(follow(cfg, out, store, from, state, shutdown));
             })
     }
 }
@@ -217,6 +220,7 @@ async fn follow(
     cfg: ExportConfig,
     mut out: Rotating,
     store: Arc<FlowStore>,
+    from: u64,
     state: Arc<AppState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -226,7 +230,7 @@ async fn follow(
     };
     publish(&state, &status);
     let everything = cfg.filters.matches_everything();
-    let mut pos = store.follow_pos().pos;
+    let mut pos = from;
     // Writes are failing now (a warning was logged; a success logs the recovery).
     let mut failing = false;
     let mut batch = Vec::with_capacity(BATCH);
