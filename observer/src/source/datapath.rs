@@ -1005,6 +1005,17 @@ impl Datapath {
         let Some(pins) = self.pins.as_ref() else {
             return Ok(Links::Owned { ingress, egress });
         };
+        if !tcx() {
+            // Netlink tc filters are no bpf links: nothing to pin, they go with the observer.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                warn!(
+                    "This kernel (before 6.6) attaches tc programs without links: they cannot \
+                     be pinned and detach when the observer exits"
+                )
+            });
+            return Ok(Links::Owned { ingress, egress });
+        }
         let paths = [
             pins.root.link(ifindex, TcAttachType::Ingress),
             pins.root.link(ifindex, TcAttachType::Egress),
@@ -1175,6 +1186,12 @@ fn ip_net(key: &IpKey, bits: u8) -> Option<IpNet> {
     IpNet::new(addr, bits).ok()
 }
 
+/// tc programs attach as tcx links (kernels >= 6.6), which can be pinned.
+fn tcx() -> bool {
+    use aya::util::KernelVersion;
+    KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
+}
+
 /// The ipcache key of a prefix: family and address, the prefix covering the family too.
 /// The exact-match key of one address.
 fn ip_key(ip: IpAddr) -> IpKey {
@@ -1226,9 +1243,7 @@ fn attach_first(
     iface: &Interface,
     direction: TcAttachType,
 ) -> Result<SchedClassifierLinkId, aya::programs::ProgramError> {
-    use aya::util::KernelVersion;
-    let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
-    if tcx {
+    if tcx() {
         program.attach_with_options(
             &iface.name,
             direction,
