@@ -4,12 +4,46 @@
 //! `flows=N lost=N seconds=S`. With it a benchmark measures the server, not a client that
 //! prints (bench/relay.sh).
 //!
-//! Run: `cargo run --release -p flowscope-cli --example flow_count -- URL [WARMUP] [SECONDS]`
+//! SECONDS 0 counts until SIGINT or SIGTERM. CONNECTIONS (default 1) follows that many times
+//! at once, one line each. HISTORY (default 0) also asks for up to that many stored flows
+//! first, so a subscriber that starts with the server accounts for every flow it ever stored
+//! (bench/soak.sh).
+//!
+//! Run: `cargo run --release -p flowscope-cli --example flow_count -- URL [WARMUP] [SECONDS]
+//! [CONNECTIONS] [HISTORY]`
 
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Clone, Copy)]
+struct Window {
+    begin: Instant,
+    /// None: until a signal.
+    end: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Tally {
+    flows: u64,
+    lost: u64,
+}
+
+impl Tally {
+    /// Counts one response inside the window; false once the window is over.
+    fn count(&mut self, w: Window, flow: bool, lost: u64) -> bool {
+        let now = Instant::now();
+        if now >= w.begin {
+            if flow {
+                self.flows += 1;
+            } else {
+                self.lost += lost;
+            }
+        }
+        w.end.is_none_or(|end| now < end)
+    }
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -17,30 +51,61 @@ async fn main() {
     let url = args
         .next()
         .unwrap_or_else(|| "grpc://127.0.0.1:4244".into());
-    let warmup: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(2.0);
-    let seconds: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(10.0);
-    let (begin, end) = (
-        Instant::now() + Duration::from_secs_f64(warmup),
-        Instant::now() + Duration::from_secs_f64(warmup + seconds),
-    );
-    let (mut flows, mut lost) = (0u64, 0u64);
-    let mut counting = |flow: bool, n: u64| {
-        let now = Instant::now();
-        if now >= begin {
-            if flow {
-                flows += 1;
-            } else {
-                lost += n;
-            }
-        }
-        now < end
+    let mut number =
+        |default: f64| -> f64 { args.next().and_then(|s| s.parse().ok()).unwrap_or(default) };
+    let warmup = number(2.0);
+    let seconds = number(10.0);
+    let connections = number(1.0) as usize;
+    let history = number(0.0) as u64;
+    let start = Instant::now();
+    let window = Window {
+        begin: start + Duration::from_secs_f64(warmup),
+        end: (seconds > 0.0).then(|| start + Duration::from_secs_f64(warmup + seconds)),
     };
+    let tallies: Vec<std::rc::Rc<std::cell::RefCell<Tally>>> = (0..connections.max(1))
+        .map(|_| Default::default())
+        .collect();
+    let follow = futures_util::future::join_all(
+        tallies
+            .iter()
+            .map(|t| follow(&url, history, window, t.clone())),
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = follow => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    let now = Instant::now();
+    let counted = window
+        .end
+        .map_or(now, |end| now.min(end))
+        .saturating_duration_since(window.begin);
+    for t in &tallies {
+        let t = t.borrow();
+        println!(
+            "flows={} lost={} seconds={:.3}",
+            t.flows,
+            t.lost,
+            counted.as_secs_f64()
+        );
+    }
+}
+
+async fn follow(
+    url: &str,
+    history: u64,
+    window: Window,
+    tally: std::rc::Rc<std::cell::RefCell<Tally>>,
+) {
     if let Some(server) = url.strip_prefix("grpc://") {
         let channel = flowscope_proto::client::connect(server, None, Duration::from_secs(5))
             .await
             .expect("connect");
         let request = flowscope_proto::observer::GetFlowsRequest {
             follow: true,
+            number: history,
             ..Default::default()
         };
         let mut stream = flowscope_proto::client::get_flows_encoded(channel, request)
@@ -48,7 +113,8 @@ async fn main() {
             .expect("GetFlows");
         while let Ok(Some(response)) = stream.message().await {
             let head = response.head().expect("GetFlowsResponse");
-            if !counting(head.kind == flowscope_proto::Kind::Flow, head.lost) {
+            let flow = head.kind == flowscope_proto::Kind::Flow;
+            if !tally.borrow_mut().count(window, flow, head.lost) {
                 break;
             }
         }
@@ -56,7 +122,8 @@ async fn main() {
         let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{server}/api/v1/flows"))
             .await
             .expect("connect");
-        ws.send(Message::Text(r#"{"follow":true}"#.into()))
+        let request = format!(r#"{{"follow":true,"number":{history}}}"#);
+        ws.send(Message::Text(request.into()))
             .await
             .expect("request");
         while let Some(Ok(msg)) = ws.next().await {
@@ -65,7 +132,10 @@ async fn main() {
                 .find("\"num_events_lost\":\"")
                 .and_then(|i| t[i + 19..].split('"').next()?.parse().ok())
                 .unwrap_or(0);
-            if !counting(t.starts_with("{\"flow\""), lost) {
+            if !tally
+                .borrow_mut()
+                .count(window, t.starts_with("{\"flow\""), lost)
+            {
                 break;
             }
         }
@@ -73,9 +143,4 @@ async fn main() {
         eprintln!("URL is grpc://HOST:PORT or ws://HOST:PORT");
         std::process::exit(2);
     }
-    let counted = Instant::now().min(end).saturating_duration_since(begin);
-    println!(
-        "flows={flows} lost={lost} seconds={:.3}",
-        counted.as_secs_f64()
-    );
 }
