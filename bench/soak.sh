@@ -122,8 +122,14 @@ for _ in $(seq 100); do
   [ "$cur" = "$last" ] && break
   last=$cur; sleep 2
 done
-sleep 2
+# The exporter catches up (or counts what it lost).
+for _ in $(seq 60); do
+  status | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d["export"]["flows"] + d["export"]["lost"] >= d["seen_flows"] else 1)' && break
+  sleep 1
+done
 FINAL=$(status)
+# Each subscriber reads on until its stream is quiet (lagging ones catch up or are told what
+# they lost), then prints its counts.
 kill -INT "$WS_PID" "$GRPC_PID" "$RELAY_COUNT_PID"
 wait "$WS_PID" "$GRPC_PID" "$RELAY_COUNT_PID" 2>/dev/null || true
 OBS_FDS_END=$(fds "$OBS_PID"); RELAY_FDS_END=$(fds "$RELAY_PID")

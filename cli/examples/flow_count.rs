@@ -4,7 +4,8 @@
 //! `flows=N lost=N seconds=S`. With it a benchmark measures the server, not a client that
 //! prints (bench/relay.sh).
 //!
-//! SECONDS 0 counts until SIGINT or SIGTERM. CONNECTIONS (default 1) follows that many times
+//! SECONDS 0 counts until SIGINT or SIGTERM, then until the streams are quiet for 3 s (what a
+//! lagging subscriber still receives counts). CONNECTIONS (default 1) follows that many times
 //! at once, one line each. HISTORY (default 0) also asks for up to that many stored flows
 //! first, so a subscriber that starts with the server accounts for every flow it ever stored
 //! (bench/soak.sh).
@@ -72,10 +73,34 @@ async fn main() {
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");
-    tokio::select! {
-        _ = follow => {}
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut follow = std::pin::pin!(follow);
+    let signalled = tokio::select! {
+        _ = &mut follow => false,
+        _ = tokio::signal::ctrl_c() => true,
+        _ = term.recv() => true,
+    };
+    // Stopped by a signal: what the server still sends (a subscriber catching up, or told
+    // what it lost) counts until the stream has been quiet for a moment.
+    let total = || -> u64 {
+        tallies
+            .iter()
+            .map(|t| {
+                let t = t.borrow();
+                t.flows + t.lost
+            })
+            .sum()
+    };
+    if signalled {
+        loop {
+            let before = total();
+            tokio::select! {
+                _ = &mut follow => break,
+                _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+            }
+            if total() == before {
+                break;
+            }
+        }
     }
     let now = Instant::now();
     let counted = window
