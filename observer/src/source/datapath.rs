@@ -372,7 +372,7 @@ impl Datapath {
             .count();
         let start = if adopted {
             PinStart::Adopted
-        } else if found.is_empty() && root.other_maps(&layout).len() <= 1 {
+        } else if found.is_empty() && root.other_maps(&layout).is_empty() {
             PinStart::Fresh
         } else {
             PinStart::Replaced

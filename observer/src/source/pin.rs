@@ -90,9 +90,10 @@ impl PinRoot {
         }
     }
 
-    /// Folders of maps of other layouts (and staging leftovers of a crash).
+    /// Folders of maps of other layouts (and their staging leftovers of a crash); this
+    /// layout's folder and staging folder are not among them.
     pub fn other_maps(&self, layout: &str) -> Vec<PathBuf> {
-        let keep = format!("maps-{layout}");
+        let (keep, staging) = (format!("maps-{layout}"), format!("new-maps-{layout}"));
         let Ok(rd) = std::fs::read_dir(&self.root) else {
             return Vec::new();
         };
@@ -100,7 +101,9 @@ impl PinRoot {
             .flatten()
             .filter(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                (name.starts_with("maps-") || name.starts_with("new-maps-")) && name != keep
+                (name.starts_with("maps-") || name.starts_with("new-maps-"))
+                    && name != keep
+                    && name != staging
             })
             .map(|e| e.path())
             .collect();
