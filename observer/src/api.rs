@@ -9,10 +9,12 @@
 //! (`flowscope_server::ws`), shared with the relay.
 
 use std::{
+    pin::pin,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
+    task::Poll,
     time::{Duration, Instant},
 };
 
@@ -46,7 +48,7 @@ use crate::{
     event::{Cached, Record, ring_lost_line, unix_now_ns},
     pipeline::FlowStore,
     source::datapath::DatapathStats,
-    store::{READ_BATCH, Timestamped as _},
+    store::{READ_BATCH, Read, Timestamped as _},
 };
 
 /// What the status endpoint reports beyond the store, refreshed once a second by the pipeline.
@@ -405,12 +407,12 @@ pub(crate) async fn stream(
     let mut pos = start.pos;
     // History: up to the newest flow stored when the request arrived.
     while pos < start.end {
-        out.clear();
         let r = store.read(pos, start.end, READ_BATCH, &mut out);
-        pos = r.pos;
-        if sender.batch(r.lost, &out, &matches).await? {
-            return Ok(());
-        }
+        pos = match sender.batch(r, &mut out, &matches).await? {
+            Sent::Done => return Ok(()),
+            Sent::All => r.pos,
+            Sent::Stopped { at } => at,
+        };
         if r.copied == 0 {
             break;
         }
@@ -440,12 +442,13 @@ pub(crate) async fn stream(
             _ = shutdown.changed() => return Err(End::Shutdown),
             _ = until_wait => return Ok(()),
         }
-        out.clear();
         let r = store.read(pos, u64::MAX, READ_BATCH, &mut out);
-        pos = r.pos;
-        if sender.batch(r.lost, &out, &matches).await? {
-            return Ok(());
-        }
+        pos = match sender.batch(r, &mut out, &matches).await? {
+            Sent::Done => return Ok(()),
+            Sent::All => r.pos,
+            // Still stored (or lost, which the next read reports): no need to wait.
+            Sent::Stopped { at } => at,
+        };
     }
 }
 
@@ -459,49 +462,88 @@ struct Sender<'a, S> {
     until_ns: Option<i64>,
 }
 
+/// How far [`Sender::batch`] got.
+enum Sent {
+    /// Every item of the batch was judged.
+    All,
+    /// The request is complete (first N sent, or past `until`).
+    Done,
+    /// The client was not ready for the item at sequence number `at`: the batch was let go
+    /// and reading resumes there once the client is ready.
+    Stopped { at: u64 },
+}
+
 impl<S: FlowSink> Sender<'_, S> {
-    /// Sends what passes from one batch and flushes once. Returns true when the request is
-    /// complete (first N sent, or past `until`).
+    /// Sends what passes from one batch (`items`, as `read` copied them) and flushes once.
+    /// `items` is empty afterwards, and before any wait for the client: a stream whose client
+    /// falls behind holds no flows, so however many fall behind, the memory they cost is their
+    /// sockets' buffers, and what they miss is reported as lost when the store overwrites it.
     async fn batch(
         &mut self,
-        lost: u64,
-        items: &[Arc<Cached>],
+        read: Read,
+        items: &mut Vec<Arc<Cached>>,
         matches: &impl Fn(&Arc<Cached>) -> bool,
-    ) -> Result<bool, End> {
-        if lost > 0 {
-            self.st.ring_lost.fetch_add(lost, Ordering::Relaxed);
+    ) -> Result<Sent, End> {
+        let first = read.pos - read.copied as u64;
+        if read.lost > 0 {
+            self.st.ring_lost.fetch_add(read.lost, Ordering::Relaxed);
+            let waited = !self.ready_now().await?;
+            if waited {
+                items.clear();
+                self.sink.ready().await?;
+            }
             self.sink
-                .line(ring_lost_line(lost, &self.st.node_name))
+                .line(ring_lost_line(read.lost, &self.st.node_name))
                 .await?;
+            if waited {
+                return Ok(Sent::Stopped { at: first });
+            }
         }
-        let mut done = false;
-        for e in items {
+        let mut sent = Sent::All;
+        for (i, e) in items.iter().enumerate() {
             let time_ns = e.time_ns();
             if self.until_ns.is_some_and(|u| time_ns > u) {
-                done = true;
+                sent = Sent::Done;
                 break;
             }
-            match &*e.record {
-                // Lost events bypass the filters and do not count towards N, as in Hubble.
-                Record::Lost { .. } => self.sink.record(e).await?,
-                Record::Flow(_) => {
-                    if self.since_ns.is_some_and(|s| time_ns < s) || !matches(e) {
-                        continue;
-                    }
-                    match &self.mask {
-                        None => self.sink.record(e).await?,
-                        Some(mask) => self.sink.line(masked_line(&e.json(), mask)).await?,
-                    }
-                    self.sent += 1;
-                    if self.limit.is_some_and(|l| self.sent >= l) {
-                        done = true;
-                        break;
-                    }
+            let is_flow = matches!(&*e.record, Record::Flow(_));
+            // Lost events bypass the filters and do not count towards N, as in Hubble.
+            if is_flow && (self.since_ns.is_some_and(|s| time_ns < s) || !matches(e)) {
+                continue;
+            }
+            if !self.ready_now().await? {
+                sent = Sent::Stopped {
+                    at: first + i as u64,
+                };
+                break;
+            }
+            match &self.mask {
+                Some(mask) if is_flow => self.sink.line(masked_line(&e.json(), mask)).await?,
+                _ => self.sink.record(e).await?,
+            }
+            if is_flow {
+                self.sent += 1;
+                if self.limit.is_some_and(|l| self.sent >= l) {
+                    sent = Sent::Done;
+                    break;
                 }
             }
         }
+        items.clear();
+        if let Sent::Stopped { .. } = sent {
+            self.sink.ready().await?;
+        }
         self.sink.flush().await?;
-        Ok(done)
+        Ok(sent)
+    }
+
+    /// Whether the client takes a line now, without waiting for it.
+    async fn ready_now(&mut self) -> Result<bool, End> {
+        let mut ready = pin!(self.sink.ready());
+        match std::future::poll_fn(|cx| Poll::Ready(ready.as_mut().poll(cx))).await {
+            Poll::Ready(r) => r.map(|()| true),
+            Poll::Pending => Ok(false),
+        }
     }
 }
 
@@ -515,4 +557,106 @@ pub fn masked_line(line: &str, mask: &FieldMask) -> Utf8Bytes {
         mask.apply(flow);
     }
     response.to_string().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowscope_model::flow::{LostEvent, LostEventSource};
+    use tokio::sync::{Notify, mpsc};
+
+    /// Takes `budget` lines, then is not ready until the test releases it.
+    struct GatedSink {
+        budget: usize,
+        release: Arc<Notify>,
+        blocked: mpsc::UnboundedSender<()>,
+        lines: mpsc::UnboundedSender<Utf8Bytes>,
+    }
+
+    impl LineSink for GatedSink {
+        async fn line(&mut self, line: Utf8Bytes) -> Result<(), End> {
+            assert!(
+                self.budget > 0,
+                "a line was sent to a sink that was not ready"
+            );
+            self.budget -= 1;
+            self.lines.send(line).map_err(|_| End::Gone)
+        }
+        async fn flush(&mut self) -> Result<(), End> {
+            Ok(())
+        }
+        async fn ready(&mut self) -> Result<(), End> {
+            if self.budget == 0 {
+                let _ = self.blocked.send(());
+                self.release.notified().await;
+                self.budget = usize::MAX;
+            }
+            Ok(())
+        }
+    }
+
+    impl FlowSink for GatedSink {
+        async fn record(&mut self, e: &Arc<Cached>) -> Result<(), End> {
+            self.line(e.json()).await
+        }
+    }
+
+    fn lost(n: u64) -> Arc<Record> {
+        Arc::new(Record::Lost {
+            time_ns: 1_700_000_000_000_000_000 + n as i64,
+            lost: LostEvent {
+                source: LostEventSource::ObserverEventsQueue,
+                num_events_lost: n,
+                cpu: None,
+                ..LostEvent::default()
+            },
+            node_name: "n".into(),
+        })
+    }
+
+    /// A client that stops reading holds none of the stored records while it waits (only the
+    /// store does), and once it reads again it gets every record in order, none twice.
+    #[tokio::test]
+    async fn a_stream_waiting_for_its_client_holds_no_records() {
+        let store = Arc::new(FlowStore::new(2047).unwrap());
+        store.push_batch(&mut (1..=1500).map(lost).collect());
+        let (_stop, shutdown) = watch::channel(false);
+        let st = Arc::new(AppState::new(store.clone(), "n", 8, shutdown));
+        let release = Arc::new(Notify::new());
+        let (blocked_tx, mut blocked) = mpsc::unbounded_channel();
+        let (lines_tx, mut lines) = mpsc::unbounded_channel();
+        let mut sink = GatedSink {
+            budget: 10,
+            release: release.clone(),
+            blocked: blocked_tx,
+            lines: lines_tx,
+        };
+        let req: GetFlowsRequest = serde_json::from_str(r#"{"first": true}"#).unwrap();
+        let filters = FilterSet::compile(&req.whitelist, &req.blacklist).unwrap();
+        let task = tokio::spawn(async move {
+            let r = stream(&mut sink, &st, &req, &filters).await;
+            assert!(r.is_ok(), "the stream ended early");
+        });
+        blocked
+            .recv()
+            .await
+            .expect("the stream waits for its client");
+        let mut held = Vec::new();
+        let _ = store.read(0, u64::MAX, 2000, &mut held);
+        assert_eq!(held.len(), 1500);
+        let pinned = held.iter().filter(|e| Arc::strong_count(e) > 2).count();
+        assert_eq!(
+            pinned, 0,
+            "records held beyond the store and this test while the client does not read"
+        );
+        release.notify_one();
+        task.await.unwrap();
+        let mut got = Vec::new();
+        while let Ok(line) = lines.try_recv() {
+            got.push(line);
+        }
+        let want: Vec<Utf8Bytes> = held.iter().map(|e| e.json()).collect();
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "every record once, in order");
+    }
 }

@@ -42,6 +42,11 @@ impl LineSink for GrpcLines {
         Ok(())
     }
 
+    // The stream's only sender: capacity seen here is still there for the next send.
+    async fn ready(&mut self) -> Result<(), End> {
+        self.0.reserve().await.map(drop).map_err(|_| End::Gone)
+    }
+
     async fn forward(&mut self, response: Forwarded) -> Result<(), End> {
         match response {
             Forwarded::Line(line) => self.line(line).await,

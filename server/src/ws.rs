@@ -29,6 +29,10 @@ pub trait LineSink: Send {
     fn line(&mut self, line: Utf8Bytes) -> impl Future<Output = Result<(), End>> + Send;
     /// After each batch.
     fn flush(&mut self) -> impl Future<Output = Result<(), End>> + Send;
+    /// Completes when the sink takes the next line without waiting. A stream that finds it not
+    /// ready lets go of what it has not sent before waiting, so a client that falls behind holds
+    /// the sink's own bounded buffer and nothing of the history (which stays in the store).
+    fn ready(&mut self) -> impl Future<Output = Result<(), End>> + Send;
     /// A response as a relay forwards it from an observer. A relay follows its observers in
     /// its client's encoding, so this is a line here and encoded bytes for a gRPC sink; the
     /// other way round it is converted.
@@ -69,6 +73,14 @@ impl LineSink for SplitSink<WebSocket, Message> {
 
     async fn flush(&mut self) -> Result<(), End> {
         futures_util::SinkExt::flush(self)
+            .await
+            .map_err(|_| End::Gone)
+    }
+
+    // tungstenite buffers up to its write buffer (128 KiB) plus one message, and is not ready
+    // again until a blocked write has been flushed.
+    async fn ready(&mut self) -> Result<(), End> {
+        std::future::poll_fn(|cx| self.poll_ready_unpin(cx))
             .await
             .map_err(|_| End::Gone)
     }
