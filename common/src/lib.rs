@@ -78,7 +78,7 @@ pub const PINNED_MAPS: [&str; 12] = [
 /// Bumped when what a pinned map's bytes mean changes without its type or sizes changing. The
 /// pinned maps' layout is this and every pinned map's type, sizes and flags: an observer
 /// adopts pinned maps only of its own layout, and replaces the others.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Names of the two tc programs in the object file.
 pub const PROG_INGRESS: &str = "flowscope_ingress";
@@ -374,7 +374,10 @@ const _: () = assert!(core::mem::size_of::<L7Event>() == 648);
 /// TCP ports [`Config::http_ports`] holds at most.
 pub const HTTP_PORTS_MAX: usize = 8;
 
-/// Conntrack key: one connection as seen on one interface, in its original direction.
+/// Conntrack key: one connection as seen on one interface, its two ends in a canonical order
+/// (the end with the lower address, then port, as `saddr`/`sport`), so a packet finds its
+/// connection with one lookup whichever way it travels; [`CtEntry::origin_swapped`] says which
+/// end opened it. (Layout 1 keyed the original direction and looked replies up reversed.)
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtKey {
@@ -404,7 +407,10 @@ pub struct CtEntry {
     pub origin_hook: u8,
     /// One of [`ct_proxy`], or 0.
     pub proxy: u8,
-    pub _pad: [u8; 2],
+    /// 1 when the connection's first packet ran from the key's `daddr` to its `saddr`: a
+    /// packet's direction (original or reply) is whether its own order matches.
+    pub origin_swapped: u8,
+    pub _pad: u8,
 }
 const _: () = assert!(core::mem::size_of::<CtEntry>() == 56);
 

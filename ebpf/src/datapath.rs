@@ -67,6 +67,7 @@ static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
 #[repr(C)]
 struct Scratch {
     pkt: Packet,
+    /// The packet's key reversed: its conntrack key when its ends are out of canonical order.
     rev: CtKey,
     entry: CtEntry,
     ip: Key<IpKey>,
@@ -173,19 +174,20 @@ fn try_classify(ctx: &TcContext, hook: u8) -> Result<i32, Skip> {
     let scratch = unsafe { &mut *scratch };
     parse(ctx, &mut scratch.pkt)?;
     let pkt = &scratch.pkt;
-    // The coarse clock (a few ms resolution, no clock read) suffices to pace summaries; events
-    // carry the precise boot clock, read only when one is emitted.
-    // SAFETY: helper without side effects.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
 
-    // Original direction first, then the reverse tuple for replies.
-    let mut dir = 0usize;
-    let mut entry = CONNTRACK.get_ptr_mut(&pkt.key);
-    if entry.is_none() {
-        reverse_into(&pkt.key, &mut scratch.rev);
-        entry = CONNTRACK.get_ptr_mut(&scratch.rev);
-        dir = 1;
+    // One lookup whichever way the packet travels: the key has the connection's ends in
+    // canonical order, and the entry says which end opened it.
+    let swapped = canonical_order_swaps(&pkt.key);
+    if swapped {
+        reverse_into(&scratch.pkt.key, &mut scratch.rev);
     }
+    let ct_key = if swapped { &scratch.rev } else { &pkt.key };
+    let mut entry = CONNTRACK.get_ptr_mut(ct_key);
+    let dir = match entry {
+        // SAFETY: a valid entry pointer for this program run.
+        Some(e) => usize::from(unsafe { (*e).origin_swapped } != u8::from(swapped)),
+        None => 0,
+    };
     // A SYN on the tuple of a connection that has ended (FIN or RST seen): a new connection
     // reusing the ports, judged afresh like any other (and handed to the proxy again if its
     // policy says so), not a packet of the old one.
@@ -198,11 +200,11 @@ fn try_classify(ctx: &TcContext, hook: u8) -> Result<i32, Skip> {
         _ => false,
     };
     if reused {
-        let _ = CONNTRACK.remove(&pkt.key);
+        let _ = CONNTRACK.remove(ct_key);
         entry = None;
     }
     let Some(entry) = entry else {
-        let (action, proxied) = new_connection(ctx, scratch, hook, now);
+        let (action, proxied) = new_connection(ctx, scratch, hook, swapped);
         if action != TC_ACT_SHOT && !proxied {
             l7(ctx, &scratch.pkt, hook, 0);
         }
@@ -233,6 +235,10 @@ fn try_classify(ctx: &TcContext, hook: u8) -> Result<i32, Skip> {
             &forwarded(kind::TCP_FLAGS, hook, dir, pkt.key.ifindex),
         );
     } else if let Some(interval) = summary_interval() {
+        // The coarse clock (a few ms resolution, no clock read) suffices to pace summaries;
+        // events carry the precise boot clock, read only when one is emitted.
+        // SAFETY: helper without side effects.
+        let now = unsafe { bpf_ktime_get_coarse_ns() };
         if now.wrapping_sub(e.last_report_ns) >= interval {
             e.last_report_ns = now;
             emit(
@@ -353,8 +359,10 @@ const L7_RECORD_BYTES: u64 = core::mem::size_of::<L7Event>() as u64 + 8;
 
 /// First packet of a connection on this interface: decide, remember, report. Returns the
 /// action and whether the connection is the L7 proxy's (handed to it, or opened by it).
+/// `swapped`: the packet's ends are out of canonical order, and `scratch.rev` holds its key
+/// reversed.
 #[inline(always)]
-fn new_connection(ctx: &TcContext, scratch: &mut Scratch, hook: u8, now: u64) -> (i32, bool) {
+fn new_connection(ctx: &TcContext, scratch: &mut Scratch, hook: u8, swapped: bool) -> (i32, bool) {
     let pkt = &scratch.pkt;
     let denied_by_list = denied(&pkt.key);
     let mut decision = match denied_by_list {
@@ -446,6 +454,8 @@ fn new_connection(ctx: &TcContext, scratch: &mut Scratch, hook: u8, now: u64) ->
         return (TC_ACT_SHOT, false);
     }
     let e = &mut scratch.entry;
+    // SAFETY: helper without side effects.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     e.created_ns = now;
     e.last_report_ns = now;
     e.packets = [1, 0];
@@ -458,8 +468,10 @@ fn new_connection(ctx: &TcContext, scratch: &mut Scratch, hook: u8, now: u64) ->
         proxy::TO_INGRESS => ct_proxy::DOWNSTREAM_INGRESS,
         _ => ct_proxy::DOWNSTREAM_EGRESS,
     };
-    e._pad = [0; 2];
-    match CONNTRACK.insert(&pkt.key, &*e, BPF_NOEXIST as u64) {
+    e.origin_swapped = u8::from(swapped);
+    e._pad = 0;
+    let ct_key = if swapped { &scratch.rev } else { &pkt.key };
+    match CONNTRACK.insert(ct_key, &*e, BPF_NOEXIST as u64) {
         Ok(()) => count(STAT_CT_CREATED),
         // Another CPU inserted the same connection first: it reports it.
         Err(err) if err == -EEXIST => return (PASS, proxy != proxy::NONE),
@@ -580,10 +592,20 @@ pub fn flowscope_proxy_lookup(ctx: SkLookupContext) -> u32 {
             key.daddr[i * 4..i * 4 + 4].copy_from_slice(&l.local_ip6[i].to_ne_bytes());
         }
     }
+    // The connection's original direction (client to this listener's side), found under
+    // its canonical key.
+    let swapped = canonical_order_swaps(&key);
+    let mut ct = key;
+    if swapped {
+        reverse_into(&key, &mut ct);
+    }
     // SAFETY: read-only lookup.
-    let Some(e) = (unsafe { CONNTRACK.get(&key) }) else {
+    let Some(e) = (unsafe { CONNTRACK.get(&ct) }) else {
         return SK_PASS;
     };
+    if e.origin_swapped != u8::from(swapped) {
+        return SK_PASS;
+    }
     let slot = match e.proxy {
         ct_proxy::DOWNSTREAM_INGRESS => proxy_socket::INGRESS_V4,
         ct_proxy::DOWNSTREAM_EGRESS => proxy_socket::EGRESS_V4,
@@ -892,6 +914,31 @@ fn summary_interval() -> Option<u64> {
     }
 }
 
+/// Whether the key's ends are out of canonical order ([`CtKey`]): its source end (address,
+/// then port) after its destination end. Addresses compare as four native 32-bit words: any
+/// total order serves, and this one costs four loads per side.
+#[inline(always)]
+fn canonical_order_swaps(k: &CtKey) -> bool {
+    for i in 0..4 {
+        let a = u32::from_ne_bytes([
+            k.saddr[4 * i],
+            k.saddr[4 * i + 1],
+            k.saddr[4 * i + 2],
+            k.saddr[4 * i + 3],
+        ]);
+        let b = u32::from_ne_bytes([
+            k.daddr[4 * i],
+            k.daddr[4 * i + 1],
+            k.daddr[4 * i + 2],
+            k.daddr[4 * i + 3],
+        ]);
+        if a != b {
+            return a > b;
+        }
+    }
+    k.sport > k.dport
+}
+
 #[inline(always)]
 fn reverse_into(k: &CtKey, rev: &mut CtKey) {
     rev.ifindex = k.ifindex;
@@ -1041,6 +1088,9 @@ fn count(stat: u32) {
 
 #[inline(always)]
 fn parse(ctx: &TcContext, pkt: &mut Packet) -> Result<(), Skip> {
+    if parse_direct(ctx, pkt) {
+        return Ok(());
+    }
     // SAFETY: reading fields of the context the kernel handed to this program.
     let skb = unsafe { &*ctx.skb.skb };
     pkt.key = CtKey {
@@ -1124,6 +1174,99 @@ fn parse(ctx: &TcContext, pkt: &mut Packet) -> Result<(), Skip> {
         _ => {}
     }
     Ok(())
+}
+
+/// The common packet read in place (direct packet access, no helper call): Ethernet without a
+/// tag in the data, IPv4 with a 20-byte header that is not a later fragment or IPv6 without
+/// extension headers, then TCP or UDP, all in the skb's linear part. False leaves the packet
+/// to [`parse`]'s general path, which reads each header with one helper call and handles
+/// everything else. The offsets are constants on every branch, which the verifier follows.
+#[inline(always)]
+fn parse_direct(ctx: &TcContext, pkt: &mut Packet) -> bool {
+    const IP4_L4: usize = ETH_HLEN + 20;
+    const IP6_L4: usize = ETH_HLEN + 40;
+    let data = ctx.data();
+    let end = ctx.data_end();
+    if data + IP4_L4 > end {
+        return false;
+    }
+    let p = data as *const u8;
+    // SAFETY: every read below is at an offset checked against `data_end` on its branch.
+    let at = |i: usize| unsafe { *p.add(i) };
+    let ethertype = u16::from_be_bytes([at(12), at(13)]);
+    let (proto, l4) = if ethertype == ETH_P_IP {
+        let frag = u16::from_be_bytes([at(ETH_HLEN + 6), at(ETH_HLEN + 7)]);
+        if at(ETH_HLEN) != 0x45 || frag & 0x1fff != 0 {
+            return false;
+        }
+        (at(ETH_HLEN + 9), IP4_L4)
+    } else if ethertype == ETH_P_IPV6 {
+        if data + IP6_L4 > end || at(ETH_HLEN) >> 4 != 6 {
+            return false;
+        }
+        (at(ETH_HLEN + 6), IP6_L4)
+    } else {
+        return false;
+    };
+    let l4_len = match proto {
+        IPPROTO_TCP => 14,
+        IPPROTO_UDP => 8,
+        _ => return false,
+    };
+    if data + l4 + l4_len > end {
+        return false;
+    }
+    if proto == IPPROTO_TCP && at(l4 + 12) >> 4 < 5 {
+        return false;
+    }
+    // SAFETY: reading fields of the context the kernel handed to this program.
+    let skb = unsafe { &*ctx.skb.skb };
+    let k = &mut pkt.key;
+    k.ifindex = skb.ifindex;
+    k.proto = proto;
+    k._pad = 0;
+    k.sport = u16::from_be_bytes([at(l4), at(l4 + 1)]);
+    k.dport = u16::from_be_bytes([at(l4 + 2), at(l4 + 3)]);
+    // Whole words where the layout allows (unaligned packet reads are fine on the JITs that
+    // run tc programs); the key's address words are 4-byte aligned.
+    // SAFETY: as for `at`, 4 bytes at an offset checked on this branch.
+    let word = |i: usize| unsafe { core::ptr::read_unaligned(p.add(i).cast::<[u8; 4]>()) };
+    let set = |a: &mut [u8; 16], w: usize, v: [u8; 4]| a[4 * w..4 * w + 4].copy_from_slice(&v);
+    if l4 == IP4_L4 {
+        k.family = FAMILY_IPV4;
+        k.saddr = [0; 16];
+        k.daddr = [0; 16];
+        set(&mut k.saddr, 0, word(ETH_HLEN + 12));
+        set(&mut k.daddr, 0, word(ETH_HLEN + 16));
+    } else {
+        k.family = FAMILY_IPV6;
+        for w in 0..4 {
+            set(&mut k.saddr, w, word(ETH_HLEN + 8 + 4 * w));
+            set(&mut k.daddr, w, word(ETH_HLEN + 24 + 4 * w));
+        }
+    }
+    // SAFETY: the first 12 bytes, checked above.
+    unsafe {
+        pkt.dmac = core::ptr::read_unaligned(p.cast::<[u8; 6]>());
+        pkt.smac = core::ptr::read_unaligned(p.add(6).cast::<[u8; 6]>());
+    }
+    pkt.vlan = if skb.vlan_present != 0 {
+        (skb.vlan_tci & 0x0fff) as u16
+    } else {
+        0
+    };
+    pkt.icmp_type = 0;
+    pkt.icmp_code = 0;
+    pkt.len = skb.len;
+    if proto == IPPROTO_TCP {
+        let off = at(l4 + 12);
+        pkt.tcp_flags = at(l4 + 13) as u16 | (((off & 1) as u16) << 8);
+        pkt.payload_off = (l4 + (off >> 4) as usize * 4) as u32;
+    } else {
+        pkt.tcp_flags = 0;
+        pkt.payload_off = (l4 + 8) as u32;
+    }
+    true
 }
 
 /// Returns the L4 protocol and the L4 header's offset (None for a non-first fragment).

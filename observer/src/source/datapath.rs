@@ -1461,6 +1461,109 @@ mod tests {
         assert_eq!(h.stat(flowscope_common::STAT_CT_CREATED), 1);
     }
 
+    /// Conntrack keys a connection by its ends in canonical order: whichever end has the lower
+    /// address (or, between equal addresses, port), the opener's packets are the original
+    /// direction and the other end's are replies, over IPv4 and IPv6 (both read in place).
+    #[test]
+    fn both_directions_find_the_connection_whichever_end_sorts_first() {
+        fn tcp6(src: u8, dst: u8, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+            let addr = |last| {
+                [
+                    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last,
+                ]
+            };
+            let mut p = eth(0x86dd);
+            p.extend_from_slice(&[0x60, 0, 0, 0, 0, 20, 6, 64]);
+            p.extend_from_slice(&addr(src));
+            p.extend_from_slice(&addr(dst));
+            tcp(&mut p, sport, dport, flags);
+            p
+        }
+        // A packet of the connection: from the client or not, with these flags.
+        type Packet = Box<dyn Fn(bool, u16) -> Vec<u8>>;
+        let cases: [(&str, Packet); 4] = [
+            // (client, server) with the client's address lower, then higher.
+            (
+                "IPv4 client first",
+                Box::new(|from_client, flags| {
+                    let (a, b) = if from_client { (A4, B4) } else { (B4, A4) };
+                    let (sp, dp) = if from_client {
+                        (40000, 80)
+                    } else {
+                        (80, 40000)
+                    };
+                    tcp4(a, b, sp, dp, flags as u8)
+                }),
+            ),
+            (
+                "IPv4 server first",
+                Box::new(|from_client, flags| {
+                    let (a, b) = if from_client { (B4, A4) } else { (A4, B4) };
+                    let (sp, dp) = if from_client {
+                        (40000, 80)
+                    } else {
+                        (80, 40000)
+                    };
+                    tcp4(a, b, sp, dp, flags as u8)
+                }),
+            ),
+            (
+                "IPv6 server first",
+                Box::new(|from_client, flags| {
+                    if from_client {
+                        tcp6(9, 3, 40000, 80, flags as u8)
+                    } else {
+                        tcp6(3, 9, 80, 40000, flags as u8)
+                    }
+                }),
+            ),
+            // One address: the ports decide, and the client's is the higher.
+            (
+                "one address",
+                Box::new(|from_client, flags| {
+                    let (sp, dp) = if from_client {
+                        (40000, 80)
+                    } else {
+                        (80, 40000)
+                    };
+                    tcp4(A4, A4, sp, dp, flags as u8)
+                }),
+            ),
+        ];
+        for (case, packet) in cases {
+            let mut h = Harness::new(&[]);
+            let (_, ev) = h.run(PROG_INGRESS, &packet(true, tcp::SYN));
+            assert_eq!(
+                (ev.len(), ev[0].kind, ev[0].is_reply),
+                (1, kind::NEW, 0),
+                "{case}"
+            );
+            let (_, ev) = h.run(PROG_EGRESS, &packet(false, tcp::SYN | tcp::ACK));
+            assert_eq!(
+                ev.len(),
+                1,
+                "{case}: the SYN-ACK is a new flag of the reply"
+            );
+            assert_eq!((ev[0].kind, ev[0].is_reply), (kind::TCP_FLAGS, 1), "{case}");
+            assert_eq!(ev[0].packets, [1, 1], "{case}");
+            for _ in 0..3 {
+                assert!(
+                    h.run(PROG_INGRESS, &packet(true, tcp::ACK)).1.is_empty(),
+                    "{case}"
+                );
+                assert!(
+                    h.run(PROG_EGRESS, &packet(false, tcp::ACK)).1.is_empty(),
+                    "{case}"
+                );
+            }
+            let (_, ev) = h.run(PROG_EGRESS, &packet(false, tcp::FIN | tcp::ACK));
+            assert_eq!((ev[0].is_reply, ev[0].packets), (1, [4, 5]), "{case}");
+            let (_, ev) = h.run(PROG_INGRESS, &packet(true, tcp::FIN | tcp::ACK));
+            assert_eq!((ev[0].is_reply, ev[0].packets), (0, [5, 5]), "{case}");
+            assert_eq!(h.stat(flowscope_common::STAT_CT_CREATED), 1, "{case}");
+        }
+    }
+
     #[test]
     fn udp_over_ipv6_with_extension_header() {
         let mut h = Harness::new(&[]);
