@@ -733,6 +733,13 @@ async fn watch_policies(
                 index_of,
                 revision + 1,
                 audit,
+                // The current generation's and the next one's: events of both may be in
+                // flight while the datapath switches.
+                |next| {
+                    let mut both = previous.clone();
+                    both.extend(next.iter().map(|(k, v)| (*k, v.clone())));
+                    let _ = out.send(Arc::new(both));
+                },
             ),
             Err(_) => continue,
         };

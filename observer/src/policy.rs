@@ -155,7 +155,10 @@ pub struct Installed {
     pub l7: L7Policy,
 }
 
-/// Compiles `set` for the registry's pods and installs it in the datapath.
+/// Compiles `set` for the registry's pods and installs it in the datapath. `publish` gets the
+/// new generation's attributions before the datapath switches to them, so the first events
+/// judged by the new generation already find the policies that decided them.
+#[allow(clippy::too_many_arguments)]
 pub fn install(
     dp: &mut Datapath,
     set: &PolicySet,
@@ -164,6 +167,7 @@ pub fn install(
     ifindex_of: impl Fn(&str) -> Option<u32>,
     revision: u64,
     audit: bool,
+    publish: impl FnOnce(&Attributions),
 ) -> anyhow::Result<Installed> {
     let world = world(registry, cidr_selects_pods);
     // Endpoint id -> (identity, what the source said of the pod).
@@ -334,6 +338,7 @@ pub fn install(
         .collect();
     let l7 = L7Policy::new(revision, audit, compiled, local, identities, flow_policies);
     let l7_ingress = l7.ingress_redirects();
+    publish(&attributions);
     dp.install_policy(&endpoints, &entries, &ranges, &ipcache, &l7_ingress)?;
     Ok(Installed {
         attributions,
