@@ -487,17 +487,14 @@ impl<S: FlowSink> Sender<'_, S> {
         let first = read.pos - read.copied as u64;
         if read.lost > 0 {
             self.st.ring_lost.fetch_add(read.lost, Ordering::Relaxed);
-            let waited = !self.ready_now().await?;
-            if waited {
+            let lost = ring_lost_line(read.lost, &self.st.node_name);
+            if !self.ready_now().await? {
                 items.clear();
                 self.sink.ready().await?;
-            }
-            self.sink
-                .line(ring_lost_line(read.lost, &self.st.node_name))
-                .await?;
-            if waited {
+                self.sink.line(lost).await?;
                 return Ok(Sent::Stopped { at: first });
             }
+            self.sink.line(lost).await?;
         }
         let mut sent = Sent::All;
         for (i, e) in items.iter().enumerate() {

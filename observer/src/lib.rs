@@ -764,10 +764,9 @@ async fn watch_policies(
                 );
                 // The proxy judges the next request by the new revision.
                 let _ = l7.send(Arc::new(l7_policy));
-                // Keep the previous generation's attributions for events still in flight.
-                let mut merged = std::mem::replace(&mut previous, attributions.clone());
-                merged.extend(attributions);
-                let _ = out.send(Arc::new(merged));
+                // Published with the previous generation's before the switch (events of
+                // both may still be in flight); the next install publishes them with its own.
+                previous = attributions;
                 let (loaded, enforcement) = policy::selections(&set, &reg, cidr_selects_pods);
                 if let Ok(mut rt) = state.runtime.lock() {
                     rt.policy = Some(PolicyStatus {
