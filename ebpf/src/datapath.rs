@@ -177,11 +177,7 @@ fn try_classify(ctx: &TcContext, hook: u8) -> Result<i32, Skip> {
 
     // One lookup whichever way the packet travels: the key has the connection's ends in
     // canonical order, and the entry says which end opened it.
-    let swapped = canonical_order_swaps(&pkt.key);
-    if swapped {
-        reverse_into(&scratch.pkt.key, &mut scratch.rev);
-    }
-    let ct_key = if swapped { &scratch.rev } else { &pkt.key };
+    let (ct_key, swapped) = canonical(&pkt.key, &mut scratch.rev);
     let mut entry = CONNTRACK.get_ptr_mut(ct_key);
     let dir = match entry {
         // SAFETY: a valid entry pointer for this program run.
@@ -594,13 +590,10 @@ pub fn flowscope_proxy_lookup(ctx: SkLookupContext) -> u32 {
     }
     // The connection's original direction (client to this listener's side), found under
     // its canonical key.
-    let swapped = canonical_order_swaps(&key);
-    let mut ct = key;
-    if swapped {
-        reverse_into(&key, &mut ct);
-    }
+    let mut rev = CtKey::default();
+    let (ct, swapped) = canonical(&key, &mut rev);
     // SAFETY: read-only lookup.
-    let Some(e) = (unsafe { CONNTRACK.get(&ct) }) else {
+    let Some(e) = (unsafe { CONNTRACK.get(ct) }) else {
         return SK_PASS;
     };
     if e.origin_swapped != u8::from(swapped) {
@@ -914,24 +907,26 @@ fn summary_interval() -> Option<u64> {
     }
 }
 
-/// Whether the key's ends are out of canonical order ([`CtKey`]): its source end (address,
-/// then port) after its destination end. Addresses compare as four native 32-bit words: any
-/// total order serves, and this one costs four loads per side.
+/// The conntrack key of a packet's key `k` ([`CtKey`]: ends in canonical order), and whether
+/// its ends were swapped to get it, in which case the key is written to `rev`.
+#[inline(always)]
+fn canonical<'a>(k: &'a CtKey, rev: &'a mut CtKey) -> (&'a CtKey, bool) {
+    if canonical_order_swaps(k) {
+        reverse_into(k, rev);
+        (rev, true)
+    } else {
+        (k, false)
+    }
+}
+
+/// Whether the key's source end (address, then port) orders after its destination end.
+/// Addresses compare as four native 32-bit words: any total order serves, and this one costs
+/// four loads per side.
 #[inline(always)]
 fn canonical_order_swaps(k: &CtKey) -> bool {
-    for i in 0..4 {
-        let a = u32::from_ne_bytes([
-            k.saddr[4 * i],
-            k.saddr[4 * i + 1],
-            k.saddr[4 * i + 2],
-            k.saddr[4 * i + 3],
-        ]);
-        let b = u32::from_ne_bytes([
-            k.daddr[4 * i],
-            k.daddr[4 * i + 1],
-            k.daddr[4 * i + 2],
-            k.daddr[4 * i + 3],
-        ]);
+    let word = |a: &[u8; 16], i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+    for i in (0..16).step_by(4) {
+        let (a, b) = (word(&k.saddr, i), word(&k.daddr, i));
         if a != b {
             return a > b;
         }
@@ -1100,12 +1095,7 @@ fn parse(ctx: &TcContext, pkt: &mut Packet) -> Result<(), Skip> {
     let eth: [u8; 14] = load(ctx, 0)?;
     pkt.dmac.copy_from_slice(&eth[0..6]);
     pkt.smac.copy_from_slice(&eth[6..12]);
-    // A tag the driver already stripped (VLAN offload) is in the skb, not in the data.
-    pkt.vlan = if skb.vlan_present != 0 {
-        (skb.vlan_tci & 0x0fff) as u16
-    } else {
-        0
-    };
+    pkt.vlan = offloaded_vlan(skb);
     pkt.tcp_flags = 0;
     pkt.icmp_type = 0;
     pkt.icmp_code = 0;
@@ -1144,8 +1134,7 @@ fn parse(ctx: &TcContext, pkt: &mut Packet) -> Result<(), Skip> {
             if th[12] >> 4 < 5 {
                 return Err(Skip::Truncated);
             }
-            pkt.tcp_flags = th[13] as u16 | (((th[12] & 1) as u16) << 8);
-            pkt.payload_off = (l4 + (th[12] >> 4) as usize * 4) as u32;
+            set_tcp_fields(pkt, l4, th[12], th[13]);
         }
         IPPROTO_UDP | IPPROTO_SCTP => {
             let ports: [u8; 4] = load(ctx, l4)?;
@@ -1250,23 +1239,34 @@ fn parse_direct(ctx: &TcContext, pkt: &mut Packet) -> bool {
         pkt.dmac = core::ptr::read_unaligned(p.cast::<[u8; 6]>());
         pkt.smac = core::ptr::read_unaligned(p.add(6).cast::<[u8; 6]>());
     }
-    pkt.vlan = if skb.vlan_present != 0 {
-        (skb.vlan_tci & 0x0fff) as u16
-    } else {
-        0
-    };
+    pkt.vlan = offloaded_vlan(skb);
     pkt.icmp_type = 0;
     pkt.icmp_code = 0;
     pkt.len = skb.len;
     if proto == IPPROTO_TCP {
-        let off = at(l4 + 12);
-        pkt.tcp_flags = at(l4 + 13) as u16 | (((off & 1) as u16) << 8);
-        pkt.payload_off = (l4 + (off >> 4) as usize * 4) as u32;
+        set_tcp_fields(pkt, l4, at(l4 + 12), at(l4 + 13));
     } else {
         pkt.tcp_flags = 0;
         pkt.payload_off = (l4 + 8) as u32;
     }
     true
+}
+
+/// The VLAN a driver already stripped (VLAN offload): in the skb, not in the data.
+#[inline(always)]
+fn offloaded_vlan(skb: &aya_ebpf::bindings::__sk_buff) -> u16 {
+    if skb.vlan_present != 0 {
+        (skb.vlan_tci & 0x0fff) as u16
+    } else {
+        0
+    }
+}
+
+/// Flags (with NS) and payload offset from the TCP header's bytes 12 (data offset) and 13.
+#[inline(always)]
+fn set_tcp_fields(pkt: &mut Packet, l4: usize, offset: u8, flags: u8) {
+    pkt.tcp_flags = flags as u16 | (((offset & 1) as u16) << 8);
+    pkt.payload_off = (l4 + (offset >> 4) as usize * 4) as u32;
 }
 
 /// Returns the L4 protocol and the L4 header's offset (None for a non-first fragment).

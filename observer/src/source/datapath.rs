@@ -1466,71 +1466,46 @@ mod tests {
     /// direction and the other end's are replies, over IPv4 and IPv6 (both read in place).
     #[test]
     fn both_directions_find_the_connection_whichever_end_sorts_first() {
-        fn tcp6(src: u8, dst: u8, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
-            let addr = |last| {
-                [
-                    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last,
-                ]
-            };
+        // TCP over IPv4 or IPv6 by the addresses' length.
+        fn tcp_any(src: &[u8], dst: &[u8], sport: u16, dport: u16, flags: u16) -> Vec<u8> {
+            if src.len() == 4 {
+                return tcp4(
+                    src.try_into().unwrap(),
+                    dst.try_into().unwrap(),
+                    sport,
+                    dport,
+                    flags as u8,
+                );
+            }
             let mut p = eth(0x86dd);
             p.extend_from_slice(&[0x60, 0, 0, 0, 0, 20, 6, 64]);
-            p.extend_from_slice(&addr(src));
-            p.extend_from_slice(&addr(dst));
-            tcp(&mut p, sport, dport, flags);
+            p.extend_from_slice(src);
+            p.extend_from_slice(dst);
+            tcp(&mut p, sport, dport, flags as u8);
             p
         }
-        // A packet of the connection: from the client or not, with these flags.
-        type Packet = Box<dyn Fn(bool, u16) -> Vec<u8>>;
-        let cases: [(&str, Packet); 4] = [
-            // (client, server) with the client's address lower, then higher.
-            (
-                "IPv4 client first",
-                Box::new(|from_client, flags| {
-                    let (a, b) = if from_client { (A4, B4) } else { (B4, A4) };
-                    let (sp, dp) = if from_client {
-                        (40000, 80)
-                    } else {
-                        (80, 40000)
-                    };
-                    tcp4(a, b, sp, dp, flags as u8)
-                }),
-            ),
-            (
-                "IPv4 server first",
-                Box::new(|from_client, flags| {
-                    let (a, b) = if from_client { (B4, A4) } else { (A4, B4) };
-                    let (sp, dp) = if from_client {
-                        (40000, 80)
-                    } else {
-                        (80, 40000)
-                    };
-                    tcp4(a, b, sp, dp, flags as u8)
-                }),
-            ),
-            (
-                "IPv6 server first",
-                Box::new(|from_client, flags| {
-                    if from_client {
-                        tcp6(9, 3, 40000, 80, flags as u8)
-                    } else {
-                        tcp6(3, 9, 80, 40000, flags as u8)
-                    }
-                }),
-            ),
-            // One address: the ports decide, and the client's is the higher.
-            (
-                "one address",
-                Box::new(|from_client, flags| {
-                    let (sp, dp) = if from_client {
-                        (40000, 80)
-                    } else {
-                        (80, 40000)
-                    };
-                    tcp4(A4, A4, sp, dp, flags as u8)
-                }),
-            ),
+        let v6 = |last| {
+            [
+                0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last,
+            ]
+        };
+        let (low6, high6) = (v6(3), v6(9));
+        // (case, client, server): the client's address lower, then higher; over one address
+        // the ports decide, and the client's is the higher.
+        let cases: [(&str, &[u8], &[u8]); 4] = [
+            ("IPv4 client first", &A4, &B4),
+            ("IPv4 server first", &B4, &A4),
+            ("IPv6 server first", &high6, &low6),
+            ("one address", &A4, &A4),
         ];
-        for (case, packet) in cases {
+        for (case, client, server) in cases {
+            let packet = |from_client: bool, flags: u16| {
+                if from_client {
+                    tcp_any(client, server, 40000, 80, flags)
+                } else {
+                    tcp_any(server, client, 80, 40000, flags)
+                }
+            };
             let mut h = Harness::new(&[]);
             let (_, ev) = h.run(PROG_INGRESS, &packet(true, tcp::SYN));
             assert_eq!(
