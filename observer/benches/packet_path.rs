@@ -9,11 +9,11 @@
 //!
 //! Run: `cargo bench -p flowscope-observer --bench packet_path`
 
-use flowscope_common::{
-    ENFORCE_EGRESS, EndpointInfo, POLICY_ALLOW, PROG_EGRESS, PROG_INGRESS, PolicyKey, PolicyValue,
-    direction, tcp,
-};
+use flowscope_common::{PROG_EGRESS, PROG_INGRESS, tcp};
 use flowscope_observer::source::datapath::Datapath;
+
+#[path = "support/policy.rs"]
+mod policy_support;
 
 const REPEAT: u32 = 100_000;
 const ROUNDS: usize = 15;
@@ -97,52 +97,15 @@ fn measure(rules: u32) -> anyhow::Result<()> {
         )
     };
     if rules > 0 {
-        // The interface test runs use: learnt from a first event.
-        dp.test_run(
-            PROG_INGRESS,
+        let ifindex = policy_support::test_ifindex(
+            &mut dp,
+            &mut ring,
             &tcp_packet(CLIENT, [198, 18, 250, 1], 1, 9, tcp::SYN),
-            1,
         )?;
-        let ifindex = {
-            let item = ring.next().expect("an event");
-            // SAFETY: the record is a FlowEvent written by the datapath.
-            let ev: flowscope_common::FlowEvent =
-                unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-            ev.ifindex
-        };
         drain(&mut ring);
-        let endpoint = EndpointInfo {
-            endpoint_id: 7,
-            identity: 300,
-            flags: ENFORCE_EGRESS,
-            _pad: 0,
-        };
-        let ipcache: Vec<_> = (0..rules)
-            .map(|i| {
-                let cidr = format!("198.19.{}.{}/32", i / 250, i % 250 + 1);
-                (cidr.parse().unwrap(), (1 << 24) + i)
-            })
-            .collect();
-        let entries: Vec<_> = (0..rules)
-            .map(|i| {
-                (
-                    PolicyKey {
-                        endpoint_id: 7,
-                        remote_identity: (1 << 24) + i,
-                        port: 1000 + (i % 50_000) as u16,
-                        proto: 6,
-                        direction: direction::EGRESS,
-                    },
-                    PolicyValue {
-                        action: POLICY_ALLOW,
-                        flags: 0,
-                        _pad: [0; 2],
-                        policy_ref: i,
-                    },
-                )
-            })
-            .collect();
-        dp.install_policy(&[(ifindex, endpoint)], &entries, &[], &ipcache, &[])?;
+        policy_support::install_egress_rules(&mut dp, ifindex, rules, |i| {
+            format!("198.19.{}.{}/32", i / 250, i % 250 + 1)
+        })?;
         // A port no rule allows is dropped: the policy is in force.
         let (ret, _) = dp.test_run(
             PROG_INGRESS,

@@ -9,10 +9,11 @@
 //!
 //! Run: `cargo bench -p flowscope-observer --bench policy_lookup`
 
-use flowscope_common::{
-    ENFORCE_EGRESS, EndpointInfo, POLICY_ALLOW, PROG_INGRESS, PolicyKey, PolicyValue, direction,
-};
+use flowscope_common::PROG_INGRESS;
 use flowscope_observer::source::datapath::Datapath;
+
+#[path = "support/policy.rs"]
+mod policy_support;
 
 const BATCH: u32 = 20_000; // events of one batch fit the ring buffer (4 MiB)
 const BATCHES: usize = 15;
@@ -43,48 +44,12 @@ fn measure(prefix: u8) -> anyhow::Result<()> {
     for rules in [10u32, 1_000, 10_000] {
         let mut dp = Datapath::load(&Default::default(), &[])?;
         let mut ring = dp.take_events()?;
-        // The interface test runs use: learnt from a first event.
-        dp.test_run(PROG_INGRESS, &syn([198, 18, 250, 1], 9), 1)?;
-        let ifindex = {
-            let item = ring.next().expect("an event");
-            // SAFETY: the record is a FlowEvent written by the datapath.
-            let ev: flowscope_common::FlowEvent =
-                unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-            ev.ifindex
-        };
-        let endpoint = EndpointInfo {
-            endpoint_id: 7,
-            identity: 300,
-            flags: ENFORCE_EGRESS,
-            _pad: 0,
-        };
+        let ifindex = policy_support::test_ifindex(&mut dp, &mut ring, &syn([198, 18, 250, 1], 9))?;
         let cidr = |i: u32| match prefix {
             32 => format!("198.19.{}.{}/32", i / 250, i % 250 + 1),
             _ => format!("{}.{}.{}.0/24", 10 + i / 65_536, i / 256 % 256, i % 256),
         };
-        let ipcache: Vec<_> = (0..rules)
-            .map(|i| (cidr(i).parse().unwrap(), (1 << 24) + i))
-            .collect();
-        let entries: Vec<_> = (0..rules)
-            .map(|i| {
-                (
-                    PolicyKey {
-                        endpoint_id: 7,
-                        remote_identity: (1 << 24) + i,
-                        port: 1000 + (i % 50_000) as u16,
-                        proto: 6,
-                        direction: direction::EGRESS,
-                    },
-                    PolicyValue {
-                        action: POLICY_ALLOW,
-                        flags: 0,
-                        _pad: [0; 2],
-                        policy_ref: i,
-                    },
-                )
-            })
-            .collect();
-        dp.install_policy(&[(ifindex, endpoint)], &entries, &[], &ipcache, &[])?;
+        policy_support::install_egress_rules(&mut dp, ifindex, rules, cidr)?;
         let middle = rules / 2;
         let dst = match prefix {
             32 => [198, 19, (middle / 250) as u8, (middle % 250 + 1) as u8],
