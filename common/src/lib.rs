@@ -539,7 +539,7 @@ pub struct PolicyValue {
 /// Key of [`MAP_POLICY_RANGES`]: everything before `port_be` is always covered by the
 /// prefix, then the leading bits of the port (big-endian, so a prefix is a block of ports).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PolicyRangeKey {
     pub endpoint_id: u32,
     /// A pod's or CIDR identity, or 0 for any.

@@ -30,7 +30,7 @@ use std::{
 
 use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     api::AppState,
@@ -634,6 +634,22 @@ struct PolicySource {
     endpoints_configured: bool,
 }
 
+/// Wakes the policy loop as soon as a file of the policy directory is written and closed,
+/// renamed in or out (how editors, `kubectl cp` and ConfigMap volumes replace files) or
+/// removed, instead of at its next poll; the poll stays for what this does not see
+/// (subdirectories, a directory created later). `None` where inotify is unavailable.
+fn watch_policy_dir(dir: &std::path::Path) -> Option<inotify::EventStream<[u8; 4096]>> {
+    use inotify::{Inotify, WatchMask};
+    let inotify = Inotify::init().ok()?;
+    let mask =
+        WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO | WatchMask::MOVED_FROM | WatchMask::DELETE;
+    if let Err(err) = inotify.watches().add(dir, mask) {
+        debug!("Not watching {}: {err}; it is polled", dir.display());
+        return None;
+    }
+    inotify.into_event_stream([0u8; 4096]).ok()
+}
+
 async fn watch_policies(
     PolicySource {
         dir,
@@ -654,10 +670,15 @@ async fn watch_policies(
     let mut last_registry: Option<Arc<Registry>> = None;
     let mut last_policies_revision: Option<u64> = None;
     let mut previous = Attributions::new();
+    let mut ids = policy::AttributionIds::default();
+    // After an install: the next quiet tick brings the other generation up to date.
+    let mut mirror_due = false;
     let mut revision = 0u64;
     // The API's policy objects as last parsed, by source: an object is parsed again only
     // when its text changed (a cluster's policies change one at a time).
     let mut parsed_api: HashMap<String, (String, flowscope_policy::ParsedFile)> = HashMap::new();
+    // The same for the files of the policy directory.
+    let mut dir_cache = flowscope_policy::DirCache::default();
     // Problems already logged: a reload logs only what is new.
     let mut logged: std::collections::HashSet<String> = Default::default();
     // Policies select pods: with an endpoints source, the first install waits for its first
@@ -665,8 +686,24 @@ async fn watch_policies(
     if endpoints_configured {
         let _ = registry.changed().await;
     }
+    let mut dir_events = dir.as_deref().and_then(watch_policy_dir);
     loop {
-        tick.tick().await;
+        match dir_events.as_mut() {
+            Some(events) => {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    event = futures_util::StreamExt::next(events) => {
+                        if !matches!(event, Some(Ok(_))) {
+                            warn!("Watching the policy directory stopped; it is polled");
+                            dir_events = None;
+                        }
+                    }
+                }
+            }
+            None => {
+                tick.tick().await;
+            }
+        }
         let fingerprint = dir.as_deref().map(policy::fingerprint).unwrap_or_default();
         let cluster_state = cluster.as_ref().map(|c| c.borrow().clone());
         let policies_revision = cluster_state.as_ref().map(|c| c.policies_revision);
@@ -679,14 +716,24 @@ async fn watch_policies(
             && last_fingerprint.as_ref() == Some(&fingerprint)
             && last_policies_revision == policies_revision
         {
+            // Quiet: the generation switched from catches up with the active one, off the
+            // path of the next change.
+            if mirror_due && let Ok(mut dp) = datapath.lock() {
+                match dp.mirror_active() {
+                    Ok(w) => debug!(entries = w.entries, "Inactive policy generation mirrored"),
+                    Err(err) => warn!("Mirroring the active policy generation: {err:#}"),
+                }
+                mirror_due = false;
+            }
             continue;
         }
         last_registry = Some(reg.clone());
         last_fingerprint = Some(fingerprint);
         last_policies_revision = policies_revision;
         let ifaces = attached.borrow_and_update().clone();
+        let started = std::time::Instant::now();
         let mut set = match &dir {
-            Some(dir) => flowscope_policy::load_dir(dir),
+            Some(dir) => flowscope_policy::load_dir_cached(dir, &mut dir_cache),
             None => flowscope_policy::PolicySet::new(),
         };
         // The API's objects go through the same parser as files, named by kind and name.
@@ -718,6 +765,7 @@ async fn watch_policies(
             warn!("Policy: {problem}");
         }
         logged = problems;
+        let parse_time = started.elapsed();
         let index_of = |name: &str| {
             ifaces
                 .iter()
@@ -727,6 +775,7 @@ async fn watch_policies(
         let installed = match datapath.lock() {
             Ok(mut dp) => policy::install(
                 &mut dp,
+                &mut ids,
                 &set,
                 &reg,
                 cidr_selects_pods,
@@ -747,19 +796,29 @@ async fn watch_policies(
             Ok(policy::Installed {
                 attributions,
                 entries,
+                written,
+                compile_time,
+                write_time,
                 enforced,
                 proxy_entries,
                 l7: l7_policy,
             }) => {
                 revision += 1;
+                mirror_due = true;
                 // The maps hold a policy now: the programs may take over pinned links.
                 release_datapath(&datapath);
                 info!(
                     revision,
                     policies = set.policies.len(),
                     entries,
+                    entries_written = written.entries,
+                    endpoints_written = written.endpoints,
+                    prefixes_written = written.ipcache,
                     proxy_entries,
                     enforced,
+                    parse_ms = parse_time.as_secs_f64() * 1e3,
+                    compile_ms = compile_time.as_secs_f64() * 1e3,
+                    write_ms = write_time.as_secs_f64() * 1e3,
                     "Policies installed"
                 );
                 // The proxy judges the next request by the new revision.

@@ -28,11 +28,14 @@ use ipnet::IpNet;
 use crate::{
     endpoints::{EndpointSpec, NodeRole, Registry},
     proxy::judge::{L7Policy, LocalEndpoint},
-    source::{datapath::Datapath, interfaces},
+    source::{
+        datapath::{Datapath, PolicyWritten},
+        interfaces,
+    },
 };
 
 /// Who decided a connection: the direction judged, allow or deny, and the policies.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Attribution {
     /// `direction::INGRESS` or `direction::EGRESS`.
     pub direction: u8,
@@ -43,6 +46,38 @@ pub struct Attribution {
 /// `policy_ref` (as the datapath reports it, minus one) -> attribution, for the current and
 /// the previous policy generation (events of the old one may still be in flight).
 pub type Attributions = HashMap<u32, Arc<Attribution>>;
+
+/// Stable `policy_ref`s: an attribution keeps its id from one install to the next, so an
+/// entry whose decision and policies did not change keeps its value in the maps and is not
+/// written again. Ids are never reused: an event still in flight names what decided it.
+#[derive(Debug, Default)]
+pub struct AttributionIds {
+    current: HashMap<Arc<Attribution>, u32>,
+    next: u32,
+}
+
+impl AttributionIds {
+    /// The id of `attribution` in the table being built (`fresh`), taken from the current
+    /// table when it is there, new otherwise.
+    fn id(
+        &mut self,
+        fresh: &mut HashMap<Arc<Attribution>, u32>,
+        table: &mut Attributions,
+        attribution: Attribution,
+    ) -> u32 {
+        if let Some(id) = fresh.get(&attribution) {
+            return *id;
+        }
+        let id = self.current.get(&attribution).copied().unwrap_or_else(|| {
+            self.next = self.next.wrapping_add(1);
+            self.next - 1
+        });
+        let attribution = Arc::new(attribution);
+        table.insert(id, attribution.clone());
+        fresh.insert(attribution, id);
+        id
+    }
+}
 
 /// Which pods each policy selects (cluster-wide), and which directions of this node's pods (those
 /// with an interface here) are isolated, by the reference semantics' reading.
@@ -81,9 +116,6 @@ pub fn selections(
         .collect();
     (loaded, enforcement)
 }
-
-/// `policy_ref`s carry their generation in bit 30, so refs of two generations never collide.
-const REF_GENERATION_SHIFT: u32 = 30;
 
 fn protocol(name: &str) -> Option<Protocol> {
     match name {
@@ -145,8 +177,14 @@ pub fn world(registry: &Registry, cidr_selects_pods: bool) -> World {
 pub struct Installed {
     /// The attribution table of the new generation.
     pub attributions: Attributions,
-    /// Policy map entries written.
+    /// Policy map entries (exact and port blocks) in force.
     pub entries: usize,
+    /// What the install wrote: only the entries that differ from the generation it replaced.
+    pub written: PolicyWritten,
+    /// Time to compile the policies for this node's endpoints.
+    pub compile_time: std::time::Duration,
+    /// Time to write the maps and switch the datapath to them.
+    pub write_time: std::time::Duration,
     /// Endpoints of this node with tables.
     pub enforced: usize,
     /// Entries that send connections through the L7 proxy.
@@ -157,10 +195,12 @@ pub struct Installed {
 
 /// Compiles `set` for the registry's pods and installs it in the datapath. `publish` gets the
 /// new generation's attributions before the datapath switches to them, so the first events
-/// judged by the new generation already find the policies that decided them.
+/// judged by the new generation already find the policies that decided them; `ids` keeps
+/// attribution ids stable across installs.
 #[allow(clippy::too_many_arguments)]
 pub fn install(
     dp: &mut Datapath,
+    ids: &mut AttributionIds,
     set: &PolicySet,
     registry: &Registry,
     cidr_selects_pods: bool,
@@ -169,6 +209,7 @@ pub fn install(
     audit: bool,
     publish: impl FnOnce(&Attributions),
 ) -> anyhow::Result<Installed> {
+    let started = std::time::Instant::now();
     let world = world(registry, cidr_selects_pods);
     // Endpoint id -> (identity, what the source said of the pod).
     let pods: HashMap<u32, (u32, &EndpointSpec)> = registry
@@ -198,7 +239,6 @@ pub fn install(
         local_pods.contains(&(pod.namespace.as_str(), pod.name.as_str()))
     })
     .context("compiling policies")?;
-    let generation = dp.next_generation()?;
     let flow_policies: Vec<FlowPolicy> = compiled
         .policies
         .iter()
@@ -211,6 +251,7 @@ pub fn install(
         .collect();
 
     let mut attributions = Attributions::new();
+    let mut fresh_ids = HashMap::new();
     let mut entries = Vec::new();
     let mut ranges = Vec::new();
     let mut endpoints = Vec::new();
@@ -258,20 +299,17 @@ pub fn install(
                 };
             }
             for e in &table.entries {
-                let index = attributions.len() as u32 | (generation << REF_GENERATION_SHIFT);
                 let deny = e.decision == Decision::Deny;
-                attributions.insert(
-                    index,
-                    Arc::new(Attribution {
-                        direction: dir,
-                        deny,
-                        policies: e
-                            .policies
-                            .iter()
-                            .filter_map(|i| flow_policies.get(*i as usize).cloned())
-                            .collect(),
-                    }),
-                );
+                let attribution = Attribution {
+                    direction: dir,
+                    deny,
+                    policies: e
+                        .policies
+                        .iter()
+                        .filter_map(|i| flow_policies.get(*i as usize).cloned())
+                        .collect(),
+                };
+                let index = ids.id(&mut fresh_ids, &mut attributions, attribution);
                 proxy_entries += usize::from(e.http);
                 let value = PolicyValue {
                     action: if deny { POLICY_DENY } else { POLICY_ALLOW },
@@ -338,11 +376,16 @@ pub fn install(
         .collect();
     let l7 = L7Policy::new(revision, audit, compiled, local, identities, flow_policies);
     let l7_ingress = l7.ingress_redirects();
+    let compile_time = started.elapsed();
     publish(&attributions);
-    dp.install_policy(&endpoints, &entries, &ranges, &ipcache, &l7_ingress)?;
+    let written = dp.install_policy(&endpoints, &entries, &ranges, &ipcache, &l7_ingress)?;
+    ids.current = fresh_ids;
     Ok(Installed {
         attributions,
         entries: entries.len() + ranges.len(),
+        written,
+        compile_time,
+        write_time: started.elapsed() - compile_time,
         enforced,
         proxy_entries,
         l7,

@@ -213,10 +213,23 @@ impl PolicySet {
 /// hidden ones (`.git`) excepted, in path order. Problems, including files that cannot be read,
 /// are in [`PolicySet::errors`], named by their path relative to `dir`.
 pub fn load_dir(dir: &Path) -> PolicySet {
+    load_dir_cached(dir, &mut DirCache::default())
+}
+
+/// The files of a directory as last parsed, by name, with their text.
+#[derive(Debug, Default)]
+pub struct DirCache {
+    files: std::collections::HashMap<String, (String, ParsedFile)>,
+}
+
+/// As [`load_dir`], parsing again only the files whose text differs from `cache`'s (a change of
+/// one file among many parses that file); `cache` then holds this reading.
+pub fn load_dir_cached(dir: &Path, cache: &mut DirCache) -> PolicySet {
     let mut set = PolicySet::new();
     let mut files = Vec::new();
     collect_manifests(dir, dir, &mut files, &mut set.errors);
     files.sort();
+    let mut read = std::collections::HashMap::with_capacity(files.len());
     for path in files {
         let name = path
             .strip_prefix(dir)
@@ -225,7 +238,14 @@ pub fn load_dir(dir: &Path) -> PolicySet {
             .to_string();
         match std::fs::read(&path) {
             Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => set.add_file(&text, &name),
+                Ok(text) => {
+                    let parsed = match cache.files.remove(&name) {
+                        Some((before, parsed)) if before == text => parsed,
+                        _ => parse_file_in(&text, &name, DEFAULT_NAMESPACE),
+                    };
+                    set.add(parsed.clone());
+                    read.insert(name, (text, parsed));
+                }
                 Err(_) => set.errors.push(file_error(&name, "is not UTF-8 text")),
             },
             Err(error) => set
@@ -233,6 +253,7 @@ pub fn load_dir(dir: &Path) -> PolicySet {
                 .push(file_error(&name, format!("cannot be read: {error}"))),
         }
     }
+    cache.files = read;
     set
 }
 
@@ -522,6 +543,47 @@ mod tests {
             "c.yaml",
         );
         assert_eq!(set.policies.len(), 2);
+    }
+
+    #[test]
+    fn a_cached_reading_follows_every_change_of_the_directory() {
+        let dir = std::env::temp_dir().join(format!("fs-load-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let np = |name: &str, port: u16| {
+            format!(
+                "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}}}\nspec:\n  podSelector: {{}}\n  ingress:\n  - ports: [{{port: {port}}}]\n"
+            )
+        };
+        let write = |file: &str, text: &str| std::fs::write(dir.join(file), text).unwrap();
+        let names = |set: &PolicySet| -> Vec<String> {
+            set.policies
+                .iter()
+                .map(|p| format!("{} {:?}", p.id(), p.body))
+                .collect()
+        };
+        write("a.yaml", &np("a", 80));
+        write("b.yaml", &np("b", 80));
+        write("c.yaml", "kind: [");
+        let mut cache = DirCache::default();
+        let first = load_dir_cached(&dir, &mut cache);
+        assert_eq!(names(&first), names(&load_dir(&dir)));
+        assert_eq!(first.errors, load_dir(&dir).errors);
+        assert_eq!(first.policies.len(), 2);
+        assert!(!first.errors.is_empty(), "c.yaml is refused");
+        // A file changed, one removed, one added: the cached reading equals a fresh one, and
+        // the refused file that did not change is still reported.
+        write("a.yaml", &np("a", 81));
+        std::fs::remove_file(dir.join("b.yaml")).unwrap();
+        write("d.yaml", &np("d", 82));
+        let second = load_dir_cached(&dir, &mut cache);
+        let fresh = load_dir(&dir);
+        assert_eq!(names(&second), names(&fresh));
+        assert_eq!(second.errors, fresh.errors);
+        assert_ne!(names(&second), names(&first));
+        assert!(names(&second).iter().any(|n| n.contains("81")));
+        assert!(!second.errors.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

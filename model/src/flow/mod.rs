@@ -1030,7 +1030,7 @@ pub struct Kafka {
 }
 
 /// A network policy that allowed or denied a flow.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Policy {
     /// Policy name.

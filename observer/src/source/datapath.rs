@@ -173,10 +173,17 @@ pub struct Datapath {
     pins: Option<Pins>,
     /// Interfaces (name, index) whose attach failed: retried on every sync, but reported once.
     failed: HashMap<String, u32>,
-    /// Prefixes written to the ipcache by the last policy install.
-    ipcache_installed: std::collections::HashSet<IpNet>,
-    /// Addresses written to the L7 ingress map by the last policy install.
-    l7_ingress_installed: std::collections::HashSet<IpAddr>,
+    /// Prefixes written to the ipcache by the last policy install, with their identities.
+    ipcache_installed: HashMap<IpNet, u32>,
+    /// Addresses written to the L7 ingress map by the last policy install, with their
+    /// interfaces.
+    l7_ingress_installed: HashMap<IpAddr, u32>,
+    /// What each policy generation holds in the maps; `None` when unknown (a write failed
+    /// half-way): read back from the maps before the next install diffs against it.
+    generations: [Option<Generation>; 2],
+    /// When the active generation last flipped: until every program run that read the old
+    /// one has finished, the old one is not written.
+    flipped_at: Option<std::time::Instant>,
     /// The socket lookup program's link to this network namespace, while the proxy runs.
     proxy_lookup: Option<aya::programs::sk_lookup::SkLookupLinkId>,
 }
@@ -271,6 +278,8 @@ impl Datapath {
             failed: HashMap::new(),
             ipcache_installed: Default::default(),
             l7_ingress_installed: Default::default(),
+            generations: [Some(Generation::default()), Some(Generation::default())],
+            flipped_at: None,
             proxy_lookup: None,
         };
         dp.write_settings(settings, adopted)?;
@@ -501,45 +510,81 @@ impl Datapath {
             .count()
     }
 
-    /// In adopted maps, the prefixes and addresses the last install wrote: the next install
-    /// removes those it no longer needs.
+    /// In adopted maps, what the last installs wrote: the prefixes and addresses (the next
+    /// install removes those it no longer needs) and both policy generations (the next install
+    /// writes only what differs).
     fn read_installed(&mut self) -> anyhow::Result<()> {
-        let mut nets = std::collections::HashSet::new();
+        let mut nets = HashMap::new();
         {
-            let hosts: AyaHashMap<&MapData, IpKey, IdentityValue> = AyaHashMap::try_from(
-                self.ebpf
-                    .map(MAP_IPCACHE_HOSTS)
-                    .ok_or_else(|| anyhow!("map {MAP_IPCACHE_HOSTS} missing"))?,
-            )?;
-            nets.extend(
-                hosts
-                    .keys()
-                    .filter_map(Result::ok)
-                    .filter_map(|k| ip_net(&k, if k.family == FAMILY_IPV4 { 32 } else { 128 })),
-            );
-            let trie: LpmTrie<&MapData, IpKey, IdentityValue> = LpmTrie::try_from(
-                self.ebpf
-                    .map(MAP_IPCACHE)
-                    .ok_or_else(|| anyhow!("map {MAP_IPCACHE} missing"))?,
-            )?;
-            nets.extend(trie.keys().filter_map(Result::ok).filter_map(|k| {
-                let bits = k.prefix_len().checked_sub(IP_KEY_FIXED_BITS)?;
-                ip_net(&k.data(), bits as u8)
-            }));
+            let hosts: AyaHashMap<&MapData, IpKey, IdentityValue> =
+                AyaHashMap::try_from(self.map(MAP_IPCACHE_HOSTS)?)?;
+            for (k, v) in hosts.iter().filter_map(Result::ok) {
+                let bits = if k.family == FAMILY_IPV4 { 32 } else { 128 };
+                if let Some(net) = ip_net(&k, bits) {
+                    nets.insert(net, v.identity);
+                }
+            }
+            let trie: LpmTrie<&MapData, IpKey, IdentityValue> =
+                LpmTrie::try_from(self.map(MAP_IPCACHE)?)?;
+            for (k, v) in trie.iter().filter_map(Result::ok) {
+                let net = k
+                    .prefix_len()
+                    .checked_sub(IP_KEY_FIXED_BITS)
+                    .and_then(|bits| ip_net(&k.data(), bits as u8));
+                if let Some(net) = net {
+                    nets.insert(net, v.identity);
+                }
+            }
         }
-        let l7: AyaHashMap<&MapData, IpKey, u32> = AyaHashMap::try_from(
-            self.ebpf
-                .map(MAP_L7_INGRESS)
-                .ok_or_else(|| anyhow!("map {MAP_L7_INGRESS} missing"))?,
-        )?;
+        let l7: AyaHashMap<&MapData, IpKey, u32> = AyaHashMap::try_from(self.map(MAP_L7_INGRESS)?)?;
         self.l7_ingress_installed = l7
-            .keys()
+            .iter()
             .filter_map(Result::ok)
-            .filter_map(|k| ip_net(&k, if k.family == FAMILY_IPV4 { 32 } else { 128 }))
-            .map(|n| n.addr())
+            .filter_map(|(k, ifindex)| {
+                let bits = if k.family == FAMILY_IPV4 { 32 } else { 128 };
+                Some((ip_net(&k, bits)?.addr(), ifindex))
+            })
             .collect();
         self.ipcache_installed = nets;
+        self.generations = [
+            Some(self.read_generation(0)?),
+            Some(self.read_generation(1)?),
+        ];
         Ok(())
+    }
+
+    /// A policy generation's content as the maps hold it.
+    fn read_generation(&self, generation: u32) -> anyhow::Result<Generation> {
+        let untag =
+            |id: u32| (id >> GENERATION_SHIFT == generation).then_some(id & !GENERATION_TAGS);
+        let mut g = Generation::default();
+        let eps: AyaHashMap<&MapData, u32, EndpointInfo> =
+            AyaHashMap::try_from(self.map(MAP_ENDPOINTS)?)?;
+        for (k, mut v) in eps.iter().filter_map(Result::ok) {
+            if let Some(ifindex) = untag(k) {
+                v.endpoint_id &= !GENERATION_TAGS;
+                g.endpoints.insert(ifindex, v);
+            }
+        }
+        let pol: AyaHashMap<&MapData, PolicyKey, PolicyValue> =
+            AyaHashMap::try_from(self.map(MAP_POLICY)?)?;
+        for (mut k, v) in pol.iter().filter_map(Result::ok) {
+            if let Some(id) = untag(k.endpoint_id) {
+                k.endpoint_id = id;
+                g.entries.insert(k, v);
+            }
+        }
+        let ranges: LpmTrie<&MapData, PolicyRangeKey, PolicyValue> =
+            LpmTrie::try_from(self.map(MAP_POLICY_RANGES)?)?;
+        for (k, v) in ranges.iter().filter_map(Result::ok) {
+            let mut data = k.data();
+            let bits = k.prefix_len().checked_sub(POLICY_RANGE_KEY_FIXED_BITS);
+            if let (Some(id), Some(bits)) = (untag(data.endpoint_id), bits) {
+                data.endpoint_id = id;
+                g.ranges.insert((data, bits as u8), v);
+            }
+        }
+        Ok(g)
     }
 
     /// Once this observer's maps hold what the programs judge by (its first policy, or at once
@@ -701,12 +746,14 @@ impl Datapath {
         Ok(())
     }
 
-    /// Installs a complete compiled policy: written under the inactive generation, then the
-    /// active generation flips in one map write, then the old generation is removed. No
-    /// connection is ever judged by a mix of two policy sets. `ranges` are the port-block
-    /// entries with their fixed port bits; `l7_ingress` the addresses (and interfaces) of the
-    /// local endpoints whose ingress sends some connections to the L7 proxy. Returns the new
-    /// generation.
+    /// Installs a complete compiled policy. The inactive generation still holds the policy
+    /// before the active one: only the entries that differ from it are written (removed,
+    /// added or changed), then the active generation flips in one map write. No connection is
+    /// ever judged by a mix of two policies, and a change of one rule writes the entries of
+    /// that rule, not the whole policy. The generation switched from stays as it is, for the
+    /// next install to diff against. `ranges` are the port-block entries with their fixed port
+    /// bits; `l7_ingress` the addresses (and interfaces) of the local endpoints whose ingress
+    /// sends some connections to the L7 proxy.
     pub fn install_policy(
         &mut self,
         endpoints: &[(u32, EndpointInfo)],
@@ -714,60 +761,79 @@ impl Datapath {
         ranges: &[(PolicyRangeKey, u8, PolicyValue)],
         ipcache: &[(IpNet, u32)],
         l7_ingress: &[(IpAddr, u32)],
-    ) -> anyhow::Result<u32> {
+    ) -> anyhow::Result<PolicyWritten> {
         let active = self.generation()?;
         let next = 1 - active;
-        let tag = next << GENERATION_SHIFT;
-        for (net, identity) in ipcache {
+        let target = Generation {
+            endpoints: endpoints.iter().copied().collect(),
+            entries: entries.iter().copied().collect(),
+            ranges: ranges
+                .iter()
+                .map(|(k, bits, v)| ((*k, *bits), *v))
+                .collect(),
+        };
+        let mut written = PolicyWritten {
+            generation: next,
+            ..PolicyWritten::default()
+        };
+        // Identities first, so that a connection judged by the new generation finds its
+        // remote's. Only new and changed prefixes are written.
+        let stale_ipcache: Vec<(IpNet, u32)> = ipcache
+            .iter()
+            .filter(|(net, id)| self.ipcache_installed.get(net) != Some(id))
+            .copied()
+            .collect();
+        for (net, identity) in &stale_ipcache {
             self.ipcache_insert(*net, *identity)?;
         }
+        written.ipcache = stale_ipcache.len();
         // Before the flip: a connection judged by the new generation finds its endpoint here.
         // An address of the old set only costs a lookup that finds no proxy entry.
         {
+            let installed = &self.l7_ingress_installed;
+            let new: Vec<(IpAddr, u32)> = l7_ingress
+                .iter()
+                .filter(|(ip, ifindex)| installed.get(ip) != Some(ifindex))
+                .copied()
+                .collect();
             let mut map: AyaHashMap<&mut MapData, IpKey, u32> =
                 AyaHashMap::try_from(self.map_mut(MAP_L7_INGRESS)?)?;
-            for (ip, ifindex) in l7_ingress {
-                map.insert(ip_key(*ip), *ifindex, 0)?;
+            for (ip, ifindex) in new {
+                map.insert(ip_key(ip), ifindex, 0)?;
             }
         }
         self.set_config_flag(CONFIG_L7_INGRESS, !l7_ingress.is_empty())?;
-        for (ifindex, info) in endpoints {
-            let mut info = *info;
-            info.endpoint_id |= tag;
-            self.endpoint_insert(ifindex | tag, info)?;
-        }
-        for (key, value) in entries {
-            let mut key = *key;
-            key.endpoint_id |= tag;
-            self.policy_insert(key, *value)?;
-        }
-        for (key, bits, value) in ranges {
-            let mut key = *key;
-            key.endpoint_id |= tag;
-            self.policy_range_insert(key, *bits, *value)?;
-        }
+        // Unknown after a failed write: read back what the maps hold.
+        let before = match self.generations[next as usize].take() {
+            Some(g) => g,
+            None => self.read_generation(next)?,
+        };
+        self.settle();
+        self.write_generation(next, &before, &target, &mut written)?;
+        self.generations[next as usize] = Some(target);
         self.set_config_flag(CONFIG_GENERATION, next == 1)?;
-        self.remove_generation(active)?;
-        // Prefixes no longer in use go after the flip: nothing refers to them any more.
-        let keep: std::collections::HashSet<IpNet> = ipcache.iter().map(|(n, _)| *n).collect();
+        self.flipped_at = Some(std::time::Instant::now());
+        // Prefixes and addresses no longer in use go after the flip: nothing refers to them.
+        let keep: HashMap<IpNet, u32> = ipcache.iter().copied().collect();
         let stale: Vec<IpNet> = self
             .ipcache_installed
-            .iter()
-            .filter(|n| !keep.contains(n))
+            .keys()
+            .filter(|n| !keep.contains_key(n))
             .copied()
             .collect();
+        written.ipcache += stale.len();
         for net in stale {
             self.ipcache_remove(net)?;
         }
         self.ipcache_installed = keep;
-        let keep: std::collections::HashSet<IpAddr> =
-            l7_ingress.iter().map(|(ip, _)| *ip).collect();
-        let stale: Vec<IpAddr> = self
-            .l7_ingress_installed
-            .difference(&keep)
-            .copied()
-            .collect();
+        let keep: HashMap<IpAddr, u32> = l7_ingress.iter().copied().collect();
         {
+            let stale: Vec<IpAddr> = self
+                .l7_ingress_installed
+                .keys()
+                .filter(|ip| !keep.contains_key(ip))
+                .copied()
+                .collect();
             let mut map: AyaHashMap<&mut MapData, IpKey, u32> =
                 AyaHashMap::try_from(self.map_mut(MAP_L7_INGRESS)?)?;
             for ip in stale {
@@ -775,18 +841,120 @@ impl Datapath {
             }
         }
         self.l7_ingress_installed = keep;
-        Ok(next)
+        Ok(written)
+    }
+
+    /// Brings the inactive generation up to the active one (only the entries that differ),
+    /// so that the next install writes only its own change. Returns what it wrote.
+    pub fn mirror_active(&mut self) -> anyhow::Result<PolicyWritten> {
+        let active = self.generation()?;
+        let inactive = 1 - active;
+        let mut written = PolicyWritten {
+            generation: active,
+            ..PolicyWritten::default()
+        };
+        let target = match self.generations[active as usize].clone() {
+            Some(g) => g,
+            None => self.read_generation(active)?,
+        };
+        let before = match self.generations[inactive as usize].take() {
+            Some(g) => g,
+            None => self.read_generation(inactive)?,
+        };
+        self.settle();
+        self.write_generation(inactive, &before, &target, &mut written)?;
+        self.generations[inactive as usize] = Some(target);
+        Ok(written)
+    }
+
+    /// Waits, after a recent flip, until no program run can still be judging by the generation
+    /// switched from: the programs run under RCU, and a global memory barrier waits for an RCU
+    /// grace period. Without it (a kernel that refuses it), waits long enough for any run.
+    fn settle(&self) {
+        const RUNS_DONE: std::time::Duration = std::time::Duration::from_secs(1);
+        if self.flipped_at.is_none_or(|t| t.elapsed() >= RUNS_DONE) {
+            return;
+        }
+        // SAFETY: membarrier takes no pointers; MEMBARRIER_CMD_GLOBAL (1) waits for a grace
+        // period.
+        let r = unsafe { libc::syscall(libc::SYS_membarrier, 1, 0, 0) };
+        if r != 0 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Turns generation `generation` from `before` into `target`: removals first (room in the
+    /// maps), then additions and changes. Nothing judges by this generation meanwhile.
+    fn write_generation(
+        &mut self,
+        generation: u32,
+        before: &Generation,
+        target: &Generation,
+        written: &mut PolicyWritten,
+    ) -> anyhow::Result<()> {
+        let tag = generation << GENERATION_SHIFT;
+        {
+            let mut map: AyaHashMap<&mut MapData, PolicyKey, PolicyValue> =
+                AyaHashMap::try_from(self.map_mut(MAP_POLICY)?)?;
+            for (k, _) in removed(&before.entries, &target.entries) {
+                let key = PolicyKey {
+                    endpoint_id: k.endpoint_id | tag,
+                    ..*k
+                };
+                ignore_missing(map.remove(&key))?;
+                written.entries += 1;
+            }
+            for (k, v) in changed(&before.entries, &target.entries) {
+                let key = PolicyKey {
+                    endpoint_id: k.endpoint_id | tag,
+                    ..*k
+                };
+                map.insert(key, *v, 0)?;
+                written.entries += 1;
+            }
+        }
+        {
+            let mut trie: LpmTrie<&mut MapData, PolicyRangeKey, PolicyValue> =
+                LpmTrie::try_from(self.map_mut(MAP_POLICY_RANGES)?)?;
+            let key = |(k, bits): &(PolicyRangeKey, u8)| {
+                Key::new(
+                    POLICY_RANGE_KEY_FIXED_BITS + u32::from(*bits),
+                    PolicyRangeKey {
+                        endpoint_id: k.endpoint_id | tag,
+                        ..*k
+                    },
+                )
+            };
+            for (k, _) in removed(&before.ranges, &target.ranges) {
+                ignore_missing(trie.remove(&key(k)))?;
+                written.entries += 1;
+            }
+            for (k, v) in changed(&before.ranges, &target.ranges) {
+                trie.insert(&key(k), *v, 0)?;
+                written.entries += 1;
+            }
+        }
+        let mut eps: AyaHashMap<&mut MapData, u32, EndpointInfo> =
+            AyaHashMap::try_from(self.map_mut(MAP_ENDPOINTS)?)?;
+        for (ifindex, _) in removed(&before.endpoints, &target.endpoints) {
+            ignore_missing(eps.remove(&(ifindex | tag)))?;
+            written.endpoints += 1;
+        }
+        for (ifindex, info) in changed(&before.endpoints, &target.endpoints) {
+            let info = EndpointInfo {
+                endpoint_id: info.endpoint_id | tag,
+                ..*info
+            };
+            eps.insert(ifindex | tag, info, 0)?;
+            written.endpoints += 1;
+        }
+        Ok(())
     }
 
     /// Installs the empty policy: adopted maps of an observer that enforced policies stop
     /// enforcing them under one that has none.
     pub fn clear_policy(&mut self) -> anyhow::Result<()> {
         self.install_policy(&[], &[], &[], &[], &[]).map(|_| ())
-    }
-
-    /// The generation the next `install_policy` writes.
-    pub fn next_generation(&self) -> anyhow::Result<u32> {
-        Ok(1 - self.generation()?)
     }
 
     fn generation(&self) -> anyhow::Result<u32> {
@@ -803,41 +971,6 @@ impl Datapath {
         let mut c = config.get(&0, 0)?;
         c.flags = if on { c.flags | flag } else { c.flags & !flag };
         config.set(0, c, 0)?;
-        Ok(())
-    }
-
-    fn remove_generation(&mut self, generation: u32) -> anyhow::Result<()> {
-        let is_gen = |id: u32| id >> GENERATION_SHIFT == generation;
-        let mut eps: AyaHashMap<&mut MapData, u32, EndpointInfo> =
-            AyaHashMap::try_from(self.map_mut(MAP_ENDPOINTS)?)?;
-        let old: Vec<u32> = eps
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| is_gen(*k))
-            .collect();
-        for k in old {
-            let _ = eps.remove(&k);
-        }
-        let mut pol: AyaHashMap<&mut MapData, PolicyKey, PolicyValue> =
-            AyaHashMap::try_from(self.map_mut(MAP_POLICY)?)?;
-        let old: Vec<PolicyKey> = pol
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| is_gen(k.endpoint_id))
-            .collect();
-        for k in old {
-            let _ = pol.remove(&k);
-        }
-        let mut ranges: LpmTrie<&mut MapData, PolicyRangeKey, PolicyValue> =
-            LpmTrie::try_from(self.map_mut(MAP_POLICY_RANGES)?)?;
-        let old: Vec<Key<PolicyRangeKey>> = ranges
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| is_gen(k.data().endpoint_id))
-            .collect();
-        for k in old {
-            let _ = ranges.remove(&k);
-        }
         Ok(())
     }
 
@@ -1078,6 +1211,12 @@ impl Datapath {
         }
     }
 
+    fn map(&self, name: &'static str) -> anyhow::Result<&aya::maps::Map> {
+        self.ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("map {name} missing from the object"))
+    }
+
     fn map_mut(&mut self, name: &'static str) -> anyhow::Result<&mut aya::maps::Map> {
         self.ebpf
             .map_mut(name)
@@ -1194,6 +1333,61 @@ fn tcx() -> bool {
 
 /// The ipcache key of a prefix: family and address, the prefix covering the family too.
 /// The exact-match key of one address.
+/// The bits of an endpoint id or interface index that name its policy generation.
+const GENERATION_TAGS: u32 = !0 << GENERATION_SHIFT;
+
+/// One policy generation's content in the maps, keys without the generation's tag.
+#[derive(Clone, Debug, Default)]
+struct Generation {
+    /// Interface index -> the endpoint behind it.
+    endpoints: HashMap<u32, EndpointInfo>,
+    entries: HashMap<PolicyKey, PolicyValue>,
+    /// (key, fixed port bits) -> value.
+    ranges: HashMap<(PolicyRangeKey, u8), PolicyValue>,
+}
+
+/// What a policy install wrote to the maps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyWritten {
+    /// The generation now active.
+    pub generation: u32,
+    /// Policy and port-block entries added, changed or removed.
+    pub entries: usize,
+    /// Endpoint entries added, changed or removed.
+    pub endpoints: usize,
+    /// Prefixes added, changed or removed in the ipcache.
+    pub ipcache: usize,
+}
+
+/// The keys of `before` that `after` does not have.
+fn removed<'a, K: Eq + std::hash::Hash, V>(
+    before: &'a HashMap<K, V>,
+    after: &'a HashMap<K, V>,
+) -> impl Iterator<Item = (&'a K, &'a V)> {
+    before.iter().filter(|(k, _)| !after.contains_key(*k))
+}
+
+/// The entries of `after` that `before` lacks or holds with another value.
+fn changed<'a, K: Eq + std::hash::Hash, V: PartialEq>(
+    before: &'a HashMap<K, V>,
+    after: &'a HashMap<K, V>,
+) -> impl Iterator<Item = (&'a K, &'a V)> {
+    after.iter().filter(|(k, v)| before.get(*k) != Some(*v))
+}
+
+/// A removal of a key that is already gone succeeded.
+fn ignore_missing(r: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
+    match r {
+        Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
+}
+
 fn ip_key(ip: IpAddr) -> IpKey {
     ipcache_key(IpNet::from(ip)).data()
 }
@@ -1867,6 +2061,95 @@ mod tests {
         assert_eq!(
             ev[0].drop_reason,
             drop_reason::PROXY_REDIRECTION_NOT_SUPPORTED
+        );
+    }
+
+    #[test]
+    fn a_policy_change_writes_only_the_entries_that_differ() {
+        use flowscope_common::{ENFORCE_EGRESS, POLICY_ALLOW, PolicyKey, PolicyValue, direction};
+        let mut h = Harness::new(&[]);
+        let ifindex = test_ifindex(&mut h);
+        let endpoint = EndpointInfo {
+            endpoint_id: 7,
+            identity: 300,
+            flags: ENFORCE_EGRESS,
+            _pad: 0,
+        };
+        // Egress to anyone on the TCP ports given, each entry attributed to its port.
+        let policy = |ports: &[u16]| -> Vec<(PolicyKey, PolicyValue)> {
+            ports
+                .iter()
+                .map(|&port| {
+                    let key = PolicyKey {
+                        endpoint_id: 7,
+                        remote_identity: 0,
+                        port,
+                        proto: 6,
+                        direction: direction::EGRESS,
+                    };
+                    let value = PolicyValue {
+                        action: POLICY_ALLOW,
+                        flags: 0,
+                        _pad: [0; 2],
+                        policy_ref: u32::from(port),
+                    };
+                    (key, value)
+                })
+                .collect()
+        };
+        let ipcache = [("198.18.7.2/32".parse().unwrap(), 400)];
+        let install = |h: &mut Harness, ports: &[u16]| {
+            h.dp.install_policy(&[(ifindex, endpoint)], &policy(ports), &[], &ipcache, &[])
+                .unwrap()
+        };
+        let mut sport = 1000;
+        let mut allowed = |h: &mut Harness, port: u16| {
+            sport += 1;
+            h.run(PROG_INGRESS, &tcp4(A4, B4, sport, port, tcp::SYN as u8))
+                .0
+                == PASS
+        };
+        let a: Vec<u16> = (2000..2100).collect();
+        let first = install(&mut h, &a);
+        assert_eq!((first.entries, first.endpoints, first.ipcache), (100, 1, 1));
+        assert!(allowed(&mut h, 2050) && !allowed(&mut h, 3000));
+        // The other generation is empty: the first change writes it whole, then it catches up
+        // with the active one by the difference only.
+        let b: Vec<u16> = (2000..2100).filter(|p| *p != 2050).chain([3000]).collect();
+        assert_eq!(install(&mut h, &b).entries, 100);
+        assert_eq!(h.dp.mirror_active().unwrap().entries, 2);
+        assert!(!allowed(&mut h, 2050) && allowed(&mut h, 3000));
+        // From now on a change of one rule writes one entry, and nothing else.
+        let c: Vec<u16> = b.iter().copied().filter(|p| *p != 2051).collect();
+        let written = install(&mut h, &c);
+        assert_eq!(
+            (written.entries, written.endpoints, written.ipcache),
+            (1, 0, 0)
+        );
+        assert!(!allowed(&mut h, 2051) && allowed(&mut h, 2052) && allowed(&mut h, 3000));
+        // A changed value (the same port, another attribution) is written too.
+        let mut d = policy(&c);
+        d[0].1.policy_ref += 1000;
+        let written =
+            h.dp.install_policy(&[(ifindex, endpoint)], &d, &[], &ipcache, &[])
+                .unwrap();
+        assert_eq!(
+            written.entries, 2,
+            "the removal of 2051 and the changed value"
+        );
+        // What the datapath judges by is exactly the last policy, in both generations once
+        // mirrored.
+        let expected: HashMap<PolicyKey, PolicyValue> = d.iter().copied().collect();
+        assert_eq!(
+            h.dp.read_generation(written.generation).unwrap().entries,
+            expected
+        );
+        h.dp.mirror_active().unwrap();
+        assert_eq!(
+            h.dp.read_generation(1 - written.generation)
+                .unwrap()
+                .entries,
+            expected
         );
     }
 
