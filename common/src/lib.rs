@@ -514,7 +514,7 @@ pub mod direction {
 /// Key of [`MAP_POLICY`]. `remote_identity`, `port` and `proto` use 0 as "any"; the datapath
 /// tries the most specific key first (see `ebpf/src/datapath.rs`, `policy_lookup`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PolicyKey {
     pub endpoint_id: u32,
     pub remote_identity: u32,
@@ -539,7 +539,7 @@ pub struct PolicyValue {
 /// Key of [`MAP_POLICY_RANGES`]: everything before `port_be` is always covered by the
 /// prefix, then the leading bits of the port (big-endian, so a prefix is a block of ports).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PolicyRangeKey {
     pub endpoint_id: u32,
     /// A pod's or CIDR identity, or 0 for any.

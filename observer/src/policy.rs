@@ -252,6 +252,7 @@ pub fn install(
 
     let mut attributions = Attributions::new();
     let mut fresh_ids = HashMap::new();
+    let mut by_policies: HashMap<(u8, bool, &[u32]), u32> = HashMap::new();
     let mut entries = Vec::new();
     let mut ranges = Vec::new();
     let mut endpoints = Vec::new();
@@ -300,16 +301,21 @@ pub fn install(
             }
             for e in &table.entries {
                 let deny = e.decision == Decision::Deny;
-                let attribution = Attribution {
-                    direction: dir,
-                    deny,
-                    policies: e
-                        .policies
-                        .iter()
-                        .filter_map(|i| flow_policies.get(*i as usize).cloned())
-                        .collect(),
-                };
-                let index = ids.id(&mut fresh_ids, &mut attributions, attribution);
+                // Many entries share an attribution: it is built and interned once.
+                let index = *by_policies
+                    .entry((dir, deny, e.policies.as_slice()))
+                    .or_insert_with(|| {
+                        let attribution = Attribution {
+                            direction: dir,
+                            deny,
+                            policies: e
+                                .policies
+                                .iter()
+                                .filter_map(|i| flow_policies.get(*i as usize).cloned())
+                                .collect(),
+                        };
+                        ids.id(&mut fresh_ids, &mut attributions, attribution)
+                    });
                 proxy_entries += usize::from(e.http);
                 let value = PolicyValue {
                     action: if deny { POLICY_DENY } else { POLICY_ALLOW },

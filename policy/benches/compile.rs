@@ -94,6 +94,13 @@ fn http_policies(rules: usize) -> PolicySet {
 }
 
 fn main() {
+    // Rounds per size (min/median/max); `cargo bench -p flowscope-policy --bench compile -- 15`.
+    let rounds: usize = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5)
+        .max(1);
     let (world, ids) = world();
     for (kind, policies) in [
         ("", policies as fn(usize) -> PolicySet),
@@ -101,17 +108,27 @@ fn main() {
     ] {
         for rules in [10, 1_000, 10_000] {
             let set = policies(rules);
-            let start = Instant::now();
-            let compiled = compile(&set, &world, &ids).expect("compile");
-            let took = start.elapsed();
+            let mut took = Vec::with_capacity(rounds);
+            let mut compiled = None;
+            for _ in 0..rounds {
+                let start = Instant::now();
+                compiled = Some(compile(&set, &world, &ids).expect("compile"));
+                took.push(start.elapsed());
+            }
+            let compiled = compiled.expect("one round");
+            took.sort();
             let entries: usize = compiled
                 .endpoints
                 .iter()
                 .map(|e| e.ingress.entries.len() + e.egress.entries.len())
                 .sum();
             println!(
-                "{rules:>6} rules{kind}: compiled in {took:>10.2?}, {entries} entries, {} CIDR \
-                 identities, {} HTTP rule sets",
+                "{rules:>6} rules{kind}: compiled in {:>10.2?} / {:>10.2?} / {:>10.2?} \
+                 (min/median/max of {rounds}), {entries} entries, {} CIDR identities, {} HTTP \
+                 rule sets",
+                took[0],
+                took[took.len() / 2],
+                took[took.len() - 1],
                 compiled.cidrs.len(),
                 compiled.http_rule_sets.len()
             );

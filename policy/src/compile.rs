@@ -79,7 +79,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::cilium::{
-    self, CiliumNetworkPolicy, Entity, HttpRule, PeerRule, Peers, PortProtocol, Subject,
+    self, CiliumNetworkPolicy, CiliumRule, Entity, HttpRule, PeerRule, Peers, PortProtocol, Subject,
 };
 use crate::load::{PolicyBody, PolicyId, PolicySet};
 use crate::networkpolicy::{NetworkPolicy, NetworkPolicyPeer};
@@ -390,15 +390,27 @@ pub fn compile_for(
         policies: set.policies.iter().map(|p| p.id()).collect(),
         http_rule_sets: Vec::new(),
     };
+    // Pods the same rules select (replicas, or every pod of a namespace under namespace-wide
+    // rules) have the same clauses, unless ingress named ports resolve differently on them:
+    // their table is worked out once.
+    let mut tables_of: HashMap<Selection, DirectionTable> = HashMap::new();
     for local in (0..universe.pods.len()).filter(|i| local(universe.pods[*i].pod)) {
         let mut tables = [DirectionTable::default(), DirectionTable::default()];
         for (direction, table) in [Direction::Ingress, Direction::Egress]
             .into_iter()
             .zip(tables.iter_mut())
         {
-            let mut clauses = Clauses::default();
-            universe.clauses(set, local, direction, &mut clauses, &mut rule_sets);
-            *table = clauses.table();
+            let selection = universe.selection(set, local, direction);
+            *table = match tables_of.get(&selection) {
+                Some(table) => table.clone(),
+                None => {
+                    let mut clauses = Clauses::default();
+                    universe.clauses(set, local, direction, &mut clauses, &mut rule_sets);
+                    let table = clauses.table();
+                    tables_of.insert(selection, table.clone());
+                    table
+                }
+            };
         }
         let [ingress, egress] = tables;
         out.endpoints.push(EndpointTables {
@@ -432,7 +444,7 @@ impl<'s> RuleSets<'s> {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Direction {
     Ingress,
     Egress,
@@ -602,6 +614,54 @@ impl<'w> Universe<'w> {
         out
     }
 
+    /// What decides pod `local`'s clauses in `direction` besides the policy set: the rules
+    /// that select it, and for ingress the ports it declares (named ports resolve on it).
+    fn selection(&self, set: &PolicySet, local: usize, direction: Direction) -> Selection {
+        let subject = self.pods[local].pod;
+        let mut rules = Vec::new();
+        for (index, policy) in set.policies.iter().enumerate() {
+            let index = index as u32;
+            match &policy.body {
+                PolicyBody::Kubernetes(np) => {
+                    if k8s_selects(np, direction, subject) {
+                        rules.push((index, 0));
+                    }
+                }
+                PolicyBody::Cilium(cnp) => {
+                    for (i, rule) in cnp.rules.iter().enumerate() {
+                        if self.cilium_selects(cnp, rule, subject) {
+                            rules.push((index, i as u32));
+                        }
+                    }
+                }
+            }
+        }
+        let ports = match direction {
+            Direction::Ingress => subject
+                .ports
+                .iter()
+                .map(|p| (p.name.clone(), p.port, protocol_number(p.protocol)))
+                .collect(),
+            Direction::Egress => Vec::new(),
+        };
+        Selection {
+            direction,
+            rules,
+            ports,
+        }
+    }
+
+    /// Whether Cilium rule `rule` of `cnp` applies to `subject`.
+    fn cilium_selects(&self, cnp: &CiliumNetworkPolicy, rule: &CiliumRule, subject: &Pod) -> bool {
+        let Subject::Endpoints(selector) = &rule.subject else {
+            return false;
+        };
+        cnp.namespace
+            .as_deref()
+            .is_none_or(|ns| ns == subject.namespace)
+            && self.cilium_matches(selector, subject)
+    }
+
     /// Adds the clauses of every rule applying to pod `local` in `direction`.
     fn clauses(
         &self,
@@ -699,16 +759,13 @@ struct Ctx<'u, 'w> {
 
 impl<'w> Ctx<'_, 'w> {
     fn kubernetes(&mut self, np: &NetworkPolicy, subject: &Pod) {
-        let (isolates, rules) = match self.direction {
-            Direction::Ingress => (np.policy_types.ingress, &np.ingress),
-            Direction::Egress => (np.policy_types.egress, &np.egress),
-        };
-        if !isolates
-            || np.namespace != subject.namespace
-            || !np.pod_selector.matches(&subject.labels)
-        {
+        if !k8s_selects(np, self.direction, subject) {
             return;
         }
+        let rules = match self.direction {
+            Direction::Ingress => &np.ingress,
+            Direction::Egress => &np.egress,
+        };
         self.out.enforced = true;
         for rule in rules {
             let remotes = if rule.peers.is_empty() {
@@ -762,15 +819,7 @@ impl<'w> Ctx<'_, 'w> {
 
     fn cilium(&mut self, cnp: &'w CiliumNetworkPolicy, subject: &Pod) {
         for rule in &cnp.rules {
-            let Subject::Endpoints(selector) = &rule.subject else {
-                continue;
-            };
-            if cnp
-                .namespace
-                .as_deref()
-                .is_some_and(|ns| ns != subject.namespace)
-                || !self.universe.cilium_matches(selector, subject)
-            {
+            if !self.universe.cilium_selects(cnp, rule, subject) {
                 continue;
             }
             let (isolates, allow, deny) = match self.direction {
@@ -966,6 +1015,24 @@ enum Kind {
     },
 }
 
+/// What decides an endpoint's clauses in one direction: (policy, Cilium rule) pairs that
+/// select it, in policy order, and the ports it declares (ingress only).
+#[derive(PartialEq, Eq, Hash)]
+struct Selection {
+    direction: Direction,
+    rules: Vec<(u32, u32)>,
+    ports: Vec<(String, u16, u8)>,
+}
+
+/// Whether NetworkPolicy `np` isolates `subject` in `direction` (and so applies to it).
+fn k8s_selects(np: &NetworkPolicy, direction: Direction, subject: &Pod) -> bool {
+    let isolates = match direction {
+        Direction::Ingress => np.policy_types.ingress,
+        Direction::Egress => np.policy_types.egress,
+    };
+    isolates && np.namespace == subject.namespace && np.pod_selector.matches(&subject.labels)
+}
+
 /// The clauses of one endpoint and direction: who, on which ports, did what.
 #[derive(Default)]
 struct Clauses {
@@ -983,15 +1050,24 @@ impl Clauses {
 
     fn table(&self) -> DirectionTable {
         let keys = meet_closure(self.by_key.keys().copied());
-        let entries = keys.into_iter().filter_map(|key| self.entry(key)).collect();
+        // The block sizes clauses use (usually exact ports and "any port"): an entry looks
+        // for clauses of those sizes only, not of all 17.
+        let mut sizes: Vec<u8> = self.by_key.keys().map(|k| k.3).collect();
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        sizes.dedup();
+        let entries = keys
+            .into_iter()
+            .filter_map(|key| self.entry(key, &sizes))
+            .collect();
         DirectionTable {
             enforced: self.enforced,
             entries,
         }
     }
 
-    /// The effect at `key` of every clause with a key generalising it.
-    fn entry(&self, key: Key) -> Option<Entry> {
+    /// The effect at `key` of every clause with a key generalising it; `sizes`: the port
+    /// block sizes (fixed bits) of the clauses, largest first.
+    fn entry(&self, key: Key, sizes: &[u8]) -> Option<Entry> {
         let (id, proto, port, port_bits) = key;
         let (mut allow, mut deny) = (BTreeSet::new(), BTreeSet::new());
         let mut l4 = false;
@@ -1000,7 +1076,7 @@ impl Clauses {
         for i in [id, 0] {
             for p in [proto, 0] {
                 // Every block containing the key's ports, down to "any port".
-                for bits in (0..=port_bits).rev() {
+                for &bits in sizes.iter().filter(|b| **b <= port_bits) {
                     let (n, bits) = block_of(port, bits);
                     for (policy, kind) in self.by_key.get(&(i, p, n, bits)).into_iter().flatten() {
                         match kind {

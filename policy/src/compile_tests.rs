@@ -1117,6 +1117,43 @@ fn named_ports_resolve_per_destination() {
 }
 
 #[test]
+fn pods_selected_alike_share_their_table_unless_their_named_ports_differ() {
+    // Every pod of x isolated for ingress on its own `web` port.
+    let yaml = np(
+        "x",
+        "ingress-web",
+        "  podSelector: {}\n  policyTypes: [Ingress]\n  ingress:\n    - ports:\n        - {port: web, protocol: TCP}\n",
+    );
+    let mut world = world();
+    // x/a, x/b and x/d (x/a's identity) serve `web` on 8080, x/c on 9090.
+    for pod in world.pods.iter_mut().filter(|p| p.namespace == "x") {
+        pod.ports.push(NamedPort {
+            name: "web".into(),
+            port: if pod.name == "c" { 9090 } else { 8080 },
+            protocol: Protocol::Tcp,
+        });
+    }
+    let ids = identities(&world);
+    let set = policies(&yaml);
+    let compiled = compile(&set, &world, &ids).expect("compiles");
+    let ports = |pod: &str| -> Vec<u16> {
+        tables(&compiled, &ids, "x", pod)
+            .ingress
+            .entries
+            .iter()
+            .map(|e| e.port)
+            .collect()
+    };
+    assert_eq!(ports("a"), [8080]);
+    assert_eq!(ports("b"), [8080]);
+    assert_eq!(ports("d"), [8080]);
+    assert_eq!(ports("c"), [9090], "x/c's own `web`, not x/a's table");
+    // Egress is not isolated by this policy, whatever the ports.
+    assert!(!tables(&compiled, &ids, "x", "c").egress.enforced);
+    assert_eq!(disagreements(&set, &world), Vec::<String>::new());
+}
+
+#[test]
 fn end_port_ranges_become_a_few_port_blocks() {
     let yaml = np(
         "x",

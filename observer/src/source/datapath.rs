@@ -557,13 +557,13 @@ impl Datapath {
     fn read_generation(&self, generation: u32) -> anyhow::Result<Generation> {
         let untag =
             |id: u32| (id >> GENERATION_SHIFT == generation).then_some(id & !GENERATION_TAGS);
-        let mut g = Generation::default();
+        let (mut endpoints, mut entries, mut ranges_read) = (Vec::new(), Vec::new(), Vec::new());
         let eps: AyaHashMap<&MapData, u32, EndpointInfo> =
             AyaHashMap::try_from(self.map(MAP_ENDPOINTS)?)?;
         for (k, mut v) in eps.iter().filter_map(Result::ok) {
             if let Some(ifindex) = untag(k) {
                 v.endpoint_id &= !GENERATION_TAGS;
-                g.endpoints.insert(ifindex, v);
+                endpoints.push((ifindex, v));
             }
         }
         let pol: AyaHashMap<&MapData, PolicyKey, PolicyValue> =
@@ -571,7 +571,7 @@ impl Datapath {
         for (mut k, v) in pol.iter().filter_map(Result::ok) {
             if let Some(id) = untag(k.endpoint_id) {
                 k.endpoint_id = id;
-                g.entries.insert(k, v);
+                entries.push((k, v));
             }
         }
         let ranges: LpmTrie<&MapData, PolicyRangeKey, PolicyValue> =
@@ -581,10 +581,10 @@ impl Datapath {
             let bits = k.prefix_len().checked_sub(POLICY_RANGE_KEY_FIXED_BITS);
             if let (Some(id), Some(bits)) = (untag(data.endpoint_id), bits) {
                 data.endpoint_id = id;
-                g.ranges.insert((data, bits as u8), v);
+                ranges_read.push(((data, bits as u8), v));
             }
         }
-        Ok(g)
+        Ok(Generation::new(endpoints, entries, ranges_read))
     }
 
     /// Once this observer's maps hold what the programs judge by (its first policy, or at once
@@ -764,14 +764,14 @@ impl Datapath {
     ) -> anyhow::Result<PolicyWritten> {
         let active = self.generation()?;
         let next = 1 - active;
-        let target = Generation {
-            endpoints: endpoints.iter().copied().collect(),
-            entries: entries.iter().copied().collect(),
-            ranges: ranges
+        let target = Generation::new(
+            endpoints.to_vec(),
+            entries.to_vec(),
+            ranges
                 .iter()
                 .map(|(k, bits, v)| ((*k, *bits), *v))
                 .collect(),
-        };
+        );
         let mut written = PolicyWritten {
             generation: next,
             ..PolicyWritten::default()
@@ -896,7 +896,8 @@ impl Datapath {
         {
             let mut map: AyaHashMap<&mut MapData, PolicyKey, PolicyValue> =
                 AyaHashMap::try_from(self.map_mut(MAP_POLICY)?)?;
-            for (k, _) in removed(&before.entries, &target.entries) {
+            let (removals, writes) = difference(&before.entries, &target.entries);
+            for k in removals {
                 let key = PolicyKey {
                     endpoint_id: k.endpoint_id | tag,
                     ..*k
@@ -904,7 +905,7 @@ impl Datapath {
                 ignore_missing(map.remove(&key))?;
                 written.entries += 1;
             }
-            for (k, v) in changed(&before.entries, &target.entries) {
+            for (k, v) in writes {
                 let key = PolicyKey {
                     endpoint_id: k.endpoint_id | tag,
                     ..*k
@@ -925,22 +926,24 @@ impl Datapath {
                     },
                 )
             };
-            for (k, _) in removed(&before.ranges, &target.ranges) {
+            let (removals, writes) = difference(&before.ranges, &target.ranges);
+            for k in removals {
                 ignore_missing(trie.remove(&key(k)))?;
                 written.entries += 1;
             }
-            for (k, v) in changed(&before.ranges, &target.ranges) {
+            for (k, v) in writes {
                 trie.insert(&key(k), *v, 0)?;
                 written.entries += 1;
             }
         }
         let mut eps: AyaHashMap<&mut MapData, u32, EndpointInfo> =
             AyaHashMap::try_from(self.map_mut(MAP_ENDPOINTS)?)?;
-        for (ifindex, _) in removed(&before.endpoints, &target.endpoints) {
+        let (removals, writes) = difference(&before.endpoints, &target.endpoints);
+        for ifindex in removals {
             ignore_missing(eps.remove(&(ifindex | tag)))?;
             written.endpoints += 1;
         }
-        for (ifindex, info) in changed(&before.endpoints, &target.endpoints) {
+        for (ifindex, info) in writes {
             let info = EndpointInfo {
                 endpoint_id: info.endpoint_id | tag,
                 ..*info
@@ -1336,14 +1339,75 @@ fn tcx() -> bool {
 /// The bits of an endpoint id or interface index that name its policy generation.
 const GENERATION_TAGS: u32 = !0 << GENERATION_SHIFT;
 
-/// One policy generation's content in the maps, keys without the generation's tag.
+/// One policy generation's content in the maps, keys without the generation's tag, each
+/// table sorted by key: two generations are compared by one merge, without hashing.
 #[derive(Clone, Debug, Default)]
 struct Generation {
     /// Interface index -> the endpoint behind it.
-    endpoints: HashMap<u32, EndpointInfo>,
-    entries: HashMap<PolicyKey, PolicyValue>,
+    endpoints: Vec<(u32, EndpointInfo)>,
+    entries: Vec<(PolicyKey, PolicyValue)>,
     /// (key, fixed port bits) -> value.
-    ranges: HashMap<(PolicyRangeKey, u8), PolicyValue>,
+    ranges: Vec<((PolicyRangeKey, u8), PolicyValue)>,
+}
+
+impl Generation {
+    fn new(
+        endpoints: Vec<(u32, EndpointInfo)>,
+        entries: Vec<(PolicyKey, PolicyValue)>,
+        ranges: Vec<((PolicyRangeKey, u8), PolicyValue)>,
+    ) -> Self {
+        Generation {
+            endpoints: sorted(endpoints),
+            entries: sorted(entries),
+            ranges: sorted(ranges),
+        }
+    }
+}
+
+/// `table` sorted by key, one entry per key (the last given wins, as in a map).
+fn sorted<K: Ord, V>(mut table: Vec<(K, V)>) -> Vec<(K, V)> {
+    // A stable sort keeps equal keys in their order and `dedup` keeps the first of a run:
+    // reversed first, the first kept is the last given.
+    table.reverse();
+    table.sort_by(|a, b| a.0.cmp(&b.0));
+    table.dedup_by(|a, b| a.0 == b.0);
+    table
+}
+
+/// What turns sorted table `before` into sorted table `after`: the keys to remove, and the
+/// entries to write (new, or with another value).
+fn difference<'a, K: Ord, V: PartialEq>(
+    before: &'a [(K, V)],
+    after: &'a [(K, V)],
+) -> (Vec<&'a K>, Vec<&'a (K, V)>) {
+    use std::cmp::Ordering;
+    let (mut removals, mut writes) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < before.len() || j < after.len() {
+        let order = match (before.get(i), after.get(j)) {
+            (Some(b), Some(a)) => b.0.cmp(&a.0),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        match order {
+            Ordering::Less => {
+                removals.push(&before[i].0);
+                i += 1;
+            }
+            Ordering::Greater => {
+                writes.push(&after[j]);
+                j += 1;
+            }
+            Ordering::Equal => {
+                if before[i].1 != after[j].1 {
+                    writes.push(&after[j]);
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    (removals, writes)
 }
 
 /// What a policy install wrote to the maps.
@@ -1357,22 +1421,6 @@ pub struct PolicyWritten {
     pub endpoints: usize,
     /// Prefixes added, changed or removed in the ipcache.
     pub ipcache: usize,
-}
-
-/// The keys of `before` that `after` does not have.
-fn removed<'a, K: Eq + std::hash::Hash, V>(
-    before: &'a HashMap<K, V>,
-    after: &'a HashMap<K, V>,
-) -> impl Iterator<Item = (&'a K, &'a V)> {
-    before.iter().filter(|(k, _)| !after.contains_key(*k))
-}
-
-/// The entries of `after` that `before` lacks or holds with another value.
-fn changed<'a, K: Eq + std::hash::Hash, V: PartialEq>(
-    before: &'a HashMap<K, V>,
-    after: &'a HashMap<K, V>,
-) -> impl Iterator<Item = (&'a K, &'a V)> {
-    after.iter().filter(|(k, v)| before.get(*k) != Some(*v))
 }
 
 /// A removal of a key that is already gone succeeded.
@@ -2065,6 +2113,18 @@ mod tests {
     }
 
     #[test]
+    fn generation_tables_are_sorted_with_the_last_value_of_a_key_and_diffed_by_merge() {
+        let t = sorted(vec![(3, 'a'), (1, 'b'), (3, 'c'), (2, 'd')]);
+        assert_eq!(t, vec![(1, 'b'), (2, 'd'), (3, 'c')]);
+        let after = sorted(vec![(2, 'd'), (3, 'x'), (4, 'e')]);
+        let (removals, writes) = difference(&t, &after);
+        assert_eq!(removals, vec![&1]);
+        assert_eq!(writes, vec![&(3, 'x'), &(4, 'e')]);
+        let (removals, writes) = difference(&after, &after);
+        assert!(removals.is_empty() && writes.is_empty());
+    }
+
+    #[test]
     fn a_policy_change_writes_only_the_entries_that_differ() {
         use flowscope_common::{ENFORCE_EGRESS, POLICY_ALLOW, PolicyKey, PolicyValue, direction};
         let mut h = Harness::new(&[]);
@@ -2139,7 +2199,7 @@ mod tests {
         );
         // What the datapath judges by is exactly the last policy, in both generations once
         // mirrored.
-        let expected: HashMap<PolicyKey, PolicyValue> = d.iter().copied().collect();
+        let expected = sorted(d.clone());
         assert_eq!(
             h.dp.read_generation(written.generation).unwrap().entries,
             expected
