@@ -112,6 +112,9 @@ pub struct PinStatus {
     /// Events the ring buffer had no room for while no observer read it (also reported as
     /// lost events in the flow stream).
     pub lost_while_away: u64,
+    /// Events the ring buffer had lost before that, which the previous observer reported
+    /// itself: every loss since is this observer's to report (`events_lost` minus this).
+    pub lost_reported_before: u64,
     /// Seconds from the previous observer's last heartbeat to this one's start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub away_seconds: Option<f64>,

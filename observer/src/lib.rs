@@ -371,6 +371,7 @@ fn pin_status(r: &PinReport) -> flowscope_model::api::PinStatus {
         links_found: r.links_found,
         pending_swaps: 0,
         lost_while_away: r.lost_while_away,
+        lost_reported_before: r.lost_reported_before,
         away_seconds: r.away.map(|a| a.as_secs_f64()),
     }
 }

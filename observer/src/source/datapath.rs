@@ -92,6 +92,9 @@ pub struct PinReport {
     pub links_found: usize,
     /// Events the ring buffer had no room for while no observer read it.
     pub lost_while_away: u64,
+    /// Events the ring buffer had lost before the previous observer's last handover, which it
+    /// reported itself.
+    pub lost_reported_before: u64,
     /// From the previous observer's last heartbeat to this one's start.
     pub away: Option<std::time::Duration>,
 }
@@ -413,6 +416,7 @@ impl Datapath {
             start,
             links_found,
             lost_while_away,
+            lost_reported_before: lost_reported.iter().sum(),
             away,
         };
         match start {
