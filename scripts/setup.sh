@@ -10,7 +10,7 @@ need_apt=()
 # wrk and hey: the L7 proxy's benchmark (bench/l7.sh); protoc, grpcio's Python plugin and
 # Debian's python3-grpcio: the Hubble gRPC client tests/grpc.rs generates from the vendored protos
 # (libprotobuf-dev has the google/protobuf/*.proto they import).
-for pkg in llvm-22-dev iproute2 iputils-ping iperf3 iptables prometheus bpftool tcpdump python3 python3-venv python3-websockets curl ca-certificates openssl chromium wrk hey protobuf-compiler libprotobuf-dev protobuf-compiler-grpc python3-grpcio python3-protobuf; do
+for pkg in llvm-22-dev iproute2 iputils-ping iperf3 iptables nftables prometheus bpftool tcpdump python3 python3-venv python3-websockets curl ca-certificates openssl chromium wrk hey protobuf-compiler libprotobuf-dev protobuf-compiler-grpc python3-grpcio python3-protobuf; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 # Any Node.js with npm will do (a machine may carry a newer one than Debian's; keep it).
