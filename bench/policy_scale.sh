@@ -3,15 +3,15 @@
 # run.
 #
 # The xyz lab; pod x/a is isolated for egress by one NetworkPolicy of N rules (N-1 to distinct
-# /32s and ports, one allowing y/b on TCP 80 and 5201 and UDP 5201 and 9000). Each round
+# /32s and ports, one allowing y/b on TCP 7000 and 5201 and UDP 5201 and 9000). Each round
 # measures, for N = 10, 1,000, 10,000:
 #   - iperf3 TCP throughput x/a -> y/b;
 #   - small packets: iperf3 UDP with 18-byte payloads (64-byte frames), unlimited rate, as
 #     packets received per second;
 #   - new connections: UDP datagrams from fresh source ports x/a -> y/b:9000 (every one a new
 #     connection, so every one a policy decision), as datagrams delivered per second;
-#   - TCP connections: connect and close (RST, no TIME_WAIT) to y/b:80 from two processes, per
-#     second;
+#   - TCP connections: connect and close (RST, no TIME_WAIT) to y/b:7000, where two processes
+#     accept and close, from two processes, per second;
 # with no programs and no rules; with flowscope's programs and no policy; with flowscope
 # enforcing the policy (tc programs, observer running); with the same policy as iptables rules
 # in x/a's OUTPUT chain and as nftables rules in an output chain (stateful, as real policies are
@@ -63,11 +63,11 @@ for n in sizes:
     for ip, port in cidrs:
         np.append("    - to: [{ipBlock: {cidr: %s/32}}]\n      ports: [{port: %d, protocol: TCP}]" % (ip, port))
     np.append("    - to: [{namespaceSelector: {matchLabels: {ns: y}}, podSelector: {matchLabels: {pod: b}}}]\n"
-              "      ports: [{port: 80, protocol: TCP}, {port: 5201, protocol: TCP}, {port: 5201, protocol: UDP}, "
+              "      ports: [{port: 7000, protocol: TCP}, {port: 5201, protocol: TCP}, {port: 5201, protocol: UDP}, "
               "{port: 9000, protocol: UDP}]")
     open("%s/np-%d.yaml" % (out, n), "w").write("\n".join(np) + "\n")
     allowed = [(ip, "tcp", port) for ip, port in cidrs] + [
-        (b, "tcp", 80), (b, "tcp", 5201), (b, "udp", 5201), (b, "udp", 9000)]
+        (b, "tcp", 7000), (b, "tcp", 5201), (b, "udp", 5201), (b, "udp", 9000)]
     ipt = ["*filter", ":OUTPUT ACCEPT [0:0]",
            "-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", "-A OUTPUT -o lo -j ACCEPT"]
     ipt += ["-A OUTPUT -d %s/32 -p %s --dport %d -j ACCEPT" % a for a in allowed]
@@ -92,7 +92,17 @@ import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 9000))
 while True: s.recv(64)' &
 SINK=$!
-trap 'kill $SINK 2>/dev/null; kill $(cat $DIR/iperf.pid) 2>/dev/null; cleanup' EXIT INT TERM
+# A TCP server on y/b:7000 that accepts and closes, in two processes (SO_REUSEPORT).
+for _ in 1 2; do
+  ip netns exec fsl-y-b /usr/bin/python3 -c '
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+s.bind(("0.0.0.0", 7000)); s.listen(4096)
+while True:
+    c, _ = s.accept(); c.close()' &
+  ACCEPTORS="${ACCEPTORS:-} $!"
+done
+trap 'kill $SINK $ACCEPTORS 2>/dev/null; kill $(cat $DIR/iperf.pid) 2>/dev/null; cleanup' EXIT INT TERM
 sleep 0.5
 
 iperf() {
@@ -108,7 +118,7 @@ r = end.get("sum_received") or end["sum"]
 lost = r.get("lost_packets", end["sum"].get("lost_packets", 0))
 print((r["packets"] - lost) / r["seconds"])'
 }
-# TCP connect and close (with RST: no TIME_WAIT) to y/b:80 from two processes: per second.
+# TCP connect and close (with RST: no TIME_WAIT) to y/b:7000 from two processes: per second.
 tcp_connections() {
   ip netns exec fsl-x-a /usr/bin/python3 - "$B" "$SECS" <<'PY'
 import multiprocessing, socket, struct, sys, time
@@ -121,7 +131,7 @@ def worker(q):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
         s.settimeout(1)
         try:
-            s.connect((dst, 80))
+            s.connect((dst, 7000))
             n += 1
         except OSError:
             pass
