@@ -52,9 +52,10 @@ probe = subprocess.run(["ip", "netns", "exec", "fsl-y-a", "timeout", "1", "bash"
                         "echo > /dev/tcp/198.18.1.2/80"], capture_output=True)
 print("%6d rules: file written -> installed in %.3f s; x/b denied in the datapath: %s"
       % (n, took, "yes" if probe.returncode != 0 else "NO"))
-# Reset to no policy before the next size.
-os.remove(os.path.join(d, "policy.yaml"))
+# Reset to no policy before the next size (the revision read first: the observer, woken by
+# inotify, may install the empty policy before this script reads it again).
 b = revision()
+os.remove(os.path.join(d, "policy.yaml"))
 while revision() == b:
     time.sleep(0.01)
 PY
