@@ -176,11 +176,12 @@ pub struct Datapath {
     pins: Option<Pins>,
     /// Interfaces (name, index) whose attach failed: retried on every sync, but reported once.
     failed: HashMap<String, u32>,
-    /// Prefixes written to the ipcache by the last policy install, with their identities.
-    ipcache_installed: HashMap<IpNet, u32>,
+    /// Prefixes written to the ipcache by the last policy install, with their identities,
+    /// sorted ([`sorted`]).
+    ipcache_installed: Vec<(IpNet, u32)>,
     /// Addresses written to the L7 ingress map by the last policy install, with their
-    /// interfaces.
-    l7_ingress_installed: HashMap<IpAddr, u32>,
+    /// interfaces, sorted.
+    l7_ingress_installed: Vec<(IpAddr, u32)>,
     /// What each policy generation holds in the maps; `None` when unknown (a write failed
     /// half-way): read back from the maps before the next install diffs against it.
     generations: [Option<Generation>; 2],
@@ -518,14 +519,14 @@ impl Datapath {
     /// install removes those it no longer needs) and both policy generations (the next install
     /// writes only what differs).
     fn read_installed(&mut self) -> anyhow::Result<()> {
-        let mut nets = HashMap::new();
+        let mut nets = Vec::new();
         {
             let hosts: AyaHashMap<&MapData, IpKey, IdentityValue> =
                 AyaHashMap::try_from(self.map(MAP_IPCACHE_HOSTS)?)?;
             for (k, v) in hosts.iter().filter_map(Result::ok) {
                 let bits = if k.family == FAMILY_IPV4 { 32 } else { 128 };
                 if let Some(net) = ip_net(&k, bits) {
-                    nets.insert(net, v.identity);
+                    nets.push((net, v.identity));
                 }
             }
             let trie: LpmTrie<&MapData, IpKey, IdentityValue> =
@@ -536,20 +537,21 @@ impl Datapath {
                     .checked_sub(IP_KEY_FIXED_BITS)
                     .and_then(|bits| ip_net(&k.data(), bits as u8));
                 if let Some(net) = net {
-                    nets.insert(net, v.identity);
+                    nets.push((net, v.identity));
                 }
             }
         }
         let l7: AyaHashMap<&MapData, IpKey, u32> = AyaHashMap::try_from(self.map(MAP_L7_INGRESS)?)?;
-        self.l7_ingress_installed = l7
-            .iter()
-            .filter_map(Result::ok)
-            .filter_map(|(k, ifindex)| {
-                let bits = if k.family == FAMILY_IPV4 { 32 } else { 128 };
-                Some((ip_net(&k, bits)?.addr(), ifindex))
-            })
-            .collect();
-        self.ipcache_installed = nets;
+        self.l7_ingress_installed = sorted(
+            l7.iter()
+                .filter_map(Result::ok)
+                .filter_map(|(k, ifindex)| {
+                    let bits = if k.family == FAMILY_IPV4 { 32 } else { 128 };
+                    Some((ip_net(&k, bits)?.addr(), ifindex))
+                })
+                .collect(),
+        );
+        self.ipcache_installed = sorted(nets);
         self.generations = [
             Some(self.read_generation(0)?),
             Some(self.read_generation(1)?),
@@ -781,70 +783,41 @@ impl Datapath {
             ..PolicyWritten::default()
         };
         // Identities first, so that a connection judged by the new generation finds its
-        // remote's. Only new and changed prefixes are written.
-        let stale_ipcache: Vec<(IpNet, u32)> = ipcache
-            .iter()
-            .filter(|(net, id)| self.ipcache_installed.get(net) != Some(id))
-            .copied()
-            .collect();
-        for (net, identity) in &stale_ipcache {
+        // remote's. Only new and changed prefixes are written; unused ones go after the flip.
+        let ipcache = sorted(ipcache.to_vec());
+        let (stale_nets, new_nets) = difference(&self.ipcache_installed, &ipcache);
+        for (net, identity) in &new_nets {
             self.ipcache_insert(*net, *identity)?;
         }
-        written.ipcache = stale_ipcache.len();
         // Before the flip: a connection judged by the new generation finds its endpoint here.
         // An address of the old set only costs a lookup that finds no proxy entry.
+        let l7_ingress = sorted(l7_ingress.to_vec());
+        let (stale_ips, new_ips) = difference(&self.l7_ingress_installed, &l7_ingress);
         {
-            let installed = &self.l7_ingress_installed;
-            let new: Vec<(IpAddr, u32)> = l7_ingress
-                .iter()
-                .filter(|(ip, ifindex)| installed.get(ip) != Some(ifindex))
-                .copied()
-                .collect();
             let mut map: AyaHashMap<&mut MapData, IpKey, u32> =
                 AyaHashMap::try_from(self.map_mut(MAP_L7_INGRESS)?)?;
-            for (ip, ifindex) in new {
+            for (ip, ifindex) in new_ips {
                 map.insert(ip_key(ip), ifindex, 0)?;
             }
         }
         self.set_config_flag(CONFIG_L7_INGRESS, !l7_ingress.is_empty())?;
-        // Unknown after a failed write: read back what the maps hold.
-        let before = match self.generations[next as usize].take() {
-            Some(g) => g,
-            None => self.read_generation(next)?,
-        };
-        self.settle();
-        self.write_generation(next, &before, &target, &mut written)?;
-        self.generations[next as usize] = Some(target);
+        self.rewrite_generation(next, target, &mut written)?;
         self.set_config_flag(CONFIG_GENERATION, next == 1)?;
         self.flipped_at = Some(std::time::Instant::now());
         // Prefixes and addresses no longer in use go after the flip: nothing refers to them.
-        let keep: HashMap<IpNet, u32> = ipcache.iter().copied().collect();
-        let stale: Vec<IpNet> = self
-            .ipcache_installed
-            .keys()
-            .filter(|n| !keep.contains_key(n))
-            .copied()
-            .collect();
-        written.ipcache += stale.len();
-        for net in stale {
-            self.ipcache_remove(net)?;
+        for net in &stale_nets {
+            self.ipcache_remove(*net)?;
         }
-        self.ipcache_installed = keep;
-        let keep: HashMap<IpAddr, u32> = l7_ingress.iter().copied().collect();
+        written.ipcache = new_nets.len() + stale_nets.len();
+        self.ipcache_installed = ipcache;
         {
-            let stale: Vec<IpAddr> = self
-                .l7_ingress_installed
-                .keys()
-                .filter(|ip| !keep.contains_key(ip))
-                .copied()
-                .collect();
             let mut map: AyaHashMap<&mut MapData, IpKey, u32> =
                 AyaHashMap::try_from(self.map_mut(MAP_L7_INGRESS)?)?;
-            for ip in stale {
+            for ip in stale_ips {
                 let _ = map.remove(&ip_key(ip));
             }
         }
-        self.l7_ingress_installed = keep;
+        self.l7_ingress_installed = l7_ingress;
         Ok(written)
     }
 
@@ -861,14 +834,27 @@ impl Datapath {
             Some(g) => g,
             None => self.read_generation(active)?,
         };
-        let before = match self.generations[inactive as usize].take() {
+        self.rewrite_generation(inactive, target, &mut written)?;
+        Ok(written)
+    }
+
+    /// Makes inactive generation `generation` hold `target`, writing only what differs from
+    /// what it holds (read back from the maps when a failed write left that unknown), once no
+    /// program run can still be judging by it.
+    fn rewrite_generation(
+        &mut self,
+        generation: u32,
+        target: Generation,
+        written: &mut PolicyWritten,
+    ) -> anyhow::Result<()> {
+        let before = match self.generations[generation as usize].take() {
             Some(g) => g,
-            None => self.read_generation(inactive)?,
+            None => self.read_generation(generation)?,
         };
         self.settle();
-        self.write_generation(inactive, &before, &target, &mut written)?;
-        self.generations[inactive as usize] = Some(target);
-        Ok(written)
+        self.write_generation(generation, &before, &target, written)?;
+        self.generations[generation as usize] = Some(target);
+        Ok(())
     }
 
     /// Waits, after a recent flip, until no program run can still be judging by the generation
@@ -904,7 +890,7 @@ impl Datapath {
             for k in removals {
                 let key = PolicyKey {
                     endpoint_id: k.endpoint_id | tag,
-                    ..*k
+                    ..k
                 };
                 ignore_missing(map.remove(&key))?;
                 written.entries += 1;
@@ -912,9 +898,9 @@ impl Datapath {
             for (k, v) in writes {
                 let key = PolicyKey {
                     endpoint_id: k.endpoint_id | tag,
-                    ..*k
+                    ..k
                 };
-                map.insert(key, *v, 0)?;
+                map.insert(key, v, 0)?;
                 written.entries += 1;
             }
         }
@@ -932,11 +918,11 @@ impl Datapath {
             };
             let (removals, writes) = difference(&before.ranges, &target.ranges);
             for k in removals {
-                ignore_missing(trie.remove(&key(k)))?;
+                ignore_missing(trie.remove(&key(&k)))?;
                 written.entries += 1;
             }
             for (k, v) in writes {
-                trie.insert(&key(k), *v, 0)?;
+                trie.insert(&key(&k), v, 0)?;
                 written.entries += 1;
             }
         }
@@ -950,7 +936,7 @@ impl Datapath {
         for (ifindex, info) in writes {
             let info = EndpointInfo {
                 endpoint_id: info.endpoint_id | tag,
-                ..*info
+                ..info
             };
             eps.insert(ifindex | tag, info, 0)?;
             written.endpoints += 1;
@@ -1380,10 +1366,10 @@ fn sorted<K: Ord, V>(mut table: Vec<(K, V)>) -> Vec<(K, V)> {
 
 /// What turns sorted table `before` into sorted table `after`: the keys to remove, and the
 /// entries to write (new, or with another value).
-fn difference<'a, K: Ord, V: PartialEq>(
-    before: &'a [(K, V)],
-    after: &'a [(K, V)],
-) -> (Vec<&'a K>, Vec<&'a (K, V)>) {
+fn difference<K: Ord + Copy, V: PartialEq + Copy>(
+    before: &[(K, V)],
+    after: &[(K, V)],
+) -> (Vec<K>, Vec<(K, V)>) {
     use std::cmp::Ordering;
     let (mut removals, mut writes) = (Vec::new(), Vec::new());
     let (mut i, mut j) = (0, 0);
@@ -1395,16 +1381,16 @@ fn difference<'a, K: Ord, V: PartialEq>(
         };
         match order {
             Ordering::Less => {
-                removals.push(&before[i].0);
+                removals.push(before[i].0);
                 i += 1;
             }
             Ordering::Greater => {
-                writes.push(&after[j]);
+                writes.push(after[j]);
                 j += 1;
             }
             Ordering::Equal => {
                 if before[i].1 != after[j].1 {
-                    writes.push(&after[j]);
+                    writes.push(after[j]);
                 }
                 i += 1;
                 j += 1;
@@ -2122,8 +2108,8 @@ mod tests {
         assert_eq!(t, vec![(1, 'b'), (2, 'd'), (3, 'c')]);
         let after = sorted(vec![(2, 'd'), (3, 'x'), (4, 'e')]);
         let (removals, writes) = difference(&t, &after);
-        assert_eq!(removals, vec![&1]);
-        assert_eq!(writes, vec![&(3, 'x'), &(4, 'e')]);
+        assert_eq!(removals, vec![1]);
+        assert_eq!(writes, vec![(3, 'x'), (4, 'e')]);
         let (removals, writes) = difference(&after, &after);
         assert!(removals.is_empty() && writes.is_empty());
     }
