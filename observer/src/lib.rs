@@ -675,11 +675,10 @@ async fn watch_policies(
     // After an install: the next quiet tick brings the other generation up to date.
     let mut mirror_due = false;
     let mut revision = 0u64;
-    // The API's policy objects as last parsed, by source: an object is parsed again only
-    // when its text changed (a cluster's policies change one at a time).
-    let mut parsed_api: HashMap<String, (String, flowscope_policy::ParsedFile)> = HashMap::new();
-    // The same for the files of the policy directory.
-    let mut dir_cache = flowscope_policy::DirCache::default();
+    // The files of the policy directory and the API's policy objects as last parsed: only
+    // what changed is parsed again (a cluster's policies change one at a time).
+    let mut dir_cache = flowscope_policy::ParseCache::default();
+    let mut api_cache = flowscope_policy::ParseCache::default();
     // Problems already logged: a reload logs only what is new.
     let mut logged: std::collections::HashSet<String> = Default::default();
     // Policies select pods: with an endpoints source, the first install waits for its first
@@ -739,21 +738,10 @@ async fn watch_policies(
         };
         // The API's objects go through the same parser as files, named by kind and name.
         if let Some(cluster) = &cluster_state {
-            let mut parsed = HashMap::with_capacity(cluster.policies.len());
             for object in &cluster.policies {
-                let source = object.source();
-                let file = match parsed_api.remove(&source) {
-                    Some((json, file)) if json == object.json => file,
-                    _ => flowscope_policy::parse_file_in(
-                        &object.json,
-                        &source,
-                        flowscope_policy::DEFAULT_NAMESPACE,
-                    ),
-                };
-                set.add(file.clone());
-                parsed.insert(source, (object.json.clone(), file));
+                set.add(api_cache.parse(&object.source(), object.json.clone()));
             }
-            parsed_api = parsed;
+            api_cache.end_round();
         }
         let mut problems: std::collections::HashSet<String> =
             set.errors.iter().map(|e| e.to_string()).collect();

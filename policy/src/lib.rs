@@ -37,8 +37,8 @@ pub use l7::{
     check_grants,
 };
 pub use load::{
-    DirCache, MANIFEST_EXTENSIONS, ParsedFile, Policy, PolicyBody, PolicyId, PolicyKind, PolicySet,
-    load_dir, load_dir_cached, parse_file, parse_file_in,
+    MANIFEST_EXTENSIONS, ParseCache, ParsedFile, Policy, PolicyBody, PolicyId, PolicyKind,
+    PolicySet, load_dir, load_dir_cached, parse_file, parse_file_in,
 };
 pub use meta::DEFAULT_NAMESPACE;
 pub use ports::{PortRef, Protocol};

@@ -213,23 +213,42 @@ impl PolicySet {
 /// hidden ones (`.git`) excepted, in path order. Problems, including files that cannot be read,
 /// are in [`PolicySet::errors`], named by their path relative to `dir`.
 pub fn load_dir(dir: &Path) -> PolicySet {
-    load_dir_cached(dir, &mut DirCache::default())
+    load_dir_cached(dir, &mut ParseCache::default())
 }
 
-/// The files of a directory as last parsed, by name, with their text.
+/// Manifests as last parsed, by source name, with their text: a source is parsed again only
+/// when its text changed (a change of one file among many, or of one API object, parses that
+/// one). Each reading is a round; what a round did not parse is forgotten at its end.
 #[derive(Debug, Default)]
-pub struct DirCache {
-    files: std::collections::HashMap<String, (String, ParsedFile)>,
+pub struct ParseCache {
+    last: std::collections::HashMap<String, (String, ParsedFile)>,
+    this: std::collections::HashMap<String, (String, ParsedFile)>,
 }
 
-/// As [`load_dir`], parsing again only the files whose text differs from `cache`'s (a change of
-/// one file among many parses that file); `cache` then holds this reading.
-pub fn load_dir_cached(dir: &Path, cache: &mut DirCache) -> PolicySet {
+impl ParseCache {
+    /// `text` from `source` parsed (as [`parse_file_in`] with the default namespace), or as
+    /// parsed in the last round when the text is the same.
+    pub fn parse(&mut self, source: &str, text: String) -> ParsedFile {
+        let parsed = match self.last.remove(source) {
+            Some((before, parsed)) if before == text => parsed,
+            _ => parse_file_in(&text, source, DEFAULT_NAMESPACE),
+        };
+        self.this.insert(source.to_owned(), (text, parsed.clone()));
+        parsed
+    }
+
+    /// Ends a round: the next one compares against what this one parsed.
+    pub fn end_round(&mut self) {
+        self.last = std::mem::take(&mut self.this);
+    }
+}
+
+/// As [`load_dir`], through `cache`: only the files whose text changed are parsed again.
+pub fn load_dir_cached(dir: &Path, cache: &mut ParseCache) -> PolicySet {
     let mut set = PolicySet::new();
     let mut files = Vec::new();
     collect_manifests(dir, dir, &mut files, &mut set.errors);
     files.sort();
-    let mut read = std::collections::HashMap::with_capacity(files.len());
     for path in files {
         let name = path
             .strip_prefix(dir)
@@ -238,14 +257,7 @@ pub fn load_dir_cached(dir: &Path, cache: &mut DirCache) -> PolicySet {
             .to_string();
         match std::fs::read(&path) {
             Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => {
-                    let parsed = match cache.files.remove(&name) {
-                        Some((before, parsed)) if before == text => parsed,
-                        _ => parse_file_in(&text, &name, DEFAULT_NAMESPACE),
-                    };
-                    set.add(parsed.clone());
-                    read.insert(name, (text, parsed));
-                }
+                Ok(text) => set.add(cache.parse(&name, text)),
                 Err(_) => set.errors.push(file_error(&name, "is not UTF-8 text")),
             },
             Err(error) => set
@@ -253,7 +265,7 @@ pub fn load_dir_cached(dir: &Path, cache: &mut DirCache) -> PolicySet {
                 .push(file_error(&name, format!("cannot be read: {error}"))),
         }
     }
-    cache.files = read;
+    cache.end_round();
     set
 }
 
@@ -565,7 +577,7 @@ mod tests {
         write("a.yaml", &np("a", 80));
         write("b.yaml", &np("b", 80));
         write("c.yaml", "kind: [");
-        let mut cache = DirCache::default();
+        let mut cache = ParseCache::default();
         let first = load_dir_cached(&dir, &mut cache);
         assert_eq!(names(&first), names(&load_dir(&dir)));
         assert_eq!(first.errors, load_dir(&dir).errors);
