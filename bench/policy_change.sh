@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Time from changing one rule among RULES (default 10,000, in FILES files of one NetworkPolicy
 # each, default 100) to the datapath enforcing the change, measured by the datapath itself: in
-# the xyz lab every policy isolates namespace x's egress, and one rule of the first file moves
-# x/a's access to y/a between TCP ports 80 and 81. Each round rewrites that file (atomic rename)
+# the xyz lab every policy isolates namespace x's egress, and one rule of the first file (a pod
+# selector: an ipBlock does not select pods) moves x/a's access to y/a between TCP ports 80
+# and 81. Each round rewrites that file (atomic rename)
 # and probes, from x/a, a new connection to the newly allowed port every few milliseconds
 # (5 ms connect timeout, fresh source port: each a policy decision) until one connects; then
 # checks that the old port is denied. Per round the observer's log gives what the install
@@ -10,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-./target/release/flowscope}
+. bench/lab.sh
 RULES=${1:-10000}
 FILES=${2:-100}
 ROUNDS=${3:-15}
@@ -24,17 +26,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 "$BIN" lab down >/dev/null 2>&1 || true
 "$BIN" lab up tests/labs/xyz.yaml >/dev/null
-RUST_LOG=info "$BIN" observer --no-pin --interface 'fsl*' --endpoint-interface 'fsl*' \
-  --endpoints /run/flowscope/lab/endpoints.json --policy-dir "$DIR" \
-  --listen 127.0.0.1:$PORT 2>"$LOG" &
-OBS=$!
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
-YA=$(python3 -c '
-import json
-for e in json.load(open("/run/flowscope/lab/endpoints.json"))["endpoints"]:
-    if (e.get("namespace"), e.get("pod_name") or e.get("name")) == ("y", "a"):
-        print(e["ips"][0]); break')
-[ -n "$YA" ] || { echo "y/a's address not found in the lab's endpoints" >&2; exit 1; }
+export RUST_LOG=info
+lab_observer $PORT --policy-dir "$DIR" 2>"$LOG"
+YA=$(pod_ip y a)
 ip netns exec fsl-x-a python3 - "$DIR" "$RULES" "$FILES" "$ROUNDS" "$YA" <<'PY'
 import os, socket, statistics, sys, time
 d, rules, files, rounds, ya = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
@@ -45,7 +39,8 @@ def write(i, moving_port):
     for j in range(per):
         g = i * per + j
         if g == 0:
-            out.append("    - to: [{ipBlock: {cidr: %s/32}}]\n      ports: [{port: %d, protocol: TCP}]\n" % (ya, moving_port))
+            out.append("    - to: [{namespaceSelector: {matchLabels: {ns: 'y'}}, podSelector: {matchLabels: {pod: a}}}]\n"
+                       "      ports: [{port: %d, protocol: TCP}]\n" % moving_port)
         else:
             out.append("    - to: [{ipBlock: {cidr: 198.19.%d.%d/32}}]\n      ports: [{port: %d, protocol: TCP}]\n"
                        % (g // 250, g % 250 + 1, 1000 + g % 50000))

@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-./target/release/flowscope}
+. bench/lab.sh
 DIR=$(mktemp -d /tmp/fs-policy-bench.XXXXXX)
 PORT=42995
 cleanup() {
@@ -17,11 +18,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 "$BIN" lab down >/dev/null 2>&1 || true
 "$BIN" lab up tests/labs/xyz.yaml >/dev/null
-"$BIN" observer --no-pin --interface 'fsl*' --endpoint-interface 'fsl*' \
-  --endpoints /run/flowscope/lab/endpoints.json --policy-dir "$DIR" \
-  --listen 127.0.0.1:$PORT 2>/dev/null &
-OBS=$!
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+lab_observer $PORT --policy-dir "$DIR" 2>/dev/null
 sleep 1
 SIZES=("$@")
 [ ${#SIZES[@]} -eq 0 ] && SIZES=(10 1000 10000)

@@ -24,6 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-./target/release/flowscope}
+. bench/lab.sh
 SECS=${1:-4}
 ROUNDS=${2:-3}
 CONNS=${3:-10000}
@@ -45,10 +46,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 "$BIN" lab down >/dev/null 2>&1 || true
 "$BIN" lab up tests/labs/xyz.yaml >/dev/null
-B=$(python3 -c '
-import json
-for e in json.load(open("/run/flowscope/lab/endpoints.json"))["endpoints"]:
-    if (e["namespace"], e["pod_name"]) == ("y", "b"): print(e["ips"][0])')
+B=$(pod_ip y b)
 mkdir -p "$DIR/policies" "$DIR/sets"
 
 # The policy of each size, as a NetworkPolicy and as an iptables-restore file.
@@ -62,7 +60,7 @@ for n in sizes:
           "  podSelector: {matchLabels: {pod: a}}", "  policyTypes: [Egress]", "  egress:"]
     for ip, port in cidrs:
         np.append("    - to: [{ipBlock: {cidr: %s/32}}]\n      ports: [{port: %d, protocol: TCP}]" % (ip, port))
-    np.append("    - to: [{namespaceSelector: {matchLabels: {ns: y}}, podSelector: {matchLabels: {pod: b}}}]\n"
+    np.append("    - to: [{namespaceSelector: {matchLabels: {ns: 'y'}}, podSelector: {matchLabels: {pod: b}}}]\n"
               "      ports: [{port: 7000, protocol: TCP}, {port: 5201, protocol: TCP}, {port: 5201, protocol: UDP}, "
               "{port: 9000, protocol: UDP}]")
     open("%s/np-%d.yaml" % (out, n), "w").write("\n".join(np) + "\n")
@@ -178,6 +176,12 @@ apply_policy() {
   local before; before=$(revision)
   cp "$DIR/sets/np-$1.yaml" "$DIR/policies/.p.tmp"; mv "$DIR/policies/.p.tmp" "$DIR/policies/policy.yaml"
   while [ "$(revision)" = "$before" ]; do sleep 0.05; done
+  # A policy the observer refused would leave the runs unenforced.
+  curl -s "http://127.0.0.1:$PORT/api/v1/status" | python3 -c '
+import json, sys
+p = json.load(sys.stdin)["policy"]
+if p["errors"] or p["policies"] != 1:
+    sys.exit("the policy was not installed: %s" % p["errors"])'
   sleep 0.3
 }
 bpf_counts() {
@@ -211,11 +215,7 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "round $r/$ROUNDS" >&2
   measure none 0
   rm -f "$DIR/policies/policy.yaml"
-  "$BIN" observer --no-pin --interface 'fsl*' --endpoint-interface 'fsl*' \
-    --endpoints /run/flowscope/lab/endpoints.json --policy-dir "$DIR/policies" \
-    --listen 127.0.0.1:$PORT 2>"$DIR/observer.log" &
-  OBS=$!
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+  lab_observer $PORT --policy-dir "$DIR/policies" 2>"$DIR/observer.log"
   # The programs on every interface, no policy: what observing alone costs.
   sleep 1
   measure flowscope 0
